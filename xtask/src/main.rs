@@ -1,0 +1,27 @@
+//! `cargo xtask`: the project's automation, in Rust so it runs wherever cargo does.
+//!
+//! Each subcommand lives in a module of its own; `main` only parses and dispatches.
+
+mod control_plane;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "bosun's build, test and demo automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build (or reuse) kube-apiserver and etcd from Go modules into the cache.
+    ControlPlane(control_plane::Args),
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::ControlPlane(args) => control_plane::run(args),
+    }
+}
