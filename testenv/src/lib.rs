@@ -1,0 +1,46 @@
+//! `bosun-testenv`: a real Kubernetes control plane for bosun's tests and demo.
+//!
+//! Like controller-runtime's envtest, it runs `etcd` and `kube-apiserver` (no
+//! kubelet, no controller-manager, no scheduler) on free loopback ports in a
+//! temporary directory, with serving certificates, a client CA, a
+//! service-account key and an admin identity (`O=system:masters`) generated with
+//! rcgen. [`TestEnv::start`] waits until `/readyz` is ok and hands out a
+//! [`kube::Client`]; dropping the [`TestEnv`] kills both processes.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), bosun_testenv::Error> {
+//! let env = bosun_testenv::TestEnv::start().await?;
+//! env.install_crds(["examples/cnat/crd.yaml"]).await?;
+//! let client = env.client();
+//! # let _ = client; Ok(()) }
+//! ```
+//!
+//! The binaries are found by [`assets::locate`]: `KUBEBUILDER_ASSETS` first,
+//! else the cache filled by `cargo xtask control-plane`. Setting
+//! `USE_EXISTING_CLUSTER=true` makes [`TestEnv::start`] use the cluster of the
+//! current kubeconfig instead of starting one.
+//!
+//! Without the default `harness` feature only [`assets`] is compiled (std and
+//! sha2), which is what `xtask` depends on.
+
+#![warn(missing_docs)]
+
+pub mod assets;
+
+#[cfg(feature = "harness")]
+mod certs;
+#[cfg(feature = "harness")]
+mod crds;
+#[cfg(feature = "harness")]
+mod env;
+#[cfg(feature = "harness")]
+mod error;
+#[cfg(feature = "harness")]
+mod process;
+
+#[cfg(feature = "harness")]
+pub use crds::CrdSource;
+#[cfg(feature = "harness")]
+pub use env::{TestEnv, TestEnvBuilder, USE_EXISTING_CLUSTER};
+#[cfg(feature = "harness")]
+pub use error::{Error, NotReady, ProcessFailure};
