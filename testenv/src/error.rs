@@ -48,6 +48,10 @@ pub enum Error {
     #[error("kubernetes client: {0}")]
     Kube(#[from] kube::Error),
 
+    /// Starting the process-wide environment of [`crate::TestEnv::shared`] failed.
+    #[error("the shared test environment failed to start: {0}")]
+    Shared(std::sync::Arc<Error>),
+
     /// A CRD manifest could not be read or parsed.
     #[error("CRD manifest {source_name}: {message}")]
     CrdManifest {
