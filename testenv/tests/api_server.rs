@@ -311,18 +311,13 @@ async fn watch_from_a_stale_resource_version_is_gone() {
         match api.watch(&WatchParams::default().timeout(10), "1").await {
             Err(kube::Error::Api(status)) => status.code,
             Err(other) => panic!("unexpected error: {other}"),
-            Ok(stream) => {
-                let mut stream = stream.boxed();
-                loop {
-                    match stream.next().await {
-                        Some(Ok(WatchEvent::Error(status))) => break status.code,
-                        Some(Err(kube::Error::Api(status))) => break status.code,
-                        Some(Ok(event)) => panic!("expected 410, got {event:?}"),
-                        Some(Err(other)) => panic!("unexpected error: {other}"),
-                        None => panic!("watch ended without 410"),
-                    }
-                }
-            }
+            Ok(stream) => match stream.boxed().next().await {
+                Some(Ok(WatchEvent::Error(status))) => status.code,
+                Some(Err(kube::Error::Api(status))) => status.code,
+                Some(Ok(event)) => panic!("expected 410, got {event:?}"),
+                Some(Err(other)) => panic!("unexpected error: {other}"),
+                None => panic!("watch ended without 410"),
+            },
         }
     })
     .await;
