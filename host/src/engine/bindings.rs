@@ -1,0 +1,10 @@
+//! Host-side bindings generated from `wit/reconciler.wit`.
+
+wasmtime::component::bindgen!({
+    world: "reconciler",
+    path: "../wit",
+    additional_derives: [PartialEq],
+});
+
+pub use bosun::reconciler::host::LogLevel;
+pub use bosun::reconciler::types::{ApiKind, Event, EventType, Failure, Scope, Trigger};

@@ -1,0 +1,246 @@
+//! The sandboxed WebAssembly engine: compiles reconciler components once,
+//! caches them on disk, and runs every call in a fresh pooled instance
+//! under a deadline and a memory cap.
+//!
+//! The engine is synchronous. Compiling and calling block the thread, so an
+//! async caller runs them with `tokio::task::spawn_blocking`; the engine
+//! itself never touches the async runtime.
+
+pub mod bindings;
+mod cache;
+mod error;
+mod module;
+mod sandbox;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+
+pub use cache::CompileCache;
+pub use error::{CallError, LoadError};
+pub use module::{CallContext, Limits, Module, Outcome};
+
+use sandbox::Sandbox;
+
+/// How often the epoch advances: the granularity of call deadlines.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Settings for an [`Engine`].
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// How many guest instances may be alive at once, across all modules.
+    /// Bounds the pooling allocator; a call beyond it fails to instantiate.
+    pub max_instances: u32,
+    /// The most linear memory any one instance may have. Per-module caps
+    /// ([`Limits::memory_bytes`]) must be at most this.
+    pub max_memory_bytes: usize,
+    /// Where compiled components are cached; None disables the cache.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            max_instances: 64,
+            max_memory_bytes: 256 << 20,
+            cache_dir: None,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// The default cache directory: `$XDG_CACHE_HOME/bosun/modules`, else
+    /// `~/.cache/bosun/modules`.
+    pub fn default_cache_dir() -> Option<PathBuf> {
+        std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+            .map(|base| base.join("bosun").join("modules"))
+    }
+}
+
+/// Compiles and runs reconciler components. One per host process.
+pub struct Engine {
+    wasmtime: wasmtime::Engine,
+    linker: Arc<Linker<Sandbox>>,
+    cache: Option<CompileCache>,
+    max_memory_bytes: usize,
+    _ticker: EpochTicker,
+}
+
+/// Where a load came from and how long it took; for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompileSource {
+    /// Compiled with Cranelift now.
+    Compiled,
+    /// Loaded from the on-disk compile cache.
+    Cache,
+}
+
+impl Engine {
+    /// An engine with the pooling allocator, epoch interruption and the
+    /// bosun linker (WASI with no filesystem, network or environment, plus
+    /// the `bosun:reconciler/host` functions).
+    pub fn new(config: EngineConfig) -> anyhow::Result<Self> {
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(config.max_instances)
+            .total_core_instances(config.max_instances * 8)
+            .max_core_instances_per_component(16)
+            .total_memories(config.max_instances * 2)
+            .max_memories_per_component(2)
+            .total_tables(config.max_instances * 8)
+            .max_tables_per_component(8)
+            .max_memory_size(config.max_memory_bytes)
+            .total_stacks(config.max_instances)
+            // Keep a little memory resident between uses: resetting it with
+            // memset is cheaper than faulting it back in.
+            .linear_memory_keep_resident(128 << 10)
+            .table_keep_resident(16 << 10);
+
+        let mut wasm = Config::new();
+        wasm.wasm_component_model(true)
+            .epoch_interruption(true)
+            .cranelift_opt_level(OptLevel::Speed)
+            .parallel_compilation(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let wasmtime = wasmtime::Engine::new(&wasm)?;
+
+        let mut linker = Linker::new(&wasmtime);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        bindings::Reconciler::add_to_linker::<Sandbox, wasmtime::component::HasSelf<Sandbox>>(
+            &mut linker,
+            |sandbox| sandbox,
+        )?;
+
+        let cache = config
+            .cache_dir
+            .map(|dir| CompileCache::new(dir, &wasmtime));
+        let ticker = EpochTicker::start(wasmtime.clone());
+        Ok(Engine {
+            wasmtime,
+            linker: Arc::new(linker),
+            cache,
+            max_memory_bytes: config.max_memory_bytes,
+            _ticker: ticker,
+        })
+    }
+
+    /// The compile cache, if enabled.
+    pub fn cache(&self) -> Option<&CompileCache> {
+        self.cache.as_ref()
+    }
+
+    /// Loads a module from a file. See [`Engine::load`].
+    pub fn load_file(&self, path: impl AsRef<std::path::Path>) -> Result<Module, LoadError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        self.load(&path.display().to_string(), &bytes)
+    }
+
+    /// Compiles a component (or takes it from the cache), checks it against
+    /// the `bosun:reconciler/reconciler` world, and reads its metadata.
+    /// Blocks while compiling: call it off the async runtime.
+    ///
+    /// `source_name` says where the bytes came from, for error messages.
+    pub fn load(&self, source_name: &str, bytes: &[u8]) -> Result<Module, LoadError> {
+        let started = Instant::now();
+        check_component_header(source_name, bytes)?;
+        let digest = hex::encode(Sha256::digest(bytes));
+        let (component, compiled) = match self.cache.as_ref().and_then(|c| c.get(&self.wasmtime, &digest)) {
+            Some(component) => (component, CompileSource::Cache),
+            None => {
+                let component = Component::new(&self.wasmtime, bytes).map_err(|reason| LoadError::Compile {
+                    source_name: source_name.to_owned(),
+                    reason,
+                })?;
+                if let Some(cache) = &self.cache {
+                    cache.put(&digest, &component);
+                }
+                (component, CompileSource::Compiled)
+            }
+        };
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .and_then(bindings::ReconcilerPre::new)
+            .map_err(|reason| LoadError::WrongWorld {
+                source_name: source_name.to_owned(),
+                reason,
+            })?;
+        let module = Module::new(pre, digest, source_name, compiled, started, self.max_memory_bytes)?;
+        tracing::info!(
+            module = %module.meta().name,
+            version = %module.meta().version,
+            digest = %module.digest(),
+            source = source_name,
+            from_cache = compiled == CompileSource::Cache,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "loaded module"
+        );
+        Ok(module)
+    }
+}
+
+/// Rejects what is not a component before Cranelift sees it, with a
+/// message that says what it is instead.
+fn check_component_header(source_name: &str, bytes: &[u8]) -> Result<(), LoadError> {
+    let fail = |reason: &str| LoadError::NotAComponent {
+        source_name: source_name.to_owned(),
+        reason: reason.to_owned(),
+    };
+    match bytes {
+        [0, b'a', b's', b'm', _, _, 0x01, 0x00, ..] => Ok(()),
+        [0, b'a', b's', b'm', 0x01, 0x00, 0x00, 0x00, ..] => Err(fail("it is a core WebAssembly module")),
+        [0, b'a', b's', b'm', ..] => Err(fail("unknown WebAssembly binary layer")),
+        _ if bytes.is_empty() => Err(fail("it is empty")),
+        _ if std::str::from_utf8(bytes).is_ok_and(|s| s.trim_start().starts_with("(component")) => Ok(()),
+        _ => Err(fail("it does not start with the WebAssembly magic bytes")),
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] on a thread of its own.
+/// A late tick is simply late: deadlines are a floor, never early.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: wasmtime::Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::Builder::new()
+            .name("bosun-epoch".into())
+            .spawn({
+                let stop = stop.clone();
+                move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                }
+            })
+            .expect("spawning the epoch thread");
+        EpochTicker {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

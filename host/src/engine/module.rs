@@ -1,0 +1,268 @@
+//! A loaded module and the calls into it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use wasmtime::Store;
+
+use super::bindings::{self, FinalizeResponse, ReconcileError, ReconcilerPre, Request, Response};
+use super::sandbox::Sandbox;
+use super::{CallError, CompileSource, EPOCH_TICK, LoadError};
+use crate::meta::{ModuleMeta, Scope};
+use crate::objects::{GuestReads, ObjectSource, StaticObjects};
+
+/// What a guest answered: its response, or the error it chose to return.
+/// (A guest that fails to answer at all is a [`CallError`].)
+pub type Outcome<T> = Result<T, ReconcileError>;
+
+/// Bounds on one call into a guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock time the call may run; enforced in steps of
+    /// [`EPOCH_TICK`](super::EPOCH_TICK).
+    pub timeout: Duration,
+    /// Linear memory the instance may grow to.
+    pub memory_bytes: usize,
+    /// Total bytes of children, status and events the guest may return.
+    pub output_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout: Duration::from_secs(2),
+            memory_bytes: 64 << 20,
+            output_bytes: 8 << 20,
+        }
+    }
+}
+
+/// What one call may see besides its request.
+#[derive(Clone)]
+pub struct CallContext {
+    /// Where `get-object` and `list-objects` are answered from.
+    pub objects: Arc<dyn ObjectSource>,
+    /// Fixes the guest's wall clock; None for the real time.
+    pub clock: Option<Timestamp>,
+    /// Bounds on the call.
+    pub limits: Limits,
+}
+
+impl Default for CallContext {
+    fn default() -> Self {
+        CallContext {
+            objects: Arc::new(StaticObjects::default()),
+            clock: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// A compiled, checked reconciler module, ready to run. Cheap to clone;
+/// every call gets a fresh instance, so calls may run concurrently.
+#[derive(Clone)]
+pub struct Module {
+    runner: Runner,
+    meta: Arc<ModuleMeta>,
+    digest: String,
+    compiled: CompileSource,
+    load_time: Duration,
+}
+
+/// Runs calls in fresh instances; knows the module only by name.
+#[derive(Clone)]
+struct Runner {
+    pre: ReconcilerPre<Sandbox>,
+    name: Arc<str>,
+    max_memory_bytes: usize,
+}
+
+impl Module {
+    pub(super) fn new(
+        pre: ReconcilerPre<Sandbox>,
+        digest: String,
+        source_name: &str,
+        compiled: CompileSource,
+        started: Instant,
+        max_memory_bytes: usize,
+    ) -> Result<Self, LoadError> {
+        let mut runner = Runner {
+            pre,
+            name: Arc::from(source_name),
+            max_memory_bytes,
+        };
+        let info = runner
+            .call(&CallContext::default(), None, String::new(), "metadata", |guest, store| {
+                guest.call_metadata(store)
+            })
+            .map_err(|source| LoadError::Metadata {
+                source_name: source_name.to_owned(),
+                source: Box::new(source),
+            })?;
+        let meta = ModuleMeta::from_wit(info).map_err(|reason| LoadError::InvalidMetadata {
+            source_name: source_name.to_owned(),
+            reason,
+        })?;
+        runner.name = Arc::from(meta.name.as_str());
+        Ok(Module {
+            runner,
+            meta: Arc::new(meta),
+            digest,
+            compiled,
+            load_time: started.elapsed(),
+        })
+    }
+
+    /// What the module declared.
+    pub fn meta(&self) -> &ModuleMeta {
+        &self.meta
+    }
+
+    /// The sha256 of the component's bytes, hex-encoded.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// Whether the load compiled the component or took it from the cache.
+    pub fn compile_source(&self) -> CompileSource {
+        self.compiled
+    }
+
+    /// How long loading took, compile (or cache read) and metadata call included.
+    pub fn load_time(&self) -> Duration {
+        self.load_time
+    }
+
+    /// Runs `reconcile` in a fresh instance.
+    pub fn reconcile(&self, request: &Request, ctx: &CallContext) -> Result<Outcome<Response>, CallError> {
+        let (reads, object) = self.reads(ctx, &request.object);
+        let outcome = self.runner.call(ctx, Some(reads), object, "reconcile", |guest, store| {
+            guest.call_reconcile(store, request)
+        })?;
+        if let Ok(response) = &outcome {
+            let size = response.children.iter().map(String::len).sum::<usize>()
+                + response.status.as_ref().map_or(0, String::len)
+                + response.events.iter().map(|e| e.reason.len() + e.note.len() + e.action.len()).sum::<usize>();
+            if size > ctx.limits.output_bytes {
+                return Err(CallError::OutputTooLarge {
+                    module: self.meta.name.clone(),
+                    size,
+                    limit: ctx.limits.output_bytes,
+                });
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Runs `finalize` in a fresh instance.
+    pub fn finalize(&self, request: &Request, ctx: &CallContext) -> Result<Outcome<FinalizeResponse>, CallError> {
+        let (reads, object) = self.reads(ctx, &request.object);
+        self.runner.call(ctx, Some(reads), object, "finalize", |guest, store| {
+            guest.call_finalize(store, request)
+        })
+    }
+
+    /// The reads a call about `object` may make, and the object's
+    /// `namespace/name` for logs.
+    fn reads(&self, ctx: &CallContext, object: &str) -> (GuestReads, String) {
+        let (namespace, label) = primary_namespace(&self.meta, object);
+        let reads = GuestReads {
+            meta: self.meta.clone(),
+            namespace,
+            source: ctx.objects.clone(),
+        };
+        (reads, label)
+    }
+}
+
+impl Runner {
+    fn call<R>(
+        &self,
+        ctx: &CallContext,
+        reads: Option<GuestReads>,
+        object: String,
+        what: &str,
+        f: impl FnOnce(&bindings::Reconciler, &mut Store<Sandbox>) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        let limits = Limits {
+            memory_bytes: ctx.limits.memory_bytes.min(self.max_memory_bytes),
+            ..ctx.limits
+        };
+        let _span = tracing::debug_span!("guest_call", module = %self.name, object = %object, call = what).entered();
+        let sandbox = Sandbox::new(self.name.clone(), Arc::from(object), limits.memory_bytes, ctx.clock, reads);
+        let mut store = Store::new(self.pre.engine(), sandbox);
+        store.limiter(|sandbox| &mut sandbox.limiter);
+        store.set_epoch_deadline(deadline_ticks(limits.timeout));
+        store.epoch_deadline_trap();
+
+        let guest = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|error| self.classify(error, &store, &limits, true))?;
+        let result = f(&guest, &mut store).map_err(|error| self.classify(error, &store, &limits, false));
+        let printed = store.data().printed();
+        if result.is_ok() && !printed.is_empty() {
+            tracing::debug!(module = %self.name, output = %printed, "guest printed");
+        }
+        result
+    }
+
+    fn classify(&self, error: wasmtime::Error, store: &Store<Sandbox>, limits: &Limits, instantiating: bool) -> CallError {
+        let module = self.name.to_string();
+        if store.data().limiter.denied {
+            return CallError::MemoryLimit {
+                module,
+                limit_mib: limits.memory_bytes >> 20,
+            };
+        }
+        if error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
+            return CallError::Timeout {
+                module,
+                limit: limits.timeout,
+            };
+        }
+        let printed = store.data().printed();
+        if let Some(at) = printed.find("panicked at") {
+            return CallError::Panic {
+                module,
+                message: printed[at..].to_owned(),
+            };
+        }
+        if instantiating {
+            return CallError::Instantiate { module, reason: error };
+        }
+        let reason = if printed.is_empty() { error } else { error.context(printed) };
+        CallError::Trap { module, reason }
+    }
+}
+
+fn deadline_ticks(timeout: Duration) -> u64 {
+    // One extra tick: the current epoch may be about to advance.
+    (timeout.as_nanos() / EPOCH_TICK.as_nanos()) as u64 + 1
+}
+
+/// The primary object's namespace (when the primary kind is namespaced) and
+/// its `namespace/name` for logs.
+fn primary_namespace(meta: &ModuleMeta, object: &str) -> (Option<String>, String) {
+    #[derive(serde::Deserialize, Default)]
+    struct Meta {
+        name: Option<String>,
+        namespace: Option<String>,
+    }
+    #[derive(serde::Deserialize, Default)]
+    struct Head {
+        #[serde(default)]
+        metadata: Meta,
+    }
+    let head: Head = serde_json::from_str(object).unwrap_or_default();
+    let name = head.metadata.name.unwrap_or_default();
+    match (meta.primary.scope, head.metadata.namespace) {
+        (Scope::Namespaced, namespace) => {
+            let namespace = namespace.unwrap_or_default();
+            let label = format!("{namespace}/{name}");
+            (Some(namespace), label)
+        }
+        (Scope::Cluster, _) => (None, name),
+    }
+}

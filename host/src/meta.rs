@@ -1,0 +1,252 @@
+//! What a module declares about itself, checked once at load time and then
+//! enforced on every call.
+
+use serde::Serialize;
+
+use crate::engine::bindings as wit;
+
+/// Whether objects of a kind live in a namespace or at cluster scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Objects live in a namespace.
+    Namespaced,
+    /// Objects have no namespace.
+    Cluster,
+}
+
+/// A Kubernetes resource kind a module reconciles, owns or reads.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Kind {
+    /// The API group, empty for the core group.
+    pub group: String,
+    /// The version within the group.
+    pub version: String,
+    /// The kind, CamelCase.
+    pub kind: String,
+    /// The lower-case plural used in resource paths.
+    pub plural: String,
+    /// Namespaced or cluster-scoped.
+    pub scope: Scope,
+}
+
+impl Kind {
+    /// `group/version`, or `version` for the core group.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// True when an object with this `apiVersion` and `kind` is of this kind.
+    pub fn matches(&self, api_version: &str, kind: &str) -> bool {
+        self.kind == kind
+            && match api_version.split_once('/') {
+                Some((group, version)) => self.group == group && self.version == version,
+                None => self.group.is_empty() && self.version == api_version,
+            }
+    }
+
+    fn from_wit(kind: wit::ApiKind) -> Self {
+        Kind {
+            group: kind.group,
+            version: kind.version,
+            kind: kind.kind,
+            plural: kind.plural,
+            scope: match kind.scope {
+                wit::Scope::Namespaced => Scope::Namespaced,
+                wit::Scope::Cluster => Scope::Cluster,
+            },
+        }
+    }
+
+    fn check(&self, role: &str) -> Result<(), String> {
+        if self.kind.is_empty() || self.version.is_empty() || self.plural.is_empty() {
+            return Err(format!("{role} kind {self:?} needs a kind, a version and a plural"));
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.kind, self.api_version())
+    }
+}
+
+/// A module's declaration: name, version, primary kind, owned and read
+/// kinds, finalizer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModuleMeta {
+    /// The module's name, a DNS label; the controller name in metrics.
+    pub name: String,
+    /// The module's own version.
+    pub version: String,
+    /// The kind it reconciles.
+    pub primary: Kind,
+    /// The kinds of children it may write.
+    pub owns: Vec<Kind>,
+    /// The further kinds it may read.
+    pub reads: Vec<Kind>,
+    /// The finalizer it holds on primary objects, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finalizer: Option<String>,
+}
+
+impl ModuleMeta {
+    /// Converts and checks what the guest exported.
+    pub fn from_wit(info: wit::ModuleInfo) -> Result<Self, String> {
+        let meta = ModuleMeta {
+            name: info.name,
+            version: info.version,
+            primary: Kind::from_wit(info.primary),
+            owns: info.owns.into_iter().map(Kind::from_wit).collect(),
+            reads: info.reads.into_iter().map(Kind::from_wit).collect(),
+            finalizer: info.finalizer,
+        };
+        if !is_dns_label(&meta.name) {
+            return Err(format!(
+                "module name {:?} must be a DNS label: at most 63 lower-case letters, digits and '-', starting and ending with a letter or digit",
+                meta.name
+            ));
+        }
+        meta.primary.check("primary")?;
+        for kind in &meta.owns {
+            kind.check("owned")?;
+            if meta.primary.scope == Scope::Namespaced && kind.scope == Scope::Cluster {
+                return Err(format!(
+                    "a namespaced primary ({}) cannot own cluster-scoped {kind}: Kubernetes garbage collection does not follow such ownerReferences",
+                    meta.primary
+                ));
+            }
+        }
+        for kind in &meta.reads {
+            kind.check("read")?;
+        }
+        if let Some(finalizer) = &meta.finalizer
+            && !is_qualified_finalizer(finalizer)
+        {
+            return Err(format!(
+                "finalizer {finalizer:?} must be domain-qualified, like example.com/cleanup"
+            ));
+        }
+        Ok(meta)
+    }
+
+    /// The field manager the host applies this module's writes with.
+    pub fn field_manager(&self) -> String {
+        format!("bosun/{}", self.name)
+    }
+
+    /// The owned kind with this `apiVersion` and `kind`.
+    pub fn owned(&self, api_version: &str, kind: &str) -> Option<&Kind> {
+        self.owns.iter().find(|k| k.matches(api_version, kind))
+    }
+
+    /// The readable kind (primary, owned or declared read) with this
+    /// `apiVersion` and `kind`.
+    pub fn readable(&self, api_version: &str, kind: &str) -> Option<&Kind> {
+        std::iter::once(&self.primary)
+            .chain(&self.owns)
+            .chain(&self.reads)
+            .find(|k| k.matches(api_version, kind))
+    }
+}
+
+/// An RFC 1123 label, as Kubernetes names of many kinds must be.
+pub fn is_dns_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// An RFC 1123 subdomain: the rule for most object names.
+pub fn is_dns_subdomain(name: &str) -> bool {
+    name.len() <= 253 && name.split('.').all(is_dns_label)
+}
+
+fn is_qualified_finalizer(finalizer: &str) -> bool {
+    match finalizer.split_once('/') {
+        Some((domain, name)) => {
+            is_dns_subdomain(domain)
+                && domain.contains('.')
+                && !name.is_empty()
+                && name.len() <= 63
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(group: &str, version: &str, kind: &str, scope: wit::Scope) -> wit::ApiKind {
+        wit::ApiKind {
+            group: group.into(),
+            version: version.into(),
+            kind: kind.into(),
+            plural: format!("{}s", kind.to_lowercase()),
+            scope,
+        }
+    }
+
+    fn info() -> wit::ModuleInfo {
+        wit::ModuleInfo {
+            name: "cnat".into(),
+            version: "0.1.0".into(),
+            primary: kind("cnat.programming-kubernetes.info", "v1alpha1", "At", wit::Scope::Namespaced),
+            owns: vec![kind("", "v1", "Pod", wit::Scope::Namespaced)],
+            reads: vec![kind("", "v1", "ConfigMap", wit::Scope::Namespaced)],
+            finalizer: Some("cnat.programming-kubernetes.info/cleanup".into()),
+        }
+    }
+
+    #[test]
+    fn accepts_a_sound_declaration() {
+        let meta = ModuleMeta::from_wit(info()).unwrap();
+        assert_eq!(meta.field_manager(), "bosun/cnat");
+        assert!(meta.owned("v1", "Pod").is_some());
+        assert!(meta.owned("v1", "ConfigMap").is_none());
+        assert!(meta.readable("v1", "ConfigMap").is_some());
+        assert!(meta.readable("cnat.programming-kubernetes.info/v1alpha1", "At").is_some());
+        assert!(meta.readable("v1", "Secret").is_none());
+    }
+
+    #[test]
+    fn rejects_a_bad_name() {
+        let mut bad = info();
+        bad.name = "Cnat_Controller".into();
+        assert!(ModuleMeta::from_wit(bad).unwrap_err().contains("DNS label"));
+    }
+
+    #[test]
+    fn rejects_an_unqualified_finalizer() {
+        let mut bad = info();
+        bad.finalizer = Some("cleanup".into());
+        assert!(ModuleMeta::from_wit(bad).unwrap_err().contains("domain-qualified"));
+    }
+
+    #[test]
+    fn rejects_cluster_scoped_children_of_a_namespaced_primary() {
+        let mut bad = info();
+        bad.owns.push(kind("rbac.authorization.k8s.io", "v1", "ClusterRole", wit::Scope::Cluster));
+        assert!(ModuleMeta::from_wit(bad).unwrap_err().contains("cannot own cluster-scoped"));
+    }
+
+    #[test]
+    fn core_and_grouped_api_versions_match_exactly() {
+        let pod = Kind::from_wit(kind("", "v1", "Pod", wit::Scope::Namespaced));
+        assert!(pod.matches("v1", "Pod"));
+        assert!(!pod.matches("apps/v1", "Pod"));
+        let deploy = Kind::from_wit(kind("apps", "v1", "Deployment", wit::Scope::Namespaced));
+        assert!(deploy.matches("apps/v1", "Deployment"));
+        assert!(!deploy.matches("v1", "Deployment"));
+        assert!(!deploy.matches("extensions/v1beta1", "Deployment"));
+    }
+}

@@ -1,0 +1,360 @@
+//! The engine with real components: the examples and the deliberately
+//! misbehaving guest, built from source by the test setup.
+
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use bosun::engine::bindings::{ReconcileError, Request, Response, Trigger};
+use bosun::engine::{CallContext, CallError, CompileSource, Engine, EngineConfig, Limits, LoadError, Module};
+use bosun::objects::StaticObjects;
+use bosun::plan::{Plan, plan_response};
+use bosun::validate::ValidationError;
+use jiff::Timestamp;
+use serde_json::{Value, json};
+
+static ENGINE: LazyLock<Engine> = LazyLock::new(|| Engine::new(EngineConfig::default()).expect("engine"));
+static MODULES: LazyLock<Mutex<Vec<(String, Module)>>> = LazyLock::new(Mutex::default);
+
+fn module(package: &str) -> Module {
+    let mut modules = MODULES.lock().unwrap();
+    if let Some((_, module)) = modules.iter().find(|(name, _)| name == package) {
+        return module.clone();
+    }
+    let path = bosun_testenv::guests::path(package).expect("guests build");
+    let module = ENGINE.load_file(&path).unwrap_or_else(|e| panic!("{package} loads: {e}"));
+    modules.push((package.to_owned(), module.clone()));
+    module
+}
+
+fn request(object: &Value, children: &[Value]) -> Request {
+    Request {
+        object: object.to_string(),
+        children: children.iter().map(Value::to_string).collect(),
+        settings: None,
+        trigger: Trigger::Manual,
+        attempt: 1,
+    }
+}
+
+fn at_clock(now: &str) -> CallContext {
+    CallContext {
+        clock: Some(now.parse().unwrap()),
+        ..CallContext::default()
+    }
+}
+
+// ---------------------------------------------------------------- cnat
+
+fn at(phase: Option<&str>) -> Value {
+    let mut at = json!({
+        "apiVersion": "cnat.programming-kubernetes.info/v1alpha1", "kind": "At",
+        "metadata": {"name": "example-at", "namespace": "demo", "uid": "a7c0ffee-0000-4000-8000-000000000001", "generation": 1},
+        "spec": {"schedule": "2026-12-01T10:00:00Z", "command": "echo YAY"}
+    });
+    if let Some(phase) = phase {
+        at["status"] = json!({"phase": phase});
+    }
+    at
+}
+
+/// One reconcile of `object` through the cnat component, validated and planned.
+fn cnat(object: &Value, children: &[Value], now: &str) -> Result<Plan, ReconcileError> {
+    let response = module("cnat")
+        .reconcile(&request(object, children), &at_clock(now))
+        .expect("the call completes")?;
+    let now: Timestamp = now.parse().unwrap();
+    Ok(plan_response(module("cnat").meta(), object, children, response, now).expect("valid output"))
+}
+
+#[test]
+fn cnat_waits_for_a_future_schedule_and_requeues_for_the_remaining_time() {
+    let plan = cnat(&at(None), &[], "2026-12-01T09:15:30Z").unwrap();
+    assert!(plan.apply.is_empty(), "no pod before the schedule");
+    assert_eq!(plan.requeue_after, Some(Duration::from_secs(44 * 60 + 30)));
+    assert_eq!(plan.status.unwrap()["phase"], "PENDING");
+}
+
+#[test]
+fn cnat_creates_the_pod_exactly_as_specified_when_due() {
+    let plan = cnat(&at(Some("PENDING")), &[], "2026-12-01T10:00:00Z").unwrap();
+    assert_eq!(plan.status.as_ref().unwrap()["phase"], "RUNNING");
+    assert_eq!(plan.requeue_after, None);
+    assert_eq!(plan.apply.len(), 1);
+    assert_eq!(
+        plan.apply[0],
+        json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "example-at-pod",
+                "namespace": "demo",
+                "labels": {"app": "example-at"},
+                "ownerReferences": [{
+                    "apiVersion": "cnat.programming-kubernetes.info/v1alpha1",
+                    "kind": "At",
+                    "name": "example-at",
+                    "uid": "a7c0ffee-0000-4000-8000-000000000001",
+                    "controller": true,
+                    "blockOwnerDeletion": true
+                }]
+            },
+            "spec": {
+                "containers": [{"name": "busybox", "image": "busybox", "command": ["echo", "YAY"]}],
+                "restartPolicy": "OnFailure"
+            }
+        })
+    );
+    assert_eq!(plan.events[0].reason, "Started");
+}
+
+#[test]
+fn cnat_is_done_once_the_pod_succeeded() {
+    let running = at(Some("RUNNING"));
+    let mut pod = cnat(&running, &[], "2026-12-01T10:00:05Z").unwrap().apply.remove(0);
+    pod["status"] = json!({"phase": "Running"});
+    let plan = cnat(&running, std::slice::from_ref(&pod), "2026-12-01T10:00:10Z").unwrap();
+    assert_eq!(plan.status.unwrap()["phase"], "RUNNING");
+
+    pod["status"] = json!({"phase": "Succeeded"});
+    let plan = cnat(&running, &[pod], "2026-12-01T10:00:20Z").unwrap();
+    assert_eq!(plan.status.unwrap()["phase"], "DONE");
+    assert_eq!(plan.apply.len(), 1, "the finished pod stays desired, so it is not pruned");
+    assert!(plan.prune.is_empty());
+}
+
+#[test]
+fn cnat_reports_a_bad_schedule_as_a_permanent_error() {
+    let mut bad = at(None);
+    bad["spec"]["schedule"] = json!("tomorrow at noon");
+    match cnat(&bad, &[], "2026-12-01T10:00:00Z") {
+        Err(ReconcileError::Permanent(failure)) => {
+            assert_eq!(failure.reason, "InvalidSchedule");
+            assert!(failure.message.contains("tomorrow at noon"), "{}", failure.message);
+        }
+        other => panic!("expected a permanent error, got {other:?}"),
+    }
+}
+
+#[test]
+fn metadata_is_read_once_at_load() {
+    let cnat = module("cnat");
+    let meta = cnat.meta();
+    assert_eq!((meta.name.as_str(), meta.primary.kind.as_str(), meta.primary.plural.as_str()), ("cnat", "At", "ats"));
+    assert_eq!(meta.owns.iter().map(|k| k.kind.as_str()).collect::<Vec<_>>(), ["Pod"]);
+    let webapp = module("webapp");
+    let owned: Vec<_> = webapp.meta().owns.iter().map(|k| k.to_string()).collect();
+    assert_eq!(owned, ["Deployment.apps/v1", "Service.v1"]);
+    assert_eq!(cnat.digest().len(), 64);
+}
+
+// ------------------------------------------------------------ misbehaving
+
+fn config_map(mode: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": format!("cm-{mode}"), "namespace": "demo", "uid": "c0ffee00-0000-4000-8000-000000000002"},
+        "data": {"mode": mode}
+    })
+}
+
+fn misbehave(mode: &str, limits: Limits) -> Result<Result<Response, ReconcileError>, CallError> {
+    let ctx = CallContext {
+        limits,
+        ..CallContext::default()
+    };
+    module("misbehave").reconcile(&request(&config_map(mode), &[]), &ctx)
+}
+
+fn misbehave_plan(mode: &str) -> Result<Plan, ValidationError> {
+    let response = misbehave(mode, Limits::default())
+        .expect("the call completes")
+        .expect("the guest answers");
+    plan_response(module("misbehave").meta(), &config_map(mode), &[], response, Timestamp::now())
+}
+
+/// After each failure the same module must still serve a good call.
+fn still_serves() {
+    let plan = misbehave_plan("ok").expect("a good call still works");
+    assert_eq!(plan.apply[0]["metadata"]["name"], "cm-ok-child");
+}
+
+#[test]
+fn a_guest_that_loops_forever_is_stopped_at_its_deadline() {
+    let limits = Limits {
+        timeout: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let started = std::time::Instant::now();
+    let error = misbehave("loop", limits).unwrap_err();
+    assert!(matches!(error, CallError::Timeout { ref module, .. } if module == "misbehave"), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(10), "stopped near its deadline, took {:?}", started.elapsed());
+    assert!(error.to_string().contains("raise the module's timeout"), "{error}");
+    still_serves();
+}
+
+#[test]
+fn a_guest_that_allocates_without_bound_hits_its_memory_cap() {
+    let limits = Limits {
+        memory_bytes: 32 << 20,
+        ..Limits::default()
+    };
+    let error = misbehave("hog", limits).unwrap_err();
+    assert!(matches!(error, CallError::MemoryLimit { limit_mib: 32, .. }), "{error}");
+    still_serves();
+}
+
+#[test]
+fn a_guest_panic_is_reported_with_its_message() {
+    let error = misbehave("panic", Limits::default()).unwrap_err();
+    match &error {
+        CallError::Panic { message, .. } => assert!(message.contains("deliberate panic for cm-panic"), "{message}"),
+        other => panic!("expected a panic, got {other}"),
+    }
+    still_serves();
+}
+
+#[test]
+fn output_past_the_size_limit_is_refused() {
+    let limits = Limits {
+        memory_bytes: 256 << 20,
+        output_bytes: 1 << 20,
+        ..Limits::default()
+    };
+    let error = misbehave("flood", limits).unwrap_err();
+    assert!(matches!(error, CallError::OutputTooLarge { limit, .. } if limit == 1 << 20), "{error}");
+    still_serves();
+}
+
+#[test]
+fn malformed_or_forbidden_output_fails_validation_and_plans_no_write() {
+    let cases: [(&str, fn(&ValidationError) -> bool); 5] = [
+        ("garbage", |e| matches!(e, ValidationError::ChildNotJson { .. })),
+        ("no-kind", |e| matches!(e, ValidationError::ChildField { field: "apiVersion", .. })),
+        ("trespass", |e| matches!(e, ValidationError::UndeclaredKind { kind, .. } if kind == "Secret")),
+        ("other-namespace", |e| matches!(e, ValidationError::WrongNamespace { namespace, .. } if namespace == "kube-system")),
+        ("forge-owner", |e| matches!(e, ValidationError::ForgedOwner { owner, .. } if owner == "someone-else")),
+    ];
+    for (mode, expected) in cases {
+        let error = misbehave_plan(mode).expect_err(mode);
+        assert!(expected(&error), "{mode}: unexpected {error:?}");
+        still_serves();
+    }
+}
+
+#[test]
+fn reads_of_undeclared_kinds_are_refused() {
+    let outcome = misbehave("read-secret", Limits::default()).expect("the call completes");
+    match outcome {
+        Err(ReconcileError::Retryable(failure)) => {
+            assert!(failure.message.contains("Err("), "the guest saw an error: {}", failure.message);
+            assert!(failure.message.contains("not a kind module misbehave declared"), "{}", failure.message);
+        }
+        other => panic!("expected the guest to report the refused read, got {other:?}"),
+    }
+}
+
+#[test]
+fn guest_errors_come_back_typed() {
+    assert!(matches!(misbehave("retry", Limits::default()), Ok(Err(ReconcileError::Retryable(f))) if f.reason == "NotYet"));
+    assert!(matches!(misbehave("permanent", Limits::default()), Ok(Err(ReconcileError::Permanent(_)))));
+}
+
+#[test]
+fn calls_run_concurrently_in_fresh_instances() {
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut object = config_map("ok");
+                object["metadata"]["name"] = json!(format!("cm-{i}"));
+                let response = module("misbehave")
+                    .reconcile(&request(&object, &[]), &CallContext::default())
+                    .unwrap()
+                    .unwrap();
+                assert!(response.children[0].contains(&format!("cm-{i}-child")));
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.join().unwrap();
+    }
+}
+
+#[test]
+fn guest_reads_are_answered_within_the_primary_namespace() {
+    let labelled = |namespace: &str, name: &str, team: &str| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": name, "namespace": namespace, "labels": {"team": team}}})
+    };
+    let source = StaticObjects::new([
+        labelled("demo", "mine", "a"),
+        labelled("demo", "other-team", "b"),
+        labelled("elsewhere", "not-mine", "a"),
+        labelled("kube-system", "secrets-in-here", "a"),
+    ]);
+    let ctx = CallContext {
+        objects: Arc::new(source),
+        ..CallContext::default()
+    };
+    let response = module("misbehave")
+        .reconcile(&request(&config_map("read-around"), &[]), &ctx)
+        .unwrap()
+        .unwrap();
+    let status: Value = serde_json::from_str(response.status.as_deref().unwrap()).unwrap();
+    assert_eq!(status["listed"], json!(["demo/mine"]), "only its own namespace, filtered by the selector");
+    let elsewhere = status["elsewhere"].as_str().unwrap();
+    assert!(elsewhere.starts_with("Err(") && elsewhere.contains("outside this object's namespace"), "{elsewhere}");
+}
+
+// ----------------------------------------------------------------- loading
+
+#[test]
+fn what_is_not_a_component_is_refused_with_a_reason() {
+    let cases: [(&[u8], &str); 4] = [
+        (b"", "it is empty"),
+        (b"\0asm\x01\0\0\0", "core WebAssembly module"),
+        (b"#!/bin/sh\necho hi\n", "magic bytes"),
+        (b"\0asm\x0d\0\x01\0garbage", "failed to compile"),
+    ];
+    for (bytes, expected) in cases {
+        let error = ENGINE.load("bad.wasm", bytes).map(|_| ()).unwrap_err();
+        assert!(matches!(error, LoadError::NotAComponent { .. } | LoadError::Compile { .. }), "{error}");
+        assert!(error.to_string().contains(expected), "{expected:?} not in: {error}");
+        assert!(error.to_string().contains("bad.wasm"), "names the source: {error}");
+    }
+}
+
+#[test]
+fn a_component_of_another_world_is_refused() {
+    let error = ENGINE.load("empty.wat", b"(component)").map(|_| ()).unwrap_err();
+    assert!(matches!(error, LoadError::WrongWorld { .. }), "{error}");
+    assert!(error.to_string().contains("bosun:reconciler/reconciler"), "{error}");
+}
+
+#[test]
+fn the_compile_cache_skips_cranelift_on_the_second_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::new(EngineConfig {
+        cache_dir: Some(dir.path().to_owned()),
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let path = bosun_testenv::guests::path("misbehave").unwrap();
+    let first = engine.load_file(&path).unwrap();
+    assert_eq!(first.compile_source(), CompileSource::Compiled);
+    let second = engine.load_file(&path).unwrap();
+    assert_eq!(second.compile_source(), CompileSource::Cache);
+    assert_eq!(first.digest(), second.digest());
+    second.reconcile(&request(&config_map("ok"), &[]), &CallContext::default()).unwrap().unwrap();
+
+    // A damaged entry is dropped and the component compiled again. (Replaced
+    // through a rename, as any writer must: the loaded entry is mapped into
+    // memory, and truncating a mapped file in place kills the process.)
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let damaged = path.with_extension("damaged");
+        std::fs::write(&damaged, b"damaged").unwrap();
+        std::fs::rename(&damaged, &path).unwrap();
+    }
+    let third = engine.load_file(&path).unwrap();
+    assert_eq!(third.compile_source(), CompileSource::Compiled);
+}
