@@ -1,0 +1,99 @@
+//! The `bosun` command line: argument parsing and the subcommands.
+//!
+//! Each subcommand lives in a module of its own and returns an
+//! [`ExitCode`]; `main` only sets up logging and reports errors.
+
+mod inspect;
+mod output;
+mod reconcile;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::engine::{Engine, EngineConfig};
+
+pub use inspect::InspectArgs;
+pub use reconcile::ReconcileArgs;
+
+/// Exit status when a module could not be loaded.
+pub const EXIT_LOAD_FAILED: u8 = 3;
+/// Exit status when the guest trapped, timed out, ran out of memory or
+/// returned output that failed validation.
+pub const EXIT_CALL_FAILED: u8 = 4;
+/// Exit status when the reconciler returned an error of its own.
+pub const EXIT_RECONCILE_ERROR: u8 = 1;
+/// Exit status for unreadable or invalid input files (clap also uses 2 for usage errors).
+pub const EXIT_BAD_INPUT: u8 = 2;
+
+/// bosun: run Kubernetes reconcilers as sandboxed WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "bosun", version, about, long_about = None)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true, env = "BOSUN_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// Where compiled modules are cached (default: ~/.cache/bosun/modules).
+    #[arg(long, global = true, env = "BOSUN_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Compile every module afresh instead of using the on-disk cache.
+    #[arg(long, global = true)]
+    pub no_cache: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one reconcile (or finalize) of an object through a module, offline,
+    /// and print what the host would write.
+    ///
+    /// Exit status: 0 on success, 1 when the reconciler returned an error,
+    /// 2 for bad input files, 3 when the module does not load, 4 when the
+    /// call trapped or returned output that failed validation.
+    Reconcile(ReconcileArgs),
+    /// Print a module's metadata: name, version, kinds, finalizer.
+    Inspect(InspectArgs),
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The format of a command's result on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// YAML, like `kubectl get -o yaml`.
+    Yaml,
+    /// JSON.
+    Json,
+}
+
+impl Cli {
+    /// Runs the chosen subcommand.
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let engine = || -> anyhow::Result<Engine> {
+            let cache_dir = match (self.no_cache, &self.cache_dir) {
+                (true, _) => None,
+                (false, Some(dir)) => Some(dir.clone()),
+                (false, None) => EngineConfig::default_cache_dir(),
+            };
+            Engine::new(EngineConfig {
+                cache_dir,
+                ..EngineConfig::default()
+            })
+        };
+        match &self.command {
+            Command::Reconcile(args) => reconcile::run(args, &engine()?),
+            Command::Inspect(args) => inspect::run(args, &engine()?),
+        }
+    }
+}

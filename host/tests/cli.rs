@@ -1,0 +1,215 @@
+//! `bosun reconcile` and `bosun inspect` end to end: the real binary, the
+//! built example components and the sample files shipped with them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+fn guest(package: &str) -> String {
+    bosun_testenv::guests::path(package).unwrap().display().to_string()
+}
+
+fn sample(path: &str) -> String {
+    root().join(path).display().to_string()
+}
+
+fn bosun(args: &[&str]) -> Output {
+    let cache = tempfile::tempdir().unwrap();
+    Command::new(env!("CARGO_BIN_EXE_bosun"))
+        .args(args)
+        .env("BOSUN_CACHE_DIR", cache.path())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("bosun runs")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn yaml(out: &Output) -> Value {
+    assert!(out.status.success(), "bosun failed ({}): {}", out.status, stderr(out));
+    serde_yaml::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not YAML ({e}): {}", stdout(out)))
+}
+
+fn write(dir: &Path, name: &str, value: &Value) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, serde_yaml::to_string(value).unwrap()).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn inspect_prints_the_module_metadata() {
+    let report = yaml(&bosun(&["inspect", &guest("cnat")]));
+    assert_eq!(report["module"]["name"], "cnat");
+    assert_eq!(report["module"]["primary"]["kind"], "At");
+    assert_eq!(report["module"]["primary"]["scope"], "namespaced");
+    assert_eq!(report["module"]["owns"][0]["kind"], "Pod");
+    assert_eq!(report["fieldManager"], "bosun/cnat");
+    assert_eq!(report["sha256"].as_str().unwrap().len(), 64);
+}
+
+#[test]
+fn reconcile_before_the_schedule_requeues_and_creates_nothing() {
+    let out = bosun(&[
+        "reconcile",
+        &guest("cnat"),
+        "--object",
+        &sample("examples/cnat/samples/at.yaml"),
+        "--now",
+        "2026-12-01T09:00:00Z",
+    ]);
+    let report = yaml(&out);
+    assert_eq!(report["result"], "Success");
+    assert_eq!(report["apply"], json!([]));
+    assert_eq!(report["status"]["phase"], "PENDING");
+    assert_eq!(report["status"]["observedGeneration"], 1);
+    assert_eq!(report["requeueAfter"], "1h0m0s");
+    assert_eq!(report["requeueAfterMs"], 3_600_000);
+}
+
+#[test]
+fn reconcile_when_due_prints_the_pod_as_it_would_be_applied() {
+    let out = bosun(&[
+        "reconcile",
+        &guest("cnat"),
+        "--object",
+        &sample("examples/cnat/samples/at.yaml"),
+        "--now",
+        "2026-12-01T10:00:00Z",
+    ]);
+    let report = yaml(&out);
+    assert_eq!(report["status"]["phase"], "RUNNING");
+    let pod = &report["apply"][0];
+    assert_eq!(pod["kind"], "Pod");
+    assert_eq!(pod["metadata"]["name"], "example-at-pod");
+    assert_eq!(pod["metadata"]["namespace"], "default");
+    let owner = &pod["metadata"]["ownerReferences"][0];
+    assert_eq!(owner["kind"], "At");
+    assert_eq!(owner["name"], "example-at");
+    assert_eq!(owner["controller"], true);
+    assert_eq!(owner["uid"].as_str().unwrap().len(), 36, "a uid stands in for the server's");
+    assert_eq!(pod["spec"]["containers"][0]["command"], json!(["echo", "YAY"]));
+    assert_eq!(report["events"][0]["reason"], "Started");
+    assert_eq!(report["events"][0]["type"], "Normal");
+}
+
+#[test]
+fn reconcile_with_a_succeeded_child_reports_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = bosun(&[
+        "reconcile",
+        &guest("cnat"),
+        "--object",
+        &sample("examples/cnat/samples/at.yaml"),
+        "--now",
+        "2026-12-01T10:00:00Z",
+    ]);
+    let mut pod = yaml(&running)["apply"][0].clone();
+    pod["status"] = json!({"phase": "Succeeded"});
+    let children = write(dir.path(), "pod.yaml", &pod);
+    let mut at: Value = serde_yaml::from_str(&std::fs::read_to_string(sample("examples/cnat/samples/at.yaml")).unwrap()).unwrap();
+    at["status"] = json!({"phase": "RUNNING"});
+    let object = write(dir.path(), "at.yaml", &at);
+    let report = yaml(&bosun(&["reconcile", &guest("cnat"), "--object", &object, "--children", &children]));
+    assert_eq!(report["status"]["phase"], "DONE");
+}
+
+#[test]
+fn a_permanent_error_exits_non_zero_with_one_line() {
+    let out = bosun(&[
+        "reconcile",
+        &guest("cnat"),
+        "--object",
+        &sample("examples/cnat/samples/bad-schedule.yaml"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    let line = err.lines().find(|l| l.starts_with("error:")).expect("an error line");
+    assert!(line.contains("permanent error InvalidSchedule"), "{err}");
+    assert!(line.contains("next tuesday"), "{err}");
+    assert!(stdout(&out).is_empty());
+}
+
+#[test]
+fn webapp_with_settings_and_pruning() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = yaml(&bosun(&[
+        "reconcile",
+        &guest("webapp"),
+        "--object",
+        &sample("examples/webapp/samples/webapp.yaml"),
+        "--settings",
+        &sample("examples/webapp/samples/settings.yaml"),
+        "-o",
+        "json",
+    ]));
+    let kinds: Vec<&str> = first["apply"].as_array().unwrap().iter().map(|c| c["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["Deployment", "Service"]);
+    assert_eq!(first["apply"][1]["metadata"]["labels"]["team"], "storefront");
+
+    // The Service as the API server would store it after the host applied it.
+    let mut service = first["apply"][1].clone();
+    service["metadata"]["managedFields"] = json!([{"manager": "bosun/webapp", "operation": "Apply"}]);
+    let mut hand_made = service.clone();
+    hand_made["metadata"]["name"] = json!("hand-made");
+    hand_made["metadata"]["managedFields"] = json!([{"manager": "kubectl", "operation": "Update"}]);
+    let children = write(dir.path(), "children.yaml", &json!({"apiVersion": "v1", "kind": "List", "items": [service, hand_made]}));
+    let mut app: Value = serde_yaml::from_str(&std::fs::read_to_string(sample("examples/webapp/samples/webapp.yaml")).unwrap()).unwrap();
+    app["spec"].as_object_mut().unwrap().remove("port");
+    let object = write(dir.path(), "app.yaml", &app);
+    let second = yaml(&bosun(&["reconcile", &guest("webapp"), "--object", &object, "--children", &children]));
+    assert_eq!(second["prune"], json!([{"apiVersion": "v1", "kind": "Service", "namespace": "default", "name": "shop"}]));
+}
+
+#[test]
+fn bad_input_is_reported_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let pod = write(dir.path(), "pod.yaml", &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}}));
+    let out = bosun(&["reconcile", &guest("cnat"), "--object", &pod]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("holds 0 objects of kind At"), "{}", stderr(&out));
+
+    let out = bosun(&[
+        "reconcile",
+        &guest("cnat"),
+        "--object",
+        &sample("examples/cnat/samples/at.yaml"),
+        "--children",
+        &sample("examples/webapp/samples/webapp.yaml"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("is not a kind module cnat owns"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_broken_module_exits_with_the_load_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.wasm");
+    std::fs::write(&broken, b"\0asm\x01\0\0\0").unwrap();
+    let out = bosun(&["inspect", broken.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("core WebAssembly module"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_trap_exits_with_the_call_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let looping = write(
+        dir.path(),
+        "cm.yaml",
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "spin"}, "data": {"mode": "loop"}}),
+    );
+    let out = bosun(&["reconcile", &guest("misbehave"), "--object", &looping, "--timeout-ms", "100"]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(stderr(&out).contains("deadline"), "{}", stderr(&out));
+}
