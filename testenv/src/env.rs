@@ -390,7 +390,7 @@ async fn start_shared() -> Result<&'static TestEnv, Arc<Error>> {
             {
                 Ok(runtime) => runtime,
                 Err(e) => {
-                    let _ = tx.send(Err(Error::io("starting the shared runtime", "")(e)));
+                    let _ = tx.send(Err(Error::Runtime("building the shared runtime", e)));
                     return;
                 }
             };
@@ -405,14 +405,15 @@ async fn start_shared() -> Result<&'static TestEnv, Arc<Error>> {
             });
         });
     if let Err(e) = spawned {
-        return Err(Arc::new(Error::io(
-            "starting the shared environment thread",
-            "",
-        )(e)));
+        return Err(Arc::new(Error::Runtime(
+            "spawning the shared environment's thread",
+            e,
+        )));
     }
     match rx.await {
         Ok(result) => result.map_err(Arc::new),
-        Err(_) => Err(Arc::new(Error::io("starting the shared environment", "")(
+        Err(_) => Err(Arc::new(Error::Runtime(
+            "starting the shared environment",
             std::io::Error::other("its thread ended early"),
         ))),
     }

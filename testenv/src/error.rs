@@ -23,6 +23,10 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The background thread or runtime of [`crate::TestEnv::shared`] failed.
+    #[error("{0}: {1}")]
+    Runtime(&'static str, #[source] std::io::Error),
+
     /// No free loopback port could be reserved.
     #[error("could not reserve a free port on 127.0.0.1: {0}")]
     Ports(#[source] std::io::Error),

@@ -20,12 +20,16 @@
 //! `USE_EXISTING_CLUSTER=true` makes [`TestEnv::start`] use the cluster of the
 //! current kubeconfig instead of starting one.
 //!
-//! Without the default `harness` feature only [`assets`] is compiled (std and
-//! sha2), which is what `xtask` depends on.
+//! [`guests`] builds the example and test reconcilers as Wasm components, once
+//! per test process.
+//!
+//! Without the default `harness` feature only [`assets`] and [`guests`] are
+//! compiled (std and sha2), which is what `xtask` depends on.
 
 #![warn(missing_docs)]
 
 pub mod assets;
+pub mod guests;
 
 #[cfg(feature = "harness")]
 mod certs;

@@ -39,7 +39,7 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 /// Returns the directory with usable binaries, building them if needed.
-fn ensure(force: bool) -> Result<PathBuf> {
+pub fn ensure(force: bool) -> Result<PathBuf> {
     let kube =
         assets::kube_version().context("xtask/control-plane/go.mod lacks k8s.io/kubernetes")?;
     let etcd = assets::etcd_version().unwrap_or("unknown");

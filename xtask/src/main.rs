@@ -3,6 +3,9 @@
 //! Each subcommand lives in a module of its own; `main` only parses and dispatches.
 
 mod control_plane;
+mod demo;
+mod guests;
+mod test;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -18,10 +21,20 @@ struct Cli {
 enum Command {
     /// Build (or reuse) kube-apiserver and etcd from Go modules into the cache.
     ControlPlane(control_plane::Args),
+    /// Build the example and test reconcilers as Wasm components.
+    BuildGuests,
+    /// Run the whole test suite: control plane, guests, then `cargo test --workspace`.
+    Test(test::Args),
+    /// Show what bosun does: build the host and the examples, then run the
+    /// cnat reconciler through its whole life.
+    Demo(demo::Args),
 }
 
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::ControlPlane(args) => control_plane::run(args),
+        Command::BuildGuests => guests::run(),
+        Command::Test(args) => test::run(args),
+        Command::Demo(args) => demo::run(args),
     }
 }

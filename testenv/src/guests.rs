@@ -1,0 +1,110 @@
+//! Building the example and test reconcilers as Wasm components.
+//!
+//! One piece of code shared by `cargo xtask build-guests` and by every test
+//! or benchmark that loads a component: they call [`build`] (or [`path`]),
+//! which runs `cargo build --profile guest --target wasm32-wasip2` for all guests
+//! once per process. Cargo makes that a quick no-op when nothing changed, so
+//! tests never run against a stale component and need no separate build step.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The target guests are built for.
+pub const TARGET: &str = "wasm32-wasip2";
+
+/// The guest packages: the examples and the deliberately bad test guest.
+pub const PACKAGES: [&str; 3] = ["cnat", "webapp", "misbehave"];
+
+/// Why the guests could not be built.
+#[derive(Debug, Clone)]
+pub struct BuildError(String);
+
+impl std::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// The workspace root (the directory holding the workspace `Cargo.toml`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("testenv lives one level below the workspace root")
+        .to_owned()
+}
+
+/// The cargo profile guests are built with (release, without debug info).
+pub const PROFILE: &str = "guest";
+
+/// Where the built components land: `<target dir>/wasm32-wasip2/guest/`.
+pub fn out_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let target = if target.is_absolute() { target } else { workspace_root().join(target) };
+    target.join(TARGET).join(PROFILE)
+}
+
+/// Builds every guest (once per process) and returns the directory holding
+/// the `.wasm` files.
+pub fn build() -> Result<PathBuf, BuildError> {
+    static BUILT: OnceLock<Result<PathBuf, BuildError>> = OnceLock::new();
+    BUILT.get_or_init(build_now).clone()
+}
+
+/// Builds the guests if needed and returns the component of `package`
+/// (for instance `cnat`).
+pub fn path(package: &str) -> Result<PathBuf, BuildError> {
+    let file = build()?.join(format!("{}.wasm", package.replace('-', "_")));
+    if file.is_file() {
+        Ok(file)
+    } else {
+        Err(BuildError(format!("the build finished but {} is missing", file.display())))
+    }
+}
+
+fn build_now() -> Result<PathBuf, BuildError> {
+    ensure_target()?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(workspace_root())
+        .args(["build", "--profile", PROFILE, "--target", TARGET]);
+    for package in PACKAGES {
+        command.args(["--package", package]);
+    }
+    let status = command
+        .status()
+        .map_err(|e| BuildError(format!("cannot run cargo to build the guests: {e}")))?;
+    if !status.success() {
+        return Err(BuildError(format!(
+            "building the guests failed ({status}); run `cargo xtask build-guests` to see why"
+        )));
+    }
+    Ok(out_dir())
+}
+
+/// Installs the wasm32-wasip2 target through rustup when it is missing.
+fn ensure_target() -> Result<(), BuildError> {
+    let installed = Command::new("rustup").args(["target", "list", "--installed"]).output();
+    match installed {
+        // No rustup: the toolchain is managed some other way; let cargo say
+        // whether the target is there.
+        Err(_) => Ok(()),
+        Ok(out) if String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == TARGET) => Ok(()),
+        Ok(_) => {
+            let status = Command::new("rustup")
+                .args(["target", "add", TARGET])
+                .status()
+                .map_err(|e| BuildError(format!("cannot run rustup: {e}")))?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(BuildError(format!("`rustup target add {TARGET}` failed ({status})")))
+            }
+        }
+    }
+}
