@@ -6,5 +6,5 @@ wasmtime::component::bindgen!({
     additional_derives: [PartialEq],
 });
 
-pub use bosun::reconciler::host::LogLevel;
-pub use bosun::reconciler::types::{ApiKind, Event, EventType, Failure, Scope, Trigger};
+pub use self::bosun::reconciler::host::LogLevel;
+pub use self::bosun::reconciler::types::{ApiKind, Event, EventType, Failure, Scope, Trigger};
