@@ -43,7 +43,10 @@ fn decode<'a, R: Reconciler>(
         // mismatch is the Rust type's fault or the object's: retrying cannot help.
         Error::permanent(
             "InvalidObject",
-            format!("the {} does not match its Rust type: {e}", R::Object::kind(&())),
+            format!(
+                "the {} does not match its Rust type: {e}",
+                R::Object::kind(&())
+            ),
         )
     })?;
     let meta = object.meta();

@@ -73,7 +73,10 @@ mod tests {
     #[test]
     fn adds_a_new_condition() {
         let mut conditions = Vec::new();
-        assert!(set(&mut conditions, condition("True", "Up", "2026-01-01T00:00:00Z", 1)));
+        assert!(set(
+            &mut conditions,
+            condition("True", "Up", "2026-01-01T00:00:00Z", 1)
+        ));
         assert_eq!(conditions.len(), 1);
         assert!(is_true(&conditions, "Ready"));
     }
@@ -81,9 +84,15 @@ mod tests {
     #[test]
     fn keeps_transition_time_while_status_is_unchanged() {
         let mut conditions = vec![condition("True", "Up", "2026-01-01T00:00:00Z", 1)];
-        assert!(set(&mut conditions, condition("True", "StillUp", "2026-02-01T00:00:00Z", 2)));
+        assert!(set(
+            &mut conditions,
+            condition("True", "StillUp", "2026-02-01T00:00:00Z", 2)
+        ));
         let ready = find(&conditions, "Ready").unwrap();
-        assert_eq!(ready.last_transition_time.0.to_string(), "2026-01-01T00:00:00Z");
+        assert_eq!(
+            ready.last_transition_time.0.to_string(),
+            "2026-01-01T00:00:00Z"
+        );
         assert_eq!(ready.reason, "StillUp");
         assert_eq!(ready.observed_generation, Some(2));
     }
@@ -91,16 +100,25 @@ mod tests {
     #[test]
     fn moves_transition_time_when_status_flips() {
         let mut conditions = vec![condition("True", "Up", "2026-01-01T00:00:00Z", 1)];
-        assert!(set(&mut conditions, condition("False", "Down", "2026-02-01T00:00:00Z", 1)));
+        assert!(set(
+            &mut conditions,
+            condition("False", "Down", "2026-02-01T00:00:00Z", 1)
+        ));
         let ready = find(&conditions, "Ready").unwrap();
-        assert_eq!(ready.last_transition_time.0.to_string(), "2026-02-01T00:00:00Z");
+        assert_eq!(
+            ready.last_transition_time.0.to_string(),
+            "2026-02-01T00:00:00Z"
+        );
         assert!(!is_true(&conditions, "Ready"));
     }
 
     #[test]
     fn reports_no_change_for_an_identical_condition() {
         let mut conditions = vec![condition("True", "Up", "2026-01-01T00:00:00Z", 1)];
-        assert!(!set(&mut conditions, condition("True", "Up", "2026-03-01T00:00:00Z", 1)));
+        assert!(!set(
+            &mut conditions,
+            condition("True", "Up", "2026-03-01T00:00:00Z", 1)
+        ));
     }
 
     #[test]

@@ -78,7 +78,12 @@ impl<'a> Context<'a> {
             .iter()
             .map(|child| serde_json::from_str(child))
             .collect::<Result<Vec<Value>, _>>()
-            .map_err(|e| Error::retryable("InvalidChild", format!("an observed child is not JSON: {e}")))?;
+            .map_err(|e| {
+                Error::retryable(
+                    "InvalidChild",
+                    format!("an observed child is not JSON: {e}"),
+                )
+            })?;
         Ok(Context {
             children,
             settings: request.settings.as_deref(),
@@ -103,7 +108,10 @@ impl<'a> Context<'a> {
             .filter(|child| is_kind(child, &api_version, &kind))
             .map(|child| {
                 K::deserialize(child).map_err(|e| {
-                    Error::retryable("InvalidChild", format!("observed {kind} does not parse: {e}"))
+                    Error::retryable(
+                        "InvalidChild",
+                        format!("observed {kind} does not parse: {e}"),
+                    )
                 })
             })
             .collect()
@@ -127,8 +135,9 @@ impl<'a> Context<'a> {
     pub fn settings<T: DeserializeOwned>(&self) -> Result<Option<T>, Error> {
         self.settings
             .map(|raw| {
-                serde_json::from_str(raw)
-                    .map_err(|e| Error::permanent("InvalidSettings", format!("module settings: {e}")))
+                serde_json::from_str(raw).map_err(|e| {
+                    Error::permanent("InvalidSettings", format!("module settings: {e}"))
+                })
             })
             .transpose()
     }
@@ -182,8 +191,9 @@ impl<'a> Context<'a> {
             .map_err(|e| Error::retryable("ReadFailed", e))?;
         found
             .map(|json| {
-                serde_json::from_str(&json)
-                    .map_err(|e| Error::retryable("ReadFailed", format!("{} {name}: {e}", K::kind(&()))))
+                serde_json::from_str(&json).map_err(|e| {
+                    Error::retryable("ReadFailed", format!("{} {name}: {e}", K::kind(&())))
+                })
             })
             .transpose()
     }
@@ -197,7 +207,12 @@ impl<'a> Context<'a> {
     {
         let namespace = self.namespace_for::<K>();
         self.host
-            .list_objects(&K::api_version(&()), &K::kind(&()), namespace, label_selector)
+            .list_objects(
+                &K::api_version(&()),
+                &K::kind(&()),
+                namespace,
+                label_selector,
+            )
             .map_err(|e| Error::retryable("ReadFailed", e))?
             .iter()
             .map(|json| {

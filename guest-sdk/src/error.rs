@@ -74,7 +74,11 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let class = if self.permanent { "permanent" } else { "retryable" };
+        let class = if self.permanent {
+            "permanent"
+        } else {
+            "retryable"
+        };
         write!(f, "{class} error {}: {}", self.reason, self.message)
     }
 }

@@ -120,7 +120,10 @@ impl Response {
         });
         match encoded {
             Ok(json) => self.children.push(json),
-            Err(e) => self.fail(format!("a desired {} does not serialize: {e}", K::kind(&()))),
+            Err(e) => self.fail(format!(
+                "a desired {} does not serialize: {e}",
+                K::kind(&())
+            )),
         }
         self
     }

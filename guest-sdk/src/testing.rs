@@ -282,7 +282,12 @@ struct TestHost<'a> {
 impl TestHost<'_> {
     /// The same rules the host applies: declared kinds only, and the
     /// primary's namespace only when the primary is namespaced.
-    fn check_access(&self, api_version: &str, kind: &str, namespace: Option<&str>) -> Result<(), String> {
+    fn check_access(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+    ) -> Result<(), String> {
         if !self
             .readable
             .iter()
@@ -302,11 +307,21 @@ impl TestHost<'_> {
         Ok(())
     }
 
-    fn visible<'v>(&'v self, api_version: &'v str, kind: &'v str, namespace: Option<&'v str>) -> impl Iterator<Item = &'v Value> + 'v {
+    fn visible<'v>(
+        &'v self,
+        api_version: &'v str,
+        kind: &'v str,
+        namespace: Option<&'v str>,
+    ) -> impl Iterator<Item = &'v Value> + 'v {
         let namespace = namespace.or(self.namespace.as_deref());
         self.objects.iter().filter(move |o| {
             is_kind(o, api_version, kind)
-                && namespace.is_none_or(|ns| o.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default() == ns)
+                && namespace.is_none_or(|ns| {
+                    o.pointer("/metadata/namespace")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        == ns
+                })
         })
     }
 }
@@ -338,7 +353,8 @@ impl Host for TestHost<'_> {
         label_selector: Option<&str>,
     ) -> Result<Vec<String>, String> {
         self.check_access(api_version, kind, namespace)?;
-        let selector = bosun_selector::parse(label_selector.unwrap_or_default()).map_err(|e| e.to_string())?;
+        let selector =
+            bosun_selector::parse(label_selector.unwrap_or_default()).map_err(|e| e.to_string())?;
         Ok(self
             .visible(api_version, kind, namespace)
             .filter(|o| {

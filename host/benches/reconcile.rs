@@ -56,7 +56,10 @@ fn engine_call(module: &Module, ctx: &CallContext, at: &At) {
         trigger: Trigger::Manual,
         attempt: 1,
     };
-    let response = module.reconcile(&request, ctx).expect("the call succeeds").expect("cnat succeeds");
+    let response = module
+        .reconcile(&request, ctx)
+        .expect("the call succeeds")
+        .expect("cnat succeeds");
     assert_eq!(response.children.len(), 1);
 }
 
@@ -81,13 +84,19 @@ fn bench(c: &mut Criterion, module: &Module, ctx: &CallContext) {
     let mut group = c.benchmark_group("reconcile");
     for kb in SIZES_KB {
         let at = at_of_size(kb);
-        group.throughput(Throughput::Bytes(serde_json::to_vec(&at).unwrap().len() as u64));
-        group.bench_with_input(BenchmarkId::new("native", format!("{kb}KB")), &at, |b, at| {
-            b.iter(|| native_call(&harness, at))
-        });
-        group.bench_with_input(BenchmarkId::new("engine-fresh-instance", format!("{kb}KB")), &at, |b, at| {
-            b.iter(|| engine_call(module, ctx, at))
-        });
+        group.throughput(Throughput::Bytes(
+            serde_json::to_vec(&at).unwrap().len() as u64
+        ));
+        group.bench_with_input(
+            BenchmarkId::new("native", format!("{kb}KB")),
+            &at,
+            |b, at| b.iter(|| native_call(&harness, at)),
+        );
+        group.bench_with_input(
+            BenchmarkId::new("engine-fresh-instance", format!("{kb}KB")),
+            &at,
+            |b, at| b.iter(|| engine_call(module, ctx, at)),
+        );
     }
     group.finish();
 }
@@ -112,7 +121,10 @@ fn median_per_call(rounds: usize, batch: u32, mut f: impl FnMut()) -> Duration {
 fn print_ratios(module: &Module, ctx: &CallContext) {
     let harness = Harness::<Cnat>::new().now(NOW);
     println!("\nengine (fresh pooled instance) vs native, median per call:");
-    println!("{:>8} {:>12} {:>12} {:>8}", "object", "native", "engine", "ratio");
+    println!(
+        "{:>8} {:>12} {:>12} {:>8}",
+        "object", "native", "engine", "ratio"
+    );
     for kb in SIZES_KB {
         let at = at_of_size(kb);
         let batch = if kb >= 100 { 20 } else { 100 };

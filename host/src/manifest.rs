@@ -28,7 +28,9 @@ pub enum ManifestError {
         reason: String,
     },
     /// A document is not a Kubernetes object.
-    #[error("{path}: document {index} is not a Kubernetes object (it needs apiVersion, kind and metadata.name)")]
+    #[error(
+        "{path}: document {index} is not a Kubernetes object (it needs apiVersion, kind and metadata.name)"
+    )]
     NotAnObject {
         /// The file.
         path: PathBuf,
@@ -55,7 +57,11 @@ pub fn read_objects(path: &Path) -> Result<Vec<Value>, ManifestError> {
         match value {
             Value::Null => {}
             Value::Object(ref map) if map.get("kind").and_then(Value::as_str) == Some("List") => {
-                let items = map.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+                let items = map
+                    .get("items")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
                 for item in items {
                     objects.push(checked(path, index, item)?);
                 }
@@ -67,7 +73,12 @@ pub fn read_objects(path: &Path) -> Result<Vec<Value>, ManifestError> {
 }
 
 fn checked(path: &Path, index: usize, value: Value) -> Result<Value, ManifestError> {
-    let has = |pointer: &str| value.pointer(pointer).and_then(Value::as_str).is_some_and(|s| !s.is_empty());
+    let has = |pointer: &str| {
+        value
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty())
+    };
     if has("/apiVersion") && has("/kind") && has("/metadata/name") {
         Ok(value)
     } else {
@@ -103,9 +114,13 @@ mod tests {
 
     #[test]
     fn names_the_document_that_is_not_an_object() {
-        let err = read("apiVersion: v1\nkind: Pod\nmetadata: {name: a}\n---\njust: text\n").unwrap_err();
+        let err =
+            read("apiVersion: v1\nkind: Pod\nmetadata: {name: a}\n---\njust: text\n").unwrap_err();
         assert!(err.to_string().contains("document 2"), "{err}");
         let err = read("key: [unclosed\n").unwrap_err();
-        assert!(matches!(err, ManifestError::Parse { index: 1, .. }), "{err}");
+        assert!(
+            matches!(err, ManifestError::Parse { index: 1, .. }),
+            "{err}"
+        );
     }
 }

@@ -64,7 +64,9 @@ impl Kind {
 
     fn check(&self, role: &str) -> Result<(), String> {
         if self.kind.is_empty() || self.version.is_empty() || self.plural.is_empty() {
-            return Err(format!("{role} kind {self:?} needs a kind, a version and a plural"));
+            return Err(format!(
+                "{role} kind {self:?} needs a kind, a version and a plural"
+            ));
         }
         Ok(())
     }
@@ -159,7 +161,9 @@ impl ModuleMeta {
 pub fn is_dns_label(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-')
         && !name.ends_with('-')
 }
@@ -176,7 +180,9 @@ fn is_qualified_finalizer(finalizer: &str) -> bool {
                 && domain.contains('.')
                 && !name.is_empty()
                 && name.len() <= 63
-                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         }
         None => false,
     }
@@ -200,7 +206,12 @@ mod tests {
         wit::ModuleInfo {
             name: "cnat".into(),
             version: "0.1.0".into(),
-            primary: kind("cnat.programming-kubernetes.info", "v1alpha1", "At", wit::Scope::Namespaced),
+            primary: kind(
+                "cnat.programming-kubernetes.info",
+                "v1alpha1",
+                "At",
+                wit::Scope::Namespaced,
+            ),
             owns: vec![kind("", "v1", "Pod", wit::Scope::Namespaced)],
             reads: vec![kind("", "v1", "ConfigMap", wit::Scope::Namespaced)],
             finalizer: Some("cnat.programming-kubernetes.info/cleanup".into()),
@@ -214,7 +225,10 @@ mod tests {
         assert!(meta.owned("v1", "Pod").is_some());
         assert!(meta.owned("v1", "ConfigMap").is_none());
         assert!(meta.readable("v1", "ConfigMap").is_some());
-        assert!(meta.readable("cnat.programming-kubernetes.info/v1alpha1", "At").is_some());
+        assert!(
+            meta.readable("cnat.programming-kubernetes.info/v1alpha1", "At")
+                .is_some()
+        );
         assert!(meta.readable("v1", "Secret").is_none());
     }
 
@@ -229,14 +243,27 @@ mod tests {
     fn rejects_an_unqualified_finalizer() {
         let mut bad = info();
         bad.finalizer = Some("cleanup".into());
-        assert!(ModuleMeta::from_wit(bad).unwrap_err().contains("domain-qualified"));
+        assert!(
+            ModuleMeta::from_wit(bad)
+                .unwrap_err()
+                .contains("domain-qualified")
+        );
     }
 
     #[test]
     fn rejects_cluster_scoped_children_of_a_namespaced_primary() {
         let mut bad = info();
-        bad.owns.push(kind("rbac.authorization.k8s.io", "v1", "ClusterRole", wit::Scope::Cluster));
-        assert!(ModuleMeta::from_wit(bad).unwrap_err().contains("cannot own cluster-scoped"));
+        bad.owns.push(kind(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRole",
+            wit::Scope::Cluster,
+        ));
+        assert!(
+            ModuleMeta::from_wit(bad)
+                .unwrap_err()
+                .contains("cannot own cluster-scoped")
+        );
     }
 
     #[test]

@@ -35,9 +35,16 @@ impl StaticObjects {
         }
     }
 
-    fn of_kind<'a>(&'a self, kind: &'a Kind, namespace: Option<&'a str>) -> impl Iterator<Item = &'a Arc<Value>> + 'a {
+    fn of_kind<'a>(
+        &'a self,
+        kind: &'a Kind,
+        namespace: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a Arc<Value>> + 'a {
         self.objects.iter().filter(move |o| {
-            let api_version = o.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+            let api_version = o
+                .get("apiVersion")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             let object_kind = o.get("kind").and_then(Value::as_str).unwrap_or_default();
             kind.matches(api_version, object_kind)
                 && namespace.is_none_or(|ns| namespace_of(o) == Some(ns))
@@ -59,7 +66,9 @@ impl ObjectSource for StaticObjects {
 
 /// The namespace of an object, if it has one.
 pub fn namespace_of(object: &Value) -> Option<&str> {
-    object.pointer("/metadata/namespace").and_then(Value::as_str)
+    object
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
 }
 
 /// Answers one guest's reads for one reconcile, applying the access rules.
@@ -71,14 +80,21 @@ pub(crate) struct GuestReads {
 }
 
 impl GuestReads {
-    fn resolve(&self, api_version: &str, kind: &str, namespace: Option<&str>) -> Result<(&Kind, Option<String>), String> {
+    fn resolve(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+    ) -> Result<(&Kind, Option<String>), String> {
         let declared = self.meta.readable(api_version, kind).ok_or_else(|| {
             format!("{kind}.{api_version} is not a kind module {} declared; declare it with Metadata::reads", self.meta.name)
         })?;
         let namespace = match (declared.scope, &self.namespace, namespace) {
             (Scope::Cluster, _, _) => None,
             (Scope::Namespaced, Some(own), Some(asked)) if own != asked => {
-                return Err(format!("namespace {asked:?} is outside this object's namespace {own:?}"));
+                return Err(format!(
+                    "namespace {asked:?} is outside this object's namespace {own:?}"
+                ));
             }
             (Scope::Namespaced, Some(own), _) => Some(own.clone()),
             (Scope::Namespaced, None, asked) => asked.map(str::to_owned),
@@ -86,7 +102,13 @@ impl GuestReads {
         Ok((declared, namespace))
     }
 
-    pub(crate) fn get(&self, api_version: &str, kind: &str, namespace: Option<&str>, name: &str) -> Result<Option<String>, String> {
+    pub(crate) fn get(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<String>, String> {
         let (declared, namespace) = self.resolve(api_version, kind, namespace)?;
         Ok(self
             .source
@@ -94,9 +116,16 @@ impl GuestReads {
             .map(|o| o.to_string()))
     }
 
-    pub(crate) fn list(&self, api_version: &str, kind: &str, namespace: Option<&str>, label_selector: Option<&str>) -> Result<Vec<String>, String> {
+    pub(crate) fn list(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        label_selector: Option<&str>,
+    ) -> Result<Vec<String>, String> {
         let (declared, namespace) = self.resolve(api_version, kind, namespace)?;
-        let selector = bosun_selector::parse(label_selector.unwrap_or_default()).map_err(|e| e.to_string())?;
+        let selector =
+            bosun_selector::parse(label_selector.unwrap_or_default()).map_err(|e| e.to_string())?;
         Ok(self
             .source
             .list(declared, namespace.as_deref())

@@ -69,7 +69,14 @@ pub fn plan_response(
 ) -> Result<Plan, ValidationError> {
     let primary = Primary::from_object(object)?;
     let valid = validate(meta, &primary, response)?;
-    Ok(plan(meta, &primary, object.get("status"), observed, valid, now))
+    Ok(plan(
+        meta,
+        &primary,
+        object.get("status"),
+        observed,
+        valid,
+        now,
+    ))
 }
 
 /// Plans the writes for `response`, given the primary's current status and
@@ -96,7 +103,9 @@ pub fn plan(
                     metadata.remove(field);
                 }
                 match child.namespace {
-                    Some(namespace) => metadata.insert("namespace".into(), Value::String(namespace)),
+                    Some(namespace) => {
+                        metadata.insert("namespace".into(), Value::String(namespace))
+                    }
                     None => metadata.remove("namespace"),
                 };
                 metadata.insert("ownerReferences".into(), json!([owner]));
@@ -140,7 +149,12 @@ pub fn owner_reference(primary: &Primary) -> Value {
 /// controller ownerReference is this primary's UID and that this module's
 /// field manager applied. Anything else stays, whatever the guest returns.
 pub fn is_prunable(meta: &ModuleMeta, primary: &Primary, child: &Value) -> bool {
-    let text = |pointer: &str| child.pointer(pointer).and_then(Value::as_str).unwrap_or_default();
+    let text = |pointer: &str| {
+        child
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
     if primary.uid.is_empty() || meta.owned(text("/apiVersion"), text("/kind")).is_none() {
         return false;
     }
@@ -167,7 +181,12 @@ pub fn is_prunable(meta: &ModuleMeta, primary: &Primary, child: &Value) -> bool 
 }
 
 fn object_ref(object: &Value) -> Option<ObjectRef> {
-    let text = |pointer: &str| object.pointer(pointer).and_then(Value::as_str).map(str::to_owned);
+    let text = |pointer: &str| {
+        object
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
     Some(ObjectRef {
         api_version: text("/apiVersion")?,
         kind: text("/kind")?,
@@ -178,7 +197,12 @@ fn object_ref(object: &Value) -> Option<ObjectRef> {
 
 /// The same object, whichever version of its group it is seen through.
 fn same_object(a: &ObjectRef, b: &ObjectRef) -> bool {
-    let group = |api_version: &str| api_version.rsplit_once('/').map(|(g, _)| g.to_owned()).unwrap_or_default();
+    let group = |api_version: &str| {
+        api_version
+            .rsplit_once('/')
+            .map(|(g, _)| g.to_owned())
+            .unwrap_or_default()
+    };
     a.kind == b.kind
         && a.name == b.name
         && a.namespace == b.namespace
@@ -189,7 +213,12 @@ fn same_object(a: &ObjectRef, b: &ObjectRef) -> bool {
 /// `meta.SetStatusCondition` does: a condition whose status did not change
 /// keeps its `lastTransitionTime`; a new or flipped one gets `now` unless
 /// the guest set a time.
-fn settle_status(primary: &Primary, current: Option<&Value>, mut status: Map<String, Value>, now: Timestamp) -> Value {
+fn settle_status(
+    primary: &Primary,
+    current: Option<&Value>,
+    mut status: Map<String, Value>,
+    now: Timestamp,
+) -> Value {
     if let Some(generation) = primary.generation {
         status.insert("observedGeneration".into(), json!(generation));
     }
@@ -217,7 +246,9 @@ fn settle_status(primary: &Primary, current: Option<&Value>, mut status: Map<Str
                 }
             }
             if let Some(generation) = primary.generation {
-                condition.entry("observedGeneration").or_insert(json!(generation));
+                condition
+                    .entry("observedGeneration")
+                    .or_insert(json!(generation));
             }
         }
     }
@@ -266,7 +297,12 @@ mod tests {
         "2026-11-25T10:00:00Z".parse().unwrap()
     }
 
-    fn planned(children: Vec<Value>, status: Option<Value>, current: Option<Value>, observed: &[Value]) -> Plan {
+    fn planned(
+        children: Vec<Value>,
+        status: Option<Value>,
+        current: Option<Value>,
+        observed: &[Value],
+    ) -> Plan {
         let response = wit::Response {
             children: children.iter().map(Value::to_string).collect(),
             status: status.map(|s| s.to_string()),
@@ -274,7 +310,14 @@ mod tests {
             events: vec![],
         };
         let valid = validate(&meta(), &primary(), response).unwrap();
-        plan(&meta(), &primary(), current.as_ref(), observed, valid, now())
+        plan(
+            &meta(),
+            &primary(),
+            current.as_ref(),
+            observed,
+            valid,
+            now(),
+        )
     }
 
     fn observed_service(name: &str, uid: &str, manager: &str) -> Value {
@@ -288,17 +331,22 @@ mod tests {
     #[test]
     fn sets_namespace_and_controller_reference_and_drops_server_fields() {
         let plan = planned(
-            vec![json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "shop", "resourceVersion": "7", "uid": "x"}})],
+            vec![
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "shop", "resourceVersion": "7", "uid": "x"}}),
+            ],
             None,
             None,
             &[],
         );
         let service = &plan.apply[0];
         assert_eq!(service["metadata"]["namespace"], "team-a");
-        assert_eq!(service["metadata"]["ownerReferences"], json!([{
-            "apiVersion": "examples.bosun.dev/v1alpha1", "kind": "WebApp", "name": "shop",
-            "uid": "u-1", "controller": true, "blockOwnerDeletion": true
-        }]));
+        assert_eq!(
+            service["metadata"]["ownerReferences"],
+            json!([{
+                "apiVersion": "examples.bosun.dev/v1alpha1", "kind": "WebApp", "name": "shop",
+                "uid": "u-1", "controller": true, "blockOwnerDeletion": true
+            }])
+        );
         assert!(service["metadata"].get("resourceVersion").is_none());
         assert!(service["metadata"].get("uid").is_none());
         assert_eq!(plan.requeue_after, Some(Duration::from_millis(1500)));
@@ -326,13 +374,18 @@ mod tests {
     fn sets_observed_generation_and_new_condition_times() {
         let plan = planned(
             vec![],
-            Some(json!({"conditions": [{"type": "Ready", "status": "True", "reason": "Up", "message": ""}]})),
+            Some(
+                json!({"conditions": [{"type": "Ready", "status": "True", "reason": "Up", "message": ""}]}),
+            ),
             None,
             &[],
         );
         let status = plan.status.unwrap();
         assert_eq!(status["observedGeneration"], 4);
-        assert_eq!(status["conditions"][0]["lastTransitionTime"], "2026-11-25T10:00:00Z");
+        assert_eq!(
+            status["conditions"][0]["lastTransitionTime"],
+            "2026-11-25T10:00:00Z"
+        );
         assert_eq!(status["conditions"][0]["observedGeneration"], 4);
     }
 
@@ -341,10 +394,16 @@ mod tests {
         let current = json!({"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}]});
         let desired = json!({"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-11-25T09:59:59Z"}]});
         let plan = planned(vec![], Some(desired), Some(current.clone()), &[]);
-        assert_eq!(plan.status.unwrap()["conditions"][0]["lastTransitionTime"], "2026-01-01T00:00:00Z");
+        assert_eq!(
+            plan.status.unwrap()["conditions"][0]["lastTransitionTime"],
+            "2026-01-01T00:00:00Z"
+        );
 
         let flipped = json!({"conditions": [{"type": "Ready", "status": "False"}]});
         let plan = planned(vec![], Some(flipped), Some(current), &[]);
-        assert_eq!(plan.status.unwrap()["conditions"][0]["lastTransitionTime"], "2026-11-25T10:00:00Z");
+        assert_eq!(
+            plan.status.unwrap()["conditions"][0]["lastTransitionTime"],
+            "2026-11-25T10:00:00Z"
+        );
     }
 }

@@ -36,7 +36,12 @@ pub struct Primary {
 impl Primary {
     /// Reads the identifying fields of `object`.
     pub fn from_object(object: &Value) -> Result<Self, ValidationError> {
-        let text = |pointer: &str| object.pointer(pointer).and_then(Value::as_str).map(str::to_owned);
+        let text = |pointer: &str| {
+            object
+                .pointer(pointer)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
         let required = |pointer: &'static str| {
             text(pointer)
                 .filter(|s| !s.is_empty())
@@ -48,7 +53,9 @@ impl Primary {
             name: required("/metadata/name")?,
             namespace: text("/metadata/namespace").filter(|s| !s.is_empty()),
             uid: text("/metadata/uid").unwrap_or_default(),
-            generation: object.pointer("/metadata/generation").and_then(Value::as_i64),
+            generation: object
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64),
         })
     }
 }
@@ -79,7 +86,9 @@ pub enum ValidationError {
         field: &'static str,
     },
     /// A child's name is not a valid Kubernetes name.
-    #[error("desired {kind} {name:?} has an invalid name: names are lower-case RFC 1123 subdomains")]
+    #[error(
+        "desired {kind} {name:?} has an invalid name: names are lower-case RFC 1123 subdomains"
+    )]
     ChildName {
         /// Its kind.
         kind: String,
@@ -87,7 +96,9 @@ pub enum ValidationError {
         name: String,
     },
     /// A child of a kind the module did not declare in `owns`.
-    #[error("desired {kind}.{api_version} {name:?} is not a kind the module declared it owns; declare it with Metadata::owns")]
+    #[error(
+        "desired {kind}.{api_version} {name:?} is not a kind the module declared it owns; declare it with Metadata::owns"
+    )]
     UndeclaredKind {
         /// Its apiVersion.
         api_version: String,
@@ -109,7 +120,9 @@ pub enum ValidationError {
         rule: String,
     },
     /// A child carries an ownerReference the host did not make.
-    #[error("desired {kind} {name:?} carries an ownerReference to {owner:?} (uid {uid:?}); only the host sets ownerReferences, to the reconciled object")]
+    #[error(
+        "desired {kind} {name:?} carries an ownerReference to {owner:?} (uid {uid:?}); only the host sets ownerReferences, to the reconciled object"
+    )]
     ForgedOwner {
         /// Its kind.
         kind: String,
@@ -170,7 +183,11 @@ pub struct ValidResponse {
 
 /// Checks a guest's response against the module's declaration and the
 /// primary object.
-pub fn validate(meta: &ModuleMeta, primary: &Primary, response: wit::Response) -> Result<ValidResponse, ValidationError> {
+pub fn validate(
+    meta: &ModuleMeta,
+    primary: &Primary,
+    response: wit::Response,
+) -> Result<ValidResponse, ValidationError> {
     let mut seen = HashSet::new();
     let children = response
         .children
@@ -178,7 +195,11 @@ pub fn validate(meta: &ModuleMeta, primary: &Primary, response: wit::Response) -
         .enumerate()
         .map(|(index, json)| {
             let child = validate_child(meta, primary, index, json)?;
-            if !seen.insert((child.kind.clone(), child.namespace.clone(), child.name.clone())) {
+            if !seen.insert((
+                child.kind.clone(),
+                child.namespace.clone(),
+                child.name.clone(),
+            )) {
                 return Err(ValidationError::Duplicate {
                     kind: child.kind.kind.clone(),
                     name: child.name.clone(),
@@ -194,7 +215,9 @@ pub fn validate(meta: &ModuleMeta, primary: &Primary, response: wit::Response) -
             Ok(other) => Err(ValidationError::Status {
                 reason: format!("got {}", json_type(&other)),
             }),
-            Err(e) => Err(ValidationError::Status { reason: e.to_string() }),
+            Err(e) => Err(ValidationError::Status {
+                reason: e.to_string(),
+            }),
         })
         .transpose()?;
     let events = validate_events(response.events)?;
@@ -216,7 +239,10 @@ pub fn validate_events(events: Vec<wit::Event>) -> Result<Vec<wit::Event>, Valid
                 return Err(ValidationError::EventReason { index });
             }
             if event.note.len() > MAX_EVENT_NOTE_BYTES {
-                let cut = (0..=MAX_EVENT_NOTE_BYTES).rev().find(|&i| event.note.is_char_boundary(i)).unwrap_or(0);
+                let cut = (0..=MAX_EVENT_NOTE_BYTES)
+                    .rev()
+                    .find(|&i| event.note.is_char_boundary(i))
+                    .unwrap_or(0);
                 event.note.truncate(cut);
             }
             Ok(event)
@@ -224,7 +250,12 @@ pub fn validate_events(events: Vec<wit::Event>) -> Result<Vec<wit::Event>, Valid
         .collect()
 }
 
-fn validate_child(meta: &ModuleMeta, primary: &Primary, index: usize, json: &str) -> Result<Child, ValidationError> {
+fn validate_child(
+    meta: &ModuleMeta,
+    primary: &Primary,
+    index: usize,
+    json: &str,
+) -> Result<Child, ValidationError> {
     let object = match serde_json::from_str(json) {
         Ok(Value::Object(object)) => object,
         Ok(other) => {
@@ -252,7 +283,10 @@ fn validate_child(meta: &ModuleMeta, primary: &Primary, index: usize, json: &str
     let metadata = object.get("metadata");
     let name = field("metadata.name", metadata.and_then(|m| m.get("name")))?;
     if !is_dns_subdomain(&name) {
-        return Err(ValidationError::ChildName { kind: kind_name, name });
+        return Err(ValidationError::ChildName {
+            kind: kind_name,
+            name,
+        });
     }
     let kind = meta
         .owned(&api_version, &kind_name)
@@ -282,17 +316,24 @@ fn validate_child(meta: &ModuleMeta, primary: &Primary, index: usize, json: &str
             let own = primary.namespace.clone().unwrap_or_default();
             match asked {
                 Some(ns) if ns != own => {
-                    return Err(wrong(ns, format!("children of a namespaced object must live in its namespace {own:?}")));
+                    return Err(wrong(
+                        ns,
+                        format!(
+                            "children of a namespaced object must live in its namespace {own:?}"
+                        ),
+                    ));
                 }
                 _ => Some(own),
             }
         }
-        (Scope::Namespaced, Scope::Cluster) => match asked {
-            Some(ns) => Some(ns.to_owned()),
-            None => {
-                return Err(wrong("", "the primary is cluster-scoped, so a namespaced child must name its namespace".into()));
+        (Scope::Namespaced, Scope::Cluster) => {
+            match asked {
+                Some(ns) => Some(ns.to_owned()),
+                None => {
+                    return Err(wrong("", "the primary is cluster-scoped, so a namespaced child must name its namespace".into()));
+                }
             }
-        },
+        }
     };
 
     let owners = metadata
@@ -306,7 +347,11 @@ fn validate_child(meta: &ModuleMeta, primary: &Primary, index: usize, json: &str
             return Err(ValidationError::ForgedOwner {
                 kind: kind_name,
                 name,
-                owner: owner.get("name").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                owner: owner
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
                 uid: uid.to_owned(),
             });
         }
@@ -352,7 +397,12 @@ mod tests {
         ModuleMeta {
             name: "webapp".into(),
             version: "0.1.0".into(),
-            primary: kind("examples.bosun.dev", "v1alpha1", "WebApp", Scope::Namespaced),
+            primary: kind(
+                "examples.bosun.dev",
+                "v1alpha1",
+                "WebApp",
+                Scope::Namespaced,
+            ),
             owns: vec![
                 kind("apps", "v1", "Deployment", Scope::Namespaced),
                 kind("", "v1", "Service", Scope::Namespaced),
@@ -391,36 +441,68 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(valid.children.len(), 2);
-        assert!(valid.children.iter().all(|c| c.namespace.as_deref() == Some("team-a")));
+        assert!(
+            valid
+                .children
+                .iter()
+                .all(|c| c.namespace.as_deref() == Some("team-a"))
+        );
     }
 
     #[test]
     fn rejects_an_undeclared_kind() {
-        let err = check(vec![json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}})]).unwrap_err();
-        assert!(matches!(err, ValidationError::UndeclaredKind { ref kind, .. } if kind == "Secret"), "{err}");
+        let err = check(vec![
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}}),
+        ])
+        .unwrap_err();
+        assert!(
+            matches!(err, ValidationError::UndeclaredKind { ref kind, .. } if kind == "Secret"),
+            "{err}"
+        );
     }
 
     #[test]
     fn rejects_the_right_kind_name_under_another_group() {
         let err = check(vec![json!({"apiVersion": "extensions/v1beta1", "kind": "Deployment", "metadata": {"name": "x"}})]).unwrap_err();
-        assert!(matches!(err, ValidationError::UndeclaredKind { .. }), "{err}");
+        assert!(
+            matches!(err, ValidationError::UndeclaredKind { .. }),
+            "{err}"
+        );
     }
 
     #[test]
     fn rejects_another_namespace() {
         let err = check(vec![json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x", "namespace": "kube-system"}})]).unwrap_err();
-        assert!(matches!(err, ValidationError::WrongNamespace { ref namespace, .. } if namespace == "kube-system"), "{err}");
+        assert!(
+            matches!(err, ValidationError::WrongNamespace { ref namespace, .. } if namespace == "kube-system"),
+            "{err}"
+        );
     }
 
     #[test]
     fn rejects_missing_identity_fields() {
         for (child, field) in [
-            (json!({"kind": "Service", "metadata": {"name": "x"}}), "apiVersion"),
-            (json!({"apiVersion": "v1", "metadata": {"name": "x"}}), "kind"),
-            (json!({"apiVersion": "v1", "kind": "Service", "metadata": {}}), "metadata.name"),
-            (json!({"apiVersion": "v1", "kind": "Service"}), "metadata.name"),
+            (
+                json!({"kind": "Service", "metadata": {"name": "x"}}),
+                "apiVersion",
+            ),
+            (
+                json!({"apiVersion": "v1", "metadata": {"name": "x"}}),
+                "kind",
+            ),
+            (
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {}}),
+                "metadata.name",
+            ),
+            (
+                json!({"apiVersion": "v1", "kind": "Service"}),
+                "metadata.name",
+            ),
         ] {
-            assert_eq!(check(vec![child]).unwrap_err(), ValidationError::ChildField { index: 0, field });
+            assert_eq!(
+                check(vec![child]).unwrap_err(),
+                ValidationError::ChildField { index: 0, field }
+            );
         }
     }
 
@@ -428,13 +510,22 @@ mod tests {
     fn rejects_invalid_json_and_non_objects() {
         let mut bad = response(vec![]);
         bad.children.push("{not json".into());
-        assert!(matches!(validate(&meta(), &primary(), bad).unwrap_err(), ValidationError::ChildNotJson { .. }));
-        assert!(matches!(check(vec![json!([1, 2])]).unwrap_err(), ValidationError::ChildNotJson { .. }));
+        assert!(matches!(
+            validate(&meta(), &primary(), bad).unwrap_err(),
+            ValidationError::ChildNotJson { .. }
+        ));
+        assert!(matches!(
+            check(vec![json!([1, 2])]).unwrap_err(),
+            ValidationError::ChildNotJson { .. }
+        ));
     }
 
     #[test]
     fn rejects_an_invalid_name() {
-        let err = check(vec![json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "Not_Valid"}})]).unwrap_err();
+        let err = check(vec![
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "Not_Valid"}}),
+        ])
+        .unwrap_err();
         assert!(matches!(err, ValidationError::ChildName { .. }), "{err}");
     }
 
@@ -442,7 +533,10 @@ mod tests {
     fn rejects_forged_owner_references_but_allows_the_primary() {
         let forged = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x",
             "ownerReferences": [{"apiVersion": "v1", "kind": "Namespace", "name": "team-a", "uid": "u-2", "controller": true}]}});
-        assert!(matches!(check(vec![forged]).unwrap_err(), ValidationError::ForgedOwner { .. }));
+        assert!(matches!(
+            check(vec![forged]).unwrap_err(),
+            ValidationError::ForgedOwner { .. }
+        ));
         let honest = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x",
             "ownerReferences": [{"apiVersion": "examples.bosun.dev/v1alpha1", "kind": "WebApp", "name": "shop", "uid": "u-1"}]}});
         assert!(check(vec![honest]).is_ok());
@@ -451,14 +545,20 @@ mod tests {
     #[test]
     fn rejects_duplicates() {
         let child = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"}});
-        assert!(matches!(check(vec![child.clone(), child]).unwrap_err(), ValidationError::Duplicate { .. }));
+        assert!(matches!(
+            check(vec![child.clone(), child]).unwrap_err(),
+            ValidationError::Duplicate { .. }
+        ));
     }
 
     #[test]
     fn rejects_a_status_that_is_not_an_object() {
         let mut bad = response(vec![]);
         bad.status = Some("\"ready\"".into());
-        assert!(matches!(validate(&meta(), &primary(), bad).unwrap_err(), ValidationError::Status { .. }));
+        assert!(matches!(
+            validate(&meta(), &primary(), bad).unwrap_err(),
+            ValidationError::Status { .. }
+        ));
     }
 
     #[test]
@@ -471,6 +571,9 @@ mod tests {
         };
         let events = validate_events(vec![event("Big", "é".repeat(1000))]).unwrap();
         assert!(events[0].note.len() <= MAX_EVENT_NOTE_BYTES);
-        assert_eq!(validate_events(vec![event(" ", String::new())]).unwrap_err(), ValidationError::EventReason { index: 0 });
+        assert_eq!(
+            validate_events(vec![event(" ", String::new())]).unwrap_err(),
+            ValidationError::EventReason { index: 0 }
+        );
     }
 }

@@ -7,11 +7,17 @@ use std::process::{Command, Output};
 use serde_json::{Value, json};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 fn guest(package: &str) -> String {
-    bosun_testenv::guests::path(package).unwrap().display().to_string()
+    bosun_testenv::guests::path(package)
+        .unwrap()
+        .display()
+        .to_string()
 }
 
 fn sample(path: &str) -> String {
@@ -37,8 +43,14 @@ fn stderr(out: &Output) -> String {
 }
 
 fn yaml(out: &Output) -> Value {
-    assert!(out.status.success(), "bosun failed ({}): {}", out.status, stderr(out));
-    serde_yaml::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not YAML ({e}): {}", stdout(out)))
+    assert!(
+        out.status.success(),
+        "bosun failed ({}): {}",
+        out.status,
+        stderr(out)
+    );
+    serde_yaml::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not YAML ({e}): {}", stdout(out)))
 }
 
 fn write(dir: &Path, name: &str, value: &Value) -> String {
@@ -97,8 +109,15 @@ fn reconcile_when_due_prints_the_pod_as_it_would_be_applied() {
     assert_eq!(owner["kind"], "At");
     assert_eq!(owner["name"], "example-at");
     assert_eq!(owner["controller"], true);
-    assert_eq!(owner["uid"].as_str().unwrap().len(), 36, "a uid stands in for the server's");
-    assert_eq!(pod["spec"]["containers"][0]["command"], json!(["echo", "YAY"]));
+    assert_eq!(
+        owner["uid"].as_str().unwrap().len(),
+        36,
+        "a uid stands in for the server's"
+    );
+    assert_eq!(
+        pod["spec"]["containers"][0]["command"],
+        json!(["echo", "YAY"])
+    );
     assert_eq!(report["events"][0]["reason"], "Started");
     assert_eq!(report["events"][0]["type"], "Normal");
 }
@@ -117,10 +136,20 @@ fn reconcile_with_a_succeeded_child_reports_done() {
     let mut pod = yaml(&running)["apply"][0].clone();
     pod["status"] = json!({"phase": "Succeeded"});
     let children = write(dir.path(), "pod.yaml", &pod);
-    let mut at: Value = serde_yaml::from_str(&std::fs::read_to_string(sample("examples/cnat/samples/at.yaml")).unwrap()).unwrap();
+    let mut at: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(sample("examples/cnat/samples/at.yaml")).unwrap(),
+    )
+    .unwrap();
     at["status"] = json!({"phase": "RUNNING"});
     let object = write(dir.path(), "at.yaml", &at);
-    let report = yaml(&bosun(&["reconcile", &guest("cnat"), "--object", &object, "--children", &children]));
+    let report = yaml(&bosun(&[
+        "reconcile",
+        &guest("cnat"),
+        "--object",
+        &object,
+        "--children",
+        &children,
+    ]));
     assert_eq!(report["status"]["phase"], "DONE");
 }
 
@@ -134,7 +163,10 @@ fn a_permanent_error_exits_non_zero_with_one_line() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    let line = err.lines().find(|l| l.starts_with("error:")).expect("an error line");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .expect("an error line");
     assert!(line.contains("permanent error InvalidSchedule"), "{err}");
     assert!(line.contains("next tuesday"), "{err}");
     assert!(stdout(&out).is_empty());
@@ -153,31 +185,65 @@ fn webapp_with_settings_and_pruning() {
         "-o",
         "json",
     ]));
-    let kinds: Vec<&str> = first["apply"].as_array().unwrap().iter().map(|c| c["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = first["apply"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["kind"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds, ["Deployment", "Service"]);
-    assert_eq!(first["apply"][1]["metadata"]["labels"]["team"], "storefront");
+    assert_eq!(
+        first["apply"][1]["metadata"]["labels"]["team"],
+        "storefront"
+    );
 
     // The Service as the API server would store it after the host applied it.
     let mut service = first["apply"][1].clone();
-    service["metadata"]["managedFields"] = json!([{"manager": "bosun/webapp", "operation": "Apply"}]);
+    service["metadata"]["managedFields"] =
+        json!([{"manager": "bosun/webapp", "operation": "Apply"}]);
     let mut hand_made = service.clone();
     hand_made["metadata"]["name"] = json!("hand-made");
     hand_made["metadata"]["managedFields"] = json!([{"manager": "kubectl", "operation": "Update"}]);
-    let children = write(dir.path(), "children.yaml", &json!({"apiVersion": "v1", "kind": "List", "items": [service, hand_made]}));
-    let mut app: Value = serde_yaml::from_str(&std::fs::read_to_string(sample("examples/webapp/samples/webapp.yaml")).unwrap()).unwrap();
+    let children = write(
+        dir.path(),
+        "children.yaml",
+        &json!({"apiVersion": "v1", "kind": "List", "items": [service, hand_made]}),
+    );
+    let mut app: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(sample("examples/webapp/samples/webapp.yaml")).unwrap(),
+    )
+    .unwrap();
     app["spec"].as_object_mut().unwrap().remove("port");
     let object = write(dir.path(), "app.yaml", &app);
-    let second = yaml(&bosun(&["reconcile", &guest("webapp"), "--object", &object, "--children", &children]));
-    assert_eq!(second["prune"], json!([{"apiVersion": "v1", "kind": "Service", "namespace": "default", "name": "shop"}]));
+    let second = yaml(&bosun(&[
+        "reconcile",
+        &guest("webapp"),
+        "--object",
+        &object,
+        "--children",
+        &children,
+    ]));
+    assert_eq!(
+        second["prune"],
+        json!([{"apiVersion": "v1", "kind": "Service", "namespace": "default", "name": "shop"}])
+    );
 }
 
 #[test]
 fn bad_input_is_reported_clearly() {
     let dir = tempfile::tempdir().unwrap();
-    let pod = write(dir.path(), "pod.yaml", &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}}));
+    let pod = write(
+        dir.path(),
+        "pod.yaml",
+        &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}}),
+    );
     let out = bosun(&["reconcile", &guest("cnat"), "--object", &pod]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("holds 0 objects of kind At"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("holds 0 objects of kind At"),
+        "{}",
+        stderr(&out)
+    );
 
     let out = bosun(&[
         "reconcile",
@@ -188,7 +254,11 @@ fn bad_input_is_reported_clearly() {
         &sample("examples/webapp/samples/webapp.yaml"),
     ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("is not a kind module cnat owns"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is not a kind module cnat owns"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -198,7 +268,11 @@ fn a_broken_module_exits_with_the_load_failure() {
     std::fs::write(&broken, b"\0asm\x01\0\0\0").unwrap();
     let out = bosun(&["inspect", broken.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(3));
-    assert!(stderr(&out).contains("core WebAssembly module"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("core WebAssembly module"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -209,7 +283,14 @@ fn a_trap_exits_with_the_call_failure() {
         "cm.yaml",
         &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "spin"}, "data": {"mode": "loop"}}),
     );
-    let out = bosun(&["reconcile", &guest("misbehave"), "--object", &looping, "--timeout-ms", "100"]);
+    let out = bosun(&[
+        "reconcile",
+        &guest("misbehave"),
+        "--object",
+        &looping,
+        "--timeout-ms",
+        "100",
+    ]);
     assert_eq!(out.status.code(), Some(4));
     assert!(stderr(&out).contains("deadline"), "{}", stderr(&out));
 }

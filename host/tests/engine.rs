@@ -5,14 +5,17 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use bosun::engine::bindings::{ReconcileError, Request, Response, Trigger};
-use bosun::engine::{CallContext, CallError, CompileSource, Engine, EngineConfig, Limits, LoadError, Module};
+use bosun::engine::{
+    CallContext, CallError, CompileSource, Engine, EngineConfig, Limits, LoadError, Module,
+};
 use bosun::objects::StaticObjects;
 use bosun::plan::{Plan, plan_response};
 use bosun::validate::ValidationError;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-static ENGINE: LazyLock<Engine> = LazyLock::new(|| Engine::new(EngineConfig::default()).expect("engine"));
+static ENGINE: LazyLock<Engine> =
+    LazyLock::new(|| Engine::new(EngineConfig::default()).expect("engine"));
 static MODULES: LazyLock<Mutex<Vec<(String, Module)>>> = LazyLock::new(Mutex::default);
 
 fn module(package: &str) -> Module {
@@ -21,7 +24,9 @@ fn module(package: &str) -> Module {
         return module.clone();
     }
     let path = bosun_testenv::guests::path(package).expect("guests build");
-    let module = ENGINE.load_file(&path).unwrap_or_else(|e| panic!("{package} loads: {e}"));
+    let module = ENGINE
+        .load_file(&path)
+        .unwrap_or_else(|e| panic!("{package} loads: {e}"));
     modules.push((package.to_owned(), module.clone()));
     module
 }
@@ -63,7 +68,10 @@ fn cnat(object: &Value, children: &[Value], now: &str) -> Result<Plan, Reconcile
         .reconcile(&request(object, children), &at_clock(now))
         .expect("the call completes")?;
     let now: Timestamp = now.parse().unwrap();
-    Ok(plan_response(module("cnat").meta(), object, children, response, now).expect("valid output"))
+    Ok(
+        plan_response(module("cnat").meta(), object, children, response, now)
+            .expect("valid output"),
+    )
 }
 
 #[test]
@@ -110,7 +118,10 @@ fn cnat_creates_the_pod_exactly_as_specified_when_due() {
 #[test]
 fn cnat_is_done_once_the_pod_succeeded() {
     let running = at(Some("RUNNING"));
-    let mut pod = cnat(&running, &[], "2026-12-01T10:00:05Z").unwrap().apply.remove(0);
+    let mut pod = cnat(&running, &[], "2026-12-01T10:00:05Z")
+        .unwrap()
+        .apply
+        .remove(0);
     pod["status"] = json!({"phase": "Running"});
     let plan = cnat(&running, std::slice::from_ref(&pod), "2026-12-01T10:00:10Z").unwrap();
     assert_eq!(plan.status.unwrap()["phase"], "RUNNING");
@@ -118,7 +129,11 @@ fn cnat_is_done_once_the_pod_succeeded() {
     pod["status"] = json!({"phase": "Succeeded"});
     let plan = cnat(&running, &[pod], "2026-12-01T10:00:20Z").unwrap();
     assert_eq!(plan.status.unwrap()["phase"], "DONE");
-    assert_eq!(plan.apply.len(), 1, "the finished pod stays desired, so it is not pruned");
+    assert_eq!(
+        plan.apply.len(),
+        1,
+        "the finished pod stays desired, so it is not pruned"
+    );
     assert!(plan.prune.is_empty());
 }
 
@@ -129,7 +144,11 @@ fn cnat_reports_a_bad_schedule_as_a_permanent_error() {
     match cnat(&bad, &[], "2026-12-01T10:00:00Z") {
         Err(ReconcileError::Permanent(failure)) => {
             assert_eq!(failure.reason, "InvalidSchedule");
-            assert!(failure.message.contains("tomorrow at noon"), "{}", failure.message);
+            assert!(
+                failure.message.contains("tomorrow at noon"),
+                "{}",
+                failure.message
+            );
         }
         other => panic!("expected a permanent error, got {other:?}"),
     }
@@ -139,8 +158,21 @@ fn cnat_reports_a_bad_schedule_as_a_permanent_error() {
 fn metadata_is_read_once_at_load() {
     let cnat = module("cnat");
     let meta = cnat.meta();
-    assert_eq!((meta.name.as_str(), meta.primary.kind.as_str(), meta.primary.plural.as_str()), ("cnat", "At", "ats"));
-    assert_eq!(meta.owns.iter().map(|k| k.kind.as_str()).collect::<Vec<_>>(), ["Pod"]);
+    assert_eq!(
+        (
+            meta.name.as_str(),
+            meta.primary.kind.as_str(),
+            meta.primary.plural.as_str()
+        ),
+        ("cnat", "At", "ats")
+    );
+    assert_eq!(
+        meta.owns
+            .iter()
+            .map(|k| k.kind.as_str())
+            .collect::<Vec<_>>(),
+        ["Pod"]
+    );
     let webapp = module("webapp");
     let owned: Vec<_> = webapp.meta().owns.iter().map(|k| k.to_string()).collect();
     assert_eq!(owned, ["Deployment.apps/v1", "Service.v1"]);
@@ -169,7 +201,13 @@ fn misbehave_plan(mode: &str) -> Result<Plan, ValidationError> {
     let response = misbehave(mode, Limits::default())
         .expect("the call completes")
         .expect("the guest answers");
-    plan_response(module("misbehave").meta(), &config_map(mode), &[], response, Timestamp::now())
+    plan_response(
+        module("misbehave").meta(),
+        &config_map(mode),
+        &[],
+        response,
+        Timestamp::now(),
+    )
 }
 
 /// After each failure the same module must still serve a good call.
@@ -186,9 +224,19 @@ fn a_guest_that_loops_forever_is_stopped_at_its_deadline() {
     };
     let started = std::time::Instant::now();
     let error = misbehave("loop", limits).unwrap_err();
-    assert!(matches!(error, CallError::Timeout { ref module, .. } if module == "misbehave"), "{error}");
-    assert!(started.elapsed() < Duration::from_secs(10), "stopped near its deadline, took {:?}", started.elapsed());
-    assert!(error.to_string().contains("raise the module's timeout"), "{error}");
+    assert!(
+        matches!(error, CallError::Timeout { ref module, .. } if module == "misbehave"),
+        "{error}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stopped near its deadline, took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        error.to_string().contains("raise the module's timeout"),
+        "{error}"
+    );
     still_serves();
 }
 
@@ -199,7 +247,10 @@ fn a_guest_that_allocates_without_bound_hits_its_memory_cap() {
         ..Limits::default()
     };
     let error = misbehave("hog", limits).unwrap_err();
-    assert!(matches!(error, CallError::MemoryLimit { limit_mib: 32, .. }), "{error}");
+    assert!(
+        matches!(error, CallError::MemoryLimit { limit_mib: 32, .. }),
+        "{error}"
+    );
     still_serves();
 }
 
@@ -207,7 +258,10 @@ fn a_guest_that_allocates_without_bound_hits_its_memory_cap() {
 fn a_guest_panic_is_reported_with_its_message() {
     let error = misbehave("panic", Limits::default()).unwrap_err();
     match &error {
-        CallError::Panic { message, .. } => assert!(message.contains("deliberate panic for cm-panic"), "{message}"),
+        CallError::Panic { message, .. } => assert!(
+            message.contains("deliberate panic for cm-panic"),
+            "{message}"
+        ),
         other => panic!("expected a panic, got {other}"),
     }
     still_serves();
@@ -221,18 +275,40 @@ fn output_past_the_size_limit_is_refused() {
         ..Limits::default()
     };
     let error = misbehave("flood", limits).unwrap_err();
-    assert!(matches!(error, CallError::OutputTooLarge { limit, .. } if limit == 1 << 20), "{error}");
+    assert!(
+        matches!(error, CallError::OutputTooLarge { limit, .. } if limit == 1 << 20),
+        "{error}"
+    );
     still_serves();
 }
 
 #[test]
 fn malformed_or_forbidden_output_fails_validation_and_plans_no_write() {
     let cases: [(&str, fn(&ValidationError) -> bool); 5] = [
-        ("garbage", |e| matches!(e, ValidationError::ChildNotJson { .. })),
-        ("no-kind", |e| matches!(e, ValidationError::ChildField { field: "apiVersion", .. })),
-        ("trespass", |e| matches!(e, ValidationError::UndeclaredKind { kind, .. } if kind == "Secret")),
-        ("other-namespace", |e| matches!(e, ValidationError::WrongNamespace { namespace, .. } if namespace == "kube-system")),
-        ("forge-owner", |e| matches!(e, ValidationError::ForgedOwner { owner, .. } if owner == "someone-else")),
+        ("garbage", |e| {
+            matches!(e, ValidationError::ChildNotJson { .. })
+        }),
+        ("no-kind", |e| {
+            matches!(
+                e,
+                ValidationError::ChildField {
+                    field: "apiVersion",
+                    ..
+                }
+            )
+        }),
+        (
+            "trespass",
+            |e| matches!(e, ValidationError::UndeclaredKind { kind, .. } if kind == "Secret"),
+        ),
+        (
+            "other-namespace",
+            |e| matches!(e, ValidationError::WrongNamespace { namespace, .. } if namespace == "kube-system"),
+        ),
+        (
+            "forge-owner",
+            |e| matches!(e, ValidationError::ForgedOwner { owner, .. } if owner == "someone-else"),
+        ),
     ];
     for (mode, expected) in cases {
         let error = misbehave_plan(mode).expect_err(mode);
@@ -246,8 +322,18 @@ fn reads_of_undeclared_kinds_are_refused() {
     let outcome = misbehave("read-secret", Limits::default()).expect("the call completes");
     match outcome {
         Err(ReconcileError::Retryable(failure)) => {
-            assert!(failure.message.contains("Err("), "the guest saw an error: {}", failure.message);
-            assert!(failure.message.contains("not a kind module misbehave declared"), "{}", failure.message);
+            assert!(
+                failure.message.contains("Err("),
+                "the guest saw an error: {}",
+                failure.message
+            );
+            assert!(
+                failure
+                    .message
+                    .contains("not a kind module misbehave declared"),
+                "{}",
+                failure.message
+            );
         }
         other => panic!("expected the guest to report the refused read, got {other:?}"),
     }
@@ -255,8 +341,13 @@ fn reads_of_undeclared_kinds_are_refused() {
 
 #[test]
 fn guest_errors_come_back_typed() {
-    assert!(matches!(misbehave("retry", Limits::default()), Ok(Err(ReconcileError::Retryable(f))) if f.reason == "NotYet"));
-    assert!(matches!(misbehave("permanent", Limits::default()), Ok(Err(ReconcileError::Permanent(_)))));
+    assert!(
+        matches!(misbehave("retry", Limits::default()), Ok(Err(ReconcileError::Retryable(f))) if f.reason == "NotYet")
+    );
+    assert!(matches!(
+        misbehave("permanent", Limits::default()),
+        Ok(Err(ReconcileError::Permanent(_)))
+    ));
 }
 
 #[test]
@@ -300,9 +391,16 @@ fn guest_reads_are_answered_within_the_primary_namespace() {
         .unwrap()
         .unwrap();
     let status: Value = serde_json::from_str(response.status.as_deref().unwrap()).unwrap();
-    assert_eq!(status["listed"], json!(["demo/mine"]), "only its own namespace, filtered by the selector");
+    assert_eq!(
+        status["listed"],
+        json!(["demo/mine"]),
+        "only its own namespace, filtered by the selector"
+    );
     let elsewhere = status["elsewhere"].as_str().unwrap();
-    assert!(elsewhere.starts_with("Err(") && elsewhere.contains("outside this object's namespace"), "{elsewhere}");
+    assert!(
+        elsewhere.starts_with("Err(") && elsewhere.contains("outside this object's namespace"),
+        "{elsewhere}"
+    );
 }
 
 // ----------------------------------------------------------------- loading
@@ -317,17 +415,35 @@ fn what_is_not_a_component_is_refused_with_a_reason() {
     ];
     for (bytes, expected) in cases {
         let error = ENGINE.load("bad.wasm", bytes).map(|_| ()).unwrap_err();
-        assert!(matches!(error, LoadError::NotAComponent { .. } | LoadError::Compile { .. }), "{error}");
-        assert!(error.to_string().contains(expected), "{expected:?} not in: {error}");
-        assert!(error.to_string().contains("bad.wasm"), "names the source: {error}");
+        assert!(
+            matches!(
+                error,
+                LoadError::NotAComponent { .. } | LoadError::Compile { .. }
+            ),
+            "{error}"
+        );
+        assert!(
+            error.to_string().contains(expected),
+            "{expected:?} not in: {error}"
+        );
+        assert!(
+            error.to_string().contains("bad.wasm"),
+            "names the source: {error}"
+        );
     }
 }
 
 #[test]
 fn a_component_of_another_world_is_refused() {
-    let error = ENGINE.load("empty.wat", b"(component)").map(|_| ()).unwrap_err();
+    let error = ENGINE
+        .load("empty.wat", b"(component)")
+        .map(|_| ())
+        .unwrap_err();
     assert!(matches!(error, LoadError::WrongWorld { .. }), "{error}");
-    assert!(error.to_string().contains("bosun:reconciler/reconciler"), "{error}");
+    assert!(
+        error.to_string().contains("bosun:reconciler/reconciler"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -344,7 +460,10 @@ fn the_compile_cache_skips_cranelift_on_the_second_load() {
     let second = engine.load_file(&path).unwrap();
     assert_eq!(second.compile_source(), CompileSource::Cache);
     assert_eq!(first.digest(), second.digest());
-    second.reconcile(&request(&config_map("ok"), &[]), &CallContext::default()).unwrap().unwrap();
+    second
+        .reconcile(&request(&config_map("ok"), &[]), &CallContext::default())
+        .unwrap()
+        .unwrap();
 
     // A damaged entry is dropped and the component compiled again. (Replaced
     // through a rename, as any writer must: the loaded entry is mapped into

@@ -74,10 +74,19 @@ fn parse_requirement(requirement: &str) -> Result<Expression, String> {
         return Ok(Expression::DoesNotExist(label_key(key.trim())?));
     }
     if let Some((key, value)) = requirement.split_once("!=") {
-        return Ok(Expression::NotEqual(label_key(key.trim())?, label_value(value.trim())?));
+        return Ok(Expression::NotEqual(
+            label_key(key.trim())?,
+            label_value(value.trim())?,
+        ));
     }
-    if let Some((key, value)) = requirement.split_once("==").or_else(|| requirement.split_once('=')) {
-        return Ok(Expression::Equal(label_key(key.trim())?, label_value(value.trim())?));
+    if let Some((key, value)) = requirement
+        .split_once("==")
+        .or_else(|| requirement.split_once('='))
+    {
+        return Ok(Expression::Equal(
+            label_key(key.trim())?,
+            label_value(value.trim())?,
+        ));
     }
     let mut words = requirement.splitn(2, char::is_whitespace);
     let key = label_key(words.next().unwrap_or_default())?;
@@ -99,7 +108,9 @@ fn parse_requirement(requirement: &str) -> Result<Expression, String> {
     match operator {
         "in" => Ok(Expression::In(key, values)),
         "notin" => Ok(Expression::NotIn(key, values)),
-        other => Err(format!("unknown operator {other:?}; expected 'in' or 'notin'")),
+        other => Err(format!(
+            "unknown operator {other:?}; expected 'in' or 'notin'"
+        )),
     }
 }
 
@@ -108,7 +119,12 @@ fn parse_requirement(requirement: &str) -> Result<Expression, String> {
 fn label_key(key: &str) -> Result<String, String> {
     let name = match key.rsplit_once('/') {
         Some((prefix, name)) => {
-            if prefix.is_empty() || prefix.len() > 253 || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+            if prefix.is_empty()
+                || prefix.len() > 253
+                || !prefix
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+            {
                 return Err(format!("invalid label key prefix in {key:?}"));
             }
             name
@@ -149,7 +165,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn matches(selector: &str, pairs: &[(&str, &str)]) -> bool {
@@ -183,21 +202,42 @@ mod tests {
     #[test]
     fn set_forms_and_commas_inside_sets() {
         let selector = "app=web, env in (prod, staging), tier notin (cache), !legacy";
-        assert!(matches(selector, &[("app", "web"), ("env", "prod"), ("tier", "front")]));
+        assert!(matches(
+            selector,
+            &[("app", "web"), ("env", "prod"), ("tier", "front")]
+        ));
         assert!(!matches(selector, &[("app", "web"), ("env", "dev")]));
-        assert!(!matches(selector, &[("app", "web"), ("env", "prod"), ("tier", "cache")]));
-        assert!(!matches(selector, &[("app", "web"), ("env", "prod"), ("legacy", "1")]));
+        assert!(!matches(
+            selector,
+            &[("app", "web"), ("env", "prod"), ("tier", "cache")]
+        ));
+        assert!(!matches(
+            selector,
+            &[("app", "web"), ("env", "prod"), ("legacy", "1")]
+        ));
         assert!(matches("env in(prod)", &[("env", "prod")]));
     }
 
     #[test]
     fn prefixed_keys() {
-        assert!(matches("app.kubernetes.io/name=web", &[("app.kubernetes.io/name", "web")]));
+        assert!(matches(
+            "app.kubernetes.io/name=web",
+            &[("app.kubernetes.io/name", "web")]
+        ));
     }
 
     #[test]
     fn rejects_bad_syntax_with_the_selector_in_the_message() {
-        for bad in ["=web", "a,,b", "env in prod", "env in (a", "env of (a)", "bad key=1", "-a=b", "a=b c"] {
+        for bad in [
+            "=web",
+            "a,,b",
+            "env in prod",
+            "env in (a",
+            "env of (a)",
+            "bad key=1",
+            "-a=b",
+            "a=b c",
+        ] {
             let error = parse(bad).expect_err(bad);
             assert!(error.to_string().contains(bad), "{error}");
         }

@@ -44,7 +44,11 @@ pub fn out_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"));
-    let target = if target.is_absolute() { target } else { workspace_root().join(target) };
+    let target = if target.is_absolute() {
+        target
+    } else {
+        workspace_root().join(target)
+    };
     target.join(TARGET).join(PROFILE)
 }
 
@@ -62,7 +66,10 @@ pub fn path(package: &str) -> Result<PathBuf, BuildError> {
     if file.is_file() {
         Ok(file)
     } else {
-        Err(BuildError(format!("the build finished but {} is missing", file.display())))
+        Err(BuildError(format!(
+            "the build finished but {} is missing",
+            file.display()
+        )))
     }
 }
 
@@ -89,12 +96,20 @@ fn build_now() -> Result<PathBuf, BuildError> {
 
 /// Installs the wasm32-wasip2 target through rustup when it is missing.
 fn ensure_target() -> Result<(), BuildError> {
-    let installed = Command::new("rustup").args(["target", "list", "--installed"]).output();
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
     match installed {
         // No rustup: the toolchain is managed some other way; let cargo say
         // whether the target is there.
         Err(_) => Ok(()),
-        Ok(out) if String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == TARGET) => Ok(()),
+        Ok(out)
+            if String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.trim() == TARGET) =>
+        {
+            Ok(())
+        }
         Ok(_) => {
             let status = Command::new("rustup")
                 .args(["target", "add", TARGET])
@@ -103,7 +118,9 @@ fn ensure_target() -> Result<(), BuildError> {
             if status.success() {
                 Ok(())
             } else {
-                Err(BuildError(format!("`rustup target add {TARGET}` failed ({status})")))
+                Err(BuildError(format!(
+                    "`rustup target add {TARGET}` failed ({status})"
+                )))
             }
         }
     }

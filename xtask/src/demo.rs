@@ -98,7 +98,12 @@ impl Demo {
         self.summarize(&done);
 
         self.title("a schedule that is not a time: a permanent error, not retried");
-        self.show(&["reconcile", path(&module), "--object", path(&self.root.join("examples/cnat/samples/bad-schedule.yaml"))])?;
+        self.show(&[
+            "reconcile",
+            path(&module),
+            "--object",
+            path(&self.root.join("examples/cnat/samples/bad-schedule.yaml")),
+        ])?;
         let _ = sample;
         Ok(())
     }
@@ -111,8 +116,16 @@ impl Demo {
             "metadata": {"name": "shop", "namespace": "default", "uid": "5a1f0000-0000-4000-8000-000000000002", "generation": 1},
             "spec": {"image": "nginx:1.27", "replicas": 2, "port": 8080}
         });
-        self.title("a WebApp with a port: a Deployment and a Service, labelled from the module settings");
-        let first = self.reconcile(&module, &app, &[], "2026-11-25T10:00:00Z", &["--settings", path(&settings)])?;
+        self.title(
+            "a WebApp with a port: a Deployment and a Service, labelled from the module settings",
+        );
+        let first = self.reconcile(
+            &module,
+            &app,
+            &[],
+            "2026-11-25T10:00:00Z",
+            &["--settings", path(&settings)],
+        )?;
         self.summarize(&first);
 
         self.title("the port is removed: the Service the host applied is pruned");
@@ -122,14 +135,21 @@ impl Demo {
             .unwrap_or_default()
             .into_iter()
             .map(|mut child| {
-                child["metadata"]["managedFields"] = json!([{"manager": "bosun/webapp", "operation": "Apply"}]);
+                child["metadata"]["managedFields"] =
+                    json!([{"manager": "bosun/webapp", "operation": "Apply"}]);
                 child
             })
             .collect();
         let mut app = with_status(app, &first);
         app["spec"]["port"] = Value::Null;
         app["metadata"]["generation"] = json!(2);
-        let second = self.reconcile(&module, &app, &observed, "2026-11-25T10:01:00Z", &["--settings", path(&settings)])?;
+        let second = self.reconcile(
+            &module,
+            &app,
+            &observed,
+            "2026-11-25T10:01:00Z",
+            &["--settings", path(&settings)],
+        )?;
         self.summarize(&second);
         Ok(())
     }
@@ -141,9 +161,15 @@ impl Demo {
 
     /// Runs `bosun` and shows its output as is.
     fn show(&self, args: &[&str]) -> Result<()> {
-        println!("  $ bosun {}", args.join(" ").replace(&*self.root.to_string_lossy(), "."));
+        println!(
+            "  $ bosun {}",
+            args.join(" ").replace(&*self.root.to_string_lossy(), ".")
+        );
         let out = Command::new(&self.bosun).args(args).output()?;
-        for line in String::from_utf8_lossy(&out.stdout).lines().chain(String::from_utf8_lossy(&out.stderr).lines()) {
+        for line in String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .chain(String::from_utf8_lossy(&out.stderr).lines())
+        {
             println!("    {line}");
         }
         println!("    (exit status {})", out.status.code().unwrap_or(-1));
@@ -151,16 +177,38 @@ impl Demo {
     }
 
     /// Runs `bosun reconcile -o json` on `object` and returns the report.
-    fn reconcile(&self, module: &Path, object: &Value, children: &[Value], now: &str, extra: &[&str]) -> Result<Value> {
+    fn reconcile(
+        &self,
+        module: &Path,
+        object: &Value,
+        children: &[Value],
+        now: &str,
+        extra: &[&str],
+    ) -> Result<Value> {
         let object_file = self.write("object.json", object)?;
-        let mut args = vec!["reconcile", path(module), "--object", path(&object_file), "--now", now, "-o", "json"];
+        let mut args = vec![
+            "reconcile",
+            path(module),
+            "--object",
+            path(&object_file),
+            "--now",
+            now,
+            "-o",
+            "json",
+        ];
         let children_file;
         if !children.is_empty() {
-            children_file = self.write("children.json", &json!({"apiVersion": "v1", "kind": "List", "items": children}))?;
+            children_file = self.write(
+                "children.json",
+                &json!({"apiVersion": "v1", "kind": "List", "items": children}),
+            )?;
             args.extend(["--children", path(&children_file)]);
         }
         args.extend(extra);
-        println!("  $ bosun reconcile {} --now {now}", module.file_name().unwrap_or_default().to_string_lossy());
+        println!(
+            "  $ bosun reconcile {} --now {now}",
+            module.file_name().unwrap_or_default().to_string_lossy()
+        );
         let out = Command::new(&self.bosun).args(&args).output()?;
         for line in String::from_utf8_lossy(&out.stderr).lines() {
             println!("    {line}");
@@ -176,16 +224,42 @@ impl Demo {
             .as_array()
             .into_iter()
             .flatten()
-            .map(|c| format!("{} {}", c["kind"].as_str().unwrap_or("?"), c["metadata"]["name"].as_str().unwrap_or("?")))
+            .map(|c| {
+                format!(
+                    "{} {}",
+                    c["kind"].as_str().unwrap_or("?"),
+                    c["metadata"]["name"].as_str().unwrap_or("?")
+                )
+            })
             .collect();
         let pruned: Vec<String> = report["prune"]
             .as_array()
             .into_iter()
             .flatten()
-            .map(|c| format!("{} {}", c["kind"].as_str().unwrap_or("?"), c["name"].as_str().unwrap_or("?")))
+            .map(|c| {
+                format!(
+                    "{} {}",
+                    c["kind"].as_str().unwrap_or("?"),
+                    c["name"].as_str().unwrap_or("?")
+                )
+            })
             .collect();
-        println!("    apply:   {}", if applied.is_empty() { "nothing".into() } else { applied.join(", ") });
-        println!("    prune:   {}", if pruned.is_empty() { "nothing".into() } else { pruned.join(", ") });
+        println!(
+            "    apply:   {}",
+            if applied.is_empty() {
+                "nothing".into()
+            } else {
+                applied.join(", ")
+            }
+        );
+        println!(
+            "    prune:   {}",
+            if pruned.is_empty() {
+                "nothing".into()
+            } else {
+                pruned.join(", ")
+            }
+        );
         let status = &report["status"];
         if let Some(phase) = status["phase"].as_str() {
             println!("    status:  phase {phase}");
@@ -196,7 +270,12 @@ impl Demo {
             println!("    requeue: after {after}");
         }
         for event in report["events"].as_array().into_iter().flatten() {
-            println!("    event:   {} {}: {}", event["type"].as_str().unwrap_or(""), event["reason"].as_str().unwrap_or(""), event["note"].as_str().unwrap_or(""));
+            println!(
+                "    event:   {} {}: {}",
+                event["type"].as_str().unwrap_or(""),
+                event["reason"].as_str().unwrap_or(""),
+                event["note"].as_str().unwrap_or("")
+            );
         }
     }
 

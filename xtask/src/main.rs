@@ -11,7 +11,10 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "bosun's build, test and demo automation")]
+#[command(
+    name = "cargo xtask",
+    about = "bosun's build, test and demo automation"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -21,7 +21,10 @@ pub fn run(args: Args) -> Result<()> {
     crate::control_plane::ensure(false)?;
     crate::guests::build()?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!("test: cargo test --workspace {}", args.cargo_test_args.join(" "));
+    eprintln!(
+        "test: cargo test --workspace {}",
+        args.cargo_test_args.join(" ")
+    );
     let status = Command::new(cargo)
         .args(["test", "--workspace"])
         .args(&args.cargo_test_args)

@@ -69,13 +69,19 @@ impl Reconciler for Cnat {
     }
 
     fn reconcile(at: &At, ctx: &Context) -> Result<Response, Error> {
-        let phase = at.status.as_ref().map(|s| s.phase.as_str()).unwrap_or_default();
+        let phase = at
+            .status
+            .as_ref()
+            .map(|s| s.phase.as_str())
+            .unwrap_or_default();
         let observed = ctx.child::<Pod>(&pod_name(at))?;
         match phase {
             PHASE_DONE => {
                 // Done for good: keep the finished Pod (so it is not pruned),
                 // but never start it again.
-                Ok(observed.into_iter().fold(status(PHASE_DONE), Response::child))
+                Ok(observed
+                    .into_iter()
+                    .fold(status(PHASE_DONE), Response::child))
             }
             PHASE_RUNNING => {
                 let finished = observed
@@ -83,9 +89,10 @@ impl Reconciler for Cnat {
                     .and_then(|pod| pod.status.as_ref()?.phase.as_deref())
                     .is_some_and(|p| p == "Succeeded" || p == "Failed");
                 if finished {
-                    Ok(status(PHASE_DONE)
-                        .child(pod(at))
-                        .event(Event::normal("Done", format!("pod {} finished", pod_name(at)))))
+                    Ok(status(PHASE_DONE).child(pod(at)).event(Event::normal(
+                        "Done",
+                        format!("pod {} finished", pod_name(at)),
+                    )))
                 } else {
                     Ok(status(PHASE_RUNNING).child(pod(at)))
                 }
@@ -94,10 +101,16 @@ impl Reconciler for Cnat {
             _ => {
                 let remaining = time_until(&at.spec.schedule, ctx.now())?;
                 if remaining.is_zero() {
-                    ctx.info(&format!("schedule {} reached; starting the command", at.spec.schedule));
+                    ctx.info(&format!(
+                        "schedule {} reached; starting the command",
+                        at.spec.schedule
+                    ));
                     Ok(status(PHASE_RUNNING).child(pod(at)).event(
-                        Event::normal("Started", format!("created pod {} to run {:?}", pod_name(at), at.spec.command))
-                            .action("Scheduling"),
+                        Event::normal(
+                            "Started",
+                            format!("created pod {} to run {:?}", pod_name(at), at.spec.command),
+                        )
+                        .action("Scheduling"),
                     ))
                 } else {
                     Ok(status(PHASE_PENDING).requeue_after(remaining))

@@ -5,8 +5,8 @@ use std::time::Duration;
 use bosun_sdk::testing::Harness;
 use cnat::{At, AtSpec, AtStatus, Cnat, PHASE_DONE, PHASE_PENDING, PHASE_RUNNING};
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
-use kube::CustomResourceExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::CustomResourceExt;
 
 fn at(schedule: &str, phase: Option<&str>) -> At {
     At {
@@ -26,7 +26,10 @@ fn at(schedule: &str, phase: Option<&str>) -> At {
 }
 
 fn phase(outcome: &bosun_sdk::testing::Outcome) -> String {
-    outcome.status::<AtStatus>().expect("cnat always sets a status").phase
+    outcome
+        .status::<AtStatus>()
+        .expect("cnat always sets a status")
+        .phase
 }
 
 #[test]
@@ -58,7 +61,10 @@ fn starts_the_pod_when_due() {
     assert_eq!(spec.containers.len(), 1);
     assert_eq!(spec.containers[0].name, "busybox");
     assert_eq!(spec.containers[0].image.as_deref(), Some("busybox"));
-    assert_eq!(spec.containers[0].command.as_deref(), Some(&["echo".to_owned(), "YAY".to_owned()][..]));
+    assert_eq!(
+        spec.containers[0].command.as_deref(),
+        Some(&["echo".to_owned(), "YAY".to_owned()][..])
+    );
     assert_eq!(outcome.events()[0].reason, "Started");
 }
 
@@ -70,15 +76,25 @@ fn stays_running_while_the_pod_runs_and_is_done_when_it_finishes() {
         phase: Some("Running".into()),
         ..PodStatus::default()
     });
-    let outcome = Harness::<Cnat>::new().child(&pod).reconcile(&running).unwrap();
+    let outcome = Harness::<Cnat>::new()
+        .child(&pod)
+        .reconcile(&running)
+        .unwrap();
     assert_eq!(phase(&outcome), PHASE_RUNNING);
     assert_eq!(outcome.children::<Pod>().len(), 1, "the pod stays desired");
 
     for finished in ["Succeeded", "Failed"] {
         pod.status.as_mut().unwrap().phase = Some(finished.into());
-        let outcome = Harness::<Cnat>::new().child(&pod).reconcile(&running).unwrap();
+        let outcome = Harness::<Cnat>::new()
+            .child(&pod)
+            .reconcile(&running)
+            .unwrap();
         assert_eq!(phase(&outcome), PHASE_DONE, "pod {finished}");
-        assert_eq!(outcome.children::<Pod>().len(), 1, "the finished pod is kept, not pruned");
+        assert_eq!(
+            outcome.children::<Pod>().len(),
+            1,
+            "the finished pod is kept, not pruned"
+        );
     }
 }
 
@@ -98,7 +114,11 @@ fn a_bad_schedule_is_a_permanent_error() {
     assert!(error.is_permanent());
     assert_eq!(error.reason(), "InvalidSchedule");
     // The book's layout has no offset: anything else is rejected too.
-    assert!(Harness::<Cnat>::new().reconcile(&at("2026-12-01T10:00:00+02:00", None)).is_err());
+    assert!(
+        Harness::<Cnat>::new()
+            .reconcile(&at("2026-12-01T10:00:00+02:00", None))
+            .is_err()
+    );
 }
 
 #[test]
@@ -122,5 +142,8 @@ fn crd_yaml_is_up_to_date() {
         std::fs::write(path, &generated).unwrap();
     }
     let committed = std::fs::read_to_string(path).unwrap_or_default();
-    assert!(committed == generated, "{path} is stale: run BOSUN_UPDATE_CRDS=1 cargo test -p cnat crd");
+    assert!(
+        committed == generated,
+        "{path} is stale: run BOSUN_UPDATE_CRDS=1 cargo test -p cnat crd"
+    );
 }

@@ -31,8 +31,16 @@ use serde::{Deserialize, Serialize};
     status = "WebAppStatus",
     shortname = "wa",
     printcolumn(name = "Image", type_ = "string", json_path = ".spec.image"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.readyReplicas")
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Replicas",
+        type_ = "integer",
+        json_path = ".status.readyReplicas"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct WebAppSpec {
@@ -104,22 +112,34 @@ impl Reconciler for WebApps {
         let ready = ready_replicas >= app.spec.replicas;
         let mut conditions = app.status.clone().unwrap_or_default().conditions;
         let (reason, message) = if ready {
-            ("AllReplicasReady", format!("{ready_replicas} of {} replicas ready", app.spec.replicas))
+            (
+                "AllReplicasReady",
+                format!("{ready_replicas} of {} replicas ready", app.spec.replicas),
+            )
         } else {
-            ("ReplicasNotReady", format!("{ready_replicas} of {} replicas ready", app.spec.replicas))
+            (
+                "ReplicasNotReady",
+                format!("{ready_replicas} of {} replicas ready", app.spec.replicas),
+            )
         };
         let was_ready = conditions::is_true(&conditions, "Ready");
-        conditions::set(&mut conditions, ctx.condition("Ready", ready, reason, message));
+        conditions::set(
+            &mut conditions,
+            ctx.condition("Ready", ready, reason, message),
+        );
         if ready && !was_ready {
             response = response.event(Event::normal("Ready", "every replica is ready"));
         }
 
         Ok(response.status(WebAppStatus {
             ready_replicas,
-            url: app
-                .spec
-                .port
-                .map(|port| format!("http://{}.{}.svc:{port}", app.name_any(), app.namespace().unwrap_or_default())),
+            url: app.spec.port.map(|port| {
+                format!(
+                    "http://{}.{}.svc:{port}",
+                    app.name_any(),
+                    app.namespace().unwrap_or_default()
+                )
+            }),
             conditions,
         }))
     }
@@ -130,15 +150,24 @@ bosun_sdk::export!(WebApps);
 /// A spec no retry can fix is a permanent error.
 fn validate(spec: &WebAppSpec) -> Result<(), Error> {
     if spec.image.trim().is_empty() {
-        return Err(Error::permanent("InvalidSpec", "spec.image must name a container image"));
+        return Err(Error::permanent(
+            "InvalidSpec",
+            "spec.image must name a container image",
+        ));
     }
     if spec.replicas < 0 {
-        return Err(Error::permanent("InvalidSpec", format!("spec.replicas must not be negative, got {}", spec.replicas)));
+        return Err(Error::permanent(
+            "InvalidSpec",
+            format!("spec.replicas must not be negative, got {}", spec.replicas),
+        ));
     }
     if let Some(port) = spec.port
         && !(1..=65535).contains(&port)
     {
-        return Err(Error::permanent("InvalidSpec", format!("spec.port must be 1-65535, got {port}")));
+        return Err(Error::permanent(
+            "InvalidSpec",
+            format!("spec.port must be 1-65535, got {port}"),
+        ));
     }
     Ok(())
 }

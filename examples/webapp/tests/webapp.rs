@@ -4,8 +4,8 @@ use bosun_sdk::conditions;
 use bosun_sdk::testing::Harness;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus};
 use k8s_openapi::api::core::v1::Service;
-use kube::CustomResourceExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::CustomResourceExt;
 use serde_json::json;
 use webapp::{WebApp, WebAppSpec, WebAppStatus, WebApps};
 
@@ -28,7 +28,9 @@ fn app(port: Option<i32>) -> WebApp {
 
 #[test]
 fn runs_a_deployment_and_exposes_the_port_with_a_service() {
-    let outcome = Harness::<WebApps>::new().reconcile(&app(Some(8080))).unwrap();
+    let outcome = Harness::<WebApps>::new()
+        .reconcile(&app(Some(8080)))
+        .unwrap();
     let deployment = outcome.child::<Deployment>("shop").expect("a Deployment");
     let spec = deployment.spec.unwrap();
     assert_eq!(spec.replicas, Some(2));
@@ -45,7 +47,10 @@ fn runs_a_deployment_and_exposes_the_port_with_a_service() {
 fn without_a_port_there_is_no_service() {
     let outcome = Harness::<WebApps>::new().reconcile(&app(None)).unwrap();
     assert!(outcome.child::<Deployment>("shop").is_some());
-    assert!(outcome.children::<Service>().is_empty(), "the Service is no longer desired, so the host prunes it");
+    assert!(
+        outcome.children::<Service>().is_empty(),
+        "the Service is no longer desired, so the host prunes it"
+    );
 }
 
 #[test]
@@ -75,7 +80,10 @@ fn reports_readiness_from_the_observed_deployment() {
     assert_eq!(status.ready_replicas, 2);
     let condition = conditions::find(&status.conditions, "Ready").unwrap();
     assert_eq!(condition.status, "True");
-    assert_eq!(condition.last_transition_time.0.to_string(), "2026-11-25T10:05:00Z");
+    assert_eq!(
+        condition.last_transition_time.0.to_string(),
+        "2026-11-25T10:05:00Z"
+    );
     assert_eq!(ready.events()[0].reason, "Ready");
 }
 
@@ -86,8 +94,18 @@ fn settings_add_labels_to_every_child() {
         .reconcile(&app(Some(80)))
         .unwrap();
     for labels in [
-        outcome.child::<Deployment>("shop").unwrap().metadata.labels.unwrap(),
-        outcome.child::<Service>("shop").unwrap().metadata.labels.unwrap(),
+        outcome
+            .child::<Deployment>("shop")
+            .unwrap()
+            .metadata
+            .labels
+            .unwrap(),
+        outcome
+            .child::<Service>("shop")
+            .unwrap()
+            .metadata
+            .labels
+            .unwrap(),
     ] {
         assert_eq!(labels["team"], "storefront");
         assert_eq!(labels["app.kubernetes.io/name"], "shop");
@@ -105,10 +123,18 @@ fn bad_settings_and_impossible_specs_are_permanent_errors() {
 
     let mut bad = app(Some(70000));
     let error = Harness::<WebApps>::new().reconcile(&bad).unwrap_err();
-    assert!(error.is_permanent() && error.message().contains("spec.port"), "{error}");
+    assert!(
+        error.is_permanent() && error.message().contains("spec.port"),
+        "{error}"
+    );
     bad.spec.port = None;
     bad.spec.image = " ".into();
-    assert!(Harness::<WebApps>::new().reconcile(&bad).unwrap_err().is_permanent());
+    assert!(
+        Harness::<WebApps>::new()
+            .reconcile(&bad)
+            .unwrap_err()
+            .is_permanent()
+    );
 }
 
 /// `BOSUN_UPDATE_CRDS=1 cargo test -p webapp crd` rewrites `crd.yaml`.
@@ -120,5 +146,8 @@ fn crd_yaml_is_up_to_date() {
         std::fs::write(path, &generated).unwrap();
     }
     let committed = std::fs::read_to_string(path).unwrap_or_default();
-    assert!(committed == generated, "{path} is stale: run BOSUN_UPDATE_CRDS=1 cargo test -p webapp crd");
+    assert!(
+        committed == generated,
+        "{path} is stale: run BOSUN_UPDATE_CRDS=1 cargo test -p webapp crd"
+    );
 }

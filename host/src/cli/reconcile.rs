@@ -17,7 +17,9 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::output::{fail, go_duration, print};
-use super::{EXIT_BAD_INPUT, EXIT_CALL_FAILED, EXIT_LOAD_FAILED, EXIT_RECONCILE_ERROR, OutputFormat};
+use super::{
+    EXIT_BAD_INPUT, EXIT_CALL_FAILED, EXIT_LOAD_FAILED, EXIT_RECONCILE_ERROR, OutputFormat,
+};
 use crate::engine::bindings::{self as wit, EventType, ReconcileError};
 use crate::engine::{CallContext, Engine, Limits, Module};
 use crate::manifest::read_objects;
@@ -132,10 +134,19 @@ fn reconcile(
         Ok(Err(error)) => return Ok(guest_error(&module.meta().name, error)),
         Ok(Ok(response)) => response,
     };
-    let plan = match plan_response(module.meta(), &inputs.object, &inputs.children, response, now) {
+    let plan = match plan_response(
+        module.meta(),
+        &inputs.object,
+        &inputs.children,
+        response,
+        now,
+    ) {
         Ok(plan) => plan,
         Err(error) => {
-            let message = format!("module {} returned invalid output, nothing would be written: {error}", module.meta().name);
+            let message = format!(
+                "module {} returned invalid output, nothing would be written: {error}",
+                module.meta().name
+            );
             return Ok(fail(EXIT_CALL_FAILED, &message));
         }
     };
@@ -174,12 +185,18 @@ fn finalize(
     let events_checked = match validate_events(response.events) {
         Ok(events) => events,
         Err(error) => {
-            let message = format!("module {} returned invalid output: {error}", module.meta().name);
+            let message = format!(
+                "module {} returned invalid output: {error}",
+                module.meta().name
+            );
             return Ok(fail(EXIT_CALL_FAILED, &message));
         }
     };
     let fields = report.as_object_mut().expect("the header is an object");
-    fields.insert("result".into(), json!(if response.done { "Done" } else { "Pending" }));
+    fields.insert(
+        "result".into(),
+        json!(if response.done { "Done" } else { "Pending" }),
+    );
     insert_requeue(fields, response.requeue_after_ms.map(Duration::from_millis));
     fields.insert("events".into(), events(&events_checked));
     print(format, &report)?;
@@ -196,7 +213,10 @@ fn guest_error(module: &str, error: ReconcileError) -> ExitCode {
             "the host would record it in a condition and an event and not retry until the object changes",
         ),
     };
-    let line = format!("module {module} returned a {class} error {}: {}; {consequence}", failure.reason, failure.message);
+    let line = format!(
+        "module {module} returned a {class} error {}: {}; {consequence}",
+        failure.reason, failure.message
+    );
     fail(EXIT_RECONCILE_ERROR, &line)
 }
 
@@ -227,7 +247,10 @@ fn events(events: &[wit::Event]) -> Value {
 fn read_inputs(args: &ReconcileArgs, meta: &ModuleMeta) -> anyhow::Result<Inputs> {
     let mut found: Vec<Value> = read_objects(&args.object)?;
     let primary_api_version = meta.primary.api_version();
-    found.retain(|o| meta.primary.matches(str_at(o, "/apiVersion"), str_at(o, "/kind")));
+    found.retain(|o| {
+        meta.primary
+            .matches(str_at(o, "/apiVersion"), str_at(o, "/kind"))
+    });
     let mut object = match found.len() {
         1 => found.remove(0),
         n => anyhow::bail!(
@@ -267,7 +290,8 @@ fn read_inputs(args: &ReconcileArgs, meta: &ModuleMeta) -> anyhow::Result<Inputs
 }
 
 fn read_settings(path: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read settings {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read settings {}", path.display()))?;
     let value: Value = serde_yaml::from_str(&text)
         .with_context(|| format!("settings {} are not valid YAML or JSON", path.display()))?;
     Ok(value.to_string())
@@ -288,10 +312,19 @@ fn complete_server_fields(object: &mut Value, meta: &ModuleMeta) {
     let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
         return;
     };
-    if meta.primary.scope == Scope::Namespaced && metadata.get("namespace").and_then(Value::as_str).is_none_or(str::is_empty) {
+    if meta.primary.scope == Scope::Namespaced
+        && metadata
+            .get("namespace")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+    {
         metadata.insert("namespace".into(), json!("default"));
     }
-    if metadata.get("uid").and_then(Value::as_str).is_none_or(str::is_empty) {
+    if metadata
+        .get("uid")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
         let uid = derived_uid(&identity);
         tracing::debug!(%uid, "the object has no metadata.uid; using one derived from its name");
         metadata.insert("uid".into(), json!(uid));
@@ -302,16 +335,29 @@ fn complete_server_fields(object: &mut Value, meta: &ModuleMeta) {
 /// A UUID-shaped uid derived from `identity`.
 fn derived_uid(identity: &str) -> String {
     let hash = hex::encode(&Sha256::digest(identity.as_bytes())[..16]);
-    format!("{}-{}-{}-{}-{}", &hash[..8], &hash[8..12], &hash[12..16], &hash[16..20], &hash[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hash[..8],
+        &hash[8..12],
+        &hash[12..16],
+        &hash[16..20],
+        &hash[20..32]
+    )
 }
 
 fn object_label(object: &Value) -> String {
-    match object.pointer("/metadata/namespace").and_then(Value::as_str) {
+    match object
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+    {
         Some(namespace) => format!("{namespace}/{}", str_at(object, "/metadata/name")),
         None => str_at(object, "/metadata/name").to_owned(),
     }
 }
 
 fn str_at<'a>(object: &'a Value, pointer: &str) -> &'a str {
-    object.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
+    object
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }

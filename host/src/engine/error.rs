@@ -4,7 +4,9 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The bytes are not a WebAssembly component.
-    #[error("{source_name} is not a WebAssembly component: {reason}; build the reconciler with `cargo build --target wasm32-wasip2` (a core module from wasm32-unknown-unknown or wasm32-wasip1 will not do)")]
+    #[error(
+        "{source_name} is not a WebAssembly component: {reason}; build the reconciler with `cargo build --target wasm32-wasip2` (a core module from wasm32-unknown-unknown or wasm32-wasip1 will not do)"
+    )]
     NotAComponent {
         /// Where the bytes came from.
         source_name: String,
@@ -20,7 +22,9 @@ pub enum LoadError {
         reason: wasmtime::Error,
     },
     /// The component does not implement the `bosun:reconciler/reconciler` world.
-    #[error("{source_name} does not implement the bosun:reconciler/reconciler world: {reason:#}; build it with the bosun-sdk crate and `bosun_sdk::export!`")]
+    #[error(
+        "{source_name} does not implement the bosun:reconciler/reconciler world: {reason:#}; build it with the bosun-sdk crate and `bosun_sdk::export!`"
+    )]
     WrongWorld {
         /// Where the bytes came from.
         source_name: String,
@@ -60,7 +64,9 @@ pub enum LoadError {
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
     /// The guest ran past its deadline (epoch interruption).
-    #[error("module {module} ran past its {limit:?} deadline and was stopped; it may loop forever — if it needs longer, raise the module's timeout")]
+    #[error(
+        "module {module} ran past its {limit:?} deadline and was stopped; it may loop forever — if it needs longer, raise the module's timeout"
+    )]
     Timeout {
         /// The module's name.
         module: String,
@@ -68,7 +74,9 @@ pub enum CallError {
         limit: Duration,
     },
     /// The guest tried to grow its memory past its cap.
-    #[error("module {module} tried to use more than its {limit_mib} MiB memory cap and was stopped; if it needs more, raise the module's memory limit")]
+    #[error(
+        "module {module} tried to use more than its {limit_mib} MiB memory cap and was stopped; if it needs more, raise the module's memory limit"
+    )]
     MemoryLimit {
         /// The module's name.
         module: String,
@@ -92,7 +100,9 @@ pub enum CallError {
         reason: wasmtime::Error,
     },
     /// The guest returned more bytes than allowed.
-    #[error("module {module} returned {size} bytes, more than the {limit} byte limit; return fewer or smaller objects")]
+    #[error(
+        "module {module} returned {size} bytes, more than the {limit} byte limit; return fewer or smaller objects"
+    )]
     OutputTooLarge {
         /// The module's name.
         module: String,

@@ -155,13 +155,18 @@ impl Engine {
         let started = Instant::now();
         check_component_header(source_name, bytes)?;
         let digest = hex::encode(Sha256::digest(bytes));
-        let (component, compiled) = match self.cache.as_ref().and_then(|c| c.get(&self.wasmtime, &digest)) {
+        let (component, compiled) = match self
+            .cache
+            .as_ref()
+            .and_then(|c| c.get(&self.wasmtime, &digest))
+        {
             Some(component) => (component, CompileSource::Cache),
             None => {
-                let component = Component::new(&self.wasmtime, bytes).map_err(|reason| LoadError::Compile {
-                    source_name: source_name.to_owned(),
-                    reason,
-                })?;
+                let component =
+                    Component::new(&self.wasmtime, bytes).map_err(|reason| LoadError::Compile {
+                        source_name: source_name.to_owned(),
+                        reason,
+                    })?;
                 if let Some(cache) = &self.cache {
                     cache.put(&digest, &component);
                 }
@@ -176,7 +181,14 @@ impl Engine {
                 source_name: source_name.to_owned(),
                 reason,
             })?;
-        let module = Module::new(pre, digest, source_name, compiled, started, self.max_memory_bytes)?;
+        let module = Module::new(
+            pre,
+            digest,
+            source_name,
+            compiled,
+            started,
+            self.max_memory_bytes,
+        )?;
         tracing::info!(
             module = %module.meta().name,
             version = %module.meta().version,
@@ -199,10 +211,14 @@ fn check_component_header(source_name: &str, bytes: &[u8]) -> Result<(), LoadErr
     };
     match bytes {
         [0, b'a', b's', b'm', _, _, 0x01, 0x00, ..] => Ok(()),
-        [0, b'a', b's', b'm', 0x01, 0x00, 0x00, 0x00, ..] => Err(fail("it is a core WebAssembly module")),
+        [0, b'a', b's', b'm', 0x01, 0x00, 0x00, 0x00, ..] => {
+            Err(fail("it is a core WebAssembly module"))
+        }
         [0, b'a', b's', b'm', ..] => Err(fail("unknown WebAssembly binary layer")),
         _ if bytes.is_empty() => Err(fail("it is empty")),
-        _ if std::str::from_utf8(bytes).is_ok_and(|s| s.trim_start().starts_with("(component")) => Ok(()),
+        _ if std::str::from_utf8(bytes).is_ok_and(|s| s.trim_start().starts_with("(component")) => {
+            Ok(())
+        }
         _ => Err(fail("it does not start with the WebAssembly magic bytes")),
     }
 }

@@ -93,9 +93,13 @@ impl Module {
             max_memory_bytes,
         };
         let info = runner
-            .call(&CallContext::default(), None, String::new(), "metadata", |guest, store| {
-                guest.call_metadata(store)
-            })
+            .call(
+                &CallContext::default(),
+                None,
+                String::new(),
+                "metadata",
+                |guest, store| guest.call_metadata(store),
+            )
             .map_err(|source| LoadError::Metadata {
                 source_name: source_name.to_owned(),
                 source: Box::new(source),
@@ -135,15 +139,25 @@ impl Module {
     }
 
     /// Runs `reconcile` in a fresh instance.
-    pub fn reconcile(&self, request: &Request, ctx: &CallContext) -> Result<Outcome<Response>, CallError> {
+    pub fn reconcile(
+        &self,
+        request: &Request,
+        ctx: &CallContext,
+    ) -> Result<Outcome<Response>, CallError> {
         let (reads, object) = self.reads(ctx, &request.object);
-        let outcome = self.runner.call(ctx, Some(reads), object, "reconcile", |guest, store| {
-            guest.call_reconcile(store, request)
-        })?;
+        let outcome = self
+            .runner
+            .call(ctx, Some(reads), object, "reconcile", |guest, store| {
+                guest.call_reconcile(store, request)
+            })?;
         if let Ok(response) = &outcome {
             let size = response.children.iter().map(String::len).sum::<usize>()
                 + response.status.as_ref().map_or(0, String::len)
-                + response.events.iter().map(|e| e.reason.len() + e.note.len() + e.action.len()).sum::<usize>();
+                + response
+                    .events
+                    .iter()
+                    .map(|e| e.reason.len() + e.note.len() + e.action.len())
+                    .sum::<usize>();
             if size > ctx.limits.output_bytes {
                 return Err(CallError::OutputTooLarge {
                     module: self.meta.name.clone(),
@@ -156,11 +170,16 @@ impl Module {
     }
 
     /// Runs `finalize` in a fresh instance.
-    pub fn finalize(&self, request: &Request, ctx: &CallContext) -> Result<Outcome<FinalizeResponse>, CallError> {
+    pub fn finalize(
+        &self,
+        request: &Request,
+        ctx: &CallContext,
+    ) -> Result<Outcome<FinalizeResponse>, CallError> {
         let (reads, object) = self.reads(ctx, &request.object);
-        self.runner.call(ctx, Some(reads), object, "finalize", |guest, store| {
-            guest.call_finalize(store, request)
-        })
+        self.runner
+            .call(ctx, Some(reads), object, "finalize", |guest, store| {
+                guest.call_finalize(store, request)
+            })
     }
 
     /// The reads a call about `object` may make, and the object's
@@ -189,8 +208,16 @@ impl Runner {
             memory_bytes: ctx.limits.memory_bytes.min(self.max_memory_bytes),
             ..ctx.limits
         };
-        let _span = tracing::debug_span!("guest_call", module = %self.name, object = %object, call = what).entered();
-        let sandbox = Sandbox::new(self.name.clone(), Arc::from(object), limits.memory_bytes, ctx.clock, reads);
+        let _span =
+            tracing::debug_span!("guest_call", module = %self.name, object = %object, call = what)
+                .entered();
+        let sandbox = Sandbox::new(
+            self.name.clone(),
+            Arc::from(object),
+            limits.memory_bytes,
+            ctx.clock,
+            reads,
+        );
         let mut store = Store::new(self.pre.engine(), sandbox);
         store.limiter(|sandbox| &mut sandbox.limiter);
         store.set_epoch_deadline(deadline_ticks(limits.timeout));
@@ -200,7 +227,8 @@ impl Runner {
             .pre
             .instantiate(&mut store)
             .map_err(|error| self.classify(error, &store, &limits, true))?;
-        let result = f(&guest, &mut store).map_err(|error| self.classify(error, &store, &limits, false));
+        let result =
+            f(&guest, &mut store).map_err(|error| self.classify(error, &store, &limits, false));
         let printed = store.data().printed();
         if result.is_ok() && !printed.is_empty() {
             tracing::debug!(module = %self.name, output = %printed, "guest printed");
@@ -208,7 +236,13 @@ impl Runner {
         result
     }
 
-    fn classify(&self, error: wasmtime::Error, store: &Store<Sandbox>, limits: &Limits, instantiating: bool) -> CallError {
+    fn classify(
+        &self,
+        error: wasmtime::Error,
+        store: &Store<Sandbox>,
+        limits: &Limits,
+        instantiating: bool,
+    ) -> CallError {
         let module = self.name.to_string();
         if store.data().limiter.denied {
             return CallError::MemoryLimit {
@@ -230,9 +264,16 @@ impl Runner {
             };
         }
         if instantiating {
-            return CallError::Instantiate { module, reason: error };
+            return CallError::Instantiate {
+                module,
+                reason: error,
+            };
         }
-        let reason = if printed.is_empty() { error } else { error.context(printed) };
+        let reason = if printed.is_empty() {
+            error
+        } else {
+            error.context(printed)
+        };
         CallError::Trap { module, reason }
     }
 }

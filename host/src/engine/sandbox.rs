@@ -69,7 +69,9 @@ impl Sandbox {
 
     /// What the guest printed, lossily decoded.
     pub(crate) fn printed(&self) -> String {
-        String::from_utf8_lossy(&self.output.contents()).trim_end().to_owned()
+        String::from_utf8_lossy(&self.output.contents())
+            .trim_end()
+            .to_owned()
     }
 }
 
@@ -90,7 +92,12 @@ pub(crate) struct MemoryLimiter {
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.limit {
             self.denied = true;
             return Ok(false);
@@ -98,7 +105,12 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         // Rust guests use one small function table; a runaway one is a bug.
         Ok(desired <= 1 << 20)
     }
@@ -128,7 +140,10 @@ impl bindings::bosun::reconciler::host::Host for Sandbox {
             return;
         }
         if message.len() > MAX_LOG_LINE_BYTES {
-            let cut = (0..=MAX_LOG_LINE_BYTES).rev().find(|&i| message.is_char_boundary(i)).unwrap_or(0);
+            let cut = (0..=MAX_LOG_LINE_BYTES)
+                .rev()
+                .find(|&i| message.is_char_boundary(i))
+                .unwrap_or(0);
             message.truncate(cut);
             message.push('…');
         }
@@ -142,13 +157,30 @@ impl bindings::bosun::reconciler::host::Host for Sandbox {
         }
     }
 
-    fn get_object(&mut self, api_version: String, kind: String, namespace: Option<String>, name: String) -> Result<Option<String>, String> {
-        self.reads()?.get(&api_version, &kind, namespace.as_deref(), &name)
+    fn get_object(
+        &mut self,
+        api_version: String,
+        kind: String,
+        namespace: Option<String>,
+        name: String,
+    ) -> Result<Option<String>, String> {
+        self.reads()?
+            .get(&api_version, &kind, namespace.as_deref(), &name)
     }
 
-    fn list_objects(&mut self, api_version: String, kind: String, namespace: Option<String>, label_selector: Option<String>) -> Result<Vec<String>, String> {
-        self.reads()?
-            .list(&api_version, &kind, namespace.as_deref(), label_selector.as_deref())
+    fn list_objects(
+        &mut self,
+        api_version: String,
+        kind: String,
+        namespace: Option<String>,
+        label_selector: Option<String>,
+    ) -> Result<Vec<String>, String> {
+        self.reads()?.list(
+            &api_version,
+            &kind,
+            namespace.as_deref(),
+            label_selector.as_deref(),
+        )
     }
 }
 

@@ -56,7 +56,8 @@ impl Guest for Misbehave {
     }
 
     fn reconcile(request: Request) -> Result<Response, ReconcileError> {
-        let object: Value = serde_json::from_str(&request.object).map_err(|e| permanent(e.to_string()))?;
+        let object: Value =
+            serde_json::from_str(&request.object).map_err(|e| permanent(e.to_string()))?;
         let settings: Value = request
             .settings
             .as_deref()
@@ -68,10 +69,11 @@ impl Guest for Misbehave {
             .and_then(Value::as_str)
             .unwrap_or("ok")
             .to_owned();
-        let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("unnamed");
-        let child = |name: String| {
-            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"from": "misbehave"}})
-        };
+        let name = object
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("unnamed");
+        let child = |name: String| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"from": "misbehave"}});
         let respond = |children: Vec<Value>| {
             Ok(Response {
                 children: children.iter().map(Value::to_string).collect(),
@@ -134,16 +136,27 @@ impl Guest for Misbehave {
                 }))
             }
             "read-around" => {
-                let listed: Vec<String> = host::list_objects("v1", "ConfigMap", None, Some("team=a"))
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(|json| serde_json::from_str::<Value>(json).ok())
-                    .map(|o| format!("{}/{}", o["metadata"]["namespace"].as_str().unwrap_or(""), o["metadata"]["name"].as_str().unwrap_or("")))
-                    .collect();
-                let elsewhere = host::get_object("v1", "ConfigMap", Some("kube-system"), "secrets-in-here");
+                let listed: Vec<String> =
+                    host::list_objects("v1", "ConfigMap", None, Some("team=a"))
+                        .unwrap_or_default()
+                        .iter()
+                        .filter_map(|json| serde_json::from_str::<Value>(json).ok())
+                        .map(|o| {
+                            format!(
+                                "{}/{}",
+                                o["metadata"]["namespace"].as_str().unwrap_or(""),
+                                o["metadata"]["name"].as_str().unwrap_or("")
+                            )
+                        })
+                        .collect();
+                let elsewhere =
+                    host::get_object("v1", "ConfigMap", Some("kube-system"), "secrets-in-here");
                 Ok(Response {
                     children: vec![],
-                    status: Some(json!({"listed": listed, "elsewhere": format!("{elsewhere:?}")}).to_string()),
+                    status: Some(
+                        json!({"listed": listed, "elsewhere": format!("{elsewhere:?}")})
+                            .to_string(),
+                    ),
                     requeue_after_ms: None,
                     events: vec![],
                 })
