@@ -284,7 +284,8 @@ fn output_past_the_size_limit_is_refused() {
 
 #[test]
 fn malformed_or_forbidden_output_fails_validation_and_plans_no_write() {
-    let cases: [(&str, fn(&ValidationError) -> bool); 5] = [
+    type Expect = fn(&ValidationError) -> bool;
+    let cases: [(&str, Expect); 5] = [
         ("garbage", |e| {
             matches!(e, ValidationError::ChildNotJson { .. })
         }),

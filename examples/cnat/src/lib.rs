@@ -12,6 +12,9 @@
 //! re-reads; a bosun reconciler returns the whole desired state in one go,
 //! so a due `At` goes from no status straight to `RUNNING` with its Pod.
 
+// clippy reads kube's repeated `printcolumn(type_ = …)` arguments as duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use std::time::Duration;
 
 use bosun_sdk::prelude::*;

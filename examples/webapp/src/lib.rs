@@ -8,6 +8,9 @@
 //! `Ready` condition, module settings, and a permanent error for a spec
 //! that can never work.
 
+// clippy reads kube's repeated `printcolumn(type_ = …)` arguments as duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use bosun_sdk::prelude::*;
