@@ -13,4 +13,5 @@ pub mod manifest;
 pub mod meta;
 pub mod objects;
 pub mod plan;
+pub mod queue;
 pub mod validate;
