@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod engine;
+pub mod leader;
 pub mod manifest;
 pub mod meta;
 pub mod objects;
