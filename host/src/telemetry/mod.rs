@@ -35,9 +35,11 @@
 
 mod health;
 mod metrics;
+mod server;
 
 pub use health::{Check, Health};
 pub use metrics::{GuestCall, Metrics, ReconcileResult};
+pub use server::{OPENMETRICS_CONTENT_TYPE, router, serve};
 
 /// Why the telemetry server could not run.
 #[derive(Debug, thiserror::Error)]
