@@ -15,4 +15,5 @@ pub mod meta;
 pub mod objects;
 pub mod plan;
 pub mod queue;
+pub mod telemetry;
 pub mod validate;

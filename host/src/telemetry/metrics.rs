@@ -1,0 +1,802 @@
+//! The metric families, and the handles that record into them.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::queue::QueueObserver;
+
+/// controller-runtime's buckets for `controller_runtime_reconcile_time_seconds`
+/// (5 ms to 60 s), copied so that its dashboards' quantiles line up.
+const RECONCILE_TIME_BUCKETS: [f64; 40] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9,
+    1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 15.0, 20.0,
+    25.0, 30.0, 40.0, 50.0, 60.0,
+];
+
+/// controller-runtime's (and client-go's) work-queue buckets:
+/// `ExponentialBuckets(10e-9, 10, 12)`, 10 ns to 1000 s.
+fn workqueue_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(1e-8, 10.0, 12))
+}
+
+/// Guest calls: 100 µs to about 13 s, doubling. A Wasm reconcile usually
+/// takes well under the 5 ms where controller-runtime's buckets start, and
+/// at most the module's deadline (seconds).
+fn guest_call_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+}
+
+/// Module loads: 1 ms (a cache hit) to about 33 s (Cranelift compiling a large
+/// component), doubling.
+fn module_load_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+/// How a reconcile ended, as controller-runtime's `result` label names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReconcileResult {
+    /// It finished and asked for nothing more.
+    Success,
+    /// It failed; the key is retried with backoff.
+    Error,
+    /// It asked to be run again at once (with backoff).
+    Requeue,
+    /// It asked to be run again after a delay.
+    RequeueAfter,
+}
+
+impl ReconcileResult {
+    /// Every result, so each series can be created at zero up front.
+    const ALL: [ReconcileResult; 4] = [
+        ReconcileResult::Success,
+        ReconcileResult::Error,
+        ReconcileResult::Requeue,
+        ReconcileResult::RequeueAfter,
+    ];
+
+    /// The label value: `success`, `error`, `requeue` or `requeue_after`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReconcileResult::Success => "success",
+            ReconcileResult::Error => "error",
+            ReconcileResult::Requeue => "requeue",
+            ReconcileResult::RequeueAfter => "requeue_after",
+        }
+    }
+}
+
+impl fmt::Display for ReconcileResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which guest export was called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GuestCall {
+    /// `reconcile`.
+    Reconcile,
+    /// `finalize`.
+    Finalize,
+}
+
+impl GuestCall {
+    /// The label value: `reconcile` or `finalize`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuestCall::Reconcile => "reconcile",
+            GuestCall::Finalize => "finalize",
+        }
+    }
+}
+
+impl fmt::Display for GuestCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ControllerLabels {
+    controller: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ResultLabels {
+    controller: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct QueueLabels {
+    name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct CallLabels {
+    module: String,
+    call: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct TrapLabels {
+    module: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct LoadLabels {
+    module: String,
+    source: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct InfoLabels {
+    module: String,
+    version: String,
+    digest: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// The families, each a cheap handle onto shared atomics: the registry holds
+/// clones of the same handles for encoding.
+struct Families {
+    reconcile_total: Family<ResultLabels, Counter>,
+    reconcile_errors: Family<ControllerLabels, Counter>,
+    reconcile_time: HistogramFamily<ControllerLabels>,
+    max_concurrent: Family<ControllerLabels, Gauge>,
+    active_workers: Family<ControllerLabels, Gauge>,
+    queue_depth: Family<QueueLabels, Gauge>,
+    queue_adds: Family<QueueLabels, Counter>,
+    queue_retries: Family<QueueLabels, Counter>,
+    queue_duration: HistogramFamily<QueueLabels>,
+    work_duration: HistogramFamily<QueueLabels>,
+    guest_call_duration: HistogramFamily<CallLabels>,
+    guest_traps: Family<TrapLabels, Counter>,
+    module_load_duration: HistogramFamily<LoadLabels>,
+    module_info: Family<InfoLabels, Gauge>,
+}
+
+struct Inner {
+    registry: Registry,
+    families: Families,
+    /// The `bosun_module_info` labels last set per module, so a reload with
+    /// a new version or digest replaces the old series instead of adding one.
+    module_info: Mutex<HashMap<String, InfoLabels>>,
+}
+
+/// Every metric bosun exports, in one registry.
+///
+/// Cloning is cheap and clones record into the same series; hand one to
+/// each part of the host that measures something. Recording never fails and
+/// never blocks on anything but a short lock.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every family registered and no series yet.
+    pub fn new() -> Self {
+        let families = Families {
+            reconcile_total: Family::default(),
+            reconcile_errors: Family::default(),
+            reconcile_time: Family::new_with_constructor(|| Histogram::new(RECONCILE_TIME_BUCKETS)),
+            max_concurrent: Family::default(),
+            active_workers: Family::default(),
+            queue_depth: Family::default(),
+            queue_adds: Family::default(),
+            queue_retries: Family::default(),
+            queue_duration: Family::new_with_constructor(workqueue_buckets),
+            work_duration: Family::new_with_constructor(workqueue_buckets),
+            guest_call_duration: Family::new_with_constructor(guest_call_buckets),
+            guest_traps: Family::default(),
+            module_load_duration: Family::new_with_constructor(module_load_buckets),
+            module_info: Family::default(),
+        };
+        let mut registry = Registry::default();
+        let f = &families;
+        // Counters are registered without `_total`: prometheus-client appends
+        // it, and would otherwise render `..._total_total`.
+        registry.register(
+            "controller_runtime_reconcile",
+            "Total number of reconciliations per controller",
+            f.reconcile_total.clone(),
+        );
+        registry.register(
+            "controller_runtime_reconcile_errors",
+            "Total number of reconciliation errors per controller",
+            f.reconcile_errors.clone(),
+        );
+        registry.register(
+            "controller_runtime_reconcile_time_seconds",
+            "Length of time per reconciliation per controller",
+            f.reconcile_time.clone(),
+        );
+        registry.register(
+            "controller_runtime_max_concurrent_reconciles",
+            "Maximum number of concurrent reconciles per controller",
+            f.max_concurrent.clone(),
+        );
+        registry.register(
+            "controller_runtime_active_workers",
+            "Number of currently used workers per controller",
+            f.active_workers.clone(),
+        );
+        registry.register(
+            "workqueue_depth",
+            "Current depth of workqueue",
+            f.queue_depth.clone(),
+        );
+        registry.register(
+            "workqueue_adds",
+            "Total number of adds handled by workqueue",
+            f.queue_adds.clone(),
+        );
+        registry.register(
+            "workqueue_retries",
+            "Total number of retries handled by workqueue",
+            f.queue_retries.clone(),
+        );
+        registry.register(
+            "workqueue_queue_duration_seconds",
+            "How long in seconds an item stays in workqueue before being requested",
+            f.queue_duration.clone(),
+        );
+        registry.register(
+            "workqueue_work_duration_seconds",
+            "How long in seconds processing an item from workqueue takes",
+            f.work_duration.clone(),
+        );
+        registry.register(
+            "bosun_guest_call_duration_seconds",
+            "How long in seconds a call into a module's guest code takes",
+            f.guest_call_duration.clone(),
+        );
+        registry.register(
+            "bosun_guest_traps",
+            "Total number of guest calls that failed, by kind of failure",
+            f.guest_traps.clone(),
+        );
+        registry.register(
+            "bosun_module_load_duration_seconds",
+            "How long in seconds loading a module takes, compiled or from the cache",
+            f.module_load_duration.clone(),
+        );
+        registry.register(
+            "bosun_module_info",
+            "The loaded version and digest of each module; always 1",
+            f.module_info.clone(),
+        );
+        Metrics {
+            inner: Arc::new(Inner {
+                registry,
+                families,
+                module_info: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    fn families(&self) -> &Families {
+        &self.inner.families
+    }
+
+    /// Creates a controller's series at zero, as controller-runtime does when
+    /// a controller starts, so that `rate()` and absence alerts see them
+    /// before the first reconcile. Idempotent.
+    fn init_controller(&self, controller: &str) {
+        let f = self.families();
+        // `get_or_create` returns a read guard; creating the series is the
+        // point, so each is dropped at once.
+        for result in ReconcileResult::ALL {
+            drop(
+                f.reconcile_total
+                    .get_or_create(&result_labels(controller, result)),
+            );
+        }
+        let labels = controller_labels(controller);
+        drop(f.reconcile_errors.get_or_create(&labels));
+        drop(f.active_workers.get_or_create(&labels));
+    }
+
+    /// Records one reconcile of `controller`: its result and how long it took.
+    /// An [`ReconcileResult::Error`] also counts in
+    /// `controller_runtime_reconcile_errors_total`.
+    pub fn reconciled(&self, controller: &str, result: ReconcileResult, elapsed: Duration) {
+        let f = self.families();
+        f.reconcile_total
+            .get_or_create(&result_labels(controller, result))
+            .inc();
+        let labels = controller_labels(controller);
+        if result == ReconcileResult::Error {
+            f.reconcile_errors.get_or_create(&labels).inc();
+        }
+        f.reconcile_time
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records one call into `module`'s guest code and how long it took,
+    /// whether or not it succeeded.
+    pub fn guest_call(&self, module: &str, call: GuestCall, elapsed: Duration) {
+        self.families()
+            .guest_call_duration
+            .get_or_create(&CallLabels {
+                module: module.to_owned(),
+                call: call.as_str(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one failed guest call. `kind` is the failure's short CamelCase
+    /// name (`Timeout`, `MemoryLimit`, `Panic`, `Trap`, `OutputTooLarge`,
+    /// `Instantiate`, `InvalidOutput`), as `CallError::kind` gives it; it
+    /// should come from that fixed set, since every value is a new series.
+    pub fn guest_trap(&self, module: &str, kind: &str) {
+        self.families()
+            .guest_traps
+            .get_or_create(&TrapLabels {
+                module: module.to_owned(),
+                kind: kind.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Records that `module` was loaded (compiled, or taken from the
+    /// compilation cache) and sets its `bosun_module_info` series, replacing
+    /// the one for a previously loaded version.
+    pub fn module_loaded(
+        &self,
+        module: &str,
+        version: &str,
+        digest: &str,
+        from_cache: bool,
+        elapsed: Duration,
+    ) {
+        let f = self.families();
+        let source = if from_cache { "cache" } else { "compiled" };
+        f.module_load_duration
+            .get_or_create(&LoadLabels {
+                module: module.to_owned(),
+                source,
+            })
+            .observe(elapsed.as_secs_f64());
+
+        let labels = InfoLabels {
+            module: module.to_owned(),
+            version: version.to_owned(),
+            digest: digest.to_owned(),
+        };
+        // Held across the family update so that two concurrent loads of one
+        // module cannot both leave a series behind.
+        let mut loaded = self
+            .inner
+            .module_info
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(previous) = loaded.insert(module.to_owned(), labels.clone())
+            && previous != labels
+        {
+            tracing::debug!(
+                module,
+                from.version = %previous.version,
+                from.digest = %previous.digest,
+                to.version = version,
+                to.digest = digest,
+                "module replaced"
+            );
+            f.module_info.remove(&previous);
+        }
+        f.module_info.get_or_create(&labels).set(1);
+    }
+
+    /// Removes `module`'s `bosun_module_info` series, for a module that is no
+    /// longer loaded. Its counters and histograms stay, as Prometheus expects
+    /// of counters.
+    pub fn module_unloaded(&self, module: &str) {
+        let mut loaded = self
+            .inner
+            .module_info
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(previous) = loaded.remove(module) {
+            self.families().module_info.remove(&previous);
+        }
+    }
+
+    /// Sets `controller_runtime_max_concurrent_reconciles` for `controller`:
+    /// the queue's concurrency cap. Call it when the controller starts.
+    pub fn set_max_concurrent(&self, controller: &str, n: usize) {
+        self.init_controller(controller);
+        self.families()
+            .max_concurrent
+            .get_or_create(&controller_labels(controller))
+            .set(saturating_i64(n));
+    }
+
+    /// An observer for `controller`'s work queue, recording the `workqueue_*`
+    /// series (label `name`) and `controller_runtime_active_workers`.
+    ///
+    /// The observer holds its series directly, so recording is a few atomic
+    /// operations with no label lookup; it can be called for every queue
+    /// event.
+    pub fn queue_observer(&self, controller: &str) -> Arc<dyn QueueObserver> {
+        self.init_controller(controller);
+        let f = self.families();
+        let queue = QueueLabels {
+            name: controller.to_owned(),
+        };
+        Arc::new(ControllerObserver {
+            depth: f.queue_depth.get_or_create_owned(&queue),
+            adds: f.queue_adds.get_or_create_owned(&queue),
+            retries: f.queue_retries.get_or_create_owned(&queue),
+            queue_duration: f.queue_duration.get_or_create_owned(&queue),
+            work_duration: f.work_duration.get_or_create_owned(&queue),
+            active: f
+                .active_workers
+                .get_or_create_owned(&controller_labels(controller)),
+        })
+    }
+
+    /// Every series in the OpenMetrics text format (served with
+    /// [`OPENMETRICS_CONTENT_TYPE`](super::OPENMETRICS_CONTENT_TYPE)),
+    /// ending in `# EOF`.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail; an error here would come from a
+        // metric's own encoding, and a partial scrape beats none.
+        if let Err(error) =
+            prometheus_client::encoding::text::encode(&mut out, &self.inner.registry)
+        {
+            tracing::error!(%error, "could not encode the metrics");
+        }
+        out
+    }
+}
+
+fn controller_labels(controller: &str) -> ControllerLabels {
+    ControllerLabels {
+        controller: controller.to_owned(),
+    }
+}
+
+fn result_labels(controller: &str, result: ReconcileResult) -> ResultLabels {
+    ResultLabels {
+        controller: controller.to_owned(),
+        result: result.as_str(),
+    }
+}
+
+fn saturating_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// One controller's work-queue series.
+#[derive(Debug)]
+struct ControllerObserver {
+    depth: Gauge,
+    adds: Counter,
+    retries: Counter,
+    queue_duration: Histogram,
+    work_duration: Histogram,
+    active: Gauge,
+}
+
+impl QueueObserver for ControllerObserver {
+    fn added(&self) {
+        self.adds.inc();
+    }
+
+    fn retried(&self) {
+        self.retries.inc();
+    }
+
+    fn depth(&self, depth: usize) {
+        self.depth.set(saturating_i64(depth));
+    }
+
+    fn waited(&self, latency: Duration) {
+        self.queue_duration.observe(latency.as_secs_f64());
+    }
+
+    fn worked(&self, duration: Duration) {
+        self.work_duration.observe(duration.as_secs_f64());
+    }
+
+    fn active(&self, workers: usize) {
+        self.active.set(saturating_i64(workers));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rendered line for one series, e.g. `name{labels} value`.
+    fn has_line(rendered: &str, line: &str) -> bool {
+        rendered.lines().any(|l| l == line)
+    }
+
+    #[track_caller]
+    fn assert_line(rendered: &str, line: &str) {
+        assert!(
+            has_line(rendered, line),
+            "expected the line\n  {line}\nin\n{rendered}"
+        );
+    }
+
+    #[test]
+    fn reconciles_are_counted_by_controller_and_result() {
+        let metrics = Metrics::new();
+        metrics.reconciled("cnat", ReconcileResult::Success, Duration::from_millis(3));
+        metrics.reconciled("cnat", ReconcileResult::Success, Duration::from_millis(7));
+        metrics.reconciled("cnat", ReconcileResult::RequeueAfter, Duration::ZERO);
+        metrics.reconciled("webapp", ReconcileResult::Requeue, Duration::ZERO);
+        let out = metrics.render();
+
+        assert_line(
+            &out,
+            r#"controller_runtime_reconcile_total{controller="cnat",result="success"} 2"#,
+        );
+        assert_line(
+            &out,
+            r#"controller_runtime_reconcile_total{controller="cnat",result="requeue_after"} 1"#,
+        );
+        assert_line(
+            &out,
+            r#"controller_runtime_reconcile_total{controller="webapp",result="requeue"} 1"#,
+        );
+        assert_line(&out, "# TYPE controller_runtime_reconcile counter");
+        assert_line(
+            &out,
+            r#"controller_runtime_reconcile_time_seconds_count{controller="cnat"} 3"#,
+        );
+        // 3 ms and 0 fall in the first bucket (5 ms), 7 ms in the second.
+        assert_line(
+            &out,
+            r#"controller_runtime_reconcile_time_seconds_bucket{le="0.005",controller="cnat"} 2"#,
+        );
+        assert_line(
+            &out,
+            r#"controller_runtime_reconcile_time_seconds_bucket{le="60.0",controller="cnat"} 3"#,
+        );
+        assert!(out.ends_with("# EOF\n"), "{out}");
+    }
+
+    #[test]
+    fn an_error_counts_as_a_reconcile_and_as_an_error() {
+        let metrics = Metrics::new();
+        metrics.reconciled("cnat", ReconcileResult::Error, Duration::ZERO);
+        let out = metrics.render();
+        assert_line(
+            &out,
+            r#"controller_runtime_reconcile_total{controller="cnat",result="error"} 1"#,
+        );
+        assert_line(
+            &out,
+            r#"controller_runtime_reconcile_errors_total{controller="cnat"} 1"#,
+        );
+    }
+
+    #[test]
+    fn a_started_controller_reports_zeroes_before_its_first_reconcile() {
+        let metrics = Metrics::new();
+        metrics.set_max_concurrent("cnat", 4);
+        let out = metrics.render();
+        assert_line(
+            &out,
+            r#"controller_runtime_max_concurrent_reconciles{controller="cnat"} 4"#,
+        );
+        for result in ["success", "error", "requeue", "requeue_after"] {
+            assert_line(
+                &out,
+                &format!(
+                    r#"controller_runtime_reconcile_total{{controller="cnat",result="{result}"}} 0"#
+                ),
+            );
+        }
+        assert_line(
+            &out,
+            r#"controller_runtime_reconcile_errors_total{controller="cnat"} 0"#,
+        );
+        assert_line(
+            &out,
+            r#"controller_runtime_active_workers{controller="cnat"} 0"#,
+        );
+    }
+
+    #[test]
+    fn the_queue_observer_records_workqueue_series_named_for_the_controller() {
+        let metrics = Metrics::new();
+        let observer = metrics.queue_observer("cnat");
+        observer.added();
+        observer.added();
+        observer.retried();
+        observer.depth(5);
+        observer.depth(3);
+        observer.waited(Duration::from_millis(2));
+        observer.worked(Duration::from_millis(40));
+        observer.worked(Duration::from_millis(50));
+        observer.active(2);
+        let out = metrics.render();
+
+        assert_line(&out, r#"workqueue_adds_total{name="cnat"} 2"#);
+        assert_line(&out, r#"workqueue_retries_total{name="cnat"} 1"#);
+        assert_line(&out, r#"workqueue_depth{name="cnat"} 3"#);
+        assert_line(
+            &out,
+            r#"workqueue_queue_duration_seconds_count{name="cnat"} 1"#,
+        );
+        assert_line(
+            &out,
+            r#"workqueue_work_duration_seconds_count{name="cnat"} 2"#,
+        );
+        assert_line(
+            &out,
+            r#"controller_runtime_active_workers{controller="cnat"} 2"#,
+        );
+    }
+
+    #[test]
+    fn observers_for_one_controller_share_its_series() {
+        let metrics = Metrics::new();
+        metrics.queue_observer("cnat").added();
+        metrics.queue_observer("cnat").added();
+        metrics.queue_observer("webapp").added();
+        let out = metrics.render();
+        assert_line(&out, r#"workqueue_adds_total{name="cnat"} 2"#);
+        assert_line(&out, r#"workqueue_adds_total{name="webapp"} 1"#);
+    }
+
+    #[test]
+    fn guest_calls_and_traps_are_recorded_per_module() {
+        let metrics = Metrics::new();
+        metrics.guest_call("cnat", GuestCall::Reconcile, Duration::from_micros(250));
+        metrics.guest_call("cnat", GuestCall::Finalize, Duration::from_micros(250));
+        metrics.guest_trap("cnat", "Timeout");
+        metrics.guest_trap("cnat", "Timeout");
+        metrics.guest_trap("cnat", "InvalidOutput");
+        let out = metrics.render();
+        assert_line(
+            &out,
+            r#"bosun_guest_call_duration_seconds_count{module="cnat",call="reconcile"} 1"#,
+        );
+        assert_line(
+            &out,
+            r#"bosun_guest_call_duration_seconds_count{module="cnat",call="finalize"} 1"#,
+        );
+        assert_line(
+            &out,
+            r#"bosun_guest_traps_total{module="cnat",kind="Timeout"} 2"#,
+        );
+        assert_line(
+            &out,
+            r#"bosun_guest_traps_total{module="cnat",kind="InvalidOutput"} 1"#,
+        );
+    }
+
+    #[test]
+    fn a_reloaded_module_replaces_its_info_series() {
+        let metrics = Metrics::new();
+        metrics.module_loaded("cnat", "0.1.0", "sha256:aaa", false, Duration::from_secs(2));
+        metrics.module_loaded(
+            "cnat",
+            "0.2.0",
+            "sha256:bbb",
+            true,
+            Duration::from_millis(4),
+        );
+        metrics.module_loaded(
+            "webapp",
+            "1.0.0",
+            "sha256:ccc",
+            true,
+            Duration::from_millis(4),
+        );
+        let out = metrics.render();
+
+        assert_line(
+            &out,
+            r#"bosun_module_info{module="cnat",version="0.2.0",digest="sha256:bbb"} 1"#,
+        );
+        assert!(!out.contains(r#"version="0.1.0""#), "{out}");
+        assert_line(
+            &out,
+            r#"bosun_module_info{module="webapp",version="1.0.0",digest="sha256:ccc"} 1"#,
+        );
+        assert_line(
+            &out,
+            r#"bosun_module_load_duration_seconds_count{module="cnat",source="compiled"} 1"#,
+        );
+        assert_line(
+            &out,
+            r#"bosun_module_load_duration_seconds_count{module="cnat",source="cache"} 1"#,
+        );
+
+        metrics.module_unloaded("cnat");
+        let out = metrics.render();
+        assert!(!out.contains(r#"bosun_module_info{module="cnat""#), "{out}");
+        assert_line(
+            &out,
+            r#"bosun_module_info{module="webapp",version="1.0.0",digest="sha256:ccc"} 1"#,
+        );
+    }
+
+    #[test]
+    fn nothing_but_eof_is_rendered_before_anything_is_recorded() {
+        // prometheus-client leaves out families without series.
+        assert_eq!(Metrics::new().render(), "# EOF\n");
+    }
+
+    #[test]
+    fn every_family_is_rendered_under_its_exposed_name() {
+        let metrics = Metrics::new();
+        metrics.set_max_concurrent("cnat", 1);
+        metrics.reconciled("cnat", ReconcileResult::Success, Duration::ZERO);
+        let observer = metrics.queue_observer("cnat");
+        observer.waited(Duration::ZERO);
+        observer.worked(Duration::ZERO);
+        metrics.guest_call("cnat", GuestCall::Reconcile, Duration::ZERO);
+        metrics.guest_trap("cnat", "Panic");
+        metrics.module_loaded("cnat", "0.1.0", "sha256:aaa", true, Duration::ZERO);
+        let out = metrics.render();
+        let types: Vec<&str> = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .collect();
+        // OpenMetrics names a counter family without `_total`; its samples
+        // carry the suffix (checked in the tests above).
+        assert_eq!(
+            types,
+            [
+                "controller_runtime_reconcile counter",
+                "controller_runtime_reconcile_errors counter",
+                "controller_runtime_reconcile_time_seconds histogram",
+                "controller_runtime_max_concurrent_reconciles gauge",
+                "controller_runtime_active_workers gauge",
+                "workqueue_depth gauge",
+                "workqueue_adds counter",
+                "workqueue_retries counter",
+                "workqueue_queue_duration_seconds histogram",
+                "workqueue_work_duration_seconds histogram",
+                "bosun_guest_call_duration_seconds histogram",
+                "bosun_guest_traps counter",
+                "bosun_module_load_duration_seconds histogram",
+                "bosun_module_info gauge",
+            ]
+        );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let metrics = Metrics::new();
+        metrics.guest_trap("odd\"name", "Trap");
+        let out = metrics.render();
+        assert_line(
+            &out,
+            r#"bosun_guest_traps_total{module="odd\"name",kind="Trap"} 1"#,
+        );
+    }
+}
