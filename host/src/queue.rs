@@ -300,11 +300,13 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> WorkQueue<K> {
     }
 
     /// The number of keys waiting, ready or delayed (see the type's docs).
+    #[must_use]
     pub fn len(&self) -> usize {
         self.shared.state().slots.len()
     }
 
     /// Whether no key is waiting.
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -376,5 +378,339 @@ impl<K: Clone + Eq + Hash> Drop for Claim<K> {
         shared.observer.active(state.slots.claimed());
         drop(state);
         shared.changed.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::future::Future;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use futures::{FutureExt, poll};
+
+    use super::*;
+
+    /// Long enough that only a missed wake-up, never a slow machine, hits it.
+    const PATIENCE: Duration = Duration::from_secs(10);
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Event {
+        Added,
+        Retried,
+        Depth(usize),
+        Waited,
+        Worked,
+        Active(usize),
+    }
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<Event>>);
+
+    impl Recorder {
+        fn take(&self) -> Vec<Event> {
+            std::mem::take(&mut *self.0.lock().unwrap())
+        }
+    }
+
+    impl QueueObserver for Recorder {
+        fn added(&self) {
+            self.0.lock().unwrap().push(Event::Added);
+        }
+        fn retried(&self) {
+            self.0.lock().unwrap().push(Event::Retried);
+        }
+        fn depth(&self, depth: usize) {
+            self.0.lock().unwrap().push(Event::Depth(depth));
+        }
+        fn waited(&self, _: Duration) {
+            self.0.lock().unwrap().push(Event::Waited);
+        }
+        fn worked(&self, _: Duration) {
+            self.0.lock().unwrap().push(Event::Worked);
+        }
+        fn active(&self, workers: usize) {
+            self.0.lock().unwrap().push(Event::Active(workers));
+        }
+    }
+
+    struct Quiet;
+    impl QueueObserver for Quiet {}
+
+    fn queue(concurrency: usize) -> WorkQueue<&'static str> {
+        let config = QueueConfig {
+            concurrency,
+            ..QueueConfig::default()
+        };
+        WorkQueue::new(config, Arc::new(Quiet))
+    }
+
+    async fn within<F: Future>(future: F) -> F::Output {
+        tokio::time::timeout(PATIENCE, future)
+            .await
+            .expect("a waiting worker was never woken")
+    }
+
+    fn ready_now(queue: &WorkQueue<&'static str>) -> Option<Claim<&'static str>> {
+        queue.next().now_or_never().flatten()
+    }
+
+    #[tokio::test]
+    async fn duplicate_adds_merge_into_one_claim() {
+        let queue = queue(4);
+        queue.add("a");
+        queue.add("a");
+        queue.add_after("a", HOUR);
+        assert_eq!(queue.len(), 1);
+
+        let claim = ready_now(&queue).expect("a is ready");
+        assert_eq!(*claim.key(), "a");
+        assert!(queue.is_empty());
+        assert!(ready_now(&queue).is_none(), "a was handed out twice");
+    }
+
+    #[tokio::test]
+    async fn delayed_key_is_handed_out_at_its_time_and_not_before() {
+        let queue = queue(4);
+        let delay = Duration::from_millis(30);
+        let start = Instant::now();
+        queue.add_after("a", delay);
+
+        let mut next = pin!(queue.next());
+        assert!(poll!(next.as_mut()).is_pending());
+        let claim = within(next).await.expect("a fell due");
+        assert_eq!(*claim.key(), "a");
+        assert!(Instant::now() >= start + delay);
+    }
+
+    #[tokio::test]
+    async fn earlier_time_wakes_a_sleeping_worker_and_later_does_not_postpone() {
+        let queue = queue(4);
+        queue.add_after("a", HOUR);
+        let mut next = pin!(queue.next());
+        assert!(poll!(next.as_mut()).is_pending());
+
+        queue.add_after("a", Duration::from_millis(10));
+        queue.add_after("a", 2 * HOUR);
+        assert_eq!(queue.len(), 1);
+        let claim = within(next).await.expect("a fell due");
+        assert_eq!(*claim.key(), "a");
+    }
+
+    #[tokio::test]
+    async fn add_makes_a_delayed_key_ready_now() {
+        let queue = queue(4);
+        queue.add_after("a", HOUR);
+        let mut next = pin!(queue.next());
+        assert!(poll!(next.as_mut()).is_pending());
+
+        queue.add("a");
+        let claim = within(next).await.expect("a is ready");
+        assert_eq!(*claim.key(), "a");
+    }
+
+    #[tokio::test]
+    async fn first_ready_is_first_served() {
+        let queue = queue(4);
+        for key in ["c", "a", "b", "a"] {
+            queue.add(key);
+        }
+        let claims: Vec<_> = std::iter::from_fn(|| ready_now(&queue)).collect();
+        let keys: Vec<_> = claims.iter().map(|claim| *claim.key()).collect();
+        assert_eq!(keys, ["c", "a", "b"]);
+    }
+
+    #[tokio::test]
+    async fn key_readded_while_claimed_comes_back_once_after_drop() {
+        let queue = queue(4);
+        queue.add("a");
+        let claim = ready_now(&queue).expect("a is ready");
+
+        queue.add("a");
+        queue.add("a");
+        assert_eq!(queue.len(), 1);
+        let mut next = pin!(queue.next());
+        assert!(
+            poll!(next.as_mut()).is_pending(),
+            "a was handed out twice at once"
+        );
+
+        drop(claim);
+        let again = within(next).await.expect("a came back");
+        assert_eq!(*again.key(), "a");
+        drop(again);
+        assert!(ready_now(&queue).is_none(), "a came back more than once");
+    }
+
+    #[tokio::test]
+    async fn concurrency_cap_holds_until_a_claim_drops() {
+        let queue = queue(2);
+        for key in ["a", "b", "c", "d", "e"] {
+            queue.add(key);
+        }
+        let first = ready_now(&queue).expect("a is ready");
+        let _second = ready_now(&queue).expect("b is ready");
+
+        let mut third = pin!(queue.next());
+        assert!(poll!(third.as_mut()).is_pending(), "a third worker started");
+        assert_eq!(queue.len(), 3);
+
+        drop(first);
+        let third = within(third).await.expect("c is ready");
+        assert_eq!(*third.key(), "c");
+        assert!(ready_now(&queue).is_none(), "a third worker started");
+    }
+
+    #[tokio::test]
+    async fn set_concurrency_applies_to_the_next_hand_outs() {
+        let queue = queue(1);
+        for key in ["a", "b", "c"] {
+            queue.add(key);
+        }
+        let first = ready_now(&queue).expect("a is ready");
+        let mut second = pin!(queue.next());
+        assert!(poll!(second.as_mut()).is_pending());
+
+        queue.set_concurrency(2);
+        let second = within(second).await.expect("b is ready");
+        assert_eq!(*second.key(), "b");
+
+        // Lowering the cap keeps both claims but holds back c until the
+        // number out is below it again.
+        queue.set_concurrency(1);
+        drop(first);
+        assert!(ready_now(&queue).is_none());
+        drop(second);
+        assert_eq!(ready_now(&queue).map(|claim| *claim.key()), Some("c"));
+    }
+
+    #[tokio::test]
+    async fn panicking_worker_frees_its_slot() {
+        let queue = queue(1);
+        queue.add("a");
+        queue.add("b");
+        let claim = ready_now(&queue).expect("a is ready");
+        let worker = tokio::spawn(async move {
+            let _claim = claim;
+            panic!("reconcile blew up");
+        });
+        assert!(worker.await.is_err());
+        assert_eq!(ready_now(&queue).map(|claim| *claim.key()), Some("b"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn workers_never_hold_one_key_at_once() {
+        const ROUNDS: usize = 200;
+        // Fewer keys than free slots, so a wrongly offered key is taken.
+        let queue = queue(4);
+        let held = Arc::new(Mutex::new(HashSet::new()));
+        let done = Arc::new(AtomicUsize::new(0));
+        let mut workers = Vec::new();
+        for _ in 0..4 {
+            let (queue, held, done) = (queue.clone(), Arc::clone(&held), Arc::clone(&done));
+            workers.push(tokio::spawn(async move {
+                while let Some(claim) = queue.next().await {
+                    let key = *claim.key();
+                    assert!(
+                        held.lock().unwrap().insert(key),
+                        "{key} held by two workers"
+                    );
+                    // Re-adding the key while holding it, then holding it
+                    // across a real pause, gives other workers the time to
+                    // take it if the queue wrongly offered it.
+                    queue.add(key);
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    held.lock().unwrap().remove(&key);
+                    if done.fetch_add(1, Ordering::SeqCst) + 1 == ROUNDS {
+                        queue.shutdown();
+                    }
+                }
+            }));
+        }
+        queue.add("a");
+        queue.add("b");
+        for worker in workers {
+            within(worker).await.expect("a worker failed");
+        }
+        assert!(done.load(Ordering::SeqCst) >= ROUNDS);
+    }
+
+    #[tokio::test]
+    async fn retry_delays_double_from_the_base_and_forget_resets_them() {
+        let queue = queue(4);
+        let delays: Vec<_> = (0..3).map(|_| queue.add_rate_limited("a")).collect();
+        let ms = Duration::from_millis;
+        assert_eq!(delays, [ms(5), ms(10), ms(20)]);
+        assert_eq!(queue.retries(&"a"), 3);
+        assert_eq!(queue.len(), 1);
+
+        queue.forget(&"a");
+        assert_eq!(queue.retries(&"a"), 0);
+        assert_eq!(queue.add_rate_limited("a"), ms(5));
+    }
+
+    #[tokio::test]
+    async fn spent_burst_delays_retries_of_every_key() {
+        let config = QueueConfig {
+            qps: 0.01,
+            burst: 2,
+            ..QueueConfig::default()
+        };
+        let queue = WorkQueue::new(config, Arc::new(Quiet));
+        assert_eq!(queue.add_rate_limited("a"), Duration::from_millis(5));
+        assert_eq!(queue.add_rate_limited("b"), Duration::from_millis(5));
+        // c has never failed, but the bucket is empty: it waits one token
+        // period (100 s), less the moments since the queue was made.
+        let delay = queue.add_rate_limited("c");
+        assert!(delay > Duration::from_secs(90) && delay <= Duration::from_secs(100));
+    }
+
+    #[tokio::test]
+    async fn shutdown_ends_next_and_drops_waiting_keys() {
+        let queue = queue(1);
+        queue.add("a");
+        queue.add("b");
+        queue.add_after("c", HOUR);
+        let claim = ready_now(&queue).expect("a is ready");
+        let mut waiting = pin!(queue.next());
+        assert!(poll!(waiting.as_mut()).is_pending());
+
+        queue.shutdown();
+        assert!(within(waiting).await.is_none());
+        assert!(queue.is_empty());
+        queue.add("d");
+        assert!(queue.is_empty(), "an add after shutdown was kept");
+
+        // The claim in flight stays valid and its release frees nothing new.
+        assert_eq!(*claim.key(), "a");
+        drop(claim);
+        assert!(queue.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn observer_sees_adds_retries_depth_and_workers() {
+        use Event::*;
+        let recorder = Arc::new(Recorder::default());
+        let queue = WorkQueue::new(QueueConfig::default(), recorder.clone());
+
+        queue.add("a");
+        queue.add("a");
+        queue.add_rate_limited("b");
+        assert_eq!(
+            recorder.take(),
+            [Added, Depth(1), Added, Added, Retried, Depth(2)]
+        );
+
+        let claim = ready_now(&queue).expect("a is ready");
+        assert_eq!(recorder.take(), [Waited, Depth(1), Active(1)]);
+
+        queue.add("a");
+        assert_eq!(recorder.take(), [Added, Depth(2)]);
+        drop(claim);
+        assert_eq!(recorder.take(), [Worked, Active(0)]);
+
+        queue.shutdown();
+        assert_eq!(recorder.take(), [Depth(0)]);
     }
 }

@@ -26,8 +26,7 @@ enum Waiting {
 impl Waiting {
     fn due(self) -> Instant {
         match self {
-            Waiting::Scheduled((due, _)) => due,
-            Waiting::Parked(due) => due,
+            Waiting::Scheduled((due, _)) | Waiting::Parked(due) => due,
         }
     }
 }
