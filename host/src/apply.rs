@@ -245,7 +245,7 @@ impl Applier {
 
         for child in &plan.apply {
             let name = describe(child);
-            let (kind, namespace, child_name) = self.locate(meta, child, Operation::Apply)?;
+            let (kind, namespace, child_name) = locate(meta, child)?;
             let live = observed.iter().find(|o| same_identity(child, o));
             if live.is_some_and(|live| is_semantic_subset(child, live)) {
                 tracing::debug!(child = %name, "unchanged, not applied");
@@ -256,7 +256,7 @@ impl Applier {
                 .patch(&child_name, &apply_params, &Patch::Apply(child))
                 .await
                 .map_err(|e| ApplyError::api(Operation::Apply, &name, e))?;
-            tracing::debug!(child = %name, created = live.is_none(), "applied");
+            tracing::debug!(child = %name, observed = live.is_some(), "applied");
             report.applied += 1;
         }
 
@@ -308,7 +308,7 @@ impl Applier {
     /// # Errors
     ///
     /// The failed status write or event, named.
-    #[tracing::instrument(skip_all, fields(module = %meta.name, object = %describe(object), reason))]
+    #[tracing::instrument(skip_all, fields(module = %meta.name, object = %describe(object), reason = %reason))]
     pub async fn report_permanent_error(
         &self,
         meta: &ModuleMeta,
@@ -424,7 +424,7 @@ impl Applier {
     /// (retry on the next event); [`ApplyError::Invalid`] when the object is
     /// already being deleted, since the API server refuses new finalizers
     /// then.
-    #[tracing::instrument(skip_all, fields(module = %meta.name, object = %describe(object), finalizer))]
+    #[tracing::instrument(skip_all, fields(module = %meta.name, object = %describe(object), finalizer = %finalizer))]
     pub async fn add_finalizer(
         &self,
         meta: &ModuleMeta,
@@ -458,7 +458,7 @@ impl Applier {
     ///
     /// As [`Applier::add_finalizer`]: [`ApplyError::Conflict`] when the
     /// object changed since it was read.
-    #[tracing::instrument(skip_all, fields(module = %meta.name, object = %describe(object), finalizer))]
+    #[tracing::instrument(skip_all, fields(module = %meta.name, object = %describe(object), finalizer = %finalizer))]
     pub async fn remove_finalizer(
         &self,
         meta: &ModuleMeta,
@@ -471,11 +471,13 @@ impl Applier {
             return Ok(());
         }
         match self.set_finalizers(meta, object, after).await {
-            Err(ApplyError::Api { source, .. }) if is_not_found(&source) => Ok(()),
-            result => {
+            Ok(()) => {
                 tracing::debug!("finalizer removed");
-                result
+                Ok(())
             }
+            // Gone already: whoever removed the last finalizer finished the job.
+            Err(ApplyError::Api { source, .. }) if is_not_found(&source) => Ok(()),
+            Err(error) => Err(error),
         }
     }
 
@@ -650,39 +652,6 @@ impl Applier {
         self.recorder.publish(&event, reference).await
     }
 
-    /// The kind, namespace and name of a desired child, checked against
-    /// what the module owns.
-    fn locate<'m>(
-        &self,
-        meta: &'m ModuleMeta,
-        child: &Value,
-        operation: Operation,
-    ) -> Result<(&'m Kind, Option<String>, String), ApplyError> {
-        let text = |pointer: &str| {
-            child
-                .pointer(pointer)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-        };
-        let kind = meta
-            .owned(text("/apiVersion"), text("/kind"))
-            .ok_or_else(|| {
-                ApplyError::invalid(operation, &describe(child), "not a kind the module owns")
-            })?;
-        let name = text("/metadata/name");
-        if name.is_empty() {
-            return Err(ApplyError::invalid(
-                operation,
-                &describe(child),
-                "the object has no metadata.name",
-            ));
-        }
-        let namespace = Some(text("/metadata/namespace"))
-            .filter(|n| !n.is_empty())
-            .map(str::to_owned);
-        Ok((kind, namespace, name.to_owned()))
-    }
-
     /// An API for `kind`, in `namespace` when the kind is namespaced.
     fn api(&self, kind: &Kind, namespace: Option<&str>) -> Api<DynamicObject> {
         let resource = ApiResource {
@@ -699,6 +668,41 @@ impl Applier {
             _ => Api::all_with(self.client.clone(), &resource),
         }
     }
+}
+
+/// The kind, namespace and name of a desired child, checked against what
+/// the module owns.
+fn locate<'m>(
+    meta: &'m ModuleMeta,
+    child: &Value,
+) -> Result<(&'m Kind, Option<String>, String), ApplyError> {
+    let text = |pointer: &str| {
+        child
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    let kind = meta
+        .owned(text("/apiVersion"), text("/kind"))
+        .ok_or_else(|| {
+            ApplyError::invalid(
+                Operation::Apply,
+                &describe(child),
+                "not a kind the module owns",
+            )
+        })?;
+    let name = text("/metadata/name");
+    if name.is_empty() {
+        return Err(ApplyError::invalid(
+            Operation::Apply,
+            &describe(child),
+            "the object has no metadata.name",
+        ));
+    }
+    let namespace = Some(text("/metadata/namespace"))
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned);
+    Ok((kind, namespace, name.to_owned()))
 }
 
 /// The no-op rule: true when every field of `desired` is in `live` with an

@@ -325,8 +325,15 @@ async fn apply_creates_owned_children_and_writes_status() {
         note: "created the Deployment and the Service".into(),
         action: "Reconcile".into(),
     };
+    // A guest may leave out the action, which events.k8s.io/v1 requires.
+    let without_action = wit::Event {
+        event_type: wit::EventType::Warning,
+        reason: "Slow".into(),
+        note: String::new(),
+        action: String::new(),
+    };
     let mut response = full_response(&f.ns, "shop");
-    response.events.push(event);
+    response.events = vec![event, without_action];
     let plan = plan(&f.meta, &app, &[], response);
 
     let report = f
@@ -342,7 +349,7 @@ async fn apply_creates_owned_children_and_writes_status() {
             unchanged: 0,
             pruned: 0,
             status_written: true,
-            events: 1
+            events: 2
         }
     );
     let uid = app["metadata"]["uid"].as_str().expect("uid");
@@ -383,6 +390,12 @@ async fn apply_creates_owned_children_and_writes_status() {
         events
             .iter()
             .any(|e| e.reason.as_deref() == Some("Created") && e.type_.as_deref() == Some("Normal")),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(
+            |e| e.reason.as_deref() == Some("Slow") && e.action.as_deref() == Some("Reconcile")
+        ),
         "{events:?}"
     );
 }
