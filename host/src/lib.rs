@@ -7,6 +7,7 @@
 //! reads answered from [`objects`]; what the guest returned is checked by
 //! [`validate`] and turned into writes by [`plan`].
 
+pub mod apply;
 pub mod cli;
 pub mod engine;
 pub mod leader;
