@@ -59,6 +59,9 @@ pub struct AtStatus {
     /// `PENDING`, `RUNNING` or `DONE`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub phase: String,
+    /// The generation of the spec this status describes (set by the host).
+    #[serde(default, rename = "observedGeneration", skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
 }
 
 /// The cnat reconciler.
@@ -128,6 +131,7 @@ bosun_sdk::export!(Cnat);
 fn status(phase: &str) -> Response {
     Response::new().status(AtStatus {
         phase: phase.to_owned(),
+        ..AtStatus::default()
     })
 }
 

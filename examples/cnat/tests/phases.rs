@@ -21,7 +21,10 @@ fn at(schedule: &str, phase: Option<&str>) -> At {
             schedule: schedule.into(),
             command: "echo YAY".into(),
         },
-        status: phase.map(|p| AtStatus { phase: p.into() }),
+        status: phase.map(|p| AtStatus {
+            phase: p.into(),
+            ..AtStatus::default()
+        }),
     }
 }
 

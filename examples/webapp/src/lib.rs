@@ -65,6 +65,9 @@ fn one() -> i32 {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WebAppStatus {
+    /// The generation of the spec this status describes (set by the host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
     /// Replicas ready to serve, from the Deployment's status.
     #[serde(default)]
     pub ready_replicas: i32,
@@ -135,6 +138,7 @@ impl Reconciler for WebApps {
         }
 
         Ok(response.status(WebAppStatus {
+            observed_generation: None,
             ready_replicas,
             url: app.spec.port.map(|port| {
                 format!(
