@@ -6,14 +6,22 @@
 //! its [`meta`]data read once); a reconcile runs in a fresh instance with
 //! reads answered from [`objects`]; what the guest returned is checked by
 //! [`validate`] and turned into writes by [`plan`].
+//!
+//! In a cluster, the [`operator`] runs one [`controller`] per module over
+//! shared [`informers`]: changes become keys in a work [`queue`], plans are
+//! written by [`apply`], [`leader`] election decides which replica works,
+//! and [`telemetry`] serves metrics and health.
 
 pub mod apply;
 pub mod cli;
+pub mod controller;
 pub mod engine;
+pub mod informers;
 pub mod leader;
 pub mod manifest;
 pub mod meta;
 pub mod objects;
+pub mod operator;
 pub mod plan;
 pub mod queue;
 pub mod telemetry;

@@ -6,6 +6,7 @@
 mod inspect;
 mod output;
 mod reconcile;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,6 +17,7 @@ use crate::engine::{Engine, EngineConfig};
 
 pub use inspect::InspectArgs;
 pub use reconcile::ReconcileArgs;
+pub use run::RunArgs;
 
 /// Exit status when a module could not be loaded.
 pub const EXIT_LOAD_FAILED: u8 = 3;
@@ -57,6 +59,9 @@ pub enum Command {
     Reconcile(ReconcileArgs),
     /// Print a module's metadata: name, version, kinds, finalizer.
     Inspect(InspectArgs),
+    /// Run the operator: watch the cluster and reconcile through the given
+    /// modules until SIGTERM or Ctrl-C.
+    Run(RunArgs),
 }
 
 /// How log lines are written.
@@ -94,6 +99,7 @@ impl Cli {
         match &self.command {
             Command::Reconcile(args) => reconcile::run(args, &engine()?),
             Command::Inspect(args) => inspect::run(args, &engine()?),
+            Command::Run(args) => run::run(args, engine()?),
         }
     }
 }

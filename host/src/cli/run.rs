@@ -1,0 +1,158 @@
+//! `bosun run`: the operator, against the cluster of the kubeconfig (or the
+//! in-cluster service account), until SIGTERM or Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use jiff::SignedDuration;
+
+use crate::controller::ControllerSettings;
+use crate::engine::{Engine, Limits};
+use crate::leader::LeaderConfig;
+use crate::operator::{OperatorConfig, OperatorError};
+use crate::queue::QueueConfig;
+
+/// Arguments of `bosun run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// A reconciler component to run (repeatable).
+    #[arg(long = "module", value_name = "FILE", required = true)]
+    pub modules: Vec<PathBuf>,
+    /// Reconciles of one module that may run at once.
+    #[arg(long, default_value_t = QueueConfig::default().concurrency)]
+    pub concurrency: usize,
+    /// Each guest call's deadline, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    pub timeout_ms: u64,
+    /// Each guest call's memory cap, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    pub memory_limit_mib: usize,
+    /// Reconcile every object again this often (e.g. `10m`); off by default.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub resync: Option<Duration>,
+    /// Retries per second across all keys of a module (client-go's bucket).
+    #[arg(long, default_value_t = QueueConfig::default().qps)]
+    pub qps: f64,
+    /// Burst of the retry bucket.
+    #[arg(long, default_value_t = QueueConfig::default().burst)]
+    pub burst: u32,
+    /// Where to serve /metrics, /healthz and /readyz.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
+    pub telemetry_addr: SocketAddr,
+    /// Campaign for a Lease and reconcile only while leading (for more than one replica).
+    #[arg(long)]
+    pub leader_elect: bool,
+    /// The Lease's namespace (default: the pod's namespace, else `default`).
+    #[arg(long, value_name = "NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+    /// The Lease's name.
+    #[arg(long, value_name = "NAME", default_value = "bosun-leader")]
+    pub leader_election_id: String,
+    /// How long a lease is valid without renewal.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "15s")]
+    pub lease_duration: Duration,
+    /// How long the leader keeps trying to renew before it gives up leading.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    pub renew_deadline: Duration,
+    /// How often to try to acquire or renew the lease.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "2s")]
+    pub retry_period: Duration,
+    /// How long in-flight reconciles may take to finish on shutdown.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+    pub shutdown_grace: Duration,
+}
+
+/// Durations as Go and kubectl write them (`15s`, `1m30s`, `2h`) or ISO 8601.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let parsed: SignedDuration = text
+        .parse()
+        .map_err(|e| format!("{text:?} is not a duration like 15s, 1m30s or 2h: {e}"))?;
+    Duration::try_from(parsed).map_err(|_| format!("{text:?} is negative"))
+}
+
+pub(super) fn run(args: &RunArgs, engine: Engine) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("bosun")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(operate(args, engine))
+}
+
+async fn operate(args: &RunArgs, engine: Engine) -> anyhow::Result<ExitCode> {
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the cluster (set KUBECONFIG, or run in a pod with a service account)")?;
+    let listener = tokio::net::TcpListener::bind(args.telemetry_addr)
+        .await
+        .with_context(|| format!("binding the telemetry address {}", args.telemetry_addr))?;
+    let leader = args.leader_elect.then(|| LeaderConfig {
+        lease_name: args.leader_election_id.clone(),
+        namespace: args.leader_election_namespace.clone().unwrap_or_else(pod_namespace),
+        identity: crate::leader::default_identity(),
+        lease_duration: args.lease_duration,
+        renew_deadline: args.renew_deadline,
+        retry_period: args.retry_period,
+    });
+    let config = OperatorConfig {
+        modules: args.modules.clone(),
+        controller: ControllerSettings {
+            settings: None,
+            limits: Limits {
+                timeout: Duration::from_millis(args.timeout_ms),
+                memory_bytes: args.memory_limit_mib << 20,
+                ..Limits::default()
+            },
+            queue: QueueConfig {
+                concurrency: args.concurrency,
+                qps: args.qps,
+                burst: args.burst,
+                ..QueueConfig::default()
+            },
+            resync: args.resync,
+        },
+        telemetry: Some(listener),
+        leader,
+        shutdown_grace: args.shutdown_grace,
+    };
+    match crate::operator::run(client, Arc::new(engine), config, shutdown_signal()).await {
+        Ok(()) => {
+            tracing::info!("stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error @ OperatorError::Load(_)) => Ok(super::output::fail(super::EXIT_LOAD_FAILED, &error)),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The namespace of the pod this runs in, from its service account; else `default`.
+fn pod_namespace() -> String {
+    std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+        .map(|ns| ns.trim().to_owned())
+        .ok()
+        .filter(|ns| !ns.is_empty())
+        .unwrap_or_else(|| "default".to_owned())
+}
+
+/// Resolves on SIGTERM (what Kubernetes sends) or Ctrl-C.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = terminate => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received"),
+    }
+}
