@@ -6,7 +6,8 @@
 //!
 //! | mode | what it does |
 //! |---|---|
-//! | `ok` (default) | desires a ConfigMap `<name>-child` |
+//! | (none) | desires nothing (so its own children, and every other ConfigMap in a cluster, are left alone) |
+//! | `ok` | desires a ConfigMap `<name>-child` |
 //! | `loop` | spins forever |
 //! | `hog` | allocates memory without bound |
 //! | `panic` | panics |
@@ -67,7 +68,7 @@ impl Guest for Misbehave {
             .pointer("/data/mode")
             .or_else(|| settings.get("mode"))
             .and_then(Value::as_str)
-            .unwrap_or("ok")
+            .unwrap_or("none")
             .to_owned();
         let name = object
             .pointer("/metadata/name")
@@ -83,6 +84,7 @@ impl Guest for Misbehave {
             })
         };
         match mode.as_str() {
+            "none" => respond(vec![]),
             "ok" => respond(vec![child(format!("{name}-child"))]),
             "loop" => {
                 let mut spins: u64 = 0;
