@@ -125,3 +125,28 @@ fn ensure_target() -> Result<(), BuildError> {
         }
     }
 }
+
+/// Builds the `bosun` host binary (debug profile, once per process) and
+/// returns its path, for end-to-end tests that run it as operators do.
+pub fn host_binary() -> Result<PathBuf, BuildError> {
+    static BUILT: OnceLock<Result<PathBuf, BuildError>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let status = Command::new(cargo)
+                .current_dir(workspace_root())
+                .args(["build", "--package", "bosun", "--bin", "bosun"])
+                .status()
+                .map_err(|e| BuildError(format!("cannot run cargo to build bosun: {e}")))?;
+            if !status.success() {
+                return Err(BuildError(format!("building the bosun binary failed ({status})")));
+            }
+            let binary = out_dir()
+                .parent()
+                .and_then(Path::parent)
+                .map(|target| target.join("debug").join("bosun"))
+                .ok_or_else(|| BuildError("no target directory".into()))?;
+            Ok(binary)
+        })
+        .clone()
+}
