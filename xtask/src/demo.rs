@@ -1,306 +1,271 @@
-//! `cargo xtask demo`: builds the host and the example reconcilers, then walks
-//! the cnat `At` through its whole life and the webapp through a spec change,
-//! with `bosun reconcile` running each step through the real engine.
+//! `cargo xtask demo`: the main job, end to end. Builds (or reuses) the
+//! control plane, the host and the example guests; starts kube-apiserver +
+//! etcd; installs the CRDs; runs `bosun run` with both examples; creates
+//! sample objects and shows, step by step, what the reconcilers did. Then it
+//! leaves everything up, printing the kubeconfig, until Ctrl-C (or exits at
+//! once with `--once`, which CI uses).
 //!
-//! Each step feeds the next the way the operator would: the object gets the
-//! status the previous step wrote, and the demo plays the kubelet by marking
-//! the Pod Succeeded.
+//! There is no kubelet and no Deployment controller here, so the demo plays
+//! them where the story needs it: it marks the cnat Pod Succeeded and the
+//! WebApp's Deployment ready.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use bosun_testenv::TestEnv;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::Client;
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
+
+const NAMESPACE: &str = "demo";
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Exit at the end without waiting (what CI uses). The offline demo
-    /// always ends by itself; the flag is accepted for symmetry with the
-    /// cluster demo.
+    /// Exit when the story is told instead of keeping the cluster up.
     #[arg(long)]
     once: bool,
-}
-
-struct Demo {
-    bosun: PathBuf,
-    guests: PathBuf,
-    root: PathBuf,
-    scratch: PathBuf,
-    step: usize,
+    /// Tell the story with `bosun reconcile` against files: no cluster.
+    #[arg(long)]
+    offline: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let _ = args.once;
-    let root = bosun_testenv::guests::workspace_root();
-    let guests = crate::guests::build()?;
-    eprintln!("demo: cargo build --package bosun");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(&cargo)
-        .current_dir(&root)
-        .args(["build", "--quiet", "--package", "bosun"])
-        .status()?;
-    if !status.success() {
-        bail!("building the bosun binary failed ({status})");
+    if args.offline {
+        return crate::demo_offline::run();
     }
-    let scratch = std::env::temp_dir().join(format!("bosun-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch)?;
-    let mut demo = Demo {
-        bosun: bosun_testenv::guests::out_dir()
-            .parent()
-            .and_then(Path::parent)
-            .context("target directory")?
-            .join("debug")
-            .join("bosun"),
-        guests,
-        root,
-        scratch: scratch.clone(),
-        step: 0,
-    };
-    let result = demo.cnat().and_then(|()| demo.webapp());
-    let _ = std::fs::remove_dir_all(&scratch);
-    result?;
-    println!("\nThat was every phase, through the sandboxed engine, with no cluster.");
-    println!("Try it yourself:  target/debug/bosun reconcile --help");
+    crate::control_plane::ensure(false)?;
+    let guests = crate::guests::build()?;
+    step("building the bosun host");
+    let bosun = bosun_testenv::guests::host_binary().context("building bosun")?;
+    tokio::runtime::Runtime::new()?.block_on(async {
+        step("starting kube-apiserver and etcd");
+        let env = TestEnv::start().await.context("starting the control plane")?;
+        let kubeconfig = env.kubeconfig_path().context("the control plane wrote no kubeconfig")?.to_owned();
+        done(&format!(
+            "API server at {} in {:.1}s",
+            env.server_url().unwrap_or("?"),
+            env.startup_duration().unwrap_or_default().as_secs_f64()
+        ));
+        let root = bosun_testenv::guests::workspace_root();
+        step("installing the CRDs (At, WebApp)");
+        env.install_crds([root.join("examples/cnat/crd.yaml"), root.join("examples/webapp/crd.yaml")])
+            .await?;
+        let client = env.client();
+        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": NAMESPACE}}))?;
+        Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await?;
+
+        step("starting `bosun run` with the cnat and webapp modules");
+        let port = free_port()?;
+        let log = env.dir().map(|d| d.join("bosun.log")).context("no environment directory")?;
+        let log_file = std::fs::File::create(&log)?;
+        let mut host = HostProcess(
+            Command::new(&bosun)
+                .arg("run")
+                .args(["--module", &guests.join("cnat.wasm").display().to_string()])
+                .args(["--module", &guests.join("webapp.wasm").display().to_string()])
+                .args(["--telemetry-addr", &format!("127.0.0.1:{port}")])
+                .env("KUBECONFIG", &kubeconfig)
+                .stdin(Stdio::null())
+                .stdout(log_file.try_clone()?)
+                .stderr(log_file)
+                .spawn()
+                .context("starting bosun")?,
+        );
+        wait_ready(port, &mut host).await?;
+        done(&format!("ready; metrics at http://127.0.0.1:{port}/metrics, log in {}", log.display()));
+
+        let story = tell(&client, port).await;
+        if let Err(error) = &story {
+            eprintln!("\nthe demo failed: {error:#}\n--- bosun log ---\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+        }
+        story?;
+
+        if args.once {
+            step("done (--once): stopping bosun and the control plane");
+            host.terminate();
+            return Ok(());
+        }
+        println!("\nThe cluster stays up. Try:");
+        println!("  export KUBECONFIG={}", kubeconfig.display());
+        println!("  kubectl -n {NAMESPACE} get ats,webapps,pods,deployments,services");
+        println!("  curl -s 127.0.0.1:{port}/metrics | grep controller_runtime_reconcile_total");
+        println!("Ctrl-C stops bosun and the control plane.");
+        tokio::signal::ctrl_c().await?;
+        host.terminate();
+        Ok(())
+    })
+}
+
+async fn tell(client: &Client, port: u16) -> Result<()> {
+    let ats = api(client, "cnat.programming-kubernetes.info", "v1alpha1", "At", "ats");
+    let apps = api(client, "examples.bosun.dev", "v1alpha1", "WebApp", "webapps");
+    let deployments = api(client, "apps", "v1", "Deployment", "deployments");
+    let services = api(client, "", "v1", "Service", "services");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+
+    let schedule = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(8)).strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    step(&format!("cnat: creating At `example-at`, due at {schedule} (in 8s), command `echo YAY`"));
+    ats.create(&PostParams::default(), &object(json!({
+        "apiVersion": "cnat.programming-kubernetes.info/v1alpha1", "kind": "At",
+        "metadata": {"name": "example-at"},
+        "spec": {"schedule": schedule, "command": "echo YAY"}
+    }))?)
+    .await?;
+    wait_until("At phase PENDING", || async { Ok(phase(&ats, "example-at").await? == "PENDING") }).await?;
+    done("status.phase = PENDING; no Pod yet, requeued for the due time");
+    wait_until("the Pod", || async { Ok(pods.get_opt("example-at-pod").await?.is_some()) }).await?;
+    let pod = pods.get("example-at-pod").await?;
+    let container = &pod.spec.as_ref().context("pod spec")?.containers[0];
+    done(&format!(
+        "Pod example-at-pod created: image {}, command {:?}, owned by At {}",
+        container.image.as_deref().unwrap_or("?"),
+        container.command.clone().unwrap_or_default(),
+        pod.metadata.owner_references.as_ref().and_then(|o| o.first()).map_or("?", |o| o.name.as_str())
+    ));
+    wait_until("At phase RUNNING", || async { Ok(phase(&ats, "example-at").await? == "RUNNING") }).await?;
+    done("status.phase = RUNNING");
+    step("playing the kubelet: the Pod ran `echo YAY` and Succeeded");
+    pods.patch_status("example-at-pod", &PatchParams::default(), &Patch::Merge(json!({"status": {"phase": "Succeeded"}})))
+        .await?;
+    wait_until("At phase DONE", || async { Ok(phase(&ats, "example-at").await? == "DONE") }).await?;
+    done("status.phase = DONE");
+
+    step("webapp: creating WebApp `shop` (nginx, 2 replicas, port 8080)");
+    apps.create(&PostParams::default(), &object(json!({
+        "apiVersion": "examples.bosun.dev/v1alpha1", "kind": "WebApp",
+        "metadata": {"name": "shop"},
+        "spec": {"image": "nginx:1.27", "replicas": 2, "port": 8080}
+    }))?)
+    .await?;
+    wait_until("the Deployment and the Service", || async {
+        Ok(deployments.get_opt("shop").await?.is_some() && services.get_opt("shop").await?.is_some())
+    })
+    .await?;
+    done("Deployment shop and Service shop created; Ready=False (0 of 2 replicas ready)");
+    step("playing the Deployment controller: 2 replicas ready");
+    deployments
+        .patch_status("shop", &PatchParams::default(), &Patch::Merge(json!({"status": {"replicas": 2, "readyReplicas": 2}})))
+        .await?;
+    wait_until("Ready=True", || async {
+        Ok(apps.get("shop").await?.data.pointer("/status/conditions/0/status") == Some(&json!("True")))
+    })
+    .await?;
+    done("WebApp shop: Ready=True, readyReplicas 2");
+    step("removing spec.port from the WebApp");
+    apps.patch("shop", &PatchParams::default(), &Patch::Merge(json!({"spec": {"port": null}})))
+        .await?;
+    wait_until("the Service pruned", || async { Ok(services.get_opt("shop").await?.is_none()) }).await?;
+    done("Service shop pruned; the Deployment stays");
+
+    step("what the host counted");
+    let metrics = http_get(port, "/metrics").await?;
+    for line in metrics.lines().filter(|l| {
+        l.starts_with("controller_runtime_reconcile_total") || l.starts_with("workqueue_adds_total")
+    }) {
+        println!("    {line}");
+    }
     Ok(())
 }
 
-impl Demo {
-    fn cnat(&mut self) -> Result<()> {
-        let module = self.guests.join("cnat.wasm");
-        self.title("what the cnat module declares");
-        self.show(&["inspect", path(&module)])?;
+fn api(client: &Client, group: &str, version: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
+    let resource = ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version: if group.is_empty() { version.into() } else { format!("{group}/{version}") },
+        kind: kind.into(),
+        plural: plural.into(),
+    };
+    Api::namespaced_with(client.clone(), NAMESPACE, &resource)
+}
 
-        let sample = self.root.join("examples/cnat/samples/at.yaml");
-        let at: Value = json!({
-            "apiVersion": "cnat.programming-kubernetes.info/v1alpha1", "kind": "At",
-            "metadata": {"name": "example-at", "namespace": "default", "uid": "8c6a1c9e-0000-4000-8000-000000000001", "generation": 1},
-            "spec": {"schedule": "2026-12-01T10:00:00Z", "command": "echo YAY"}
-        });
+fn object(value: Value) -> Result<DynamicObject> {
+    Ok(serde_json::from_value(value)?)
+}
 
-        self.title("an At due at 10:00, reconciled at 09:58: PENDING, requeue in 2m");
-        let pending = self.reconcile(&module, &at, &[], "2026-12-01T09:58:00Z", &[])?;
-        self.summarize(&pending);
+async fn phase(ats: &Api<DynamicObject>, name: &str) -> Result<String> {
+    let at = ats.get(name).await?;
+    Ok(at.data.pointer("/status/phase").and_then(Value::as_str).unwrap_or_default().to_owned())
+}
 
-        self.title("reconciled again at 10:00:01: the Pod is created and the phase is RUNNING");
-        let at = with_status(at, &pending);
-        let running = self.reconcile(&module, &at, &[], "2026-12-01T10:00:01Z", &[])?;
-        self.summarize(&running);
-        let mut pod = running["apply"][0].clone();
-        println!("\n  the Pod, exactly as the host would apply it:");
-        print_indented(&pod);
-
-        self.title("the kubelet reports the Pod Succeeded: the phase is DONE");
-        pod["status"] = json!({"phase": "Succeeded"});
-        // What the API server would have added by then.
-        pod["metadata"]["managedFields"] = json!([{"manager": "bosun/cnat", "operation": "Apply"}]);
-        let at = with_status(at, &running);
-        let done = self.reconcile(&module, &at, &[pod], "2026-12-01T10:00:30Z", &[])?;
-        self.summarize(&done);
-
-        self.title("a schedule that is not a time: a permanent error, not retried");
-        self.show(&[
-            "reconcile",
-            path(&module),
-            "--object",
-            path(&self.root.join("examples/cnat/samples/bad-schedule.yaml")),
-        ])?;
-        let _ = sample;
-        Ok(())
+async fn wait_until<F, Fut>(what: &str, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<bool>>,
+{
+    let started = Instant::now();
+    while !check().await? {
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("waited 60s for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    Ok(())
+}
 
-    fn webapp(&mut self) -> Result<()> {
-        let module = self.guests.join("webapp.wasm");
-        let settings = self.root.join("examples/webapp/samples/settings.yaml");
-        let app = json!({
-            "apiVersion": "examples.bosun.dev/v1alpha1", "kind": "WebApp",
-            "metadata": {"name": "shop", "namespace": "default", "uid": "5a1f0000-0000-4000-8000-000000000002", "generation": 1},
-            "spec": {"image": "nginx:1.27", "replicas": 2, "port": 8080}
-        });
-        self.title(
-            "a WebApp with a port: a Deployment and a Service, labelled from the module settings",
-        );
-        let first = self.reconcile(
-            &module,
-            &app,
-            &[],
-            "2026-11-25T10:00:00Z",
-            &["--settings", path(&settings)],
-        )?;
-        self.summarize(&first);
-
-        self.title("the port is removed: the Service the host applied is pruned");
-        let observed: Vec<Value> = first["apply"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|mut child| {
-                child["metadata"]["managedFields"] =
-                    json!([{"manager": "bosun/webapp", "operation": "Apply"}]);
-                child
-            })
-            .collect();
-        let mut app = with_status(app, &first);
-        app["spec"]["port"] = Value::Null;
-        app["metadata"]["generation"] = json!(2);
-        let second = self.reconcile(
-            &module,
-            &app,
-            &observed,
-            "2026-11-25T10:01:00Z",
-            &["--settings", path(&settings)],
-        )?;
-        self.summarize(&second);
-        Ok(())
-    }
-
-    fn title(&mut self, text: &str) {
-        self.step += 1;
-        println!("\n[{}] {text}", self.step);
-    }
-
-    /// Runs `bosun` and shows its output as is.
-    fn show(&self, args: &[&str]) -> Result<()> {
-        println!(
-            "  $ bosun {}",
-            args.join(" ").replace(&*self.root.to_string_lossy(), ".")
-        );
-        let out = Command::new(&self.bosun).args(args).output()?;
-        for line in String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .chain(String::from_utf8_lossy(&out.stderr).lines())
+async fn wait_ready(port: u16, host: &mut HostProcess) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        if let Ok(status) = host.0.try_wait()
+            && let Some(status) = status
         {
-            println!("    {line}");
+            bail!("bosun exited during startup ({status})");
         }
-        println!("    (exit status {})", out.status.code().unwrap_or(-1));
-        Ok(())
-    }
-
-    /// Runs `bosun reconcile -o json` on `object` and returns the report.
-    fn reconcile(
-        &self,
-        module: &Path,
-        object: &Value,
-        children: &[Value],
-        now: &str,
-        extra: &[&str],
-    ) -> Result<Value> {
-        let object_file = self.write("object.json", object)?;
-        let mut args = vec![
-            "reconcile",
-            path(module),
-            "--object",
-            path(&object_file),
-            "--now",
-            now,
-            "-o",
-            "json",
-        ];
-        let children_file;
-        if !children.is_empty() {
-            children_file = self.write(
-                "children.json",
-                &json!({"apiVersion": "v1", "kind": "List", "items": children}),
-            )?;
-            args.extend(["--children", path(&children_file)]);
+        if http_get(port, "/readyz").await.is_ok_and(|body| body.trim() == "ok") {
+            return Ok(());
         }
-        args.extend(extra);
-        println!(
-            "  $ bosun reconcile {} --now {now}",
-            module.file_name().unwrap_or_default().to_string_lossy()
-        );
-        let out = Command::new(&self.bosun).args(&args).output()?;
-        for line in String::from_utf8_lossy(&out.stderr).lines() {
-            println!("    {line}");
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("bosun was not ready within 60s");
         }
-        if !out.status.success() {
-            bail!("bosun reconcile failed ({})", out.status);
-        }
-        serde_json::from_slice(&out.stdout).context("bosun reconcile printed no JSON")
-    }
-
-    fn summarize(&self, report: &Value) {
-        let applied: Vec<String> = report["apply"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|c| {
-                format!(
-                    "{} {}",
-                    c["kind"].as_str().unwrap_or("?"),
-                    c["metadata"]["name"].as_str().unwrap_or("?")
-                )
-            })
-            .collect();
-        let pruned: Vec<String> = report["prune"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|c| {
-                format!(
-                    "{} {}",
-                    c["kind"].as_str().unwrap_or("?"),
-                    c["name"].as_str().unwrap_or("?")
-                )
-            })
-            .collect();
-        println!(
-            "    apply:   {}",
-            if applied.is_empty() {
-                "nothing".into()
-            } else {
-                applied.join(", ")
-            }
-        );
-        println!(
-            "    prune:   {}",
-            if pruned.is_empty() {
-                "nothing".into()
-            } else {
-                pruned.join(", ")
-            }
-        );
-        let status = &report["status"];
-        if let Some(phase) = status["phase"].as_str() {
-            println!("    status:  phase {phase}");
-        } else if !status.is_null() {
-            println!("    status:  {status}");
-        }
-        if let Some(after) = report["requeueAfter"].as_str() {
-            println!("    requeue: after {after}");
-        }
-        for event in report["events"].as_array().into_iter().flatten() {
-            println!(
-                "    event:   {} {}: {}",
-                event["type"].as_str().unwrap_or(""),
-                event["reason"].as_str().unwrap_or(""),
-                event["note"].as_str().unwrap_or("")
-            );
-        }
-    }
-
-    fn write(&self, name: &str, value: &Value) -> Result<PathBuf> {
-        let file = self.scratch.join(name);
-        std::fs::write(&file, serde_json::to_vec_pretty(value)?)?;
-        Ok(file)
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
-/// The object as it is after the host wrote the status the report planned.
-fn with_status(mut object: Value, report: &Value) -> Value {
-    if !report["status"].is_null() {
-        object["status"] = report["status"].clone();
+/// The body of a 200 response, else an error.
+async fn http_get(port: u16, path: &str) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
+        .await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    let (head, body) = response.split_once("\r\n\r\n").context("no HTTP response")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!("{path}: {}", head.lines().next().unwrap_or_default());
     }
-    object
+    Ok(body.to_owned())
 }
 
-fn print_indented(value: &Value) {
-    let text = serde_json::to_string_pretty(value).unwrap_or_default();
-    for line in text.lines() {
-        println!("      {line}");
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn step(text: &str) {
+    println!("\n==> {text}");
+}
+
+fn done(text: &str) {
+    println!("    ✓ {text}");
+}
+
+/// The bosun process; killed if the demo ends early.
+struct HostProcess(Child);
+
+impl HostProcess {
+    fn terminate(&mut self) {
+        // SIGTERM: the host finishes in-flight reconciles and exits.
+        unsafe {
+            libc::kill(self.0.id() as i32, libc::SIGTERM);
+        }
+        let _ = self.0.wait();
     }
 }
 
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap_or_default()
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

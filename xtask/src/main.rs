@@ -4,6 +4,7 @@
 
 mod control_plane;
 mod demo;
+mod demo_offline;
 mod guests;
 mod test;
 
@@ -28,8 +29,8 @@ enum Command {
     BuildGuests,
     /// Run the whole test suite: control plane, guests, then `cargo test --workspace`.
     Test(test::Args),
-    /// Show what bosun does: build the host and the examples, then run the
-    /// cnat reconciler through its whole life.
+    /// The main job: start a local control plane, run bosun with the example
+    /// reconcilers, create sample objects and show what happens.
     Demo(demo::Args),
 }
 
