@@ -13,7 +13,7 @@ use bosun::apply::{Applier, ApplyReport};
 use bosun::engine::bindings as wit;
 use bosun::meta::{Kind, ModuleMeta, Scope};
 use bosun::plan::{ObjectRef, Plan, plan_response};
-use bosun_testenv::{CrdSource, TestEnv};
+use bosun_testenv::TestEnv;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::events::v1::Event as K8sEvent;
@@ -46,7 +46,7 @@ async fn fixture(test: &str) -> Fixture {
     let env = TestEnv::shared()
         .await
         .unwrap_or_else(|e| panic!("control plane failed to start:\n{e}"));
-    env.install_crds([webapp_crd()])
+    env.install_crds([WEBAPP_CRD])
         .await
         .unwrap_or_else(|e| panic!("installing the WebApp CRD: {e}"));
     let client = env.client();
@@ -66,21 +66,6 @@ async fn fixture(test: &str) -> Fixture {
         meta: webapp_meta(),
         _serial: serial,
     }
-}
-
-/// The example's CRD, plus `status.observedGeneration`: the host sets it on
-/// every status it writes (plan.rs), and server-side apply rejects a field
-/// the schema does not declare, so with the example's schema as it is no
-/// status could be written at all.
-fn webapp_crd() -> CrdSource {
-    let text = std::fs::read_to_string(WEBAPP_CRD).expect("read the WebApp CRD");
-    let anchor = "            nullable: true\n            properties:\n              conditions:\n";
-    assert!(
-        text.contains(anchor),
-        "the WebApp CRD's status schema moved"
-    );
-    let declared = "            nullable: true\n            properties:\n              observedGeneration:\n                format: int64\n                type: integer\n              conditions:\n";
-    CrdSource::yaml(text.replacen(anchor, declared, 1))
 }
 
 fn kind(group: &str, version: &str, kind: &str, plural: &str) -> Kind {

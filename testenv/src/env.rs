@@ -48,6 +48,10 @@ struct Local {
     etcd: ManagedProcess,
     server_url: String,
     startup: Duration,
+    /// How the apiserver was started, to start it again (`restart_apiserver`).
+    apiserver_binary: PathBuf,
+    apiserver_args: Vec<String>,
+    restarts: u32,
     dir: Dir,
 }
 
@@ -208,6 +212,7 @@ impl TestEnvBuilder {
             &root,
             root.join("kube-apiserver.log"),
         )?;
+        let apiserver_binary = assets.kube_apiserver.clone();
 
         let kubeconfig = root.join("kubeconfig");
         std::fs::write(&kubeconfig, kubeconfig_yaml(&server_url, &pki))
@@ -219,6 +224,9 @@ impl TestEnvBuilder {
             etcd,
             server_url,
             startup: Duration::ZERO,
+            apiserver_binary,
+            apiserver_args,
+            restarts: 0,
             dir,
         };
         wait_ready(&client, &mut local, timeout, started).await?;
@@ -369,6 +377,29 @@ impl TestEnv {
     {
         let sources: Vec<CrdSource> = crds.into_iter().map(Into::into).collect();
         crds::install(&self.client, sources, Duration::from_secs(30)).await
+    }
+
+    /// Stops kube-apiserver and starts it again on the same port, with etcd
+    /// (and so every object) kept: what clients see when the API server is
+    /// upgraded or crashes. Returns once `/readyz` is ok again. Watches break
+    /// and clients must re-list; that is what this is for.
+    ///
+    /// Does nothing against an existing cluster.
+    pub async fn restart_apiserver(&mut self) -> Result<(), Error> {
+        let Some(local) = self.local.as_mut() else {
+            return Ok(());
+        };
+        local.apiserver.kill();
+        local.restarts += 1;
+        let root = local.dir.path().to_owned();
+        local.apiserver = ManagedProcess::spawn(
+            assets::KUBE_APISERVER,
+            &local.apiserver_binary,
+            &local.apiserver_args,
+            &root,
+            root.join(format!("kube-apiserver-{}.log", local.restarts)),
+        )?;
+        wait_ready(&self.client, local, Duration::from_secs(60), Instant::now()).await
     }
 
     /// Stops the control plane now (same as dropping the environment).

@@ -139,7 +139,9 @@ pub fn host_binary() -> Result<PathBuf, BuildError> {
                 .status()
                 .map_err(|e| BuildError(format!("cannot run cargo to build bosun: {e}")))?;
             if !status.success() {
-                return Err(BuildError(format!("building the bosun binary failed ({status})")));
+                return Err(BuildError(format!(
+                    "building the bosun binary failed ({status})"
+                )));
             }
             let binary = out_dir()
                 .parent()

@@ -24,13 +24,19 @@ fn at(name: &str, schedule: &str) -> kube::api::DynamicObject {
 }
 
 fn phase(object: &kube::api::DynamicObject) -> Option<String> {
-    object.data.pointer("/status/phase").and_then(Value::as_str).map(str::to_owned)
+    object
+        .data
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
 }
 
 async fn wait_phase(cluster: &Cluster, name: &str, want: &str) -> kube::api::DynamicObject {
     let ats = cluster.ats();
     eventually(&format!("At {name} in phase {want}"), LONG, || async {
-        get(&ats, name).await.filter(|at| phase(at).as_deref() == Some(want))
+        get(&ats, name)
+            .await
+            .filter(|at| phase(at).as_deref() == Some(want))
     })
     .await
 }
@@ -43,24 +49,42 @@ fn config_map(name: &str, mode: &str) -> Value {
 async fn cnat_whole_life() {
     let cluster = Cluster::start().await;
     let host = Host::start(&cluster, &["cnat"], &["--resync", "1s"]).await;
-    let (ats, pods) = (cluster.ats(), Api::<Pod>::namespaced(cluster.client.clone(), &cluster.namespace));
+    let (ats, pods) = (
+        cluster.ats(),
+        Api::<Pod>::namespaced(cluster.client.clone(), &cluster.namespace),
+    );
 
     let schedule = schedule_in(8);
-    let created = ats.create(&PostParams::default(), &at("hello", &schedule)).await.unwrap();
+    let created = ats
+        .create(&PostParams::default(), &at("hello", &schedule))
+        .await
+        .unwrap();
     wait_phase(&cluster, "hello", "PENDING").await;
-    assert!(pods.get_opt("hello-pod").await.unwrap().is_none(), "no pod before the schedule");
+    assert!(
+        pods.get_opt("hello-pod").await.unwrap().is_none(),
+        "no pod before the schedule"
+    );
 
-    let pod = eventually("the pod", LONG, || async { pods.get_opt("hello-pod").await.unwrap() }).await;
+    let pod = eventually("the pod", LONG, || async {
+        pods.get_opt("hello-pod").await.unwrap()
+    })
+    .await;
     let created_at = pod.metadata.creation_timestamp.clone().unwrap().0;
     let due: jiff::Timestamp = schedule.parse().unwrap();
-    assert!(created_at >= due, "pod created at {created_at}, before the schedule {due}");
+    assert!(
+        created_at >= due,
+        "pod created at {created_at}, before the schedule {due}"
+    );
     assert_eq!(pod.metadata.labels.as_ref().unwrap()["app"], "hello");
     let spec = pod.spec.clone().unwrap();
     assert_eq!(spec.restart_policy.as_deref(), Some("OnFailure"));
     assert_eq!(spec.containers.len(), 1);
     assert_eq!(spec.containers[0].name, "busybox");
     assert_eq!(spec.containers[0].image.as_deref(), Some("busybox"));
-    assert_eq!(spec.containers[0].command, Some(vec!["echo".to_owned(), "YAY".to_owned()]));
+    assert_eq!(
+        spec.containers[0].command,
+        Some(vec!["echo".to_owned(), "YAY".to_owned()])
+    );
     let owner = &pod.metadata.owner_references.as_ref().unwrap()[0];
     assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("At", "hello"));
     assert_eq!(Some(&owner.uid), created.metadata.uid.as_ref());
@@ -68,18 +92,42 @@ async fn cnat_whole_life() {
     wait_phase(&cluster, "hello", "RUNNING").await;
 
     // The kubelet's part: the pod ran and succeeded.
-    pods.patch_status("hello-pod", &PatchParams::default(), &Patch::Merge(json!({"status": {"phase": "Succeeded"}})))
-        .await
-        .unwrap();
+    pods.patch_status(
+        "hello-pod",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Succeeded"}})),
+    )
+    .await
+    .unwrap();
     let done = wait_phase(&cluster, "hello", "DONE").await;
 
     // Converged: resyncs every second reconcile again, and write nothing.
-    let pod_version = pods.get("hello-pod").await.unwrap().metadata.resource_version;
+    let pod_version = pods
+        .get("hello-pod")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
     let successes = "controller_runtime_reconcile_total{controller=\"cnat\",result=\"success\"}";
     let before = host.metric(successes).await;
-    eventually("three more reconciles", LONG, || async { (host.metric(successes).await >= before + 3.0).then_some(()) }).await;
-    assert_eq!(get(&ats, "hello").await.unwrap().metadata.resource_version, done.metadata.resource_version, "no write to the At");
-    assert_eq!(pods.get("hello-pod").await.unwrap().metadata.resource_version, pod_version, "no write to the pod");
+    eventually("three more reconciles", LONG, || async {
+        (host.metric(successes).await >= before + 3.0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        get(&ats, "hello").await.unwrap().metadata.resource_version,
+        done.metadata.resource_version,
+        "no write to the At"
+    );
+    assert_eq!(
+        pods.get("hello-pod")
+            .await
+            .unwrap()
+            .metadata
+            .resource_version,
+        pod_version,
+        "no write to the pod"
+    );
 
     // No garbage collector runs here; what makes the pod go with its At is
     // the ownerReference, with blockOwnerDeletion.
@@ -104,33 +152,57 @@ async fn webapp_whole_life_with_pruning() {
     .unwrap();
     apps.create(&PostParams::default(), &app).await.unwrap();
 
-    let deployment = eventually("the Deployment", LONG, || async { get(&deployments, "shop").await }).await;
+    let deployment = eventually("the Deployment", LONG, || async {
+        get(&deployments, "shop").await
+    })
+    .await;
     assert_eq!(deployment.data["spec"]["replicas"], 2);
-    let service = eventually("the Service", LONG, || async { get(&services, "shop").await }).await;
+    let service = eventually("the Service", LONG, || async {
+        get(&services, "shop").await
+    })
+    .await;
     assert_eq!(service.data["spec"]["ports"][0]["port"], 8080);
     let not_ready = eventually("a Ready=False condition", LONG, || async {
-        get(&apps, "shop").await.filter(|a| a.data.pointer("/status/conditions/0/status") == Some(&json!("False")))
+        get(&apps, "shop")
+            .await
+            .filter(|a| a.data.pointer("/status/conditions/0/status") == Some(&json!("False")))
     })
     .await;
     assert_eq!(not_ready.data["status"]["observedGeneration"], 1);
 
     // The Deployment controller's part: the replicas became ready.
     deployments
-        .patch_status("shop", &PatchParams::default(), &Patch::Merge(json!({"status": {"replicas": 2, "readyReplicas": 2}})))
+        .patch_status(
+            "shop",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"replicas": 2, "readyReplicas": 2}})),
+        )
         .await
         .unwrap();
     let ready = eventually("Ready=True", LONG, || async {
-        get(&apps, "shop").await.filter(|a| a.data.pointer("/status/conditions/0/status") == Some(&json!("True")))
+        get(&apps, "shop")
+            .await
+            .filter(|a| a.data.pointer("/status/conditions/0/status") == Some(&json!("True")))
     })
     .await;
     assert_eq!(ready.data["status"]["readyReplicas"], 2);
 
     // The spec shrinks: the Service is no longer desired and is pruned.
-    apps.patch("shop", &PatchParams::default(), &Patch::Merge(json!({"spec": {"port": null}})))
-        .await
-        .unwrap();
-    eventually("the Service pruned", LONG, || async { get(&services, "shop").await.is_none().then_some(()) }).await;
-    assert!(get(&deployments, "shop").await.is_some(), "the Deployment stays");
+    apps.patch(
+        "shop",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"port": null}})),
+    )
+    .await
+    .unwrap();
+    eventually("the Service pruned", LONG, || async {
+        get(&services, "shop").await.is_none().then_some(())
+    })
+    .await;
+    assert!(
+        get(&deployments, "shop").await.is_some(),
+        "the Deployment stays"
+    );
 }
 
 #[tokio::test]
@@ -139,18 +211,34 @@ async fn guest_errors_back_off_and_show_in_metrics() {
     let host = Host::start(&cluster, &["misbehave"], &[]).await;
     let config_maps = cluster.api("", "v1", "ConfigMap", "configmaps");
     config_maps
-        .create(&PostParams::default(), &serde_json::from_value(config_map("flaky", "retry")).unwrap())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(config_map("flaky", "retry")).unwrap(),
+        )
         .await
         .unwrap();
     eventually("retries counted", LONG, || async {
-        (host.metric("workqueue_retries_total{name=\"misbehave\"}").await >= 3.0).then_some(())
+        (host
+            .metric("workqueue_retries_total{name=\"misbehave\"}")
+            .await
+            >= 3.0)
+            .then_some(())
     })
     .await;
-    assert!(host.metric("controller_runtime_reconcile_errors_total{controller=\"misbehave\"}").await >= 3.0);
+    assert!(
+        host.metric("controller_runtime_reconcile_errors_total{controller=\"misbehave\"}")
+            .await
+            >= 3.0
+    );
     // Backoff, not a hot loop: 5 ms doubling reaches seconds within a dozen tries.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let retries = host.metric("workqueue_retries_total{name=\"misbehave\"}").await;
-    assert!(retries < 15.0, "{retries} retries in a few seconds is no backoff");
+    let retries = host
+        .metric("workqueue_retries_total{name=\"misbehave\"}")
+        .await;
+    assert!(
+        retries < 15.0,
+        "{retries} retries in a few seconds is no backoff"
+    );
 }
 
 #[tokio::test]
@@ -160,15 +248,29 @@ async fn a_looping_guest_does_not_stop_another_module() {
     let config_maps = cluster.api("", "v1", "ConfigMap", "configmaps");
     for i in 0..4 {
         config_maps
-            .create(&PostParams::default(), &serde_json::from_value(config_map(&format!("spin-{i}"), "loop")).unwrap())
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(config_map(&format!("spin-{i}"), "loop")).unwrap(),
+            )
             .await
             .unwrap();
     }
-    cluster.ats().create(&PostParams::default(), &at("meanwhile", &schedule_in(0))).await.unwrap();
+    cluster
+        .ats()
+        .create(&PostParams::default(), &at("meanwhile", &schedule_in(0)))
+        .await
+        .unwrap();
     let pods = Api::<Pod>::namespaced(cluster.client.clone(), &cluster.namespace);
-    eventually("cnat's pod", LONG, || async { pods.get_opt("meanwhile-pod").await.unwrap() }).await;
+    eventually("cnat's pod", LONG, || async {
+        pods.get_opt("meanwhile-pod").await.unwrap()
+    })
+    .await;
     eventually("timeouts counted", LONG, || async {
-        (host.metric("bosun_guest_traps_total{module=\"misbehave\",kind=\"Timeout\"}").await >= 1.0).then_some(())
+        (host
+            .metric("bosun_guest_traps_total{module=\"misbehave\",kind=\"Timeout\"}")
+            .await
+            >= 1.0)
+            .then_some(())
     })
     .await;
 }
@@ -179,27 +281,56 @@ async fn a_guest_cannot_write_or_prune_what_it_does_not_own() {
     let host = Host::start(&cluster, &["misbehave"], &[]).await;
     let config_maps = cluster.api("", "v1", "ConfigMap", "configmaps");
     let secrets = cluster.api("", "v1", "Secret", "secrets");
-    for (name, mode) in [("trespass", "trespass"), ("escape", "other-namespace"), ("forger", "forge-owner")] {
+    for (name, mode) in [
+        ("trespass", "trespass"),
+        ("escape", "other-namespace"),
+        ("forger", "forge-owner"),
+    ] {
         config_maps
-            .create(&PostParams::default(), &serde_json::from_value(config_map(name, mode)).unwrap())
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(config_map(name, mode)).unwrap(),
+            )
             .await
             .unwrap();
     }
     eventually("each bad output refused", LONG, || async {
-        (host.metric("bosun_guest_traps_total{module=\"misbehave\",kind=\"InvalidOutput\"}").await >= 3.0).then_some(())
+        (host
+            .metric("bosun_guest_traps_total{module=\"misbehave\",kind=\"InvalidOutput\"}")
+            .await
+            >= 3.0)
+            .then_some(())
     })
     .await;
-    assert!(get(&secrets, "trespass-stolen").await.is_none(), "no undeclared Secret");
-    let kube_system = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(cluster.client.clone(), "kube-system");
-    assert!(kube_system.get_opt("escape-child").await.unwrap().is_none(), "nothing outside the namespace");
-    assert!(get(&config_maps, "forger-child").await.is_none(), "nothing with a forged owner");
+    assert!(
+        get(&secrets, "trespass-stolen").await.is_none(),
+        "no undeclared Secret"
+    );
+    let kube_system = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(
+        cluster.client.clone(),
+        "kube-system",
+    );
+    assert!(
+        kube_system.get_opt("escape-child").await.unwrap().is_none(),
+        "nothing outside the namespace"
+    );
+    assert!(
+        get(&config_maps, "forger-child").await.is_none(),
+        "nothing with a forged owner"
+    );
 
     // Pruning: only what this module applied goes, never a look-alike.
     let parent = config_maps
-        .create(&PostParams::default(), &serde_json::from_value(config_map("parent", "ok")).unwrap())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(config_map("parent", "ok")).unwrap(),
+        )
         .await
         .unwrap();
-    eventually("the applied child", LONG, || async { get(&config_maps, "parent-child").await }).await;
+    eventually("the applied child", LONG, || async {
+        get(&config_maps, "parent-child").await
+    })
+    .await;
     let look_alike = json!({
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "parent-hand-made", "ownerReferences": [{
@@ -208,16 +339,35 @@ async fn a_guest_cannot_write_or_prune_what_it_does_not_own() {
         }]}
     });
     config_maps
-        .create(&PostParams { field_manager: Some("someone-else".into()), ..Default::default() }, &serde_json::from_value(look_alike).unwrap())
+        .create(
+            &PostParams {
+                field_manager: Some("someone-else".into()),
+                ..Default::default()
+            },
+            &serde_json::from_value(look_alike).unwrap(),
+        )
         .await
         .unwrap();
     config_maps
-        .patch("parent", &PatchParams::default(), &Patch::Merge(json!({"data": {"mode": "none"}})))
+        .patch(
+            "parent",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"mode": "none"}})),
+        )
         .await
         .unwrap();
-    eventually("the applied child pruned", LONG, || async { get(&config_maps, "parent-child").await.is_none().then_some(()) }).await;
+    eventually("the applied child pruned", LONG, || async {
+        get(&config_maps, "parent-child")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(get(&config_maps, "parent-hand-made").await.is_some(), "a child this module did not apply is never pruned");
+    assert!(
+        get(&config_maps, "parent-hand-made").await.is_some(),
+        "a child this module did not apply is never pruned"
+    );
 }
 
 #[tokio::test]
@@ -234,48 +384,202 @@ async fn leader_failover() {
         "--retry-period",
         "500ms",
     ];
-    let mut hosts = [Host::start(&cluster, &["cnat"], &flags).await, Host::start(&cluster, &["cnat"], &flags).await];
+    let mut hosts = [
+        Host::start(&cluster, &["cnat"], &flags).await,
+        Host::start(&cluster, &["cnat"], &flags).await,
+    ];
     let leads = |host: &Host| host.log().contains("became the leader");
     let leader = eventually("a leader", LONG, || async { hosts.iter().position(leads) }).await;
     let pods = Api::<Pod>::namespaced(cluster.client.clone(), &cluster.namespace);
-    cluster.ats().create(&PostParams::default(), &at("first", &schedule_in(0))).await.unwrap();
-    eventually("the leader reconciles", LONG, || async { pods.get_opt("first-pod").await.unwrap() }).await;
+    cluster
+        .ats()
+        .create(&PostParams::default(), &at("first", &schedule_in(0)))
+        .await
+        .unwrap();
+    eventually("the leader reconciles", LONG, || async {
+        pods.get_opt("first-pod").await.unwrap()
+    })
+    .await;
     let follower = 1 - leader;
     assert!(!leads(&hosts[follower]), "only one leader");
-    let follower_reconciles = hosts[follower].metric("controller_runtime_reconcile_total{controller=\"cnat\",result=\"success\"}").await;
+    let follower_reconciles = hosts[follower]
+        .metric("controller_runtime_reconcile_total{controller=\"cnat\",result=\"success\"}")
+        .await;
     assert_eq!(follower_reconciles, 0.0, "the follower does not reconcile");
 
     hosts[leader].kill();
     let killed = std::time::Instant::now();
-    eventually("the follower takes over", Duration::from_secs(30), || async { leads(&hosts[follower]).then_some(()) }).await;
-    assert!(killed.elapsed() < Duration::from_secs(4 + 6), "took over in {:?}", killed.elapsed());
-    cluster.ats().create(&PostParams::default(), &at("second", &schedule_in(0))).await.unwrap();
-    eventually("the new leader reconciles", LONG, || async { pods.get_opt("second-pod").await.unwrap() }).await;
+    eventually(
+        "the follower takes over",
+        Duration::from_secs(30),
+        || async { leads(&hosts[follower]).then_some(()) },
+    )
+    .await;
+    assert!(
+        killed.elapsed() < Duration::from_secs(4 + 6),
+        "took over in {:?}",
+        killed.elapsed()
+    );
+    cluster
+        .ats()
+        .create(&PostParams::default(), &at("second", &schedule_in(0)))
+        .await
+        .unwrap();
+    eventually("the new leader reconciles", LONG, || async {
+        pods.get_opt("second-pod").await.unwrap()
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn restart_converges_without_duplicates() {
     let cluster = Cluster::start().await;
     let mut host = Host::start(&cluster, &["cnat", "webapp"], &[]).await;
-    cluster.ats().create(&PostParams::default(), &at("once", &schedule_in(0))).await.unwrap();
+    cluster
+        .ats()
+        .create(&PostParams::default(), &at("once", &schedule_in(0)))
+        .await
+        .unwrap();
     let app: kube::api::DynamicObject = serde_json::from_value(json!({
         "apiVersion": "examples.bosun.dev/v1alpha1", "kind": "WebApp",
         "metadata": {"name": "site"}, "spec": {"image": "nginx", "port": 80}
     }))
     .unwrap();
-    cluster.webapps().create(&PostParams::default(), &app).await.unwrap();
+    cluster
+        .webapps()
+        .create(&PostParams::default(), &app)
+        .await
+        .unwrap();
     let pods = Api::<Pod>::namespaced(cluster.client.clone(), &cluster.namespace);
     let services = cluster.api("", "v1", "Service", "services");
     wait_phase(&cluster, "once", "RUNNING").await;
-    eventually("the Service", LONG, || async { get(&services, "site").await }).await;
-    let pod_version = pods.get("once-pod").await.unwrap().metadata.resource_version;
+    eventually("the Service", LONG, || async {
+        get(&services, "site").await
+    })
+    .await;
+    let pod_version = pods
+        .get("once-pod")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
 
     assert_eq!(host.terminate(), Some(0), "SIGTERM stops the host cleanly");
     let host = Host::start(&cluster, &["cnat", "webapp"], &[]).await;
     let successes = "controller_runtime_reconcile_total{controller=\"cnat\",result=\"success\"}";
-    eventually("the restarted host reconciles", LONG, || async { (host.metric(successes).await >= 1.0).then_some(()) }).await;
-    let all_pods = pods.list(&ListParams::default().labels("app=once")).await.unwrap();
+    eventually("the restarted host reconciles", LONG, || async {
+        (host.metric(successes).await >= 1.0).then_some(())
+    })
+    .await;
+    let all_pods = pods
+        .list(&ListParams::default().labels("app=once"))
+        .await
+        .unwrap();
     assert_eq!(all_pods.items.len(), 1, "no duplicate pod");
-    assert_eq!(pods.get("once-pod").await.unwrap().metadata.resource_version, pod_version, "the pod was not rewritten");
-    assert_eq!(services.list(&ListParams::default()).await.unwrap().items.len(), 1, "no duplicate Service");
+    assert_eq!(
+        pods.get("once-pod")
+            .await
+            .unwrap()
+            .metadata
+            .resource_version,
+        pod_version,
+        "the pod was not rewritten"
+    );
+    assert_eq!(
+        services
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1,
+        "no duplicate Service"
+    );
+}
+
+#[tokio::test]
+async fn the_host_survives_an_apiserver_restart() {
+    let mut cluster = Cluster::start().await;
+    let mut host = Host::start(&cluster, &["cnat"], &[]).await;
+    let pods = Api::<Pod>::namespaced(cluster.client.clone(), &cluster.namespace);
+    cluster
+        .ats()
+        .create(&PostParams::default(), &at("before", &schedule_in(0)))
+        .await
+        .unwrap();
+    eventually("the first pod", LONG, || async {
+        pods.get_opt("before-pod").await.unwrap()
+    })
+    .await;
+
+    cluster
+        .env
+        .restart_apiserver()
+        .await
+        .expect("the API server comes back");
+    // Created while the host's watches are broken or re-listing.
+    cluster
+        .ats()
+        .create(&PostParams::default(), &at("after", &schedule_in(0)))
+        .await
+        .unwrap();
+    eventually(
+        "a pod for the At created after the restart",
+        LONG,
+        || async { pods.get_opt("after-pod").await.unwrap() },
+    )
+    .await;
+    assert!(host.is_running(), "the host rode out the restart");
+    wait_phase(&cluster, "after", "RUNNING").await;
+}
+
+#[tokio::test]
+async fn deploy_manifests_are_accepted_by_the_api_server() {
+    let cluster = Cluster::start().await;
+    let text = std::fs::read_to_string(common::root().join("deploy/bosun.yaml")).unwrap();
+    let discovery = kube::Discovery::new(cluster.client.clone())
+        .run()
+        .await
+        .unwrap();
+    let mut kinds = Vec::new();
+    for document in text.split("\n---") {
+        let object: Value = serde_yaml::from_str(document).unwrap();
+        let object: kube::api::DynamicObject = serde_json::from_value(object).unwrap();
+        let types = object.types.clone().unwrap();
+        let gvk = kube::api::GroupVersionKind::try_from(&types).unwrap();
+        let (resource, capabilities) = discovery
+            .resolve_gvk(&gvk)
+            .unwrap_or_else(|| panic!("{gvk:?} is served"));
+        let api: Api<kube::api::DynamicObject> =
+            match (capabilities.scope, &object.metadata.namespace) {
+                (kube::discovery::Scope::Namespaced, Some(ns)) => {
+                    Api::namespaced_with(cluster.client.clone(), ns, &resource)
+                }
+                _ => Api::all_with(cluster.client.clone(), &resource),
+            };
+        let name = object.metadata.name.clone().unwrap();
+        // The namespace is created for real so that dry runs of what lives in it can be checked.
+        let mut params = PatchParams::apply("e2e");
+        if types.kind != "Namespace" {
+            params = params.dry_run();
+        }
+        api.patch(&name, &params, &Patch::Apply(&object))
+            .await
+            .unwrap_or_else(|e| panic!("{} {name} is rejected: {e}", types.kind));
+        kinds.push(types.kind);
+    }
+    for kind in [
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Deployment",
+    ] {
+        assert!(
+            kinds.iter().any(|k| k == kind),
+            "deploy/bosun.yaml has a {kind}"
+        );
+    }
 }

@@ -40,12 +40,17 @@ impl Cluster {
         .expect("install the example CRDs");
         let client = env.client();
         let namespace = "e2e".to_owned();
-        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap();
+        let ns: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap();
         Api::<Namespace>::all(client.clone())
             .create(&PostParams::default(), &ns)
             .await
             .expect("create the test namespace");
-        Cluster { env, client, namespace }
+        Cluster {
+            env,
+            client,
+            namespace,
+        }
     }
 
     /// An API for a kind in the test namespace.
@@ -53,7 +58,11 @@ impl Cluster {
         let resource = ApiResource {
             group: group.into(),
             version: version.into(),
-            api_version: if group.is_empty() { version.into() } else { format!("{group}/{version}") },
+            api_version: if group.is_empty() {
+                version.into()
+            } else {
+                format!("{group}/{version}")
+            },
             kind: kind.into(),
             plural: plural.into(),
         };
@@ -69,7 +78,9 @@ impl Cluster {
     }
 
     pub fn kubeconfig(&self) -> &Path {
-        self.env.kubeconfig_path().expect("a local control plane writes a kubeconfig")
+        self.env
+            .kubeconfig_path()
+            .expect("a local control plane writes a kubeconfig")
     }
 }
 
@@ -94,7 +105,11 @@ impl Host {
     /// flags, and waits until it is ready (or, with leader election, serving).
     pub async fn start(cluster: &Cluster, modules: &[&str], extra: &[&str]) -> Host {
         let host = Host::spawn(cluster, modules, extra);
-        let wait_for = if extra.contains(&"--leader-elect") { "/healthz" } else { "/readyz" };
+        let wait_for = if extra.contains(&"--leader-elect") {
+            "/healthz"
+        } else {
+            "/readyz"
+        };
         host.wait_until(wait_for, Duration::from_secs(60)).await;
         host
     }
@@ -109,7 +124,11 @@ impl Host {
         let mut command = Command::new(binary);
         command
             .arg("run")
-            .args(modules.iter().flat_map(|m| ["--module".to_owned(), guest(m)]))
+            .args(
+                modules
+                    .iter()
+                    .flat_map(|m| ["--module".to_owned(), guest(m)]),
+            )
             .args(["--telemetry-addr", &format!("127.0.0.1:{port}")])
             .args(extra)
             .env("KUBECONFIG", cluster.kubeconfig())
@@ -135,7 +154,10 @@ impl Host {
                 return;
             }
             if started.elapsed() > timeout {
-                panic!("bosun did not answer 200 on {path} within {timeout:?}; its log:\n{}", self.log());
+                panic!(
+                    "bosun did not answer 200 on {path} within {timeout:?}; its log:\n{}",
+                    self.log()
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -145,7 +167,10 @@ impl Host {
     pub async fn get(&self, path: &str) -> std::io::Result<(u16, String)> {
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await?;
         stream
-            .write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
             .await?;
         let mut response = String::new();
         stream.read_to_string(&mut response).await?;
@@ -154,7 +179,10 @@ impl Host {
             .nth(1)
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
         Ok((status, body))
     }
 
@@ -194,7 +222,9 @@ impl Host {
 
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
     }
 }
 
