@@ -75,8 +75,7 @@ pub fn path(package: &str) -> Result<PathBuf, BuildError> {
 
 fn build_now() -> Result<PathBuf, BuildError> {
     ensure_target()?;
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(cargo);
+    let mut command = cargo();
     command
         .current_dir(workspace_root())
         .args(["build", "--profile", PROFILE, "--target", TARGET]);
@@ -132,8 +131,7 @@ pub fn host_binary() -> Result<PathBuf, BuildError> {
     static BUILT: OnceLock<Result<PathBuf, BuildError>> = OnceLock::new();
     BUILT
         .get_or_init(|| {
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let status = Command::new(cargo)
+            let status = cargo()
                 .current_dir(workspace_root())
                 .args(["build", "--package", "bosun", "--bin", "bosun"])
                 .status()
@@ -151,4 +149,34 @@ pub fn host_binary() -> Result<PathBuf, BuildError> {
             Ok(binary)
         })
         .clone()
+}
+
+/// A `cargo` command that builds as a top-level `cargo build` would.
+///
+/// Inside a test, cargo has set variables describing the test's own crate
+/// (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`, …). Build scripts such as ring's
+/// declare them as inputs, so passing them on would make this nested build
+/// and the outer one rebuild each other's dependencies every time.
+fn cargo() -> Command {
+    const CRATE_SCOPED: [&str; 8] = [
+        "CARGO_PKG_",
+        "CARGO_BIN_",
+        "CARGO_MANIFEST_",
+        "CARGO_CRATE_",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "CARGO_RUSTC_CURRENT_DIR",
+        "OUT_DIR",
+    ];
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    for (name, _) in std::env::vars_os() {
+        let name_text = name.to_string_lossy();
+        if CRATE_SCOPED
+            .iter()
+            .any(|prefix| name_text.starts_with(prefix))
+        {
+            command.env_remove(&name);
+        }
+    }
+    command
 }
