@@ -77,11 +77,26 @@ impl Controller {
     pub fn new(module: Module, settings: ControllerSettings, ctx: ControllerContext) -> Arc<Self> {
         let meta = module.meta();
         let primary = ctx.informers.informer(&meta.primary);
-        let owned: Vec<_> = meta.owns.iter().map(|kind| ctx.informers.informer(kind)).collect();
-        let read: Vec<_> = meta.reads.iter().map(|kind| ctx.informers.informer(kind)).collect();
-        let readable = std::iter::once(primary.clone()).chain(owned.iter().cloned()).chain(read).collect();
-        let queue = WorkQueue::new(settings.queue.clone(), ctx.metrics.queue_observer(&meta.name));
-        ctx.metrics.set_max_concurrent(&meta.name, settings.queue.concurrency);
+        let owned: Vec<_> = meta
+            .owns
+            .iter()
+            .map(|kind| ctx.informers.informer(kind))
+            .collect();
+        let read: Vec<_> = meta
+            .reads
+            .iter()
+            .map(|kind| ctx.informers.informer(kind))
+            .collect();
+        let readable = std::iter::once(primary.clone())
+            .chain(owned.iter().cloned())
+            .chain(read)
+            .collect();
+        let queue = WorkQueue::new(
+            settings.queue.clone(),
+            ctx.metrics.queue_observer(&meta.name),
+        );
+        ctx.metrics
+            .set_max_concurrent(&meta.name, settings.queue.concurrency);
         Arc::new(Controller {
             module,
             settings,
@@ -237,10 +252,13 @@ impl Controller {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&key)
             .unwrap_or(Trigger::ObjectChanged);
-        let span = tracing::info_span!("reconcile", module = %self.meta().name, object = %key, ?trigger);
+        let span =
+            tracing::info_span!("reconcile", module = %self.meta().name, object = %key, ?trigger);
         let started = Instant::now();
         let result = self.reconcile_key(&key, trigger).instrument(span).await;
-        self.ctx.metrics.reconciled(&self.meta().name, result, started.elapsed());
+        self.ctx
+            .metrics
+            .reconciled(&self.meta().name, result, started.elapsed());
         drop(claim);
     }
 
@@ -248,7 +266,10 @@ impl Controller {
         let Some(object) = self.primary.get(key) else {
             // Deleted: nothing to do, and nothing to remember.
             self.queue.forget(key);
-            self.failed.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
+            self.failed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(key);
             return ReconcileResult::Success;
         };
         let host_view = to_json(&object, false);
@@ -257,7 +278,9 @@ impl Controller {
 
         if object.metadata.deletion_timestamp.is_some() {
             return match finalizer {
-                Some(f) if has_finalizer(&f) => self.finalize(key, &object, &host_view, &f, trigger).await,
+                Some(f) if has_finalizer(&f) => {
+                    self.finalize(key, &object, &host_view, &f, trigger).await
+                }
                 _ => ReconcileResult::Success,
             };
         }
@@ -266,7 +289,12 @@ impl Controller {
         {
             // Added before the first reconcile; the update event brings the
             // object back.
-            return match self.ctx.applier.add_finalizer(self.meta(), &host_view, f).await {
+            return match self
+                .ctx
+                .applier
+                .add_finalizer(self.meta(), &host_view, f)
+                .await
+            {
                 Ok(()) => ReconcileResult::Success,
                 Err(error) => {
                     tracing::warn!(%error, "could not add the finalizer");
@@ -280,7 +308,9 @@ impl Controller {
         {
             let failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
             if failed.get(key).is_some_and(|g| *g == generation) {
-                tracing::debug!("skipping: the last reconcile failed permanently at this generation");
+                tracing::debug!(
+                    "skipping: the last reconcile failed permanently at this generation"
+                );
                 return ReconcileResult::Success;
             }
         }
@@ -302,27 +332,61 @@ impl Controller {
             trigger,
             attempt: self.queue.retries(key) + 1,
         };
-        let outcome = self.call(GuestCall::Reconcile, request, |module, request, ctx| module.reconcile(request, ctx)).await;
+        let outcome = self
+            .call(GuestCall::Reconcile, request, |module, request, ctx| {
+                module.reconcile(request, ctx)
+            })
+            .await;
         let response = match outcome {
             Err(error) => return self.call_failed(key, &host_view, &error).await,
             Ok(Err(error)) => return self.guest_error(key, &host_view, generation, error).await,
             Ok(Ok(response)) => response,
         };
-        let plan = match plan_response(self.meta(), &host_view, &observed, response, Timestamp::now()) {
+        let plan = match plan_response(
+            self.meta(),
+            &host_view,
+            &observed,
+            response,
+            Timestamp::now(),
+        ) {
             Ok(plan) => plan,
             Err(error) => {
-                self.ctx.metrics.guest_trap(&self.meta().name, "InvalidOutput");
+                self.ctx
+                    .metrics
+                    .guest_trap(&self.meta().name, "InvalidOutput");
                 tracing::warn!(%error, "the module returned invalid output; nothing was written");
-                self.warn(&host_view, "InvalidOutput", &format!("module {} returned invalid output: {error}", self.meta().name)).await;
+                self.warn(
+                    &host_view,
+                    "InvalidOutput",
+                    &format!(
+                        "module {} returned invalid output: {error}",
+                        self.meta().name
+                    ),
+                )
+                .await;
                 self.retry(key);
                 return ReconcileResult::Error;
             }
         };
-        match self.ctx.applier.apply(self.meta(), &host_view, &observed, &plan).await {
+        match self
+            .ctx
+            .applier
+            .apply(self.meta(), &host_view, &observed, &plan)
+            .await
+        {
             Ok(report) => {
-                tracing::debug!(applied = report.applied, unchanged = report.unchanged, pruned = report.pruned, status_written = report.status_written, "reconciled");
+                tracing::debug!(
+                    applied = report.applied,
+                    unchanged = report.unchanged,
+                    pruned = report.pruned,
+                    status_written = report.status_written,
+                    "reconciled"
+                );
                 self.queue.forget(key);
-                self.failed.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
+                self.failed
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(key);
                 match plan.requeue_after {
                     Some(after) => {
                         self.enqueue_after(key.clone(), Trigger::Requeue, after);
@@ -339,7 +403,14 @@ impl Controller {
         }
     }
 
-    async fn finalize(&self, key: &ObjectKey, object: &DynamicObject, host_view: &Value, finalizer: &str, trigger: Trigger) -> ReconcileResult {
+    async fn finalize(
+        &self,
+        key: &ObjectKey,
+        object: &DynamicObject,
+        host_view: &Value,
+        finalizer: &str,
+        trigger: Trigger,
+    ) -> ReconcileResult {
         let uid = object.metadata.uid.clone().unwrap_or_default();
         let children = self
             .owned
@@ -354,22 +425,38 @@ impl Controller {
             trigger,
             attempt: self.queue.retries(key) + 1,
         };
-        let outcome = self.call(GuestCall::Finalize, request, |module, request, ctx| module.finalize(request, ctx)).await;
+        let outcome = self
+            .call(GuestCall::Finalize, request, |module, request, ctx| {
+                module.finalize(request, ctx)
+            })
+            .await;
         let response = match outcome {
             Err(error) => return self.call_failed(key, host_view, &error).await,
             Ok(Err(error)) => return self.guest_error(key, host_view, None, error).await,
             Ok(Ok(response)) => response,
         };
         let events = crate::validate::validate_events(response.events).unwrap_or_default();
-        if let Err(error) = self.ctx.applier.record_events(self.meta(), host_view, &events).await {
+        if let Err(error) = self
+            .ctx
+            .applier
+            .record_events(self.meta(), host_view, &events)
+            .await
+        {
             tracing::warn!(%error, "could not record events");
         }
         if !response.done {
-            let after = response.requeue_after_ms.map_or(FINALIZE_POLL, Duration::from_millis);
+            let after = response
+                .requeue_after_ms
+                .map_or(FINALIZE_POLL, Duration::from_millis);
             self.enqueue_after(key.clone(), Trigger::Requeue, after);
             return ReconcileResult::RequeueAfter;
         }
-        match self.ctx.applier.remove_finalizer(self.meta(), host_view, finalizer).await {
+        match self
+            .ctx
+            .applier
+            .remove_finalizer(self.meta(), host_view, finalizer)
+            .await
+        {
             Ok(()) => {
                 self.queue.forget(key);
                 ReconcileResult::Success
@@ -398,19 +485,29 @@ impl Controller {
         };
         let started = Instant::now();
         let span = tracing::Span::current();
-        let result = tokio::task::spawn_blocking(move || span.in_scope(|| f(&module, &request, &ctx)))
-            .await
-            .unwrap_or_else(|join| {
-                Err(CallError::Instantiate {
-                    module: self.meta().name.clone(),
-                    reason: wasmtime::Error::msg(format!("the guest call's thread failed: {join}")),
-                })
-            });
-        self.ctx.metrics.guest_call(&self.meta().name, call, started.elapsed());
+        let result =
+            tokio::task::spawn_blocking(move || span.in_scope(|| f(&module, &request, &ctx)))
+                .await
+                .unwrap_or_else(|join| {
+                    Err(CallError::Instantiate {
+                        module: self.meta().name.clone(),
+                        reason: wasmtime::Error::msg(format!(
+                            "the guest call's thread failed: {join}"
+                        )),
+                    })
+                });
+        self.ctx
+            .metrics
+            .guest_call(&self.meta().name, call, started.elapsed());
         result
     }
 
-    async fn call_failed(&self, key: &ObjectKey, object: &Value, error: &CallError) -> ReconcileResult {
+    async fn call_failed(
+        &self,
+        key: &ObjectKey,
+        object: &Value,
+        error: &CallError,
+    ) -> ReconcileResult {
         self.ctx.metrics.guest_trap(&self.meta().name, error.kind());
         let delay = self.retry(key);
         tracing::warn!(%error, retry_in = ?delay, "guest call failed");
@@ -418,7 +515,13 @@ impl Controller {
         ReconcileResult::Error
     }
 
-    async fn guest_error(&self, key: &ObjectKey, object: &Value, generation: Option<i64>, error: ReconcileError) -> ReconcileResult {
+    async fn guest_error(
+        &self,
+        key: &ObjectKey,
+        object: &Value,
+        generation: Option<i64>,
+        error: ReconcileError,
+    ) -> ReconcileResult {
         match error {
             ReconcileError::Retryable(failure) => {
                 let delay = self.retry(key);
@@ -428,8 +531,16 @@ impl Controller {
             ReconcileError::Permanent(failure) => {
                 tracing::warn!(reason = %failure.reason, message = %failure.message, "permanent error; not retrying until the object changes");
                 self.queue.forget(key);
-                self.failed.lock().unwrap_or_else(PoisonError::into_inner).insert(key.clone(), generation);
-                if let Err(error) = self.ctx.applier.report_permanent_error(self.meta(), object, &failure.reason, &failure.message).await {
+                self.failed
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(key.clone(), generation);
+                if let Err(error) = self
+                    .ctx
+                    .applier
+                    .report_permanent_error(self.meta(), object, &failure.reason, &failure.message)
+                    .await
+                {
                     tracing::warn!(%error, "could not report the permanent error");
                 }
             }
@@ -444,7 +555,12 @@ impl Controller {
             note: truncate(message, crate::validate::MAX_EVENT_NOTE_BYTES),
             action: "Reconcile".to_owned(),
         };
-        if let Err(error) = self.ctx.applier.record_events(self.meta(), object, &[event]).await {
+        if let Err(error) = self
+            .ctx
+            .applier
+            .record_events(self.meta(), object, &[event])
+            .await
+        {
             tracing::debug!(%error, "could not record a warning event");
         }
     }
@@ -465,6 +581,9 @@ fn truncate(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_owned();
     }
-    let cut = (0..=max).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+    let cut = (0..=max)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
     text[..cut].to_owned()
 }

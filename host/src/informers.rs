@@ -92,21 +92,28 @@ impl Informer {
             api_version: resource.api_version.clone(),
             kind: resource.kind.clone(),
         };
-        let stream = watcher(api, config).default_backoff().modify(move |object| {
-            // List items of built-in kinds arrive without apiVersion and
-            // kind; guests and the planner need them on every object.
-            if object.types.is_none() {
-                object.types = Some(types.clone());
-            }
-            compact_managed_fields(object);
-        });
+        let stream = watcher(api, config)
+            .default_backoff()
+            .modify(move |object| {
+                // List items of built-in kinds arrive without apiVersion and
+                // kind; guests and the planner need them on every object.
+                if object.types.is_none() {
+                    object.types = Some(types.clone());
+                }
+                compact_managed_fields(object);
+            });
         let task = tokio::spawn(async move {
             let mut stream = std::pin::pin!(reflector::reflector(writer, stream));
             while let Some(event) = stream.next().await {
                 match event {
-                    Ok(watcher::Event::Apply(object) | watcher::Event::Delete(object) | watcher::Event::InitApply(object)) => {
+                    Ok(
+                        watcher::Event::Apply(object)
+                        | watcher::Event::Delete(object)
+                        | watcher::Event::InitApply(object),
+                    ) => {
                         let object = Arc::new(object);
-                        let mut subscribers = fan_out.lock().unwrap_or_else(PoisonError::into_inner);
+                        let mut subscribers =
+                            fan_out.lock().unwrap_or_else(PoisonError::into_inner);
                         subscribers.retain(|tx| tx.send(object.clone()).is_ok());
                     }
                     Ok(watcher::Event::InitDone) => {
@@ -145,7 +152,10 @@ impl Informer {
     /// are not replayed: read them from [`Informer::objects`].
     pub fn subscribe(&self) -> mpsc::UnboundedReceiver<Change> {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.subscribers.lock().unwrap_or_else(PoisonError::into_inner).push(tx);
+        self.subscribers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(tx);
         rx
     }
 
@@ -232,7 +242,11 @@ impl Informers {
             .entry(key)
             .or_insert_with(|| {
                 tracing::info!(kind = %kind, "starting watch");
-                Arc::new(Informer::start(self.client.clone(), kind.clone(), self.config.clone()))
+                Arc::new(Informer::start(
+                    self.client.clone(),
+                    kind.clone(),
+                    self.config.clone(),
+                ))
             })
             .clone()
     }
@@ -281,9 +295,9 @@ impl CachedObjects {
     }
 
     fn informer(&self, kind: &Kind) -> Option<&Arc<Informer>> {
-        self.informers
-            .iter()
-            .find(|i| i.kind.group == kind.group && i.kind.version == kind.version && i.kind.kind == kind.kind)
+        self.informers.iter().find(|i| {
+            i.kind.group == kind.group && i.kind.version == kind.version && i.kind.kind == kind.kind
+        })
     }
 }
 

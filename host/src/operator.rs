@@ -84,7 +84,8 @@ pub async fn run(
     let mut shutdown = std::pin::pin!(shutdown);
     let mut election = None;
     if let Some(leader) = config.leader {
-        let (elector, mut leading) = LeaderElection::start(client.clone(), leader).map_err(|e| OperatorError::Leader(e.to_string()))?;
+        let (elector, mut leading) = LeaderElection::start(client.clone(), leader)
+            .map_err(|e| OperatorError::Leader(e.to_string()))?;
         tracing::info!("waiting to become the leader");
         tokio::select! {
             () = &mut shutdown => {
@@ -169,7 +170,11 @@ pub async fn run(
 
 /// Loads every module off the async runtime; a module that does not load
 /// stops the start, since the operator asked for it by name.
-async fn load_modules(engine: &Arc<Engine>, paths: &[PathBuf], metrics: &Metrics) -> Result<Vec<Module>, OperatorError> {
+async fn load_modules(
+    engine: &Arc<Engine>,
+    paths: &[PathBuf],
+    metrics: &Metrics,
+) -> Result<Vec<Module>, OperatorError> {
     let mut modules: Vec<Module> = Vec::new();
     for path in paths {
         let engine = engine.clone();

@@ -41,8 +41,13 @@ pub fn run(args: Args) -> Result<()> {
     let bosun = bosun_testenv::guests::host_binary().context("building bosun")?;
     tokio::runtime::Runtime::new()?.block_on(async {
         step("starting kube-apiserver and etcd");
-        let env = TestEnv::start().await.context("starting the control plane")?;
-        let kubeconfig = env.kubeconfig_path().context("the control plane wrote no kubeconfig")?.to_owned();
+        let env = TestEnv::start()
+            .await
+            .context("starting the control plane")?;
+        let kubeconfig = env
+            .kubeconfig_path()
+            .context("the control plane wrote no kubeconfig")?
+            .to_owned();
         done(&format!(
             "API server at {} in {:.1}s",
             env.server_url().unwrap_or("?"),
@@ -50,21 +55,32 @@ pub fn run(args: Args) -> Result<()> {
         ));
         let root = bosun_testenv::guests::workspace_root();
         step("installing the CRDs (At, WebApp)");
-        env.install_crds([root.join("examples/cnat/crd.yaml"), root.join("examples/webapp/crd.yaml")])
-            .await?;
+        env.install_crds([
+            root.join("examples/cnat/crd.yaml"),
+            root.join("examples/webapp/crd.yaml"),
+        ])
+        .await?;
         let client = env.client();
         let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": NAMESPACE}}))?;
-        Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await?;
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await?;
 
         step("starting `bosun run` with the cnat and webapp modules");
         let port = free_port()?;
-        let log = env.dir().map(|d| d.join("bosun.log")).context("no environment directory")?;
+        let log = env
+            .dir()
+            .map(|d| d.join("bosun.log"))
+            .context("no environment directory")?;
         let log_file = std::fs::File::create(&log)?;
         let mut host = HostProcess(
             Command::new(&bosun)
                 .arg("run")
                 .args(["--module", &guests.join("cnat.wasm").display().to_string()])
-                .args(["--module", &guests.join("webapp.wasm").display().to_string()])
+                .args([
+                    "--module",
+                    &guests.join("webapp.wasm").display().to_string(),
+                ])
                 .args(["--telemetry-addr", &format!("127.0.0.1:{port}")])
                 .env("KUBECONFIG", &kubeconfig)
                 .stdin(Stdio::null())
@@ -74,11 +90,17 @@ pub fn run(args: Args) -> Result<()> {
                 .context("starting bosun")?,
         );
         wait_ready(port, &mut host).await?;
-        done(&format!("ready; metrics at http://127.0.0.1:{port}/metrics, log in {}", log.display()));
+        done(&format!(
+            "ready; metrics at http://127.0.0.1:{port}/metrics, log in {}",
+            log.display()
+        ));
 
         let story = tell(&client, port).await;
         if let Err(error) = &story {
-            eprintln!("\nthe demo failed: {error:#}\n--- bosun log ---\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+            eprintln!(
+                "\nthe demo failed: {error:#}\n--- bosun log ---\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
         }
         story?;
 
@@ -99,64 +121,123 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 async fn tell(client: &Client, port: u16) -> Result<()> {
-    let ats = api(client, "cnat.programming-kubernetes.info", "v1alpha1", "At", "ats");
-    let apps = api(client, "examples.bosun.dev", "v1alpha1", "WebApp", "webapps");
+    let ats = api(
+        client,
+        "cnat.programming-kubernetes.info",
+        "v1alpha1",
+        "At",
+        "ats",
+    );
+    let apps = api(
+        client,
+        "examples.bosun.dev",
+        "v1alpha1",
+        "WebApp",
+        "webapps",
+    );
     let deployments = api(client, "apps", "v1", "Deployment", "deployments");
     let services = api(client, "", "v1", "Service", "services");
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
 
-    let schedule = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(8)).strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
-    step(&format!("cnat: creating At `example-at`, due at {schedule} (in 8s), command `echo YAY`"));
-    ats.create(&PostParams::default(), &object(json!({
-        "apiVersion": "cnat.programming-kubernetes.info/v1alpha1", "kind": "At",
-        "metadata": {"name": "example-at"},
-        "spec": {"schedule": schedule, "command": "echo YAY"}
-    }))?)
+    let schedule = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(8))
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    step(&format!(
+        "cnat: creating At `example-at`, due at {schedule} (in 8s), command `echo YAY`"
+    ));
+    ats.create(
+        &PostParams::default(),
+        &object(json!({
+            "apiVersion": "cnat.programming-kubernetes.info/v1alpha1", "kind": "At",
+            "metadata": {"name": "example-at"},
+            "spec": {"schedule": schedule, "command": "echo YAY"}
+        }))?,
+    )
     .await?;
-    wait_until("At phase PENDING", || async { Ok(phase(&ats, "example-at").await? == "PENDING") }).await?;
+    wait_until("At phase PENDING", || async {
+        Ok(phase(&ats, "example-at").await? == "PENDING")
+    })
+    .await?;
     done("status.phase = PENDING; no Pod yet, requeued for the due time");
-    wait_until("the Pod", || async { Ok(pods.get_opt("example-at-pod").await?.is_some()) }).await?;
+    wait_until("the Pod", || async {
+        Ok(pods.get_opt("example-at-pod").await?.is_some())
+    })
+    .await?;
     let pod = pods.get("example-at-pod").await?;
     let container = &pod.spec.as_ref().context("pod spec")?.containers[0];
     done(&format!(
         "Pod example-at-pod created: image {}, command {:?}, owned by At {}",
         container.image.as_deref().unwrap_or("?"),
         container.command.clone().unwrap_or_default(),
-        pod.metadata.owner_references.as_ref().and_then(|o| o.first()).map_or("?", |o| o.name.as_str())
+        pod.metadata
+            .owner_references
+            .as_ref()
+            .and_then(|o| o.first())
+            .map_or("?", |o| o.name.as_str())
     ));
-    wait_until("At phase RUNNING", || async { Ok(phase(&ats, "example-at").await? == "RUNNING") }).await?;
+    wait_until("At phase RUNNING", || async {
+        Ok(phase(&ats, "example-at").await? == "RUNNING")
+    })
+    .await?;
     done("status.phase = RUNNING");
     step("playing the kubelet: the Pod ran `echo YAY` and Succeeded");
-    pods.patch_status("example-at-pod", &PatchParams::default(), &Patch::Merge(json!({"status": {"phase": "Succeeded"}})))
-        .await?;
-    wait_until("At phase DONE", || async { Ok(phase(&ats, "example-at").await? == "DONE") }).await?;
+    pods.patch_status(
+        "example-at-pod",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Succeeded"}})),
+    )
+    .await?;
+    wait_until("At phase DONE", || async {
+        Ok(phase(&ats, "example-at").await? == "DONE")
+    })
+    .await?;
     done("status.phase = DONE");
 
     step("webapp: creating WebApp `shop` (nginx, 2 replicas, port 8080)");
-    apps.create(&PostParams::default(), &object(json!({
-        "apiVersion": "examples.bosun.dev/v1alpha1", "kind": "WebApp",
-        "metadata": {"name": "shop"},
-        "spec": {"image": "nginx:1.27", "replicas": 2, "port": 8080}
-    }))?)
+    apps.create(
+        &PostParams::default(),
+        &object(json!({
+            "apiVersion": "examples.bosun.dev/v1alpha1", "kind": "WebApp",
+            "metadata": {"name": "shop"},
+            "spec": {"image": "nginx:1.27", "replicas": 2, "port": 8080}
+        }))?,
+    )
     .await?;
     wait_until("the Deployment and the Service", || async {
-        Ok(deployments.get_opt("shop").await?.is_some() && services.get_opt("shop").await?.is_some())
+        Ok(deployments.get_opt("shop").await?.is_some()
+            && services.get_opt("shop").await?.is_some())
     })
     .await?;
     done("Deployment shop and Service shop created; Ready=False (0 of 2 replicas ready)");
     step("playing the Deployment controller: 2 replicas ready");
     deployments
-        .patch_status("shop", &PatchParams::default(), &Patch::Merge(json!({"status": {"replicas": 2, "readyReplicas": 2}})))
+        .patch_status(
+            "shop",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"replicas": 2, "readyReplicas": 2}})),
+        )
         .await?;
     wait_until("Ready=True", || async {
-        Ok(apps.get("shop").await?.data.pointer("/status/conditions/0/status") == Some(&json!("True")))
+        Ok(apps
+            .get("shop")
+            .await?
+            .data
+            .pointer("/status/conditions/0/status")
+            == Some(&json!("True")))
     })
     .await?;
     done("WebApp shop: Ready=True, readyReplicas 2");
     step("removing spec.port from the WebApp");
-    apps.patch("shop", &PatchParams::default(), &Patch::Merge(json!({"spec": {"port": null}})))
-        .await?;
-    wait_until("the Service pruned", || async { Ok(services.get_opt("shop").await?.is_none()) }).await?;
+    apps.patch(
+        "shop",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"port": null}})),
+    )
+    .await?;
+    wait_until("the Service pruned", || async {
+        Ok(services.get_opt("shop").await?.is_none())
+    })
+    .await?;
     done("Service shop pruned; the Deployment stays");
 
     step("what the host counted");
@@ -169,11 +250,21 @@ async fn tell(client: &Client, port: u16) -> Result<()> {
     Ok(())
 }
 
-fn api(client: &Client, group: &str, version: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
+fn api(
+    client: &Client,
+    group: &str,
+    version: &str,
+    kind: &str,
+    plural: &str,
+) -> Api<DynamicObject> {
     let resource = ApiResource {
         group: group.into(),
         version: version.into(),
-        api_version: if group.is_empty() { version.into() } else { format!("{group}/{version}") },
+        api_version: if group.is_empty() {
+            version.into()
+        } else {
+            format!("{group}/{version}")
+        },
         kind: kind.into(),
         plural: plural.into(),
     };
@@ -186,7 +277,12 @@ fn object(value: Value) -> Result<DynamicObject> {
 
 async fn phase(ats: &Api<DynamicObject>, name: &str) -> Result<String> {
     let at = ats.get(name).await?;
-    Ok(at.data.pointer("/status/phase").and_then(Value::as_str).unwrap_or_default().to_owned())
+    Ok(at
+        .data
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned())
 }
 
 async fn wait_until<F, Fut>(what: &str, mut check: F) -> Result<()>
@@ -212,7 +308,10 @@ async fn wait_ready(port: u16, host: &mut HostProcess) -> Result<()> {
         {
             bail!("bosun exited during startup ({status})");
         }
-        if http_get(port, "/readyz").await.is_ok_and(|body| body.trim() == "ok") {
+        if http_get(port, "/readyz")
+            .await
+            .is_ok_and(|body| body.trim() == "ok")
+        {
             return Ok(());
         }
         if started.elapsed() > Duration::from_secs(60) {
@@ -227,11 +326,16 @@ async fn http_get(port: u16, path: &str) -> Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
     stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
         .await?;
     let mut response = String::new();
     stream.read_to_string(&mut response).await?;
-    let (head, body) = response.split_once("\r\n\r\n").context("no HTTP response")?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .context("no HTTP response")?;
     if !head.starts_with("HTTP/1.1 200") {
         bail!("{path}: {}", head.lines().next().unwrap_or_default());
     }
@@ -239,7 +343,9 @@ async fn http_get(port: u16, path: &str) -> Result<String> {
 }
 
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn step(text: &str) {

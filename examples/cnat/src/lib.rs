@@ -60,7 +60,11 @@ pub struct AtStatus {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub phase: String,
     /// The generation of the spec this status describes (set by the host).
-    #[serde(default, rename = "observedGeneration", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "observedGeneration",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub observed_generation: Option<i64>,
 }
 

@@ -84,15 +84,18 @@ pub(super) fn run(args: &RunArgs, engine: Engine) -> anyhow::Result<ExitCode> {
 }
 
 async fn operate(args: &RunArgs, engine: Engine) -> anyhow::Result<ExitCode> {
-    let client = kube::Client::try_default()
-        .await
-        .context("connecting to the cluster (set KUBECONFIG, or run in a pod with a service account)")?;
+    let client = kube::Client::try_default().await.context(
+        "connecting to the cluster (set KUBECONFIG, or run in a pod with a service account)",
+    )?;
     let listener = tokio::net::TcpListener::bind(args.telemetry_addr)
         .await
         .with_context(|| format!("binding the telemetry address {}", args.telemetry_addr))?;
     let leader = args.leader_elect.then(|| LeaderConfig {
         lease_name: args.leader_election_id.clone(),
-        namespace: args.leader_election_namespace.clone().unwrap_or_else(pod_namespace),
+        namespace: args
+            .leader_election_namespace
+            .clone()
+            .unwrap_or_else(pod_namespace),
         identity: crate::leader::default_identity(),
         lease_duration: args.lease_duration,
         renew_deadline: args.renew_deadline,
@@ -124,7 +127,9 @@ async fn operate(args: &RunArgs, engine: Engine) -> anyhow::Result<ExitCode> {
             tracing::info!("stopped");
             Ok(ExitCode::SUCCESS)
         }
-        Err(error @ OperatorError::Load(_)) => Ok(super::output::fail(super::EXIT_LOAD_FAILED, &error)),
+        Err(error @ OperatorError::Load(_)) => {
+            Ok(super::output::fail(super::EXIT_LOAD_FAILED, &error))
+        }
         Err(error) => Err(error.into()),
     }
 }
