@@ -13,8 +13,9 @@ use std::sync::OnceLock;
 /// The target guests are built for.
 pub const TARGET: &str = "wasm32-wasip2";
 
-/// The guest packages: the examples and the deliberately bad test guest.
-pub const PACKAGES: [&str; 3] = ["cnat", "webapp", "misbehave"];
+/// The guest packages: the examples, the deliberately bad test guest, and
+/// the test guest with a finalizer.
+pub const PACKAGES: [&str; 4] = ["cnat", "webapp", "misbehave", "janitor"];
 
 /// Why the guests could not be built.
 #[derive(Debug, Clone)]

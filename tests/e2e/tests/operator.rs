@@ -583,3 +583,68 @@ async fn deploy_manifests_are_accepted_by_the_api_server() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_finalizer_holds_deletion_until_finalize_is_done() {
+    let cluster = Cluster::start().await;
+    let _host = Host::start(&cluster, &["janitor"], &[]).await;
+    let tidies = cluster.api("tests.bosun.dev", "v1", "Tidy", "tidies");
+    let config_maps = cluster.api("", "v1", "ConfigMap", "configmaps");
+    let tidy: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "tests.bosun.dev/v1", "kind": "Tidy",
+        "metadata": {"name": "t1"}, "spec": {"release": false}
+    }))
+    .unwrap();
+    tidies.create(&PostParams::default(), &tidy).await.unwrap();
+    let held = eventually(
+        "the finalizer added before the first reconcile",
+        LONG,
+        || async {
+            get(&tidies, "t1").await.filter(|t| {
+                t.metadata
+                    .finalizers
+                    .iter()
+                    .flatten()
+                    .any(|f| f == "tests.bosun.dev/janitor")
+            })
+        },
+    )
+    .await;
+    assert!(held.metadata.finalizers.as_ref().unwrap().len() == 1);
+    eventually("the reconcile after it", LONG, || async {
+        get(&config_maps, "t1-data").await
+    })
+    .await;
+
+    tidies.delete("t1", &DeleteParams::default()).await.unwrap();
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(
+        cluster.client.clone(),
+        &cluster.namespace,
+    );
+    eventually("finalize called (a Holding event)", LONG, || async {
+        let list = events.list(&ListParams::default()).await.unwrap();
+        list.items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("Holding"))
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let terminating = get(&tidies, "t1")
+        .await
+        .expect("still there while finalize is not done");
+    assert!(terminating.metadata.deletion_timestamp.is_some());
+
+    tidies
+        .patch(
+            "t1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"release": true}})),
+        )
+        .await
+        .unwrap();
+    eventually("the object gone once finalize is done", LONG, || async {
+        get(&tidies, "t1").await.is_none().then_some(())
+    })
+    .await;
+}

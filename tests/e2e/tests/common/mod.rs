@@ -35,6 +35,7 @@ impl Cluster {
         env.install_crds([
             root().join("examples/cnat/crd.yaml"),
             root().join("examples/webapp/crd.yaml"),
+            root().join("tests/guests/janitor/crd.yaml"),
         ])
         .await
         .expect("install the example CRDs");
