@@ -36,8 +36,7 @@ use crate::meta::{Kind, ModuleMeta, Scope};
 use crate::plan::{self, ObjectRef, Plan};
 use crate::validate::Primary;
 
-/// The condition type [`Applier::report_permanent_error`] sets.
-pub const RECONCILED_CONDITION: &str = "Reconciled";
+pub use crate::plan::RECONCILED_CONDITION;
 
 /// The Events API rejects a `reason` or `action` longer than this.
 const MAX_EVENT_FIELD_BYTES: usize = 128;
@@ -346,6 +345,17 @@ impl Applier {
             && text(previous, "message").as_deref() == Some(message)
             && previous.and_then(|c| c.get("observedGeneration")) == generation.as_ref();
 
+        let event = wit::Event {
+            event_type: wit::EventType::Warning,
+            reason: reason.to_owned(),
+            note: message.to_owned(),
+            action: DEFAULT_EVENT_ACTION.to_owned(),
+        };
+        // The event first: it reaches the user even where the kind's status
+        // schema has no conditions to hold the condition.
+        self.publish(&object_reference(object), &event)
+            .await
+            .map_err(|e| ApplyError::api(Operation::Event, &describe(object), e))?;
         if identical {
             tracing::debug!("condition already reported, status not written");
         } else {
@@ -374,19 +384,17 @@ impl Applier {
             }
             status.insert("conditions".into(), Value::Array(conditions));
             let params = PatchParams::apply(&meta.field_manager()).force();
-            self.write_status(meta, object, Value::Object(status), &params)
-                .await?;
+            match self
+                .write_status(meta, object, Value::Object(status), &params)
+                .await
+            {
+                Err(error) if error.to_string().contains("not declared in schema") => {
+                    tracing::debug!(%error, "the status schema has no conditions; the event alone reports the error");
+                }
+                result => result?,
+            }
         }
-
-        let event = wit::Event {
-            event_type: wit::EventType::Warning,
-            reason: reason.to_owned(),
-            note: message.to_owned(),
-            action: DEFAULT_EVENT_ACTION.to_owned(),
-        };
-        self.publish(&object_reference(object), &event)
-            .await
-            .map_err(|e| ApplyError::api(Operation::Event, &describe(object), e))
+        Ok(())
     }
 
     /// Records `events` against `object`, as `reporter` (see [`Applier::new`]).

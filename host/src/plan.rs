@@ -25,6 +25,11 @@ const SERVER_FIELDS: [&str; 8] = [
     "selfLink",
 ];
 
+/// The condition type the host owns: `False` after a permanent error, with
+/// the guest's reason and message. A successful reconcile clears it, even
+/// when the guest echoes the conditions it was given.
+pub const RECONCILED_CONDITION: &str = "Reconciled";
+
 /// An object the plan deletes.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -228,6 +233,7 @@ fn settle_status(
         .map(Vec::as_slice)
         .unwrap_or_default();
     if let Some(Value::Array(conditions)) = status.get_mut("conditions") {
+        conditions.retain(|c| c.get("type").and_then(Value::as_str) != Some(RECONCILED_CONDITION));
         for condition in conditions.iter_mut().filter_map(Value::as_object_mut) {
             let type_ = condition.get("type").cloned();
             let previous = current_conditions
@@ -387,6 +393,22 @@ mod tests {
             "2026-11-25T10:00:00Z"
         );
         assert_eq!(status["conditions"][0]["observedGeneration"], 4);
+    }
+
+    #[test]
+    fn a_successful_reconcile_clears_the_hosts_reconciled_condition() {
+        let echoed = json!({"conditions": [
+            {"type": "Reconciled", "status": "False", "reason": "InvalidSpec"},
+            {"type": "Ready", "status": "True"}
+        ]});
+        let plan = planned(vec![], Some(echoed.clone()), Some(echoed), &[]);
+        let types: Vec<_> = plan.status.unwrap()["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["type"].clone())
+            .collect();
+        assert_eq!(types, [json!("Ready")]);
     }
 
     #[test]

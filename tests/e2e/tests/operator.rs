@@ -648,3 +648,81 @@ async fn a_finalizer_holds_deletion_until_finalize_is_done() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_permanent_error_is_reported_and_not_retried_until_the_spec_changes() {
+    let cluster = Cluster::start().await;
+    let host = Host::start(&cluster, &["webapp"], &[]).await;
+    let apps = cluster.webapps();
+    let broken: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "examples.bosun.dev/v1alpha1", "kind": "WebApp",
+        "metadata": {"name": "broken"}, "spec": {"image": "nginx", "replicas": -1}
+    }))
+    .unwrap();
+    apps.create(&PostParams::default(), &broken).await.unwrap();
+    let reconciled = |app: &kube::api::DynamicObject| {
+        app.data
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .and_then(|c| c.iter().find(|c| c["type"] == "Reconciled").cloned())
+    };
+    let condition = eventually("a Reconciled=False condition", LONG, || async {
+        get(&apps, "broken").await.as_ref().and_then(reconciled)
+    })
+    .await;
+    assert_eq!(condition["status"], "False");
+    assert_eq!(condition["reason"], "InvalidSpec");
+    assert!(
+        condition["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.replicas"),
+        "{condition}"
+    );
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(
+        cluster.client.clone(),
+        &cluster.namespace,
+    );
+    eventually("a Warning event", LONG, || async {
+        let list = events.list(&ListParams::default()).await.unwrap();
+        list.items
+            .iter()
+            .any(|e| {
+                e.type_.as_deref() == Some("Warning") && e.reason.as_deref() == Some("InvalidSpec")
+            })
+            .then_some(())
+    })
+    .await;
+
+    let errors = "controller_runtime_reconcile_errors_total{controller=\"webapp\"}";
+    let failed = host.metric(errors).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        host.metric(errors).await,
+        failed,
+        "not retried while the generation stays"
+    );
+    let deployments = cluster.api("apps", "v1", "Deployment", "deployments");
+    assert!(
+        get(&deployments, "broken").await.is_none(),
+        "nothing written for a failed reconcile"
+    );
+
+    apps.patch(
+        "broken",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 1}})),
+    )
+    .await
+    .unwrap();
+    eventually("the fixed app's Deployment", LONG, || async {
+        get(&deployments, "broken").await
+    })
+    .await;
+    eventually("the Reconciled condition cleared", LONG, || async {
+        get(&apps, "broken")
+            .await
+            .filter(|a| reconciled(a).is_none())
+    })
+    .await;
+}
