@@ -378,6 +378,11 @@ impl Debouncer {
         // was removed or moved: any key may have changed.
         if event.need_rescan() || event.paths.iter().any(|p| p == &self.dir) {
             tracing::debug!(kind = ?event.kind, "rescanning the modules directory");
+            if matches!(event.kind, EventKind::Remove(_)) {
+                // The kernel drops the watch with the directory; a new
+                // directory of the same name is not watched.
+                tracing::warn!("the modules directory was removed; restart to watch it again");
+            }
             let keys: Vec<String> = self
                 .list()
                 .await
@@ -732,6 +737,46 @@ mod tests {
         assert_quiet(&mut rx).await;
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn moving_a_module_away_and_back_removes_and_restores_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("m.wasm");
+        let parked = dir.path().join("m.wasm.bak");
+        fs::write(&file, b"code").expect("write");
+        let (_source, mut rx) = DirSource::watch(dir.path()).expect("watch");
+        assert_eq!(upsert(next(&mut rx).await).0, "m");
+
+        fs::rename(&file, &parked).expect("rename");
+        assert!(matches!(next(&mut rx).await, DirEvent::Remove { key } if key == "m"));
+        fs::rename(&parked, &file).expect("rename");
+        assert_eq!(
+            upsert(next(&mut rx).await),
+            ("m".into(), b"code".to_vec(), None)
+        );
+    }
+
+    #[tokio::test]
+    async fn removing_the_directory_removes_every_module() {
+        let parent = tempfile::tempdir().expect("tempdir");
+        let dir = parent.path().join("modules");
+        fs::create_dir(&dir).expect("mkdir");
+        fs::write(dir.join("a.wasm"), b"a").expect("write");
+        fs::write(dir.join("b.wasm"), b"b").expect("write");
+        let (_source, mut rx) = DirSource::watch(&dir).expect("watch");
+        assert_eq!(upsert(next(&mut rx).await).0, "a");
+        assert_eq!(upsert(next(&mut rx).await).0, "b");
+
+        fs::remove_dir_all(&dir).expect("remove");
+        let mut removed = BTreeSet::new();
+        for _ in 0..2 {
+            match next(&mut rx).await {
+                DirEvent::Remove { key } => removed.insert(key),
+                other => panic!("expected a Remove, got {other:?}"),
+            };
+        }
+        assert_eq!(removed, BTreeSet::from(["a".to_owned(), "b".to_owned()]));
+    }
+
     #[tokio::test]
     async fn adding_and_changing_settings_reports_the_same_bytes_with_new_settings() {
         let (dir, _source, mut rx) = empty();
@@ -879,6 +924,23 @@ mod tests {
             Ok(Some(event)) => panic!("expected the end of the stream, got {event:?}"),
             Err(_) => panic!("the stream did not end within {WAIT:?}"),
         }
+    }
+
+    #[test]
+    fn settings_are_handed_on_as_compact_json() {
+        let yaml = Path::new("m.settings.yaml");
+        assert_eq!(
+            parse_settings(yaml, b"# comment\nname: web\nports:\n  - 80\n").expect("parses"),
+            r#"{"name":"web","ports":[80]}"#
+        );
+        let json = Path::new("m.settings.json");
+        assert_eq!(
+            parse_settings(json, b" \"just text\" ").expect("parses"),
+            r#""just text""#
+        );
+        // JSON is parsed as JSON, not as the YAML it also is not.
+        let error = parse_settings(json, b"name: web").expect_err("not JSON");
+        assert!(error.to_string().contains("m.settings.json"), "{error}");
     }
 
     #[test]
