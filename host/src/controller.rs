@@ -8,7 +8,8 @@
 //! the [`Applier`], and decides when to look again.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
@@ -43,7 +44,7 @@ pub struct ControllerContext {
 }
 
 /// Per-module settings an operator chooses.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ControllerSettings {
     /// The module's settings JSON, handed to every call.
     pub settings: Option<String>,
@@ -52,13 +53,55 @@ pub struct ControllerSettings {
     /// Queue behaviour: concurrency, backoff, rate limit.
     pub queue: QueueConfig,
     /// Reconcile every object again this often; None: only on changes.
+    /// Fixed when the controller starts.
     pub resync: Option<Duration>,
+    /// Stop handing out work (the caches stay warm).
+    pub paused: bool,
+    /// Stop handing out work after this many guest calls in a row trapped
+    /// (deadline, memory, panic); 0 never quarantines. A new version of the
+    /// module lifts the quarantine.
+    pub quarantine_after: u32,
+}
+
+impl Default for ControllerSettings {
+    fn default() -> Self {
+        ControllerSettings {
+            settings: None,
+            limits: Limits::default(),
+            queue: QueueConfig::default(),
+            resync: None,
+            paused: false,
+            quarantine_after: 10,
+        }
+    }
+}
+
+/// Why a new version cannot replace the running one in place.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "module {name} {old_version} cannot be swapped in place for {new_name} {new_version}: {reason}; start a new controller instead"
+)]
+pub struct SwapError {
+    name: String,
+    old_version: String,
+    new_name: String,
+    new_version: String,
+    reason: &'static str,
 }
 
 /// A running controller for one module.
+///
+/// The module and its settings can be replaced while it runs
+/// ([`Controller::swap`]): each reconcile takes the version current when it
+/// starts, so in-flight reconciles finish on the old one.
 pub struct Controller {
-    module: Module,
-    settings: ControllerSettings,
+    /// The declaration the watches were started for; a swap keeps it.
+    meta: ModuleMeta,
+    module: RwLock<Module>,
+    settings: RwLock<ControllerSettings>,
+    /// Guest calls that trapped in a row.
+    consecutive_traps: AtomicU32,
+    quarantined: AtomicBool,
     ctx: ControllerContext,
     queue: WorkQueue<ObjectKey>,
     primary: Arc<Informer>,
@@ -97,9 +140,15 @@ impl Controller {
         );
         ctx.metrics
             .set_max_concurrent(&meta.name, settings.queue.concurrency);
+        if settings.paused {
+            queue.set_concurrency(0);
+        }
         Arc::new(Controller {
-            module,
-            settings,
+            meta: meta.clone(),
+            module: RwLock::new(module),
+            settings: RwLock::new(settings),
+            consecutive_traps: AtomicU32::new(0),
+            quarantined: AtomicBool::new(false),
             ctx,
             queue,
             primary,
@@ -112,7 +161,90 @@ impl Controller {
 
     /// The module's declaration.
     pub fn meta(&self) -> &ModuleMeta {
-        self.module.meta()
+        &self.meta
+    }
+
+    /// The module version running now.
+    pub fn module(&self) -> Module {
+        self.module
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The settings in force now.
+    pub fn settings(&self) -> ControllerSettings {
+        self.settings
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// True while the module is quarantined after repeated traps.
+    pub fn is_quarantined(&self) -> bool {
+        self.quarantined.load(Ordering::Relaxed)
+    }
+
+    /// Replaces the module (when `module` is given) and its settings, then
+    /// reconciles every object again. The new version must have the same
+    /// name and kinds: the watches and queue stay. In-flight reconciles
+    /// finish on the version they started with. A new version lifts a
+    /// quarantine.
+    pub fn swap(
+        &self,
+        module: Option<Module>,
+        settings: ControllerSettings,
+    ) -> Result<(), SwapError> {
+        if let Some(module) = module {
+            let new = module.meta();
+            let reason = if new.name != self.meta.name {
+                Some("its name differs")
+            } else if new.primary != self.meta.primary
+                || new.owns != self.meta.owns
+                || new.reads != self.meta.reads
+            {
+                Some("its kinds differ")
+            } else if new.finalizer != self.meta.finalizer {
+                Some("its finalizer differs")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                let old = self.module();
+                return Err(SwapError {
+                    name: self.meta.name.clone(),
+                    old_version: old.meta().version.clone(),
+                    new_name: new.name.clone(),
+                    new_version: new.version.clone(),
+                    reason,
+                });
+            }
+            *self.module.write().unwrap_or_else(PoisonError::into_inner) = module;
+            self.consecutive_traps.store(0, Ordering::Relaxed);
+            self.quarantined.store(false, Ordering::Relaxed);
+        }
+        let concurrency = if settings.paused || self.is_quarantined() {
+            0
+        } else {
+            settings.queue.concurrency
+        };
+        self.queue.set_concurrency(concurrency);
+        self.ctx
+            .metrics
+            .set_max_concurrent(&self.meta.name, settings.queue.concurrency);
+        *self
+            .settings
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = settings;
+        // Permanent failures were the old version's verdict.
+        self.failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        for object in self.primary.objects() {
+            self.enqueue(ObjectKey::of(&object), Trigger::ModuleChanged);
+        }
+        Ok(())
     }
 
     /// True once the caches of every kind this controller watches are synced.
@@ -170,7 +302,7 @@ impl Controller {
         });
 
         let mut resync = self
-            .settings
+            .settings()
             .resync
             .map(|period| tokio::time::interval_at(tokio::time::Instant::now() + period, period));
         let mut stop = std::pin::pin!(stop);
@@ -328,7 +460,7 @@ impl Controller {
                 .iter()
                 .map(|child| strip_managed_fields(child.clone()).to_string())
                 .collect(),
-            settings: self.settings.settings.clone(),
+            settings: self.settings().settings,
             trigger,
             attempt: self.queue.retries(key) + 1,
         };
@@ -421,7 +553,7 @@ impl Controller {
         let request = Request {
             object: to_json(object, true).to_string(),
             children,
-            settings: self.settings.settings.clone(),
+            settings: self.settings().settings,
             trigger,
             attempt: self.queue.retries(key) + 1,
         };
@@ -477,11 +609,11 @@ impl Controller {
         request: Request,
         f: impl FnOnce(&Module, &Request, &CallContext) -> Result<T, CallError> + Send + 'static,
     ) -> Result<T, CallError> {
-        let module = self.module.clone();
+        let module = self.module();
         let ctx = CallContext {
             objects: self.reads.clone(),
             clock: None,
-            limits: self.settings.limits,
+            limits: self.settings().limits,
         };
         let started = Instant::now();
         let span = tracing::Span::current();
@@ -499,6 +631,9 @@ impl Controller {
         self.ctx
             .metrics
             .guest_call(&self.meta().name, call, started.elapsed());
+        if result.is_ok() {
+            self.consecutive_traps.store(0, Ordering::Relaxed);
+        }
         result
     }
 
@@ -509,6 +644,13 @@ impl Controller {
         error: &CallError,
     ) -> ReconcileResult {
         self.ctx.metrics.guest_trap(&self.meta().name, error.kind());
+        let traps = self.consecutive_traps.fetch_add(1, Ordering::Relaxed) + 1;
+        let limit = self.settings().quarantine_after;
+        if limit > 0 && traps >= limit && !self.quarantined.swap(true, Ordering::Relaxed) {
+            self.queue.set_concurrency(0);
+            self.ctx.metrics.set_quarantined(&self.meta().name, true);
+            tracing::error!(module = %self.meta().name, traps, "quarantined after {traps} traps in a row; load a new version to resume");
+        }
         let delay = self.retry(key);
         tracing::warn!(%error, retry_in = ?delay, "guest call failed");
         self.warn(object, error.kind(), &error.to_string()).await;

@@ -11,16 +11,20 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::apply::Applier;
-use crate::controller::{Controller, ControllerContext, ControllerSettings};
-use crate::engine::{Engine, LoadError, Module};
+use crate::controller::{ControllerContext, ControllerSettings};
+use crate::engine::{Engine, LoadError};
 use crate::informers::Informers;
 use crate::leader::{LeaderConfig, LeaderElection};
+use crate::modules::dir::{DirError, DirEvent, DirSource};
+use crate::modules::registry::{Registry, RegistryError};
 use crate::telemetry::{Health, Metrics};
 
 /// How the operator runs.
 pub struct OperatorConfig {
     /// The module files to load (`--module`).
     pub modules: Vec<PathBuf>,
+    /// A directory to watch for module files (`--modules-dir`).
+    pub modules_dir: Option<PathBuf>,
     /// Settings applied to every module's controller.
     pub controller: ControllerSettings,
     /// Where `/metrics`, `/healthz` and `/readyz` are served; None: not served.
@@ -37,9 +41,12 @@ pub enum OperatorError {
     /// A module given at startup did not load.
     #[error(transparent)]
     Load(#[from] LoadError),
-    /// Two modules claim the same name, which is their controller name and field manager.
-    #[error("two modules are named {0:?}; each module needs its own name")]
-    DuplicateName(String),
+    /// A module given at startup could not be started.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The modules directory cannot be watched.
+    #[error(transparent)]
+    Dir(#[from] DirError),
     /// This host lost the leader lease; another host leads now.
     #[error("lost the leader lease; stopping so that only the new leader reconciles")]
     LostLeadership,
@@ -78,8 +85,9 @@ pub async fn run(
         })
     });
 
-    let modules = load_modules(&engine, &config.modules, &metrics).await?;
-    modules_loaded.set(true);
+    // Modules named on the command line must load: check them before
+    // campaigning (the second load below comes from the compile cache).
+    let files = read_module_files(&engine, &config.modules).await?;
 
     let mut shutdown = std::pin::pin!(shutdown);
     let mut election = None;
@@ -109,22 +117,36 @@ pub async fn run(
         applier: Arc::new(Applier::new(client.clone(), "bosun")),
         metrics: metrics.clone(),
     };
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut running = JoinSet::new();
-    let controllers: Vec<Arc<Controller>> = modules
-        .into_iter()
-        .map(|module| Controller::new(module, config.controller.clone(), ctx.clone()))
-        .collect();
-    for controller in &controllers {
-        let mut stop = stop_rx.clone();
-        running.spawn(controller.clone().run(async move {
-            let _ = stop.wait_for(|stop| *stop).await;
-        }));
+    let registry = Arc::new(Registry::new(engine.clone(), ctx));
+    for (path, bytes) in files {
+        let key = path.display().to_string();
+        registry
+            .upsert(&key, &key, bytes, config.controller.clone())
+            .await?;
     }
+    let mut sources = JoinSet::new();
+    if let Some(dir) = &config.modules_dir {
+        let (source, mut events) = DirSource::watch(dir.clone())?;
+        // The first scan is queued before `watch` returns: load it before
+        // calling the host ready.
+        while let Ok(event) = events.try_recv() {
+            handle_dir_event(&registry, &config.controller, event).await;
+        }
+        let registry = registry.clone();
+        let defaults = config.controller.clone();
+        sources.spawn(async move {
+            let _watching = source;
+            while let Some(event) = events.recv().await {
+                handle_dir_event(&registry, &defaults, event).await;
+            }
+        });
+    }
+    modules_loaded.set(true);
+
     let readiness = tokio::spawn({
-        let controllers = controllers.clone();
+        let registry = registry.clone();
         async move {
-            while !controllers.iter().all(|c| c.is_synced()) {
+            while !registry.all_synced().await {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             caches_synced.set(true);
@@ -146,14 +168,8 @@ pub async fn run(
     };
     tracing::info!("shutting down");
     readiness.abort();
-    let _ = stop_tx.send(true);
-    let drained = tokio::time::timeout(config.shutdown_grace, async {
-        while running.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!(grace = ?config.shutdown_grace, "in-flight reconciles did not finish in time; abandoning them");
-    }
+    sources.abort_all();
+    registry.stop_all(config.shutdown_grace).await;
     if let Some((elector, _)) = election {
         elector.step_down().await;
     }
@@ -168,33 +184,64 @@ pub async fn run(
     outcome
 }
 
-/// Loads every module off the async runtime; a module that does not load
-/// stops the start, since the operator asked for it by name.
-async fn load_modules(
+/// Reads and checks every module file; a file that does not load stops the
+/// start, since the operator asked for it by name.
+async fn read_module_files(
     engine: &Arc<Engine>,
     paths: &[PathBuf],
-    metrics: &Metrics,
-) -> Result<Vec<Module>, OperatorError> {
-    let mut modules: Vec<Module> = Vec::new();
+) -> Result<Vec<(PathBuf, Arc<[u8]>)>, OperatorError> {
+    let mut files = Vec::new();
     for path in paths {
         let engine = engine.clone();
         let path = path.clone();
-        let module = tokio::task::spawn_blocking(move || engine.load_file(&path))
-            .await
-            .map_err(|e| OperatorError::Telemetry(format!("module loading task failed: {e}")))??;
-        let meta = module.meta();
-        if modules.iter().any(|m| m.meta().name == meta.name) {
-            return Err(OperatorError::DuplicateName(meta.name.clone()));
-        }
-        metrics.module_loaded(
-            &meta.name,
-            &meta.version,
-            module.digest(),
-            module.compile_source() == crate::engine::CompileSource::Cache,
-            module.load_time(),
-        );
-        tracing::info!(module = %meta.name, version = %meta.version, primary = %meta.primary, "module loaded");
-        modules.push(module);
+        let checked = tokio::task::spawn_blocking(move || {
+            let bytes = std::fs::read(&path).map_err(|source| LoadError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
+            engine.load(&path.display().to_string(), &bytes)?;
+            Ok::<_, LoadError>((path, Arc::<[u8]>::from(bytes)))
+        })
+        .await
+        .map_err(|e| OperatorError::Leader(format!("module loading task failed: {e}")))??;
+        files.push(checked);
     }
-    Ok(modules)
+    Ok(files)
+}
+
+/// Applies one change of the watched directory. A bad file is reported and
+/// changes nothing: the last good version keeps running.
+async fn handle_dir_event(registry: &Registry, defaults: &ControllerSettings, event: DirEvent) {
+    match event {
+        DirEvent::Upsert {
+            key,
+            path,
+            bytes,
+            settings,
+        } => {
+            let settings = ControllerSettings {
+                settings,
+                ..defaults.clone()
+            };
+            let source = path.display().to_string();
+            match registry.upsert(&key, &source, bytes, settings).await {
+                Ok(loaded) => tracing::info!(
+                    file = %source,
+                    module = %loaded.name,
+                    version = %loaded.version,
+                    change = ?loaded.change,
+                    load_ms = loaded.load_time.as_millis() as u64,
+                    from_cache = loaded.from_cache,
+                    "module file applied"
+                ),
+                Err(error) => {
+                    tracing::error!(file = %source, %error, "module file not loaded; the last good version keeps running")
+                }
+            }
+        }
+        DirEvent::Remove { key } => registry.remove(&key).await,
+        DirEvent::Error { key, error } => {
+            tracing::error!(file = %key, %error, "module file unreadable; the last good version keeps running")
+        }
+    }
 }

@@ -126,6 +126,45 @@ fn ensure_target() -> Result<(), BuildError> {
     }
 }
 
+/// A second build of the webapp example with `WEBAPP_REVISION` set: the
+/// same module (name, kinds) in a new version that labels every child with
+/// `examples.bosun.dev/revision`. Built once per process into its own target
+/// directory (`target/guest-variants`), so it never overwrites the regular
+/// component other tests use.
+pub fn webapp_revision(revision: &str) -> Result<PathBuf, BuildError> {
+    static BUILT: OnceLock<Result<PathBuf, BuildError>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            ensure_target()?;
+            let target_dir = workspace_root().join("target").join("guest-variants");
+            let status = cargo()
+                .current_dir(workspace_root())
+                .env("WEBAPP_REVISION", revision)
+                .args([
+                    "build",
+                    "--profile",
+                    PROFILE,
+                    "--target",
+                    TARGET,
+                    "--package",
+                    "webapp",
+                    "--target-dir",
+                ])
+                .arg(&target_dir)
+                .status()
+                .map_err(|e| {
+                    BuildError(format!("cannot run cargo to build the webapp variant: {e}"))
+                })?;
+            if !status.success() {
+                return Err(BuildError(format!(
+                    "building the webapp variant failed ({status})"
+                )));
+            }
+            Ok(target_dir.join(TARGET).join(PROFILE).join("webapp.wasm"))
+        })
+        .clone()
+}
+
 /// Builds the `bosun` host binary (debug profile, once per process) and
 /// returns its path, for end-to-end tests that run it as operators do.
 pub fn host_binary() -> Result<PathBuf, BuildError> {

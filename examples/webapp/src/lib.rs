@@ -89,6 +89,15 @@ pub struct Settings {
     pub common_labels: BTreeMap<String, String>,
 }
 
+/// A revision baked in at build time (`WEBAPP_REVISION=2 cargo build …`):
+/// every child is labelled with it and the module version carries it. It
+/// makes a second, observably different version of the module, for the
+/// hot-swap tests and demo.
+pub const REVISION: Option<&str> = option_env!("WEBAPP_REVISION");
+
+/// The label that carries [`REVISION`].
+pub const REVISION_LABEL: &str = "examples.bosun.dev/revision";
+
 /// The webapp reconciler.
 pub struct WebApps;
 
@@ -96,7 +105,11 @@ impl Reconciler for WebApps {
     type Object = WebApp;
 
     fn metadata() -> Metadata {
-        Metadata::new("webapp", env!("CARGO_PKG_VERSION"))
+        let version = match REVISION {
+            Some(revision) => format!("{}+rev{revision}", env!("CARGO_PKG_VERSION")),
+            None => env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        Metadata::new("webapp", version)
             .owns::<Deployment>()
             .owns::<Service>()
     }
@@ -183,6 +196,9 @@ fn labels(app: &WebApp, settings: &Settings) -> BTreeMap<String, String> {
     let mut labels = settings.common_labels.clone();
     labels.insert("app.kubernetes.io/name".into(), app.name_any());
     labels.insert("app.kubernetes.io/managed-by".into(), "bosun".into());
+    if let Some(revision) = REVISION {
+        labels.insert(REVISION_LABEL.into(), revision.into());
+    }
     labels
 }
 

@@ -18,10 +18,21 @@ use crate::queue::QueueConfig;
 
 /// Arguments of `bosun run`.
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("sources").required(true).multiple(true).args(["modules", "modules_dir"])))]
 pub struct RunArgs {
-    /// A reconciler component to run (repeatable).
-    #[arg(long = "module", value_name = "FILE", required = true)]
+    /// A reconciler component to run (repeatable). It must load, or the host does not start.
+    #[arg(long = "module", value_name = "FILE")]
     pub modules: Vec<PathBuf>,
+    /// Watch a directory for reconciler components (`*.wasm`, each with an
+    /// optional `<name>.settings.json|yaml` beside it): files dropped,
+    /// replaced or deleted are loaded, swapped or stopped while the host
+    /// runs; a file that does not load leaves the last good version running.
+    #[arg(long, value_name = "DIR")]
+    pub modules_dir: Option<PathBuf>,
+    /// Quarantine a module (hand it no more work) after this many guest calls
+    /// in a row trapped; 0 never does. A new version lifts it.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub quarantine_after: u32,
     /// Reconciles of one module that may run at once.
     #[arg(long, default_value_t = QueueConfig::default().concurrency)]
     pub concurrency: usize,
@@ -103,6 +114,7 @@ async fn operate(args: &RunArgs, engine: Engine) -> anyhow::Result<ExitCode> {
     });
     let config = OperatorConfig {
         modules: args.modules.clone(),
+        modules_dir: args.modules_dir.clone(),
         controller: ControllerSettings {
             settings: None,
             limits: Limits {
@@ -117,6 +129,8 @@ async fn operate(args: &RunArgs, engine: Engine) -> anyhow::Result<ExitCode> {
                 ..QueueConfig::default()
             },
             resync: args.resync,
+            paused: false,
+            quarantine_after: args.quarantine_after,
         },
         telemetry: Some(listener),
         leader,
@@ -127,7 +141,7 @@ async fn operate(args: &RunArgs, engine: Engine) -> anyhow::Result<ExitCode> {
             tracing::info!("stopped");
             Ok(ExitCode::SUCCESS)
         }
-        Err(error @ OperatorError::Load(_)) => {
+        Err(error @ (OperatorError::Load(_) | OperatorError::Registry(_))) => {
             Ok(super::output::fail(super::EXIT_LOAD_FAILED, &error))
         }
         Err(error) => Err(error.into()),

@@ -6,3 +6,4 @@
 //! replace it only once it has loaded.
 
 pub mod dir;
+pub mod registry;

@@ -111,6 +111,11 @@ struct ControllerLabels {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ModuleLabels {
+    module: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ResultLabels {
     controller: String,
     result: &'static str,
@@ -165,6 +170,7 @@ struct Families {
     guest_traps: Family<TrapLabels, Counter>,
     module_load_duration: HistogramFamily<LoadLabels>,
     module_info: Family<InfoLabels, Gauge>,
+    module_quarantined: Family<ModuleLabels, Gauge>,
 }
 
 struct Inner {
@@ -215,6 +221,7 @@ impl Metrics {
             guest_traps: Family::default(),
             module_load_duration: Family::new_with_constructor(module_load_buckets),
             module_info: Family::default(),
+            module_quarantined: Family::default(),
         };
         let mut registry = Registry::default();
         let f = &families;
@@ -289,6 +296,11 @@ impl Metrics {
             "bosun_module_info",
             "The loaded version and digest of each module; always 1",
             f.module_info.clone(),
+        );
+        registry.register(
+            "bosun_module_quarantined",
+            "1 while a module is quarantined after repeated traps, else 0",
+            f.module_quarantined.clone(),
         );
         Metrics {
             inner: Arc::new(Inner {
@@ -424,6 +436,17 @@ impl Metrics {
         if let Some(previous) = loaded.remove(module) {
             self.families().module_info.remove(&previous);
         }
+    }
+
+    /// Records whether `module` is quarantined (no work handed out after
+    /// repeated traps).
+    pub fn set_quarantined(&self, module: &str, quarantined: bool) {
+        self.families()
+            .module_quarantined
+            .get_or_create(&ModuleLabels {
+                module: module.to_owned(),
+            })
+            .set(i64::from(quarantined));
     }
 
     /// Sets `controller_runtime_max_concurrent_reconciles` for `controller`:

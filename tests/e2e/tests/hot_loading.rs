@@ -1,0 +1,206 @@
+//! Hot-loading: modules dropped into, replaced in and removed from a watched
+//! directory while `bosun run` keeps running; quarantine after repeated traps.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Cluster, Host, eventually, get, guest};
+use kube::api::{Patch, PatchParams, PostParams};
+use serde_json::json;
+
+const LONG: Duration = Duration::from_secs(60);
+
+/// Writes a file the way deploy tools do: to a temporary name, then renamed
+/// into place, so the watcher never sees half a component.
+fn put(dir: &Path, name: &str, bytes: &[u8]) {
+    let staging = dir.join(format!(".{name}.partial"));
+    std::fs::write(&staging, bytes).unwrap();
+    std::fs::rename(&staging, dir.join(name)).unwrap();
+}
+
+fn label(object: &kube::api::DynamicObject, key: &str) -> Option<String> {
+    object.metadata.labels.as_ref()?.get(key).cloned()
+}
+
+#[tokio::test]
+async fn a_watched_directory_loads_swaps_keeps_the_last_good_version_and_unloads() {
+    let cluster = Cluster::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(
+        &cluster,
+        &[],
+        &["--modules-dir", dir.path().to_str().unwrap()],
+    )
+    .await;
+    let apps = cluster.webapps();
+    let deployments = cluster.api("apps", "v1", "Deployment", "deployments");
+
+    // Dropped in, with settings beside it.
+    put(
+        dir.path(),
+        "webapp.settings.yaml",
+        b"commonLabels: {team: a}\n",
+    );
+    put(
+        dir.path(),
+        "webapp.wasm",
+        &std::fs::read(guest("webapp")).unwrap(),
+    );
+    let app: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "examples.bosun.dev/v1alpha1", "kind": "WebApp",
+        "metadata": {"name": "shop"}, "spec": {"image": "nginx", "replicas": 1}
+    }))
+    .unwrap();
+    apps.create(&PostParams::default(), &app).await.unwrap();
+    eventually(
+        "the Deployment, labelled from the settings",
+        LONG,
+        || async {
+            get(&deployments, "shop")
+                .await
+                .filter(|d| label(d, "team").as_deref() == Some("a"))
+        },
+    )
+    .await;
+
+    // New settings, same bytes: every object reconciled again, nothing compiled.
+    put(
+        dir.path(),
+        "webapp.settings.yaml",
+        b"commonLabels: {team: b}\n",
+    );
+    eventually(
+        "the Deployment relabelled from the new settings",
+        LONG,
+        || async {
+            get(&deployments, "shop")
+                .await
+                .filter(|d| label(d, "team").as_deref() == Some("b"))
+        },
+    )
+    .await;
+
+    // A new version of the module: every object reconciled with it.
+    let next =
+        bosun_testenv::guests::webapp_revision("2").expect("the second webapp version builds");
+    let swapped = Instant::now();
+    put(dir.path(), "webapp.wasm", &std::fs::read(next).unwrap());
+    eventually(
+        "the Deployment reconciled by the new version",
+        LONG,
+        || async {
+            get(&deployments, "shop")
+                .await
+                .filter(|d| label(d, webapp::REVISION_LABEL).as_deref() == Some("2"))
+        },
+    )
+    .await;
+    eprintln!(
+        "file replaced → object reconciled by the new version: {:?}",
+        swapped.elapsed()
+    );
+    assert!(
+        host.log().contains("new version swapped in"),
+        "swapped in place, not restarted"
+    );
+
+    // Garbage: refused, and the last good version keeps reconciling.
+    put(
+        dir.path(),
+        "webapp.wasm",
+        b"\0asm\x01\0\0\0 this is no component",
+    );
+    eventually("the bad file reported", LONG, || async {
+        host.log()
+            .contains("the last good version keeps running")
+            .then_some(())
+    })
+    .await;
+    apps.patch(
+        "shop",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 3}})),
+    )
+    .await
+    .unwrap();
+    let scaled = eventually("the last good version still reconciling", LONG, || async {
+        get(&deployments, "shop")
+            .await
+            .filter(|d| d.data["spec"]["replicas"] == 3)
+    })
+    .await;
+    assert_eq!(label(&scaled, webapp::REVISION_LABEL).as_deref(), Some("2"));
+
+    // Removed: the controller stops; changes are no longer reconciled.
+    std::fs::remove_file(dir.path().join("webapp.wasm")).unwrap();
+    eventually("the module unloaded", LONG, || async {
+        host.log().contains("module removed").then_some(())
+    })
+    .await;
+    apps.patch(
+        "shop",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 4}})),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        get(&deployments, "shop").await.unwrap().data["spec"]["replicas"],
+        3
+    );
+}
+
+#[tokio::test]
+async fn a_module_that_keeps_trapping_is_quarantined() {
+    let cluster = Cluster::start().await;
+    let host = Host::start(
+        &cluster,
+        &["misbehave"],
+        &["--quarantine-after", "3", "--timeout-ms", "200"],
+    )
+    .await;
+    let config_maps = cluster.api("", "v1", "ConfigMap", "configmaps");
+    let spin: kube::api::DynamicObject =
+        serde_json::from_value(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "spin"}, "data": {"mode": "loop"}}))
+            .unwrap();
+    config_maps
+        .create(&PostParams::default(), &spin)
+        .await
+        .unwrap();
+    eventually("quarantine visible in the metrics", LONG, || async {
+        (host
+            .metric("bosun_module_quarantined{module=\"misbehave\"}")
+            .await
+            == 1.0)
+            .then_some(())
+    })
+    .await;
+    assert!(host.log().contains("quarantined after 3 traps in a row"));
+    let timeouts = host
+        .metric("bosun_guest_traps_total{module=\"misbehave\",kind=\"Timeout\"}")
+        .await;
+    assert!(timeouts >= 3.0);
+
+    // No more work is handed out: a healthy object is not reconciled.
+    let fine: kube::api::DynamicObject =
+        serde_json::from_value(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "fine"}, "data": {"mode": "ok"}}))
+            .unwrap();
+    config_maps
+        .create(&PostParams::default(), &fine)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        get(&config_maps, "fine-child").await.is_none(),
+        "a quarantined module gets no work"
+    );
+    assert_eq!(
+        host.metric("bosun_guest_traps_total{module=\"misbehave\",kind=\"Timeout\"}")
+            .await,
+        timeouts,
+        "and the looping object is not retried either"
+    );
+}
