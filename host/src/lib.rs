@@ -20,6 +20,7 @@ pub mod informers;
 pub mod leader;
 pub mod manifest;
 pub mod meta;
+pub mod modules;
 pub mod objects;
 pub mod operator;
 pub mod plan;
