@@ -26,6 +26,9 @@ pub const CONDITION_READY: &str = "Ready";
 ///
 /// The host fetches the component from `source`, loads it, and runs one
 /// controller for it; changing the spec swaps the module in place.
+// Clippy reads repeated `type_ = ..` / `priority = ..` inside the separate
+// `printcolumn(..)` groups as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "bosun.dev",
