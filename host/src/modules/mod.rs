@@ -1,9 +1,15 @@
-//! Where reconciler modules come from and how they are swapped in. A module
-//! source turns some outside store of `.wasm` components (for local
-//! development, a watched directory: [`dir`]) into a stream of events saying
-//! which module appeared, changed or went away, each with its bytes and
-//! settings, so the host can load the new version beside the old one and
-//! replace it only once it has loaded.
+//! Where reconciler modules come from and how they are swapped in.
+//!
+//! Three sources feed one [`registry::Registry`], which keeps the last good
+//! version of each module running:
+//!
+//! - module files named on the command line (`--module`);
+//! - a watched directory ([`dir`], `--modules-dir`), for local development;
+//! - `ReconcilerModule` resources ([`resource`], fetched by [`source`] and
+//!   reconciled by [`cluster`], `--modules-from-cluster`).
 
+pub mod cluster;
 pub mod dir;
 pub mod registry;
+pub mod resource;
+pub mod source;

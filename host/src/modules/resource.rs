@@ -1,0 +1,525 @@
+//! The `ReconcilerModule` custom resource: which component to run, where its
+//! bytes come from, and how the host runs it.
+//!
+//! The resource is cluster-scoped because a module is host-wide: one module
+//! may reconcile objects in many namespaces ([`ReconcilerModuleSpec::namespaces`]).
+//! The CRD shipped in `deploy/reconcilermodule-crd.yaml` is generated from these
+//! types; a unit test fails when it is stale (`BOSUN_UPDATE_CRDS=1 cargo test
+//! -p bosun --lib crd` rewrites it).
+
+use std::fmt;
+use std::path::PathBuf;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Condition type: the component was fetched, compiled and checked against the
+/// WIT world.
+pub const CONDITION_LOADED: &str = "Loaded";
+
+/// Condition type: the module is running and its controller is reconciling.
+pub const CONDITION_READY: &str = "Ready";
+
+/// What a ReconcilerModule asks for: the component and how to run it.
+///
+/// The host fetches the component from `source`, loads it, and runs one
+/// controller for it; changing the spec swaps the module in place.
+// Clippy reads repeated `type_ = ..` / `priority = ..` inside the separate
+// `printcolumn(..)` groups as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "bosun.dev",
+    version = "v1alpha1",
+    kind = "ReconcilerModule",
+    doc = "A reconciler module (a WebAssembly component) the bosun host runs.",
+    plural = "reconcilermodules",
+    shortname = "rm",
+    category = "bosun",
+    status = "ReconcilerModuleStatus",
+    printcolumn(
+        name = "Version",
+        type_ = "string",
+        json_path = ".status.version",
+        description = "The version the loaded module declares"
+    ),
+    printcolumn(
+        name = "Loaded",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Loaded\")].status",
+        description = "Whether the component was fetched and loaded"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Whether the module is reconciling"
+    ),
+    printcolumn(
+        name = "Paused",
+        type_ = "boolean",
+        json_path = ".spec.paused",
+        description = "Whether reconciling is paused",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Digest",
+        type_ = "string",
+        json_path = ".status.digest",
+        description = "sha256 of the loaded component",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Message",
+        type_ = "string",
+        json_path = ".status.message",
+        description = "Why the module is not ready, if it is not",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconcilerModuleSpec {
+    /// Where the component's bytes come from: exactly one of `configMap`, `url`
+    /// or `file`.
+    pub source: ModuleSource,
+
+    /// Settings handed to the module as JSON; their shape is the module's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_json")]
+    pub settings: Option<serde_json::Value>,
+
+    /// Namespaces the module may reconcile in; empty means all namespaces.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(length(min = 1)))]
+    pub namespaces: Vec<String>,
+
+    /// How many objects the module reconciles at once (the host's default if unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub concurrency: Option<u32>,
+
+    /// How long one reconcile may run, in milliseconds, before it is cut off
+    /// (the host's default if unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub timeout_ms: Option<u64>,
+
+    /// The most linear memory one instance may grow to, in MiB (the host's
+    /// default if unset).
+    #[serde(
+        default,
+        rename = "memoryLimitMiB",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(range(min = 1))]
+    pub memory_limit_mib: Option<u32>,
+
+    /// Stops reconciling (the module stays loaded) while true.
+    #[serde(default)]
+    pub paused: bool,
+}
+
+/// Where a component's bytes come from.
+///
+/// An enum rather than three optional fields so that "exactly one" holds by
+/// construction; in the CRD it becomes a `oneOf`, so the API server rejects a
+/// spec with none or several.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ModuleSource {
+    /// A component stored in a ConfigMap's `binaryData`.
+    ConfigMap(ConfigMapSource),
+    /// A component downloaded over HTTP(S) and checked against a sha256.
+    Url(UrlSource),
+    /// A component read from the host's file system (for local use).
+    File(FileSource),
+}
+
+/// A component in `binaryData[key]` of a ConfigMap.
+///
+/// `kubectl create configmap NAME --from-file=KEY=module.wasm` puts a binary
+/// file there. ConfigMaps hold at most 1 MiB, so large modules need a `url`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct ConfigMapSource {
+    /// The ConfigMap's namespace.
+    #[schemars(length(min = 1))]
+    pub namespace: String,
+    /// The ConfigMap's name.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// The key under `binaryData` holding the component.
+    #[schemars(length(min = 1))]
+    pub key: String,
+}
+
+/// A component served over HTTP or HTTPS.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct UrlSource {
+    /// An `http://` or `https://` URL answering GET with the component.
+    #[schemars(pattern(r"^https?://.+"))]
+    pub url: String,
+    /// The component's sha256, 64 hex digits (`sha256sum module.wasm`). A
+    /// download that does not match is refused, so the URL need not be trusted.
+    #[schemars(pattern(r"^[0-9a-fA-F]{64}$"))]
+    pub sha256: String,
+}
+
+/// A component on the host's file system.
+///
+/// Meant for running the host locally: whoever may create ReconcilerModules
+/// can make the host read any file it can read.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct FileSource {
+    /// The component's path; a relative path is relative to the host's
+    /// working directory.
+    #[schemars(length(min = 1))]
+    pub path: PathBuf,
+}
+
+/// What the host last did with a module, written by the host.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconcilerModuleStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// `Loaded` and `Ready`, one of each at most.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions")]
+    pub conditions: Vec<Condition>,
+
+    /// The sha256 (hex) of the component that is loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+
+    /// The version the loaded module declares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+
+    /// The name the loaded module declares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module_name: Option<String>,
+
+    /// When the loaded component was loaded (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "date_time")]
+    pub loaded_at: Option<Time>,
+
+    /// How long fetching and compiling the loaded component took, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_time_ms: Option<u64>,
+
+    /// Reconciles run since the component was loaded.
+    #[serde(default)]
+    pub reconciles: u64,
+
+    /// Reconciles that returned an error since the component was loaded.
+    #[serde(default)]
+    pub errors: u64,
+
+    /// Reconciles that trapped (panicked, ran out of fuel, time or memory)
+    /// since the component was loaded.
+    #[serde(default)]
+    pub traps: u64,
+
+    /// The module trapped too often and is no longer called until it changes.
+    #[serde(default)]
+    pub quarantined: bool,
+
+    /// A human-readable account of the module's state, mostly why it is not ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl ReconcilerModuleStatus {
+    /// The condition of type `type_` (`Loaded` or `Ready`), if set.
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
+}
+
+/// A spec that the host cannot act on.
+///
+/// The CRD's schema rejects most of these at admission; this check covers
+/// specs that did not pass through the API server (files, tests) and says
+/// which field to fix.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SpecError {
+    /// A required string field is empty.
+    #[error("spec.{field} is empty: set it")]
+    Empty {
+        /// The field's path below `spec`.
+        field: &'static str,
+    },
+    /// `source.url.url` is not an http(s) URL.
+    #[error("spec.source.url.url is {url:?}: give an http:// or https:// URL")]
+    UrlScheme {
+        /// The URL as given.
+        url: String,
+    },
+    /// `source.url.sha256` is not 64 hex digits.
+    #[error(
+        "spec.source.url.sha256 is {value:?}: give the component's sha256 as 64 hex digits (sha256sum module.wasm)"
+    )]
+    Sha256 {
+        /// The value as given.
+        value: String,
+    },
+    /// A limit is zero, which would let the module do nothing.
+    #[error("spec.{field} is 0: give at least 1, or leave it unset for the host's default")]
+    Zero {
+        /// The field's path below `spec`.
+        field: &'static str,
+    },
+}
+
+impl ReconcilerModuleSpec {
+    /// Checks what the schema checks, for specs that did not come through the
+    /// API server. The source's "exactly one" holds by construction.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        self.source.validate()?;
+        if self.namespaces.iter().any(String::is_empty) {
+            return Err(SpecError::Empty {
+                field: "namespaces[]",
+            });
+        }
+        let zero = [
+            ("concurrency", self.concurrency.map(u64::from)),
+            ("timeoutMs", self.timeout_ms),
+            ("memoryLimitMiB", self.memory_limit_mib.map(u64::from)),
+        ];
+        if let Some((field, _)) = zero.into_iter().find(|(_, v)| *v == Some(0)) {
+            return Err(SpecError::Zero { field });
+        }
+        Ok(())
+    }
+}
+
+impl ModuleSource {
+    /// Checks the source's fields (see [`ReconcilerModuleSpec::validate`]).
+    pub fn validate(&self) -> Result<(), SpecError> {
+        match self {
+            ModuleSource::ConfigMap(cm) => {
+                for (field, value) in [
+                    ("source.configMap.namespace", &cm.namespace),
+                    ("source.configMap.name", &cm.name),
+                    ("source.configMap.key", &cm.key),
+                ] {
+                    if value.is_empty() {
+                        return Err(SpecError::Empty { field });
+                    }
+                }
+            }
+            ModuleSource::Url(u) => {
+                let rest = u
+                    .url
+                    .strip_prefix("https://")
+                    .or_else(|| u.url.strip_prefix("http://"));
+                if rest.is_none_or(str::is_empty) {
+                    return Err(SpecError::UrlScheme { url: u.url.clone() });
+                }
+                if u.sha256.len() != 64 || !u.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(SpecError::Sha256 {
+                        value: u.sha256.clone(),
+                    });
+                }
+            }
+            ModuleSource::File(f) => {
+                if f.path.as_os_str().is_empty() {
+                    return Err(SpecError::Empty {
+                        field: "source.file.path",
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where the bytes come from, for logs, events and errors:
+/// `configmap bosun-system/modules[cnat.wasm]`, `https://…`, `file /x.wasm`.
+impl fmt::Display for ModuleSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModuleSource::ConfigMap(cm) => {
+                write!(f, "configmap {}/{}[{}]", cm.namespace, cm.name, cm.key)
+            }
+            ModuleSource::Url(u) => f.write_str(&u.url),
+            ModuleSource::File(file) => write!(f, "file {}", file.path.display()),
+        }
+    }
+}
+
+/// Any JSON value, kept as written: the module, not the CRD, defines it.
+fn any_json(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "Settings handed to the module as JSON; their shape is the module's own.",
+        "x-kubernetes-preserve-unknown-fields": true,
+        "nullable": true,
+    })
+}
+
+/// RFC 3339 time, as metav1.Time serialises.
+fn date_time(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "When the loaded component was loaded (RFC 3339).",
+        "type": "string",
+        "format": "date-time",
+        "nullable": true,
+    })
+}
+
+/// The metav1.Condition list, as a map keyed by type so that server-side
+/// apply merges conditions one by one instead of replacing the list.
+fn conditions(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "`Loaded` and `Ready`, one of each at most.",
+        "type": "array",
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["type"],
+        "items": {
+            "type": "object",
+            "required": ["type", "status", "lastTransitionTime", "reason", "message"],
+            "properties": {
+                "type": {"type": "string", "maxLength": 316},
+                "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
+                "observedGeneration": {"type": "integer", "format": "int64", "minimum": 0},
+                "lastTransitionTime": {"type": "string", "format": "date-time"},
+                "reason": {"type": "string", "maxLength": 1024},
+                "message": {"type": "string", "maxLength": 32768},
+            },
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::CustomResourceExt;
+    use serde_json::json;
+
+    /// The shipped CRD is what the types generate; `BOSUN_UPDATE_CRDS=1`
+    /// rewrites it.
+    #[test]
+    fn crd_yaml_is_up_to_date() {
+        let generated = serde_yaml::to_string(&ReconcilerModule::crd()).expect("CRD as YAML");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/reconcilermodule-crd.yaml"
+        );
+        if std::env::var_os("BOSUN_UPDATE_CRDS").is_some() {
+            std::fs::write(path, &generated).expect("writing the CRD");
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "{path} is stale: run BOSUN_UPDATE_CRDS=1 cargo test -p bosun --lib crd"
+        );
+    }
+
+    #[test]
+    fn crd_is_cluster_scoped_with_status_and_short_name() {
+        let crd = ReconcilerModule::crd();
+        assert_eq!(
+            crd.metadata.name.as_deref(),
+            Some("reconcilermodules.bosun.dev")
+        );
+        assert_eq!(crd.spec.scope, "Cluster");
+        assert_eq!(crd.spec.names.short_names, Some(vec!["rm".to_owned()]));
+        let version = &crd.spec.versions[0];
+        assert!(version.subresources.as_ref().unwrap().status.is_some());
+    }
+
+    #[test]
+    fn spec_reads_the_documented_json() {
+        let spec: ReconcilerModuleSpec = serde_json::from_value(json!({
+            "source": {"url": {"url": "https://example.com/cnat.wasm", "sha256": "ab".repeat(32)}},
+            "settings": {"replicas": 2},
+            "namespaces": ["a"],
+            "concurrency": 4,
+            "timeoutMs": 500,
+            "memoryLimitMiB": 64,
+        }))
+        .expect("spec");
+        assert!(!spec.paused);
+        assert_eq!(spec.memory_limit_mib, Some(64));
+        assert_eq!(spec.settings, Some(json!({"replicas": 2})));
+        spec.validate().expect("valid");
+        assert_eq!(spec.source.to_string(), "https://example.com/cnat.wasm");
+    }
+
+    #[test]
+    fn a_source_with_two_kinds_does_not_parse() {
+        let two = json!({
+            "file": {"path": "/x.wasm"},
+            "configMap": {"namespace": "a", "name": "b", "key": "c"},
+        });
+        assert!(serde_json::from_value::<ModuleSource>(two).is_err());
+        assert!(serde_json::from_value::<ModuleSource>(json!({})).is_err());
+    }
+
+    #[test]
+    fn validate_names_the_field_to_fix() {
+        let spec = |source| ReconcilerModuleSpec {
+            source,
+            settings: None,
+            namespaces: vec![],
+            concurrency: None,
+            timeout_ms: None,
+            memory_limit_mib: None,
+            paused: false,
+        };
+        let url = |url: &str, sha256: &str| {
+            ModuleSource::Url(UrlSource {
+                url: url.into(),
+                sha256: sha256.into(),
+            })
+        };
+        let err = spec(url("ftp://x/m.wasm", &"0".repeat(64)))
+            .validate()
+            .unwrap_err();
+        assert!(matches!(err, SpecError::UrlScheme { .. }), "{err}");
+        let err = spec(url("https://x/m.wasm", "abc")).validate().unwrap_err();
+        assert!(err.to_string().contains("64 hex digits"), "{err}");
+        let err = spec(ModuleSource::ConfigMap(ConfigMapSource {
+            namespace: "ns".into(),
+            name: "m".into(),
+            key: String::new(),
+        }))
+        .validate()
+        .unwrap_err();
+        assert_eq!(
+            err,
+            SpecError::Empty {
+                field: "source.configMap.key"
+            }
+        );
+        let mut zero = spec(ModuleSource::File(FileSource {
+            path: "/m.wasm".into(),
+        }));
+        zero.timeout_ms = Some(0);
+        assert_eq!(zero.validate(), Err(SpecError::Zero { field: "timeoutMs" }));
+    }
+
+    #[test]
+    fn sources_describe_where_they_are() {
+        let cm = ModuleSource::ConfigMap(ConfigMapSource {
+            namespace: "bosun-system".into(),
+            name: "modules".into(),
+            key: "cnat.wasm".into(),
+        });
+        assert_eq!(cm.to_string(), "configmap bosun-system/modules[cnat.wasm]");
+        let file = ModuleSource::File(FileSource {
+            path: "/x.wasm".into(),
+        });
+        assert_eq!(file.to_string(), "file /x.wasm");
+    }
+}
