@@ -61,6 +61,8 @@ pub struct ControllerSettings {
     /// (deadline, memory, panic); 0 never quarantines. A new version of the
     /// module lifts the quarantine.
     pub quarantine_after: u32,
+    /// Reconcile only objects in these namespaces; empty: every namespace.
+    pub namespaces: Vec<String>,
 }
 
 impl Default for ControllerSettings {
@@ -72,6 +74,7 @@ impl Default for ControllerSettings {
             resync: None,
             paused: false,
             quarantine_after: 10,
+            namespaces: Vec::new(),
         }
     }
 }
@@ -101,6 +104,7 @@ pub struct Controller {
     settings: RwLock<ControllerSettings>,
     /// Guest calls that trapped in a row.
     consecutive_traps: AtomicU32,
+    stats: Stats,
     quarantined: AtomicBool,
     ctx: ControllerContext,
     queue: WorkQueue<ObjectKey>,
@@ -148,6 +152,7 @@ impl Controller {
             module: RwLock::new(module),
             settings: RwLock::new(settings),
             consecutive_traps: AtomicU32::new(0),
+            stats: Stats::default(),
             quarantined: AtomicBool::new(false),
             ctx,
             queue,
@@ -178,6 +183,15 @@ impl Controller {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// Counts since the controller started: (reconciles, errors, traps).
+    pub fn stats(&self) -> (u64, u64, u64) {
+        (
+            self.stats.reconciles.load(Ordering::Relaxed),
+            self.stats.errors.load(Ordering::Relaxed),
+            self.stats.traps.load(Ordering::Relaxed),
+        )
     }
 
     /// True while the module is quarantined after repeated traps.
@@ -328,7 +342,24 @@ impl Controller {
         let _ = dispatcher.await;
     }
 
+    /// Whether `key` is in the namespaces this module may reconcile.
+    fn in_scope(&self, key: &ObjectKey) -> bool {
+        let namespaces = &self
+            .settings
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .namespaces;
+        namespaces.is_empty()
+            || key
+                .namespace
+                .as_ref()
+                .is_some_and(|ns| namespaces.contains(ns))
+    }
+
     fn enqueue(&self, key: ObjectKey, trigger: Trigger) {
+        if !self.in_scope(&key) {
+            return;
+        }
         self.triggers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -388,6 +419,10 @@ impl Controller {
             tracing::info_span!("reconcile", module = %self.meta().name, object = %key, ?trigger);
         let started = Instant::now();
         let result = self.reconcile_key(&key, trigger).instrument(span).await;
+        self.stats.reconciles.fetch_add(1, Ordering::Relaxed);
+        if result == ReconcileResult::Error {
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        }
         self.ctx
             .metrics
             .reconciled(&self.meta().name, result, started.elapsed());
@@ -644,6 +679,7 @@ impl Controller {
         error: &CallError,
     ) -> ReconcileResult {
         self.ctx.metrics.guest_trap(&self.meta().name, error.kind());
+        self.stats.traps.fetch_add(1, Ordering::Relaxed);
         let traps = self.consecutive_traps.fetch_add(1, Ordering::Relaxed) + 1;
         let limit = self.settings().quarantine_after;
         if limit > 0 && traps >= limit && !self.quarantined.swap(true, Ordering::Relaxed) {
@@ -728,4 +764,11 @@ fn truncate(text: &str, max: usize) -> String {
         .find(|&i| text.is_char_boundary(i))
         .unwrap_or(0);
     text[..cut].to_owned()
+}
+
+#[derive(Default)]
+struct Stats {
+    reconciles: std::sync::atomic::AtomicU64,
+    errors: std::sync::atomic::AtomicU64,
+    traps: std::sync::atomic::AtomicU64,
 }

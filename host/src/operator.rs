@@ -25,6 +25,9 @@ pub struct OperatorConfig {
     pub modules: Vec<PathBuf>,
     /// A directory to watch for module files (`--modules-dir`).
     pub modules_dir: Option<PathBuf>,
+    /// Run the modules the cluster's ReconcilerModule resources name
+    /// (`--modules-from-cluster`).
+    pub modules_from_cluster: bool,
     /// Settings applied to every module's controller.
     pub controller: ControllerSettings,
     /// Where `/metrics`, `/healthz` and `/readyz` are served; None: not served.
@@ -140,6 +143,14 @@ pub async fn run(
                 handle_dir_event(&registry, &defaults, event).await;
             }
         });
+    }
+    if config.modules_from_cluster {
+        sources.spawn(crate::modules::cluster::run(
+            client.clone(),
+            registry.clone(),
+            config.controller.clone(),
+            std::future::pending(),
+        ));
     }
     modules_loaded.set(true);
 

@@ -18,7 +18,7 @@ use crate::queue::QueueConfig;
 
 /// Arguments of `bosun run`.
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("sources").required(true).multiple(true).args(["modules", "modules_dir"])))]
+#[command(group(clap::ArgGroup::new("sources").required(true).multiple(true).args(["modules", "modules_dir", "modules_from_cluster"])))]
 pub struct RunArgs {
     /// A reconciler component to run (repeatable). It must load, or the host does not start.
     #[arg(long = "module", value_name = "FILE")]
@@ -29,6 +29,11 @@ pub struct RunArgs {
     /// runs; a file that does not load leaves the last good version running.
     #[arg(long, value_name = "DIR")]
     pub modules_dir: Option<PathBuf>,
+    /// Run the modules named by the cluster's ReconcilerModule resources
+    /// (group bosun.dev; the CRD is in deploy/), loading, swapping and
+    /// stopping them as the resources change, and reporting in their status.
+    #[arg(long)]
+    pub modules_from_cluster: bool,
     /// Quarantine a module (hand it no more work) after this many guest calls
     /// in a row trapped; 0 never does. A new version lifts it.
     #[arg(long, value_name = "N", default_value_t = 10)]
@@ -115,6 +120,7 @@ async fn operate(args: &RunArgs, engine: Engine) -> anyhow::Result<ExitCode> {
     let config = OperatorConfig {
         modules: args.modules.clone(),
         modules_dir: args.modules_dir.clone(),
+        modules_from_cluster: args.modules_from_cluster,
         controller: ControllerSettings {
             settings: None,
             limits: Limits {
@@ -131,6 +137,7 @@ async fn operate(args: &RunArgs, engine: Engine) -> anyhow::Result<ExitCode> {
             resync: args.resync,
             paused: false,
             quarantine_after: args.quarantine_after,
+            namespaces: Vec::new(),
         },
         telemetry: Some(listener),
         leader,

@@ -36,6 +36,7 @@ impl Cluster {
             root().join("examples/cnat/crd.yaml"),
             root().join("examples/webapp/crd.yaml"),
             root().join("tests/guests/janitor/crd.yaml"),
+            root().join("deploy/reconcilermodule-crd.yaml"),
         ])
         .await
         .expect("install the example CRDs");

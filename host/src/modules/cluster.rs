@@ -1,0 +1,294 @@
+//! The host's own controller for `ReconcilerModule` resources
+//! (`bosun run --modules-from-cluster`), in native Rust.
+//!
+//! For each ReconcilerModule it fetches the component from its source
+//! (verifying a URL's sha256), hands bytes and settings to the [`Registry`]
+//! — which compiles and checks a new version before it replaces anything —
+//! and reports the outcome in the resource's status: `Loaded` and `Ready`
+//! conditions with reasons, the digest and version running, load time and,
+//! refreshed periodically, the module's reconcile, error and trap counts and
+//! its quarantine. A version that fails to fetch or load leaves the last
+//! good one running, and the status says exactly why.
+//!
+//! Deleting a ReconcilerModule stops its controller; objects it still holds
+//! finalizers on keep them (and stay in deletion) until a module with that
+//! finalizer runs again: the host never drops a finalizer whose cleanup did
+//! not run.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+use super::registry::{Change, Registry};
+use super::resource::{
+    CONDITION_LOADED, CONDITION_READY, ReconcilerModule, ReconcilerModuleStatus,
+};
+use super::source;
+use crate::controller::ControllerSettings;
+use crate::engine::Limits;
+
+/// How often the counts in each ReconcilerModule's status are refreshed.
+const STATS_PERIOD: Duration = Duration::from_secs(10);
+
+/// The registry key of a ReconcilerModule.
+fn key(name: &str) -> String {
+    format!("reconcilermodule/{name}")
+}
+
+/// Reconciles ReconcilerModules until `stop` resolves.
+pub async fn run(
+    client: Client,
+    registry: Arc<Registry>,
+    defaults: ControllerSettings,
+    stop: impl Future<Output = ()> + Send,
+) {
+    let api: Api<ReconcilerModule> = Api::all(client.clone());
+    let mut events =
+        std::pin::pin!(watcher(api.clone(), watcher::Config::default()).default_backoff());
+    // The generation each resource was last handled at, in this process.
+    let mut handled: HashMap<String, Option<i64>> = HashMap::new();
+    let mut stats = tokio::time::interval(STATS_PERIOD);
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            _ = stats.tick() => refresh_stats(&api, &registry, &handled).await,
+            event = events.next() => match event {
+                Some(Ok(watcher::Event::Apply(module) | watcher::Event::InitApply(module))) => {
+                    let name = module.name_any();
+                    if handled.get(&name) == Some(&module.metadata.generation) {
+                        continue;
+                    }
+                    handled.insert(name.clone(), module.metadata.generation);
+                    let span = tracing::info_span!("reconcilermodule", name = %name);
+                    let _ = tracing::Instrument::instrument(load(&client, &api, &registry, &defaults, &module), span).await;
+                }
+                Some(Ok(watcher::Event::Delete(module))) => {
+                    let name = module.name_any();
+                    handled.remove(&name);
+                    registry.remove(&key(&name)).await;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(error)) => tracing::warn!(%error, "watching ReconcilerModules failed; retrying"),
+                None => return,
+            }
+        }
+    }
+}
+
+/// Fetches, loads and reports one ReconcilerModule.
+async fn load(
+    client: &Client,
+    api: &Api<ReconcilerModule>,
+    registry: &Registry,
+    defaults: &ControllerSettings,
+    module: &ReconcilerModule,
+) {
+    let name = module.name_any();
+    let generation = module.metadata.generation;
+    let mut status = module.status.clone().unwrap_or_default();
+    status.observed_generation = generation;
+    let running_before = status.digest.is_some();
+
+    let outcome = async {
+        module
+            .spec
+            .validate()
+            .map_err(|e| ("InvalidSpec", e.to_string()))?;
+        let fetched = source::fetch(client, &module.spec.source)
+            .await
+            .map_err(|e| {
+                let reason = if matches!(e, source::SourceError::Digest { .. }) {
+                    "DigestMismatch"
+                } else {
+                    "FetchFailed"
+                };
+                (reason, e.to_string())
+            })?;
+        let spec = &module.spec;
+        let settings = ControllerSettings {
+            settings: spec.settings.as_ref().map(|s| s.to_string()),
+            limits: Limits {
+                timeout: spec
+                    .timeout_ms
+                    .map_or(defaults.limits.timeout, Duration::from_millis),
+                memory_bytes: spec
+                    .memory_limit_mib
+                    .map_or(defaults.limits.memory_bytes, |mib| (mib as usize) << 20),
+                ..defaults.limits
+            },
+            queue: crate::queue::QueueConfig {
+                concurrency: spec
+                    .concurrency
+                    .map_or(defaults.queue.concurrency, |c| c as usize),
+                ..defaults.queue.clone()
+            },
+            paused: spec.paused,
+            namespaces: spec.namespaces.clone(),
+            ..defaults.clone()
+        };
+        registry
+            .upsert(
+                &key(&name),
+                &fetched.description,
+                Arc::from(fetched.bytes),
+                settings,
+            )
+            .await
+            .map_err(|e| ("LoadFailed", e.to_string()))
+    }
+    .await;
+
+    let now = Time(jiff::Timestamp::now());
+    match outcome {
+        Ok(loaded) => {
+            let how = match loaded.change {
+                Change::SettingsChanged | Change::Unchanged => "settings applied".to_owned(),
+                _ if loaded.from_cache => format!(
+                    "loaded from the compile cache in {} ms",
+                    loaded.load_time.as_millis()
+                ),
+                _ => format!("compiled in {} ms", loaded.load_time.as_millis()),
+            };
+            tracing::info!(module = %loaded.name, version = %loaded.version, change = ?loaded.change, "{how}");
+            let message = format!("{} {}: {how}", loaded.name, loaded.version);
+            set_condition(
+                &mut status.conditions,
+                CONDITION_LOADED,
+                true,
+                "Loaded",
+                &message,
+                generation,
+                &now,
+            );
+            let ready_message = if module.spec.paused {
+                "paused: caches warm, no work handed out"
+            } else {
+                "reconciling"
+            };
+            set_condition(
+                &mut status.conditions,
+                CONDITION_READY,
+                !module.spec.paused,
+                if module.spec.paused {
+                    "Paused"
+                } else {
+                    "Running"
+                },
+                ready_message,
+                generation,
+                &now,
+            );
+            if !matches!(loaded.change, Change::SettingsChanged | Change::Unchanged) {
+                status.loaded_at = Some(now.clone());
+                status.load_time_ms = Some(loaded.load_time.as_millis() as u64);
+            }
+            status.digest = Some(loaded.digest);
+            status.version = Some(loaded.version);
+            status.module_name = Some(loaded.name);
+            status.quarantined = false;
+            status.message = None;
+        }
+        Err((reason, message)) => {
+            tracing::error!(reason, %message, "ReconcilerModule not loaded; the last good version keeps running");
+            set_condition(
+                &mut status.conditions,
+                CONDITION_LOADED,
+                false,
+                reason,
+                &message,
+                generation,
+                &now,
+            );
+            let (ready, why) = if running_before {
+                (true, "the previous version keeps running")
+            } else {
+                (false, "no version of this module runs")
+            };
+            set_condition(
+                &mut status.conditions,
+                CONDITION_READY,
+                ready,
+                if ready {
+                    "PreviousVersionRunning"
+                } else {
+                    "NotLoaded"
+                },
+                why,
+                generation,
+                &now,
+            );
+            status.message = Some(message);
+        }
+    }
+    write_status(api, &name, &status).await;
+}
+
+/// Refreshes the counts and quarantine state of every loaded module.
+async fn refresh_stats(
+    api: &Api<ReconcilerModule>,
+    registry: &Registry,
+    handled: &HashMap<String, Option<i64>>,
+) {
+    for (registry_key, controller) in registry.controllers().await {
+        let Some(name) = registry_key.strip_prefix("reconcilermodule/") else {
+            continue;
+        };
+        if !handled.contains_key(name) {
+            continue;
+        }
+        let (reconciles, errors, traps) = controller.stats();
+        let quarantined = controller.is_quarantined();
+        let patch = json!({"status": {"reconciles": reconciles, "errors": errors, "traps": traps, "quarantined": quarantined}});
+        if let Err(error) = api
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            tracing::debug!(%error, module = name, "could not refresh the counts");
+        }
+    }
+}
+
+async fn write_status(api: &Api<ReconcilerModule>, name: &str, status: &ReconcilerModuleStatus) {
+    let patch = json!({"status": status});
+    if let Err(error) = api
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        tracing::warn!(%error, "could not write the ReconcilerModule's status");
+    }
+}
+
+/// Sets a condition like `meta.SetStatusCondition`: the transition time
+/// moves only when the status does.
+fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: &Time,
+) {
+    let status = if status { "True" } else { "False" }.to_owned();
+    let transition = conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+    conditions.retain(|c| c.type_ != type_);
+    conditions.push(Condition {
+        type_: type_.to_owned(),
+        status,
+        reason: reason.to_owned(),
+        message: message.to_owned(),
+        last_transition_time: transition,
+        observed_generation: generation,
+    });
+}
