@@ -204,3 +204,91 @@ async fn a_module_that_keeps_trapping_is_quarantined() {
         "and the looping object is not retried either"
     );
 }
+
+#[tokio::test]
+async fn new_kinds_restart_the_controller_and_finalizers_outlive_their_module() {
+    let cluster = Cluster::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(
+        &cluster,
+        &[],
+        &["--modules-dir", dir.path().to_str().unwrap()],
+    )
+    .await;
+
+    // cnat under the file name `tenant.wasm`, then janitor under the same
+    // name: other kinds, so the controller is replaced and cnat's watches stop.
+    put(
+        dir.path(),
+        "tenant.wasm",
+        &std::fs::read(guest("cnat")).unwrap(),
+    );
+    eventually("cnat running", LONG, || async {
+        host.log()
+            .contains("starting controller module=cnat")
+            .then_some(())
+    })
+    .await;
+    put(
+        dir.path(),
+        "tenant.wasm",
+        &std::fs::read(guest("janitor")).unwrap(),
+    );
+    eventually("the controller replaced", LONG, || async {
+        host.log()
+            .contains("replacing the controller")
+            .then_some(())
+    })
+    .await;
+    eventually("cnat's watches stopped", LONG, || async {
+        (host.log().contains("stopping unused watch kind=At")
+            && host.log().contains("stopping unused watch kind=Pod"))
+        .then_some(())
+    })
+    .await;
+
+    // janitor holds a finalizer on each Tidy.
+    let tidies = cluster.api("tests.bosun.dev", "v1", "Tidy", "tidies");
+    let tidy: kube::api::DynamicObject =
+        serde_json::from_value(json!({"apiVersion": "tests.bosun.dev/v1", "kind": "Tidy", "metadata": {"name": "kept"}, "spec": {"release": true}}))
+            .unwrap();
+    tidies.create(&PostParams::default(), &tidy).await.unwrap();
+    eventually("the finalizer added", LONG, || async {
+        get(&tidies, "kept").await.filter(|t| {
+            t.metadata
+                .finalizers
+                .as_ref()
+                .is_some_and(|f| !f.is_empty())
+        })
+    })
+    .await;
+
+    // The module goes while the object still carries its finalizer: the
+    // host never drops a finalizer whose cleanup did not run, so the object
+    // stays in deletion…
+    std::fs::remove_file(dir.path().join("tenant.wasm")).unwrap();
+    eventually("the module unloaded", LONG, || async {
+        host.log().contains("module removed").then_some(())
+    })
+    .await;
+    tidies
+        .delete("kept", &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stuck = get(&tidies, "kept")
+        .await
+        .expect("held by its finalizer while no module runs it");
+    assert!(stuck.metadata.deletion_timestamp.is_some());
+
+    // …until a module with that finalizer runs again and finalizes it.
+    put(
+        dir.path(),
+        "janitor.wasm",
+        &std::fs::read(guest("janitor")).unwrap(),
+    );
+    eventually("finalized once the module is back", LONG, || async {
+        get(&tidies, "kept").await.is_none().then_some(())
+    })
+    .await;
+}
