@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use bosun_testenv::TestEnv;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 const NAMESPACE: &str = "demo";
@@ -39,6 +39,9 @@ pub fn run(args: Args) -> Result<()> {
     let guests = crate::guests::build()?;
     step("building the bosun host");
     let bosun = bosun_testenv::guests::host_binary().context("building bosun")?;
+    step("building a second version of the webapp module, for the hot swap");
+    let webapp_next = bosun_testenv::guests::webapp_revision("2")
+        .context("building the second webapp version")?;
     tokio::runtime::Runtime::new()?.block_on(async {
         step("starting kube-apiserver and etcd");
         let env = TestEnv::start()
@@ -66,21 +69,27 @@ pub fn run(args: Args) -> Result<()> {
             .create(&PostParams::default(), &ns)
             .await?;
 
-        step("starting `bosun run` with the cnat and webapp modules");
+        step(
+            "starting `bosun run`, watching a modules directory holding cnat.wasm and webapp.wasm",
+        );
         let port = free_port()?;
         let log = env
             .dir()
             .map(|d| d.join("bosun.log"))
             .context("no environment directory")?;
+        let modules = env
+            .dir()
+            .map(|d| d.join("modules"))
+            .context("no environment directory")?;
+        std::fs::create_dir_all(&modules)?;
+        for name in ["cnat.wasm", "webapp.wasm"] {
+            std::fs::copy(guests.join(name), modules.join(name))?;
+        }
         let log_file = std::fs::File::create(&log)?;
         let mut host = HostProcess(
             Command::new(&bosun)
                 .arg("run")
-                .args(["--module", &guests.join("cnat.wasm").display().to_string()])
-                .args([
-                    "--module",
-                    &guests.join("webapp.wasm").display().to_string(),
-                ])
+                .args(["--modules-dir", &modules.display().to_string()])
                 .args(["--telemetry-addr", &format!("127.0.0.1:{port}")])
                 .env("KUBECONFIG", &kubeconfig)
                 .stdin(Stdio::null())
@@ -95,7 +104,7 @@ pub fn run(args: Args) -> Result<()> {
             log.display()
         ));
 
-        let story = tell(&client, port).await;
+        let story = tell(&client, port, &modules, &webapp_next).await;
         if let Err(error) = &story {
             eprintln!(
                 "\nthe demo failed: {error:#}\n--- bosun log ---\n{}",
@@ -120,7 +129,12 @@ pub fn run(args: Args) -> Result<()> {
     })
 }
 
-async fn tell(client: &Client, port: u16) -> Result<()> {
+async fn tell(
+    client: &Client,
+    port: u16,
+    modules: &std::path::Path,
+    webapp_next: &std::path::Path,
+) -> Result<()> {
     let ats = api(
         client,
         "cnat.programming-kubernetes.info",
@@ -239,6 +253,25 @@ async fn tell(client: &Client, port: u16) -> Result<()> {
     })
     .await?;
     done("Service shop pruned; the Deployment stays");
+
+    step("hot swap: dropping a new version of webapp (revision 2) into the modules directory");
+    let staging = modules.join(".webapp.wasm.partial");
+    std::fs::copy(webapp_next, &staging)?;
+    let swapped = Instant::now();
+    std::fs::rename(&staging, modules.join("webapp.wasm"))?;
+    wait_until("the Deployment reconciled by the new version", || async {
+        let deployment = deployments.get("shop").await?;
+        Ok(deployment
+            .labels()
+            .get("examples.bosun.dev/revision")
+            .map(String::as_str)
+            == Some("2"))
+    })
+    .await?;
+    done(&format!(
+        "WebApp shop reconciled again by webapp 0.1.0+rev2 {} ms after the file landed; its Deployment now carries examples.bosun.dev/revision=2",
+        swapped.elapsed().as_millis()
+    ));
 
     step("what the host counted");
     let metrics = http_get(port, "/metrics").await?;
