@@ -346,3 +346,59 @@ async fn reconciler_modules_load_swap_keep_the_last_good_version_pause_and_unloa
         "a removed module reconciles nothing"
     );
 }
+
+#[tokio::test]
+async fn quarantine_and_counts_show_in_the_status() {
+    let cluster = Cluster::start().await;
+    let host = Host::start(
+        &cluster,
+        &[],
+        &["--modules-from-cluster", "--quarantine-after", "3"],
+    )
+    .await;
+    let modules = {
+        let resource = kube::api::ApiResource {
+            group: "bosun.dev".into(),
+            version: "v1alpha1".into(),
+            api_version: "bosun.dev/v1alpha1".into(),
+            kind: "ReconcilerModule".into(),
+            plural: "reconcilermodules".into(),
+        };
+        Api::<DynamicObject>::all_with(cluster.client.clone(), &resource)
+    };
+    let module: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "bosun.dev/v1alpha1", "kind": "ReconcilerModule",
+        "metadata": {"name": "misbehave"},
+        "spec": {"source": {"file": {"path": guest("misbehave")}}, "timeoutMs": 200, "namespaces": ["e2e"]}
+    }))
+    .unwrap();
+    modules
+        .create(&PostParams::default(), &module)
+        .await
+        .unwrap();
+    wait_loaded(&modules, "misbehave", "True", "Loaded").await;
+    let spin: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "spin"}, "data": {"mode": "loop"}}))
+            .unwrap();
+    Api::<ConfigMap>::namespaced(cluster.client.clone(), &cluster.namespace)
+        .create(&PostParams::default(), &spin)
+        .await
+        .unwrap();
+    let quarantined = eventually("quarantine in the status", LONG, || async {
+        get(&modules, "misbehave")
+            .await
+            .filter(|m| m.data.pointer("/status/quarantined") == Some(&json!(true)))
+    })
+    .await;
+    assert!(
+        quarantined.data["status"]["traps"].as_u64().unwrap() >= 3,
+        "{}",
+        quarantined.data["status"]
+    );
+    assert!(quarantined.data["status"]["reconciles"].as_u64().unwrap() >= 3);
+    assert_eq!(
+        host.metric("bosun_module_quarantined{module=\"misbehave\"}")
+            .await,
+        1.0
+    );
+}
