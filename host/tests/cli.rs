@@ -294,3 +294,45 @@ fn a_trap_exits_with_the_call_failure() {
     assert_eq!(out.status.code(), Some(4));
     assert!(stderr(&out).contains("deadline"), "{}", stderr(&out));
 }
+
+#[test]
+fn finalize_reports_pending_then_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let tidy = |release: bool| json!({"apiVersion": "tests.bosun.dev/v1", "kind": "Tidy", "metadata": {"name": "t", "namespace": "ns"}, "spec": {"release": release}});
+    let held = write(dir.path(), "held.yaml", &tidy(false));
+    let report = yaml(&bosun(&[
+        "reconcile",
+        &guest("janitor"),
+        "--object",
+        &held,
+        "--finalize",
+    ]));
+    assert_eq!(report["result"], "Pending");
+    assert_eq!(report["requeueAfterMs"], 300);
+    assert_eq!(report["events"][0]["reason"], "Holding");
+
+    let released = write(dir.path(), "released.yaml", &tidy(true));
+    let report = yaml(&bosun(&[
+        "reconcile",
+        &guest("janitor"),
+        "--object",
+        &released,
+        "--finalize",
+    ]));
+    assert_eq!(report["result"], "Done");
+
+    // A module without a finalizer is never finalized.
+    let out = bosun(&[
+        "reconcile",
+        &guest("cnat"),
+        "--object",
+        &sample("examples/cnat/samples/at.yaml"),
+        "--finalize",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("declares no finalizer"),
+        "{}",
+        stderr(&out)
+    );
+}
