@@ -385,3 +385,33 @@ fn api_version(group: &str, version: &str) -> String {
 fn to_json(value: &impl Serialize) -> String {
     serde_json::to_string(value).expect("test input serializes to JSON")
 }
+
+/// Asserts that the CRD YAML committed at `path` is the one generated from
+/// the Rust type `K`, so the file users `kubectl apply` never drifts from the
+/// code. With `BOSUN_UPDATE_CRDS` set in the environment it rewrites the file
+/// first: run `BOSUN_UPDATE_CRDS=1 cargo test` after changing the type.
+///
+/// ```ignore
+/// #[test]
+/// fn crd_yaml_is_up_to_date() {
+///     bosun_sdk::testing::assert_crd_up_to_date::<At>(concat!(env!("CARGO_MANIFEST_DIR"), "/crd.yaml"));
+/// }
+/// ```
+///
+/// # Panics
+/// When the file differs from the generated CRD (or cannot be written).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn assert_crd_up_to_date<K: kube::CustomResourceExt>(path: impl AsRef<std::path::Path>) {
+    let path = path.as_ref();
+    let generated = serde_yaml::to_string(&K::crd()).expect("a CRD serializes to YAML");
+    if std::env::var_os("BOSUN_UPDATE_CRDS").is_some() {
+        std::fs::write(path, &generated)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    }
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "{} is stale: run `BOSUN_UPDATE_CRDS=1 cargo test` to regenerate it from the Rust type",
+        path.display()
+    );
+}

@@ -6,7 +6,6 @@ use bosun_sdk::testing::Harness;
 use cnat::{At, AtSpec, AtStatus, Cnat, PHASE_DONE, PHASE_PENDING, PHASE_RUNNING};
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::CustomResourceExt;
 
 fn at(schedule: &str, phase: Option<&str>) -> At {
     At {
@@ -139,14 +138,8 @@ fn declares_pods_as_its_only_owned_kind() {
 /// file in step. `BOSUN_UPDATE_CRDS=1 cargo test -p cnat crd` rewrites it.
 #[test]
 fn crd_yaml_is_up_to_date() {
-    let generated = serde_yaml::to_string(&At::crd()).unwrap();
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/crd.yaml");
-    if std::env::var_os("BOSUN_UPDATE_CRDS").is_some() {
-        std::fs::write(path, &generated).unwrap();
-    }
-    let committed = std::fs::read_to_string(path).unwrap_or_default();
-    assert!(
-        committed == generated,
-        "{path} is stale: run BOSUN_UPDATE_CRDS=1 cargo test -p cnat crd"
-    );
+    bosun_sdk::testing::assert_crd_up_to_date::<At>(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crd.yaml"
+    ));
 }

@@ -5,7 +5,6 @@ use bosun_sdk::testing::Harness;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::CustomResourceExt;
 use serde_json::json;
 use webapp::{WebApp, WebAppSpec, WebAppStatus, WebApps};
 
@@ -140,14 +139,8 @@ fn bad_settings_and_impossible_specs_are_permanent_errors() {
 /// `BOSUN_UPDATE_CRDS=1 cargo test -p webapp crd` rewrites `crd.yaml`.
 #[test]
 fn crd_yaml_is_up_to_date() {
-    let generated = serde_yaml::to_string(&WebApp::crd()).unwrap();
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/crd.yaml");
-    if std::env::var_os("BOSUN_UPDATE_CRDS").is_some() {
-        std::fs::write(path, &generated).unwrap();
-    }
-    let committed = std::fs::read_to_string(path).unwrap_or_default();
-    assert!(
-        committed == generated,
-        "{path} is stale: run BOSUN_UPDATE_CRDS=1 cargo test -p webapp crd"
-    );
+    bosun_sdk::testing::assert_crd_up_to_date::<WebApp>(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crd.yaml"
+    ));
 }

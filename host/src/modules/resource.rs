@@ -410,19 +410,10 @@ mod tests {
     /// rewrites it.
     #[test]
     fn crd_yaml_is_up_to_date() {
-        let generated = serde_yaml::to_string(&ReconcilerModule::crd()).expect("CRD as YAML");
-        let path = concat!(
+        bosun_sdk::testing::assert_crd_up_to_date::<ReconcilerModule>(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../deploy/reconcilermodule-crd.yaml"
-        );
-        if std::env::var_os("BOSUN_UPDATE_CRDS").is_some() {
-            std::fs::write(path, &generated).expect("writing the CRD");
-        }
-        let committed = std::fs::read_to_string(path).unwrap_or_default();
-        assert!(
-            committed == generated,
-            "{path} is stale: run BOSUN_UPDATE_CRDS=1 cargo test -p bosun --lib crd"
-        );
+        ));
     }
 
     #[test]

@@ -2,7 +2,6 @@ use bosun_sdk::testing::Harness;
 use janitor::{FINALIZER, Janitor, Tidy, TidySpec};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::CustomResourceExt;
 
 fn tidy(release: bool) -> Tidy {
     Tidy {
@@ -42,14 +41,8 @@ fn finalize_holds_until_released() {
 /// `BOSUN_UPDATE_CRDS=1 cargo test -p janitor crd` rewrites `crd.yaml`.
 #[test]
 fn crd_yaml_is_up_to_date() {
-    let generated = serde_yaml::to_string(&Tidy::crd()).unwrap();
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/crd.yaml");
-    if std::env::var_os("BOSUN_UPDATE_CRDS").is_some() {
-        std::fs::write(path, &generated).unwrap();
-    }
-    let committed = std::fs::read_to_string(path).unwrap_or_default();
-    assert!(
-        committed == generated,
-        "{path} is stale: run BOSUN_UPDATE_CRDS=1 cargo test -p janitor crd"
-    );
+    bosun_sdk::testing::assert_crd_up_to_date::<Tidy>(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crd.yaml"
+    ));
 }
