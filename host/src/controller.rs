@@ -342,18 +342,18 @@ impl Controller {
         let _ = dispatcher.await;
     }
 
-    /// Whether `key` is in the namespaces this module may reconcile.
+    /// Whether `key` is in the namespaces this module may reconcile. The
+    /// limit applies to namespaced primaries; cluster-scoped ones have none.
     fn in_scope(&self, key: &ObjectKey) -> bool {
         let namespaces = &self
             .settings
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .namespaces;
-        namespaces.is_empty()
-            || key
-                .namespace
-                .as_ref()
-                .is_some_and(|ns| namespaces.contains(ns))
+        match &key.namespace {
+            Some(namespace) => namespaces.is_empty() || namespaces.contains(namespace),
+            None => true,
+        }
     }
 
     fn enqueue(&self, key: ObjectKey, trigger: Trigger) {
