@@ -27,12 +27,11 @@ use kube::Client;
 use kube::api::{
     Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
 };
-use kube::discovery::ApiResource;
 use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType, Recorder, Reporter};
 use serde_json::{Map, Number, Value, json};
 
 use crate::engine::bindings as wit;
-use crate::meta::{Kind, ModuleMeta, Scope};
+use crate::meta::{Kind, ModuleMeta, Scope, group_of, truncate_at_char_boundary};
 use crate::plan::{self, ObjectRef, Plan};
 use crate::validate::Primary;
 
@@ -652,9 +651,9 @@ impl Applier {
                 wit::EventType::Normal => KubeEventType::Normal,
                 wit::EventType::Warning => KubeEventType::Warning,
             },
-            reason: truncate(&event.reason, MAX_EVENT_FIELD_BYTES).to_owned(),
+            reason: truncate_at_char_boundary(&event.reason, MAX_EVENT_FIELD_BYTES).to_owned(),
             note: Some(event.note.clone()).filter(|n| !n.is_empty()),
-            action: truncate(action, MAX_EVENT_FIELD_BYTES).to_owned(),
+            action: truncate_at_char_boundary(action, MAX_EVENT_FIELD_BYTES).to_owned(),
             secondary: None,
         };
         self.recorder.publish(&event, reference).await
@@ -662,13 +661,7 @@ impl Applier {
 
     /// An API for `kind`, in `namespace` when the kind is namespaced.
     fn api(&self, kind: &Kind, namespace: Option<&str>) -> Api<DynamicObject> {
-        let resource = ApiResource {
-            group: kind.group.clone(),
-            version: kind.version.clone(),
-            api_version: kind.api_version(),
-            kind: kind.kind.clone(),
-            plural: kind.plural.clone(),
-        };
+        let resource = kind.api_resource();
         match (kind.scope, namespace) {
             (Scope::Namespaced, Some(namespace)) => {
                 Api::namespaced_with(self.client.clone(), namespace, &resource)
@@ -771,12 +764,7 @@ fn same_identity(a: &Value, b: &Value) -> bool {
             .unwrap_or_default()
             .to_owned()
     };
-    let group = |v: &Value| {
-        text(v, "/apiVersion")
-            .rsplit_once('/')
-            .map(|(g, _)| g.to_owned())
-            .unwrap_or_default()
-    };
+    let group = |v: &Value| group_of(&text(v, "/apiVersion")).to_owned();
     text(a, "/kind") == text(b, "/kind")
         && text(a, "/metadata/name") == text(b, "/metadata/name")
         && text(a, "/metadata/namespace") == text(b, "/metadata/namespace")
@@ -888,14 +876,6 @@ fn is_not_found(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if status.code == 404)
 }
 
-fn truncate(text: &str, max: usize) -> &str {
-    let cut = (0..=max.min(text.len()))
-        .rev()
-        .find(|&i| text.is_char_boundary(i))
-        .unwrap_or(0);
-    &text[..cut]
-}
-
 fn now() -> String {
     Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
@@ -979,7 +959,7 @@ mod tests {
 
     #[test]
     fn event_fields_are_cut_on_character_boundaries() {
-        assert_eq!(truncate("ab", 128), "ab");
-        assert_eq!(truncate("aé", 2), "a");
+        assert_eq!(truncate_at_char_boundary("ab", 128), "ab");
+        assert_eq!(truncate_at_char_boundary("aé", 2), "a");
     }
 }

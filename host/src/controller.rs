@@ -22,8 +22,10 @@ use tracing::Instrument;
 use crate::apply::Applier;
 use crate::engine::bindings::{ReconcileError, Request, Trigger};
 use crate::engine::{CallContext, CallError, Limits, Module};
-use crate::informers::{CachedObjects, Informer, Informers, ObjectKey, to_json};
-use crate::meta::ModuleMeta;
+use crate::informers::{
+    CachedObjects, Informer, Informers, ObjectKey, to_json, without_managed_fields,
+};
+use crate::meta::{ModuleMeta, group_of, truncate_at_char_boundary};
 use crate::plan::plan_response;
 use crate::queue::{Claim, QueueConfig, WorkQueue};
 use crate::telemetry::{GuestCall, Metrics, ReconcileResult};
@@ -493,7 +495,7 @@ impl Controller {
             object: to_json(&object, true).to_string(),
             children: observed
                 .iter()
-                .map(|child| strip_managed_fields(child.clone()).to_string())
+                .map(|child| without_managed_fields(child.clone()).to_string())
                 .collect(),
             settings: self.settings().settings,
             trigger,
@@ -730,7 +732,8 @@ impl Controller {
         let event = crate::engine::bindings::Event {
             event_type: crate::engine::bindings::EventType::Warning,
             reason: reason.to_owned(),
-            note: truncate(message, crate::validate::MAX_EVENT_NOTE_BYTES),
+            note: truncate_at_char_boundary(message, crate::validate::MAX_EVENT_NOTE_BYTES)
+                .to_owned(),
             action: "Reconcile".to_owned(),
         };
         if let Err(error) = self
@@ -742,28 +745,6 @@ impl Controller {
             tracing::debug!(%error, "could not record a warning event");
         }
     }
-}
-
-fn strip_managed_fields(mut value: Value) -> Value {
-    if let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut) {
-        metadata.remove("managedFields");
-    }
-    value
-}
-
-fn group_of(api_version: &str) -> &str {
-    api_version.rsplit_once('/').map_or("", |(group, _)| group)
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let cut = (0..=max)
-        .rev()
-        .find(|&i| text.is_char_boundary(i))
-        .unwrap_or(0);
-    text[..cut].to_owned()
 }
 
 #[derive(Default)]

@@ -51,18 +51,6 @@ impl fmt::Display for ObjectKey {
     }
 }
 
-/// The API resource of a declared kind; no discovery call is needed since a
-/// module declares the plural and scope itself.
-pub fn api_resource(kind: &Kind) -> ApiResource {
-    ApiResource {
-        group: kind.group.clone(),
-        version: kind.version.clone(),
-        api_version: kind.api_version(),
-        kind: kind.kind.clone(),
-        plural: kind.plural.clone(),
-    }
-}
-
 /// A change seen by an informer: the object as cached after the change.
 /// Deletions are delivered too; the subscriber looks the key up in the
 /// cache to tell.
@@ -80,7 +68,7 @@ pub struct Informer {
 
 impl Informer {
     fn start(client: kube::Client, kind: Kind, config: watcher::Config) -> Self {
-        let resource = api_resource(&kind);
+        let resource = kind.api_resource();
         let api: Api<DynamicObject> = Api::all_with(client, &resource);
         let writer = reflector::store::Writer::new(resource.clone());
         let store = writer.as_reader();
@@ -276,11 +264,20 @@ impl Informers {
 /// The JSON a guest or the planner sees of a cached object. `managedFields`
 /// are removed for guests (`for_guest`), kept (compacted) for the host.
 pub fn to_json(object: &DynamicObject, for_guest: bool) -> Value {
-    let mut value = serde_json::to_value(object).unwrap_or(Value::Null);
-    if for_guest && let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+    let value = serde_json::to_value(object).unwrap_or(Value::Null);
+    if for_guest {
+        without_managed_fields(value)
+    } else {
+        value
+    }
+}
+
+/// `object` without `metadata.managedFields`: what guests are handed.
+pub fn without_managed_fields(mut object: Value) -> Value {
+    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         metadata.remove("managedFields");
     }
-    value
+    object
 }
 
 /// Guest reads answered from the informers' caches.

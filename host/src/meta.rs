@@ -40,6 +40,18 @@ impl Kind {
         }
     }
 
+    /// The kube `ApiResource` of this kind; no discovery call is needed,
+    /// since a module declares the plural and scope itself.
+    pub fn api_resource(&self) -> kube::api::ApiResource {
+        kube::api::ApiResource {
+            group: self.group.clone(),
+            version: self.version.clone(),
+            api_version: self.api_version(),
+            kind: self.kind.clone(),
+            plural: self.plural.clone(),
+        }
+    }
+
     /// True when an object with this `apiVersion` and `kind` is of this kind.
     pub fn matches(&self, api_version: &str, kind: &str) -> bool {
         self.kind == kind
@@ -155,6 +167,21 @@ impl ModuleMeta {
             .chain(&self.reads)
             .find(|k| k.matches(api_version, kind))
     }
+}
+
+/// The group of an `apiVersion` (`apps/v1` → `apps`; `v1` → the core group, ``).
+pub fn group_of(api_version: &str) -> &str {
+    api_version.rsplit_once('/').map_or("", |(group, _)| group)
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a
+/// character boundary.
+pub fn truncate_at_char_boundary(text: &str, max: usize) -> &str {
+    let cut = (0..=max.min(text.len()))
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    &text[..cut]
 }
 
 /// An RFC 1123 label, as Kubernetes names of many kinds must be.

@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
 use crate::engine::bindings as wit;
-use crate::meta::ModuleMeta;
+use crate::meta::{ModuleMeta, group_of};
 use crate::validate::{Primary, ValidResponse, ValidationError, validate};
 
 /// Server-populated metadata a guest may have echoed back; applying them
@@ -202,16 +202,10 @@ fn object_ref(object: &Value) -> Option<ObjectRef> {
 
 /// The same object, whichever version of its group it is seen through.
 fn same_object(a: &ObjectRef, b: &ObjectRef) -> bool {
-    let group = |api_version: &str| {
-        api_version
-            .rsplit_once('/')
-            .map(|(g, _)| g.to_owned())
-            .unwrap_or_default()
-    };
     a.kind == b.kind
         && a.name == b.name
         && a.namespace == b.namespace
-        && group(&a.api_version) == group(&b.api_version)
+        && group_of(&a.api_version) == group_of(&b.api_version)
 }
 
 /// Sets `observedGeneration` and settles conditions the way

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::engine::bindings as wit;
-use crate::meta::{Kind, ModuleMeta, Scope, is_dns_subdomain};
+use crate::meta::{Kind, ModuleMeta, Scope, is_dns_subdomain, truncate_at_char_boundary};
 
 /// The most a single event note may hold, as the Events API allows.
 pub const MAX_EVENT_NOTE_BYTES: usize = 1024;
@@ -238,13 +238,8 @@ pub fn validate_events(events: Vec<wit::Event>) -> Result<Vec<wit::Event>, Valid
             if event.reason.trim().is_empty() {
                 return Err(ValidationError::EventReason { index });
             }
-            if event.note.len() > MAX_EVENT_NOTE_BYTES {
-                let cut = (0..=MAX_EVENT_NOTE_BYTES)
-                    .rev()
-                    .find(|&i| event.note.is_char_boundary(i))
-                    .unwrap_or(0);
-                event.note.truncate(cut);
-            }
+            let kept = truncate_at_char_boundary(&event.note, MAX_EVENT_NOTE_BYTES).len();
+            event.note.truncate(kept);
             Ok(event)
         })
         .collect()

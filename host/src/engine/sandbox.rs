@@ -140,11 +140,8 @@ impl bindings::bosun::reconciler::host::Host for Sandbox {
             return;
         }
         if message.len() > MAX_LOG_LINE_BYTES {
-            let cut = (0..=MAX_LOG_LINE_BYTES)
-                .rev()
-                .find(|&i| message.is_char_boundary(i))
-                .unwrap_or(0);
-            message.truncate(cut);
+            let kept = crate::meta::truncate_at_char_boundary(&message, MAX_LOG_LINE_BYTES).len();
+            message.truncate(kept);
             message.push('…');
         }
         let (module, object) = (&*self.module, &*self.object);

@@ -99,16 +99,7 @@ fn sha256(bytes: &[u8]) -> String {
 async fn reconciler_modules_load_swap_keep_the_last_good_version_pause_and_unload() {
     let cluster = Cluster::start().await;
     let _host = Host::start(&cluster, &[], &["--modules-from-cluster"]).await;
-    let modules = {
-        let resource = kube::api::ApiResource {
-            group: "bosun.dev".into(),
-            version: "v1alpha1".into(),
-            api_version: "bosun.dev/v1alpha1".into(),
-            kind: "ReconcilerModule".into(),
-            plural: "reconcilermodules".into(),
-        };
-        Api::<DynamicObject>::all_with(cluster.client.clone(), &resource)
-    };
+    let modules = cluster.reconciler_modules();
     let deployments = cluster.api("apps", "v1", "Deployment", "deployments");
 
     // A small component in a ConfigMap's binaryData (ConfigMaps hold at
@@ -356,16 +347,7 @@ async fn quarantine_and_counts_show_in_the_status() {
         &["--modules-from-cluster", "--quarantine-after", "3"],
     )
     .await;
-    let modules = {
-        let resource = kube::api::ApiResource {
-            group: "bosun.dev".into(),
-            version: "v1alpha1".into(),
-            api_version: "bosun.dev/v1alpha1".into(),
-            kind: "ReconcilerModule".into(),
-            plural: "reconcilermodules".into(),
-        };
-        Api::<DynamicObject>::all_with(cluster.client.clone(), &resource)
-    };
+    let modules = cluster.reconciler_modules();
     let module: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "bosun.dev/v1alpha1", "kind": "ReconcilerModule",
         "metadata": {"name": "misbehave"},

@@ -79,6 +79,18 @@ impl Cluster {
         self.api("examples.bosun.dev", "v1alpha1", "WebApp", "webapps")
     }
 
+    /// The cluster-scoped ReconcilerModules.
+    pub fn reconciler_modules(&self) -> Api<DynamicObject> {
+        let resource = ApiResource {
+            group: "bosun.dev".into(),
+            version: "v1alpha1".into(),
+            api_version: "bosun.dev/v1alpha1".into(),
+            kind: "ReconcilerModule".into(),
+            plural: "reconcilermodules".into(),
+        };
+        Api::all_with(self.client.clone(), &resource)
+    }
+
     pub fn kubeconfig(&self) -> &Path {
         self.env
             .kubeconfig_path()
