@@ -7,7 +7,8 @@
 //!   cause zero write requests, or every resync and every status change of
 //!   a child would turn into a write and a new watch event. A child (or the
 //!   status) is skipped when what the host wants is a [semantic subset] of
-//!   what it observed.
+//!   what it observed *and* is the very body this host applied last time
+//!   ([`applied`]), so a field the module stopped setting is still removed.
 //! - **Delete only what is provably ours.** A planned prune is re-checked
 //!   against the observed object with [`plan::is_prunable`] and sent with
 //!   `uid` and `resourceVersion` preconditions, so an object re-created
@@ -19,7 +20,10 @@
 //!
 //! [semantic subset]: is_semantic_subset
 
+mod applied;
+
 use std::fmt;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -34,6 +38,7 @@ use crate::engine::bindings as wit;
 use crate::meta::{Kind, ModuleMeta, Scope, group_of, truncate_at_char_boundary};
 use crate::plan::{self, ObjectRef, Plan};
 use crate::validate::Primary;
+use applied::{LastApplied, Owner, STATUS};
 
 pub use crate::plan::RECONCILED_CONDITION;
 
@@ -198,6 +203,7 @@ pub struct ApplyReport {
 pub struct Applier {
     client: Client,
     recorder: Recorder,
+    last_applied: Arc<LastApplied>,
 }
 
 impl fmt::Debug for Applier {
@@ -211,16 +217,32 @@ impl Applier {
     /// controller `reporter` (e.g. `bosun`; the host name is the instance).
     pub fn new(client: Client, reporter: &str) -> Self {
         let recorder = Recorder::new(client.clone(), Reporter::from(reporter));
-        Applier { client, recorder }
+        Applier {
+            client,
+            recorder,
+            last_applied: Arc::default(),
+        }
+    }
+
+    /// Forgets what was applied for the primary `namespace/name` of
+    /// `meta`'s module: call it once the primary is gone, so the record
+    /// does not outlive the objects it describes.
+    pub fn forget(&self, meta: &ModuleMeta, namespace: Option<&str>, name: &str) {
+        self.last_applied.forget(&Owner::new(
+            meta.field_manager(),
+            namespace.map(str::to_owned),
+            name.to_owned(),
+        ));
     }
 
     /// Writes `plan` for `object` (the primary as JSON, from the cache),
     /// given the `observed` children (JSON, from the cache), in this order:
     /// children, prunes, status, events.
     ///
-    /// A child or status the observed object already holds (see
-    /// [`is_semantic_subset`]) is not written, so reconciling an unchanged
-    /// object makes no write request at all.
+    /// A child or status is not written when the observed object already
+    /// holds it (see [`is_semantic_subset`]) and it is the body this applier
+    /// sent last time, so reconciling an unchanged object makes no write
+    /// request at all, while a field the module stopped setting is removed.
     ///
     /// # Errors
     ///
@@ -240,12 +262,15 @@ impl Applier {
         let mut report = ApplyReport::default();
         let manager = meta.field_manager();
         let apply_params = PatchParams::apply(&manager).force();
+        let owner = self.owner(meta, object, Operation::Apply)?;
 
         for child in &plan.apply {
             let name = describe(child);
             let (kind, namespace, child_name) = locate(meta, child)?;
             let live = observed.iter().find(|o| same_identity(child, o));
-            if live.is_some_and(|live| is_semantic_subset(child, live)) {
+            if live.is_some_and(|live| is_semantic_subset(child, live))
+                && self.last_applied.is_unchanged(&owner, &name, child)
+            {
                 tracing::debug!(child = %name, "unchanged, not applied");
                 report.unchanged += 1;
                 continue;
@@ -254,6 +279,7 @@ impl Applier {
                 .patch(&child_name, &apply_params, &Patch::Apply(child))
                 .await
                 .map_err(|e| ApplyError::api(Operation::Apply, &name, e))?;
+            self.last_applied.record(&owner, &name, child);
             tracing::debug!(child = %name, observed = live.is_some(), "applied");
             report.applied += 1;
         }
@@ -264,6 +290,8 @@ impl Applier {
             })?;
             for target in &plan.prune {
                 if self.prune(meta, &primary, observed, target).await? {
+                    self.last_applied
+                        .forget_target(&owner, &describe_ref(target));
                     report.pruned += 1;
                 }
             }
@@ -271,11 +299,14 @@ impl Applier {
 
         if let Some(status) = &plan.status {
             let current = object.get("status").unwrap_or(&Value::Null);
-            if is_semantic_subset(status, current) {
+            if is_semantic_subset(status, current)
+                && self.last_applied.is_unchanged(&owner, STATUS, status)
+            {
                 tracing::debug!("status unchanged, not written");
             } else {
                 self.write_status(meta, object, status.clone(), &apply_params)
                     .await?;
+                self.last_applied.record(&owner, STATUS, status);
                 report.status_written = true;
             }
         }
@@ -383,6 +414,9 @@ impl Applier {
             }
             status.insert("conditions".into(), Value::Array(conditions));
             let params = PatchParams::apply(&meta.field_manager()).force();
+            // The module's own status body is no longer what was applied last.
+            let owner = self.owner(meta, object, Operation::Status)?;
+            self.last_applied.forget_target(&owner, STATUS);
             match self
                 .write_status(meta, object, Value::Object(status), &params)
                 .await
@@ -659,6 +693,17 @@ impl Applier {
         self.recorder.publish(&event, reference).await
     }
 
+    /// Whose writes these are: the module's field manager and the primary.
+    fn owner(
+        &self,
+        meta: &ModuleMeta,
+        object: &Value,
+        operation: Operation,
+    ) -> Result<Owner, ApplyError> {
+        let (namespace, name) = primary_location(object, operation)?;
+        Ok(Owner::new(meta.field_manager(), namespace, name))
+    }
+
     /// An API for `kind`, in `namespace` when the kind is namespaced.
     fn api(&self, kind: &Kind, namespace: Option<&str>) -> Api<DynamicObject> {
         let resource = kind.api_resource();
@@ -718,8 +763,8 @@ fn locate<'m>(
 /// Nothing else is ignored.
 ///
 /// The rule cannot see a field the module *stopped* setting (the cache keeps
-/// no `fieldsV1` to tell which fields the module owns), so such a field
-/// stays until something else about the object changes and it is applied.
+/// no `fieldsV1` to tell which fields the module owns); [`Applier::apply`]
+/// pairs it with a record of the body it applied last for that reason.
 pub fn is_semantic_subset(desired: &Value, live: &Value) -> bool {
     match (desired, live) {
         (Value::Object(desired), Value::Object(live)) => {

@@ -435,6 +435,9 @@ impl Controller {
         let Some(object) = self.primary.get(key) else {
             // Deleted: nothing to do, and nothing to remember.
             self.queue.forget(key);
+            self.ctx
+                .applier
+                .forget(self.meta(), key.namespace.as_deref(), &key.name);
             self.failed
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)

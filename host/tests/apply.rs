@@ -461,6 +461,81 @@ async fn reapplying_an_unchanged_plan_writes_nothing() {
 }
 
 #[tokio::test]
+async fn a_field_the_module_stops_setting_is_removed() {
+    // What a new version or a settings change that drops a label, or a
+    // status that stops reporting a field, must do: what is left of the
+    // desired object is already in the live one, yet the dropped field goes.
+    let f = fixture("a_field_the_module_stops_setting_is_removed").await;
+    let app = f.create_webapp("shop").await;
+    let mut labelled = deployment("shop");
+    labelled["metadata"]["labels"]["examples.bosun.dev/revision"] = json!("2");
+    let status = webapp_status(&f.ns, "shop");
+    let mut unexposed = status.clone();
+    unexposed
+        .as_object_mut()
+        .expect("a status object")
+        .remove("url");
+    let first = plan(
+        &f.meta,
+        &app,
+        &[],
+        response(&[labelled], Some(status.clone()), vec![]),
+    );
+    f.applier
+        .apply(&f.meta, &app, &[], &first)
+        .await
+        .expect("first apply");
+
+    let app = f.webapp("shop").await;
+    let observed = f.observed(&app).await;
+    assert_eq!(app["status"]["url"], status["url"]);
+    let without = plan(
+        &f.meta,
+        &app,
+        &observed,
+        response(&[deployment("shop")], Some(unexposed.clone()), vec![]),
+    );
+    let report = f
+        .applier
+        .apply(&f.meta, &app, &observed, &without)
+        .await
+        .expect("second apply");
+    assert_eq!((report.applied, report.status_written), (1, true));
+
+    let live = f.deployments().get("shop").await.expect("the Deployment");
+    let labels = live.metadata.labels.expect("labels");
+    assert!(
+        !labels.contains_key("examples.bosun.dev/revision"),
+        "the dropped label stayed: {labels:?}"
+    );
+    assert_eq!(labels["app.kubernetes.io/name"], "shop");
+    let app = f.webapp("shop").await;
+    assert!(
+        app["status"].get("url").is_none(),
+        "the dropped status field stayed: {}",
+        app["status"]
+    );
+
+    // And once that is written, the same plan again writes nothing.
+    let observed = f.observed(&app).await;
+    let again = plan(
+        &f.meta,
+        &app,
+        &observed,
+        response(&[deployment("shop")], Some(unexposed.clone()), vec![]),
+    );
+    let report = f
+        .applier
+        .apply(&f.meta, &app, &observed, &again)
+        .await
+        .expect("third apply");
+    assert_eq!(
+        (report.applied, report.unchanged, report.status_written),
+        (0, 1, false)
+    );
+}
+
+#[tokio::test]
 async fn prune_deletes_only_what_this_module_applied_for_this_object() {
     let f = fixture("prune_deletes_only_what_this_module_applied_for_this_object").await;
     let app = f.create_webapp("shop").await;
