@@ -169,26 +169,42 @@ pub fn webapp_revision(revision: &str) -> Result<PathBuf, BuildError> {
 /// returns its path, for end-to-end tests that run it as operators do.
 pub fn host_binary() -> Result<PathBuf, BuildError> {
     static BUILT: OnceLock<Result<PathBuf, BuildError>> = OnceLock::new();
+    BUILT.get_or_init(|| build_host("dev", "debug")).clone()
+}
+
+/// Builds the `bosun` host binary with the release profile (once per
+/// process), for benchmarks that time the host as it ships.
+pub fn host_binary_release() -> Result<PathBuf, BuildError> {
+    static BUILT: OnceLock<Result<PathBuf, BuildError>> = OnceLock::new();
     BUILT
-        .get_or_init(|| {
-            let status = cargo()
-                .current_dir(workspace_root())
-                .args(["build", "--package", "bosun", "--bin", "bosun"])
-                .status()
-                .map_err(|e| BuildError(format!("cannot run cargo to build bosun: {e}")))?;
-            if !status.success() {
-                return Err(BuildError(format!(
-                    "building the bosun binary failed ({status})"
-                )));
-            }
-            let binary = out_dir()
-                .parent()
-                .and_then(Path::parent)
-                .map(|target| target.join("debug").join("bosun"))
-                .ok_or_else(|| BuildError("no target directory".into()))?;
-            Ok(binary)
-        })
+        .get_or_init(|| build_host("release", "release"))
         .clone()
+}
+
+fn build_host(profile: &str, directory: &str) -> Result<PathBuf, BuildError> {
+    let status = cargo()
+        .current_dir(workspace_root())
+        .args([
+            "build",
+            "--profile",
+            profile,
+            "--package",
+            "bosun",
+            "--bin",
+            "bosun",
+        ])
+        .status()
+        .map_err(|e| BuildError(format!("cannot run cargo to build bosun: {e}")))?;
+    if !status.success() {
+        return Err(BuildError(format!(
+            "building the bosun binary ({profile} profile) failed ({status})"
+        )));
+    }
+    out_dir()
+        .parent()
+        .and_then(Path::parent)
+        .map(|target| target.join(directory).join("bosun"))
+        .ok_or_else(|| BuildError("no target directory".into()))
 }
 
 /// A `cargo` command that builds as a top-level `cargo build` would.

@@ -133,6 +133,26 @@ async fn a_watched_directory_loads_swaps_keeps_the_last_good_version_and_unloads
     .await;
     assert_eq!(label(&scaled, webapp::REVISION_LABEL).as_deref(), Some("2"));
 
+    // Back to the first version: the label only the second one set goes,
+    // though everything the first one wants is already there.
+    put(
+        dir.path(),
+        "webapp.wasm",
+        &std::fs::read(guest("webapp")).unwrap(),
+    );
+    let back = eventually(
+        "the revision label removed by the first version",
+        LONG,
+        || async {
+            get(&deployments, "shop")
+                .await
+                .filter(|d| label(d, webapp::REVISION_LABEL).is_none())
+        },
+    )
+    .await;
+    assert_eq!(back.data["spec"]["replicas"], 3);
+    assert_eq!(label(&back, "team").as_deref(), Some("b"));
+
     // Removed: the controller stops; changes are no longer reconciled.
     std::fs::remove_file(dir.path().join("webapp.wasm")).unwrap();
     eventually("the module unloaded", LONG, || async {

@@ -131,6 +131,22 @@ impl Host {
     /// Starts `bosun run` without waiting.
     pub fn spawn(cluster: &Cluster, modules: &[&str], extra: &[&str]) -> Host {
         let binary = bosun_testenv::guests::host_binary().expect("bosun builds");
+        Host::spawn_binary(&binary, cluster, modules, extra)
+    }
+
+    /// Starts this `bosun` binary's `run` and waits until it is ready.
+    pub async fn start_binary(
+        binary: &Path,
+        cluster: &Cluster,
+        modules: &[&str],
+        extra: &[&str],
+    ) -> Host {
+        let host = Host::spawn_binary(binary, cluster, modules, extra);
+        host.wait_until("/readyz", Duration::from_secs(60)).await;
+        host
+    }
+
+    fn spawn_binary(binary: &Path, cluster: &Cluster, modules: &[&str], extra: &[&str]) -> Host {
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("bosun.log");
