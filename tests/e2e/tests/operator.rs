@@ -432,6 +432,36 @@ async fn leader_failover() {
 }
 
 #[tokio::test]
+async fn sigterm_lets_an_in_flight_reconcile_finish() {
+    let cluster = Cluster::start().await;
+    let mut host = Host::start(&cluster, &["misbehave"], &[]).await;
+    let config_maps = cluster.api("", "v1", "ConfigMap", "configmaps");
+    config_maps
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(config_map("slow", "slow")).unwrap(),
+        )
+        .await
+        .unwrap();
+    let active = "controller_runtime_active_workers{controller=\"misbehave\"}";
+    eventually("the slow reconcile in flight", LONG, || async {
+        (host.metric(active).await >= 1.0).then_some(())
+    })
+    .await;
+
+    assert_eq!(host.terminate(), Some(0), "SIGTERM stops the host cleanly");
+    assert!(
+        host.log().contains("finishing in-flight reconciles"),
+        "the stop waited for the reconcile:\n{}",
+        host.log()
+    );
+    assert!(
+        get(&config_maps, "slow-child").await.is_some(),
+        "the reconcile in flight at SIGTERM finished and wrote its child"
+    );
+}
+
+#[tokio::test]
 async fn restart_converges_without_duplicates() {
     let cluster = Cluster::start().await;
     let mut host = Host::start(&cluster, &["cnat", "webapp"], &[]).await;

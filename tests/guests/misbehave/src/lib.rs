@@ -9,6 +9,7 @@
 //! | (none) | desires nothing (so its own children, and every other ConfigMap in a cluster, are left alone) |
 //! | `ok` | desires a ConfigMap `<name>-child` |
 //! | `loop` | spins forever |
+//! | `slow` | spins for 1.5 s (within the default 2 s deadline), then desires `<name>-child` |
 //! | `hog` | allocates memory without bound |
 //! | `panic` | panics |
 //! | `garbage` | returns a child that is not JSON |
@@ -91,6 +92,15 @@ impl Guest for Misbehave {
                 loop {
                     spins = std::hint::black_box(spins.wrapping_add(1));
                 }
+            }
+            "slow" => {
+                // Busy: a reconcile that is in flight for a while, for the
+                // graceful-shutdown test. The WASI clock is wall time.
+                let started = std::time::Instant::now();
+                while started.elapsed() < std::time::Duration::from_millis(1500) {
+                    std::hint::black_box(());
+                }
+                respond(vec![child(format!("{name}-child"))])
             }
             "hog" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
