@@ -80,7 +80,7 @@ fn build(dir: &Path, kube: &str, etcd: &str) -> Result<()> {
     eprintln!(
         "control-plane: building kube-apiserver {kube} and etcd {etcd} from {}\n\
          control-plane: into {}\n\
-         control-plane: a cold build takes 10-25 minutes on 2 cores; later builds reuse Go's caches",
+         control-plane: a cold build takes about 3.5 minutes and 2 GB of memory on 2 cores; later builds reuse Go's caches",
         module.display(),
         dir.display()
     );
