@@ -26,7 +26,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Host, eventually};
+use common::{Cluster, Host, eventually, label};
 use futures::TryStreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{
@@ -59,7 +59,7 @@ async fn main() {
 
     // Compiled: the cache is off, every load compiles.
     {
-        let host = Host::start_binary(
+        let _host = Host::start_binary(
             &bosun,
             &cluster,
             &[],
@@ -76,7 +76,6 @@ async fn main() {
             bench.swaps(samples(COMPILED_SAMPLES)).await,
         ));
         bench.delete().await;
-        drop(host);
     }
     // From the cache: a host whose cache has seen both versions.
     {
@@ -311,10 +310,6 @@ impl<'a> Bench<'a> {
         })
         .await;
     }
-}
-
-fn label(object: &DynamicObject, key: &str) -> Option<String> {
-    object.metadata.labels.as_ref()?.get(key).cloned()
 }
 
 fn median(samples: &[Duration]) -> Duration {

@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Host, eventually, get, guest};
+use common::{Cluster, Host, eventually, get, guest, label};
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
 
@@ -18,10 +18,6 @@ fn put(dir: &Path, name: &str, bytes: &[u8]) {
     let staging = dir.join(format!(".{name}.partial"));
     std::fs::write(&staging, bytes).unwrap();
     std::fs::rename(&staging, dir.join(name)).unwrap();
-}
-
-fn label(object: &kube::api::DynamicObject, key: &str) -> Option<String> {
-    object.metadata.labels.as_ref()?.get(key).cloned()
 }
 
 #[tokio::test]

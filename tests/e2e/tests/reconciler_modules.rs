@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{Cluster, Host, eventually, get, guest};
+use common::{Cluster, Host, eventually, get, guest, label};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
@@ -226,8 +226,6 @@ async fn reconciler_modules_load_swap_keep_the_last_good_version_pause_and_unloa
         .create(&PostParams::default(), &app("shop"))
         .await
         .unwrap();
-    let label =
-        |d: &DynamicObject, key: &str| d.metadata.labels.as_ref().and_then(|l| l.get(key).cloned());
     eventually(
         "the Deployment with the module's settings",
         LONG,

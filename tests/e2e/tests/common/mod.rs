@@ -118,14 +118,8 @@ impl Host {
     /// Starts `bosun run` with these modules (package names) and extra
     /// flags, and waits until it is ready (or, with leader election, serving).
     pub async fn start(cluster: &Cluster, modules: &[&str], extra: &[&str]) -> Host {
-        let host = Host::spawn(cluster, modules, extra);
-        let wait_for = if extra.contains(&"--leader-elect") {
-            "/healthz"
-        } else {
-            "/readyz"
-        };
-        host.wait_until(wait_for, Duration::from_secs(60)).await;
-        host
+        let binary = bosun_testenv::guests::host_binary().expect("bosun builds");
+        Host::start_binary(&binary, cluster, modules, extra).await
     }
 
     /// Starts `bosun run` without waiting.
@@ -134,7 +128,7 @@ impl Host {
         Host::spawn_binary(&binary, cluster, modules, extra)
     }
 
-    /// Starts this `bosun` binary's `run` and waits until it is ready.
+    /// [`Host::start`] with this `bosun` binary (e.g. a release build).
     pub async fn start_binary(
         binary: &Path,
         cluster: &Cluster,
@@ -142,7 +136,12 @@ impl Host {
         extra: &[&str],
     ) -> Host {
         let host = Host::spawn_binary(binary, cluster, modules, extra);
-        host.wait_until("/readyz", Duration::from_secs(60)).await;
+        let wait_for = if extra.contains(&"--leader-elect") {
+            "/healthz"
+        } else {
+            "/readyz"
+        };
+        host.wait_until(wait_for, Duration::from_secs(60)).await;
         host
     }
 
@@ -290,6 +289,11 @@ where
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The value of one of `object`'s labels.
+pub fn label(object: &DynamicObject, key: &str) -> Option<String> {
+    object.metadata.labels.as_ref()?.get(key).cloned()
 }
 
 /// Reads an object, None if it does not exist.
