@@ -31,15 +31,25 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let dir = ensure(args.force)?;
+    let dir = ensure(args.force, Output::Verbose)?;
     if args.print_dir {
         println!("{}", dir.display());
     }
     Ok(())
 }
 
+/// How much of Go's build output to show.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// Every package as go compiles it: the build is all that runs.
+    Verbose,
+    /// A line every minute or so: the build runs beside cargo's, whose
+    /// output should stay readable.
+    Background,
+}
+
 /// Returns the directory with usable binaries, building them if needed.
-pub fn ensure(force: bool) -> Result<PathBuf> {
+pub fn ensure(force: bool, output: Output) -> Result<PathBuf> {
     let kube =
         assets::kube_version().context("xtask/control-plane/go.mod lacks k8s.io/kubernetes")?;
     let etcd = assets::etcd_version().unwrap_or("unknown");
@@ -70,11 +80,11 @@ pub fn ensure(force: bool) -> Result<PathBuf> {
             Err(e) => return Err(e.into()),
         }
     }
-    build(&dir, kube, etcd)?;
+    build(&dir, kube, etcd, output)?;
     Ok(dir)
 }
 
-fn build(dir: &Path, kube: &str, etcd: &str) -> Result<()> {
+fn build(dir: &Path, kube: &str, etcd: &str, go_output: Output) -> Result<()> {
     let started = Instant::now();
     let module = Path::new(env!("CARGO_MANIFEST_DIR")).join("control-plane");
     eprintln!(
@@ -86,10 +96,10 @@ fn build(dir: &Path, kube: &str, etcd: &str) -> Result<()> {
     );
 
     let go = go_version()?;
-    eprintln!("[1/4] toolchain: {go}");
+    eprintln!("control-plane: [1/4] toolchain: {go}");
 
     eprintln!(
-        "[2/4] go mod download (module cache: {})",
+        "control-plane: [2/4] go mod download (module cache: {})",
         go_env("GOMODCACHE")
     );
     let status = Command::new("go")
@@ -111,16 +121,16 @@ fn build(dir: &Path, kube: &str, etcd: &str) -> Result<()> {
     std::fs::create_dir_all(&staging).with_context(|| format!("creating {}", staging.display()))?;
 
     eprintln!(
-        "[3/4] go build -trimpath (CGO_ENABLED=0; build cache: {})",
+        "control-plane: [3/4] go build -trimpath (CGO_ENABLED=0; build cache: {})",
         go_env("GOCACHE")
     );
-    let result = go_build(&module, &staging, kube);
+    let result = go_build(&module, &staging, kube, go_output);
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&staging);
         return Err(e);
     }
 
-    eprintln!("[4/4] checking the binaries");
+    eprintln!("control-plane: [4/4] checking the binaries");
     let apiserver_version = output(&staging.join(assets::KUBE_APISERVER), &["--version"])?;
     if !apiserver_version.contains(kube) {
         bail!("built kube-apiserver reports {apiserver_version:?}, expected {kube}");
@@ -148,7 +158,7 @@ fn build(dir: &Path, kube: &str, etcd: &str) -> Result<()> {
 
 /// Runs `go build -v`, echoing each compiled package with the elapsed time and
 /// printing a heartbeat while go is quiet (linking takes a while).
-fn go_build(module: &Path, out: &Path, kube: &str) -> Result<()> {
+fn go_build(module: &Path, out: &Path, kube: &str, output: Output) -> Result<()> {
     let minor = kube
         .trim_start_matches('v')
         .split('.')
@@ -181,6 +191,10 @@ fn go_build(module: &Path, out: &Path, kube: &str) -> Result<()> {
         .context("running `go build` (is Go installed and on PATH?)")?;
 
     let started = Instant::now();
+    let quiet_for = match output {
+        Output::Verbose => Duration::from_secs(20),
+        Output::Background => Duration::from_secs(60),
+    };
     let last_line = Arc::new(Mutex::new((Instant::now(), 0usize)));
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let heartbeat = {
@@ -192,9 +206,9 @@ fn go_build(module: &Path, out: &Path, kube: &str) -> Result<()> {
                 let Ok(mut guard) = last_line.lock() else {
                     return;
                 };
-                if guard.0.elapsed() >= Duration::from_secs(20) {
+                if guard.0.elapsed() >= quiet_for {
                     eprintln!(
-                        "      [{}] still building ({} packages compiled so far; linking is silent)",
+                        "control-plane: [{}] still building ({} packages compiled so far; linking is silent)",
                         mmss(started.elapsed()),
                         guard.1
                     );
@@ -209,13 +223,17 @@ fn go_build(module: &Path, out: &Path, kube: &str) -> Result<()> {
             let line = line.context("reading go build output")?;
             let count = match last_line.lock() {
                 Ok(mut guard) => {
-                    guard.0 = Instant::now();
                     guard.1 += 1;
+                    if output == Output::Verbose {
+                        guard.0 = Instant::now();
+                    }
                     guard.1
                 }
                 Err(_) => 0,
             };
-            eprintln!("      [{}] {count:>4} {line}", mmss(started.elapsed()));
+            if output == Output::Verbose {
+                eprintln!("      [{}] {count:>4} {line}", mmss(started.elapsed()));
+            }
             tail.push(line);
             if tail.len() > 40 {
                 tail.remove(0);

@@ -7,7 +7,7 @@ use bosun_testenv::guests;
 pub fn run() -> Result<()> {
     let dir = build()?;
     for package in guests::PACKAGES {
-        let file = dir.join(format!("{package}.wasm"));
+        let file = dir.join(format!("{}.wasm", package.replace('-', "_")));
         let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
         println!("{} ({} KiB)", file.display(), size / 1024);
     }

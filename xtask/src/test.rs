@@ -1,14 +1,13 @@
 //! `cargo xtask test`: the whole test suite, as CI runs it.
 //!
-//! 1. the control plane (built once, then reused from its cache);
-//! 2. the guests, the host binary and the second webapp version the
-//!    end-to-end tests load, built once before any test runs;
+//! 1. the control plane (built once, then reused from its cache), the
+//!    guests and the host binary the end-to-end tests load, built before any
+//!    test runs, the Go build beside the Rust ones (see `prepare`);
 //! 3. `cargo test --workspace`, with any extra arguments passed through.
 
-use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -19,21 +18,17 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let started = Instant::now();
-    crate::control_plane::ensure(false)?;
-    crate::guests::build()?;
     // What the end-to-end tests would otherwise build inside a running test,
     // competing for the CPU with tests that wait on timeouts.
-    eprintln!(
-        "test: building the bosun binary and the second webapp version for the end-to-end tests"
-    );
-    bosun_testenv::guests::host_binary().context("building bosun")?;
-    bosun_testenv::guests::webapp_revision("2").context("building the second webapp version")?;
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    crate::prepare::prepare(|text| eprintln!("test: {text}"))?;
     eprintln!(
         "test: cargo test --workspace {}",
         args.cargo_test_args.join(" ")
     );
-    let status = Command::new(cargo)
+    // Without xtask's own crate variables, so the suite's build and the
+    // builds its tests start share one set of dependencies instead of
+    // rebuilding ring, rustls and kube for each other.
+    let status = bosun_testenv::guests::cargo()
         .args(["test", "--workspace"])
         .args(&args.cargo_test_args)
         .status()?;

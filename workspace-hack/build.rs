@@ -1,0 +1,2 @@
+// Cargo resolves build-dependencies only for packages with a build script.
+fn main() {}

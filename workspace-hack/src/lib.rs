@@ -1,0 +1,2 @@
+//! Empty on purpose: this crate only unifies dependency features (see its
+//! Cargo.toml).
