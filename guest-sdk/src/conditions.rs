@@ -2,9 +2,44 @@
 //!
 //! Build a condition with [`Context::condition`](crate::Context::condition)
 //! and put it into your status with [`set`]; the transition time moves only
-//! when the condition's status changes.
+//! when the condition's status changes. Give the status field the CRD
+//! schema of [`schema`], so the API server (and the host, which adds its
+//! own `Reconciled` condition after a failure) knows the conditions' shape:
+//!
+//! ```
+//! # use bosun_sdk::prelude::*;
+//! #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+//! struct MyStatus {
+//!     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+//!     #[schemars(schema_with = "bosun_sdk::conditions::schema")]
+//!     conditions: Vec<Condition>,
+//! }
+//! ```
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+/// The CRD schema of a `conditions` list of `metav1.Condition`: a list map
+/// keyed by `type`, so server-side apply merges conditions one by one and
+/// the host's `Reconciled` condition sits beside the module's own.
+pub fn schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["type"],
+        "items": {
+            "type": "object",
+            "required": ["type", "status", "lastTransitionTime", "reason", "message"],
+            "properties": {
+                "type": { "type": "string" },
+                "status": { "type": "string", "enum": ["True", "False", "Unknown"] },
+                "lastTransitionTime": { "type": "string", "format": "date-time" },
+                "reason": { "type": "string" },
+                "message": { "type": "string" },
+                "observedGeneration": { "type": "integer", "format": "int64" }
+            }
+        }
+    })
+}
 
 /// Sets `condition` in `conditions`, replacing the one of the same type.
 ///

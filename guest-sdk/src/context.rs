@@ -222,6 +222,13 @@ impl<'a> Context<'a> {
             .collect()
     }
 
+    /// The HTTP client: requests to the origins the module declared with
+    /// [`Metadata::http_origin`](crate::Metadata) and the operator granted.
+    /// Usable in `reconcile` and `finalize` alike.
+    pub fn http(&self) -> crate::http::Client<'a> {
+        crate::http::Client::new(self.host)
+    }
+
     /// Writes a line to the host's log, tagged with the module and object.
     pub fn log(&self, level: LogLevel, message: &str) {
         self.host.log(level, message);

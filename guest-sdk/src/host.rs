@@ -4,6 +4,7 @@
 use jiff::Timestamp;
 
 use crate::LogLevel;
+use crate::http::{HttpError, Request, Response};
 
 /// The host, as seen from a guest.
 pub trait Host {
@@ -27,6 +28,9 @@ pub trait Host {
     ) -> Result<Vec<String>, String>;
     /// The current time.
     fn now(&self) -> Timestamp;
+    /// Sends an HTTP request (already checked by the SDK) and reads the
+    /// whole response.
+    fn http(&self, request: &Request) -> Result<Response, HttpError>;
 }
 
 /// The real host, through the component's imports.
@@ -65,5 +69,15 @@ impl Host for WasmHost {
     fn now(&self) -> Timestamp {
         // The WASI wall clock, which the host controls (`bosun reconcile --now`).
         Timestamp::now()
+    }
+
+    /// Inside a component `RequestBuilder::send` calls wasi:http itself;
+    /// natively the component's imports do not exist, and tests go through
+    /// the harness, which answers from stubs and never reaches the network.
+    fn http(&self, request: &Request) -> Result<Response, HttpError> {
+        Err(request.error(
+            crate::http::HttpErrorKind::Refused,
+            "outside a component there is no network; test through bosun_sdk::testing::Harness",
+        ))
     }
 }

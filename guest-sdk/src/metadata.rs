@@ -83,7 +83,7 @@ impl ApiKind {
 }
 
 /// What a module declares about itself: its name and version, the kinds it
-/// owns and reads, and its finalizer.
+/// owns and reads, its finalizer and the HTTP origins it reaches.
 ///
 /// The host enforces the declaration: a child of an undeclared kind, or a
 /// read of one, is an error.
@@ -94,6 +94,7 @@ pub struct Metadata {
     pub(crate) owns: Vec<ApiKind>,
     pub(crate) reads: Vec<ApiKind>,
     pub(crate) finalizer: Option<String>,
+    pub(crate) http_origins: Vec<String>,
 }
 
 impl Metadata {
@@ -107,6 +108,7 @@ impl Metadata {
             owns: Vec::new(),
             reads: Vec::new(),
             finalizer: None,
+            http_origins: Vec::new(),
         }
     }
 
@@ -149,6 +151,19 @@ impl Metadata {
         self
     }
 
+    /// Declares an origin the module sends HTTP requests to,
+    /// `scheme://host[:port]` (`http` or `https`; a leading `*.` covers
+    /// subdomains only, e.g. `https://*.example.com`). Call once per origin.
+    ///
+    /// The operator must grant each declared origin (the
+    /// ReconcilerModule's `spec.permissions.http`); the host refuses
+    /// requests to any other origin, and adds the credentials the grant
+    /// binds to an origin itself, so the module never holds them.
+    pub fn http_origin(mut self, origin: impl Into<String>) -> Self {
+        self.http_origins.push(origin.into());
+        self
+    }
+
     pub(crate) fn into_wit(self, primary: ApiKind) -> wit::ModuleInfo {
         wit::ModuleInfo {
             name: self.name,
@@ -157,6 +172,7 @@ impl Metadata {
             owns: self.owns.into_iter().map(ApiKind::into_wit).collect(),
             reads: self.reads.into_iter().map(ApiKind::into_wit).collect(),
             finalizer: self.finalizer,
+            http_origins: self.http_origins,
         }
     }
 }

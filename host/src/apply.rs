@@ -1,8 +1,12 @@
-//! Turns a [`Plan`] into API writes: server-side apply of the children,
-//! guarded deletes of the pruned ones, the status write and the events.
+//! Turns a [`Plan`] into API writes: the children, guarded deletes of the
+//! pruned ones, the status write and the events.
 //!
-//! Two rules shape everything here:
+//! Three rules shape everything here:
 //!
+//! - **No adoption.** A child is written only where nothing of its name
+//!   exists or where the object there is this module's child of this
+//!   primary; anything else is a conflict, reported and left alone
+//!   ([`children`]).
 //! - **No write without a change.** A reconcile of an unchanged object must
 //!   cause zero write requests, or every resync and every status change of
 //!   a child would turn into a write and a new watch event. A child (or the
@@ -11,188 +15,67 @@
 //!   ([`applied`]), so a field the module stopped setting is still removed.
 //! - **Delete only what is provably ours.** A planned prune is re-checked
 //!   against the observed object with [`plan::is_prunable`] and sent with
-//!   `uid` and `resourceVersion` preconditions, so an object re-created
-//!   under the same name, or changed since it was checked, is never deleted.
+//!   `uid` and `resourceVersion` preconditions.
 //!
-//! Writes stop at the first failure and the error is returned: the caller
-//! backs off and reconciles again, and the no-op rule makes the writes that
-//! already succeeded free the next time.
+//! Writes stop at the first failure and the error is returned, saying what
+//! to do next ([`ApplyError::retry`]); the caller reports it on the primary
+//! ([`Applier::report_failure`]) and the no-op rule makes the writes that
+//! already succeeded free the next time. A host that has lost leadership
+//! writes nothing more ([`Applier::close`]).
 //!
 //! [semantic subset]: is_semantic_subset
 
 mod applied;
+mod children;
+mod error;
+mod events;
+mod finalizers;
+mod status;
+mod subset;
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
-use kube::api::{
-    Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
-};
-use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType, Recorder, Reporter};
-use serde_json::{Map, Number, Value, json};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::runtime::events::{Recorder, Reporter};
+use serde_json::{Value, json};
 
-use crate::engine::bindings as wit;
-use crate::meta::{Kind, ModuleMeta, Scope, group_of, truncate_at_char_boundary};
-use crate::plan::{self, ObjectRef, Plan};
+use crate::discovery::StatusRoom;
+use crate::meta::{Kind, ModuleMeta, Scope, group_of};
+use crate::plan::{ObjectRef, Plan};
 use crate::validate::Primary;
 use applied::{LastApplied, Owner, STATUS};
 
 pub use crate::plan::RECONCILED_CONDITION;
-
-/// The Events API rejects a `reason` or `action` longer than this.
-const MAX_EVENT_FIELD_BYTES: usize = 128;
-
-/// The action recorded for an event that names none: `events.k8s.io/v1`
-/// requires one.
-const DEFAULT_EVENT_ACTION: &str = "Reconcile";
-
-/// The reason recorded for a permanent error that names none: the
-/// condition and the event both require one.
-const DEFAULT_ERROR_REASON: &str = "ReconcileFailed";
-
-/// The kind of write that failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
-    /// Server-side apply of a child.
-    Apply,
-    /// Deletion of a pruned child.
-    Prune,
-    /// Server-side apply of the primary's status.
-    Status,
-    /// Recording an event against the primary.
-    Event,
-    /// Adding or removing the module's finalizer on the primary.
-    Finalizer,
-}
-
-impl fmt::Display for Operation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Operation::Apply => "apply",
-            Operation::Prune => "prune",
-            Operation::Status => "status write",
-            Operation::Event => "event",
-            Operation::Finalizer => "finalizer update",
-        })
-    }
-}
-
-/// A write that failed. Names the operation and the object, e.g.
-/// `apply of Deployment.apps/v1 team-a/shop failed: …`.
-#[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
-    /// The API server refused the write because the object changed
-    /// meanwhile (409 Conflict; for finalizer updates also a failed
-    /// `resourceVersion` test, 422). Retry with a fresh copy.
-    #[error(
-        "{operation} of {object} conflicted with a concurrent change (retry with a fresh copy): {source}"
-    )]
-    Conflict {
-        /// What was being written.
-        operation: Operation,
-        /// The object, as `Kind.apiVersion namespace/name`.
-        object: String,
-        /// The API server's answer.
-        #[source]
-        source: Box<kube::Error>,
-    },
-    /// The API server (or the connection to it) failed the write.
-    #[error("{operation} of {object} failed: {source}")]
-    Api {
-        /// What was being written.
-        operation: Operation,
-        /// The object, as `Kind.apiVersion namespace/name`.
-        object: String,
-        /// The API server's answer, or the transport error.
-        #[source]
-        source: Box<kube::Error>,
-    },
-    /// The write could not even be formed: the object lacks a field every
-    /// object has, or is of a kind the module did not declare.
-    #[error("cannot {operation} {object}: {reason}")]
-    Invalid {
-        /// What was being written.
-        operation: Operation,
-        /// The object, as far as it could be named.
-        object: String,
-        /// What is missing or wrong.
-        reason: String,
-    },
-}
-
-impl ApplyError {
-    /// True for a conflict with a concurrent change: retrying on the next
-    /// event, with a fresh copy of the object, is the cure.
-    pub fn is_conflict(&self) -> bool {
-        matches!(self, ApplyError::Conflict { .. })
-    }
-
-    /// The operation that failed.
-    pub fn operation(&self) -> Operation {
-        match self {
-            ApplyError::Conflict { operation, .. }
-            | ApplyError::Api { operation, .. }
-            | ApplyError::Invalid { operation, .. } => *operation,
-        }
-    }
-
-    /// The object the failed write was for.
-    pub fn object(&self) -> &str {
-        match self {
-            ApplyError::Conflict { object, .. }
-            | ApplyError::Api { object, .. }
-            | ApplyError::Invalid { object, .. } => object,
-        }
-    }
-
-    fn api(operation: Operation, object: &str, source: kube::Error) -> Self {
-        let conflict = match &source {
-            kube::Error::Api(status) => status.code == 409,
-            _ => false,
-        };
-        let object = object.to_owned();
-        let source = Box::new(source);
-        if conflict {
-            ApplyError::Conflict {
-                operation,
-                object,
-                source,
-            }
-        } else {
-            ApplyError::Api {
-                operation,
-                object,
-                source,
-            }
-        }
-    }
-
-    fn invalid(operation: Operation, object: &str, reason: impl Into<String>) -> Self {
-        ApplyError::Invalid {
-            operation,
-            object: object.to_owned(),
-            reason: reason.into(),
-        }
-    }
-}
+pub use error::{ApplyError, Operation, Retry};
+pub use subset::is_semantic_subset;
 
 /// What [`Applier::apply`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ApplyReport {
-    /// Children server-side-applied.
+    /// Children created or server-side-applied.
     pub applied: usize,
     /// Children skipped because the observed object already holds every
     /// desired field.
     pub unchanged: usize,
     /// Children deleted (or found already gone).
     pub pruned: usize,
-    /// Whether the status was written.
+    /// Whether the status was written (the module's, or the host's
+    /// condition cleared).
     pub status_written: bool,
     /// Events recorded.
     pub events: usize,
+}
+
+impl ApplyReport {
+    /// True when the reconcile changed something in the cluster (events
+    /// aside): what a hot loop is made of.
+    pub fn wrote(&self) -> bool {
+        self.applied > 0 || self.pruned > 0 || self.status_written
+    }
 }
 
 /// Writes plans to the API server under each module's field manager.
@@ -204,6 +87,9 @@ pub struct Applier {
     client: Client,
     recorder: Recorder,
     last_applied: Arc<LastApplied>,
+    /// Open while this host may write; closed for good when it loses
+    /// leadership.
+    open: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for Applier {
@@ -221,6 +107,27 @@ impl Applier {
             client,
             recorder,
             last_applied: Arc::default(),
+            open: Arc::new(AtomicBool::new(true)),
+        }
+    }
+
+    /// Stops every write from now on, in every clone of this applier: a
+    /// write already on the wire completes, none is sent after. Called when
+    /// this host stops leading, so that it never writes beside the new
+    /// leader.
+    pub fn close(&self) {
+        self.open.store(false, Ordering::SeqCst);
+    }
+
+    /// Refuses a write once [`Applier::close`] was called.
+    fn gate(&self, operation: Operation, object: &str) -> Result<(), ApplyError> {
+        if self.open.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(ApplyError::NotLeader {
+                operation,
+                object: object.to_owned(),
+            })
         }
     }
 
@@ -236,8 +143,10 @@ impl Applier {
     }
 
     /// Writes `plan` for `object` (the primary as JSON, from the cache),
-    /// given the `observed` children (JSON, from the cache), in this order:
-    /// children, prunes, status, events.
+    /// given the `observed` children (JSON, from the cache: the objects of
+    /// owned kinds controlled by the primary), in this order: children,
+    /// prunes, status, events. `room` says what the primary's status can
+    /// hold.
     ///
     /// A child or status is not written when the observed object already
     /// holds it (see [`is_semantic_subset`]) and it is the body this applier
@@ -247,56 +156,45 @@ impl Applier {
     /// # Errors
     ///
     /// Stops at the first failed write of a child, prune or status and
-    /// returns it; the writes before it stay. Events are notices, not state:
-    /// a failed event is logged and left out of [`ApplyReport::events`]
+    /// returns it; the writes before it stay. A child whose name is held by
+    /// an object that is not this module's is [`ApplyError::ChildExists`],
+    /// and nothing is written to it. Events are notices, not state: a
+    /// failed event is logged and left out of [`ApplyReport::events`]
     /// rather than failing (and so repeating) a reconcile whose writes all
     /// succeeded.
     #[tracing::instrument(name = "apply", skip_all, fields(module = %meta.name, object = %describe(object)))]
     pub async fn apply(
         &self,
         meta: &ModuleMeta,
+        room: StatusRoom,
         object: &Value,
         observed: &[Value],
         plan: &Plan,
     ) -> Result<ApplyReport, ApplyError> {
         let mut report = ApplyReport::default();
-        let manager = meta.field_manager();
-        let apply_params = PatchParams::apply(&manager).force();
         let owner = self.owner(meta, object, Operation::Apply)?;
+        let primary = Primary::from_object(object)
+            .map_err(|e| ApplyError::invalid(Operation::Apply, &describe(object), e.to_string()))?;
 
         for child in &plan.apply {
-            let name = describe(child);
-            let (kind, namespace, child_name) = locate(meta, child)?;
-            let live = observed.iter().find(|o| same_identity(child, o));
-            if live.is_some_and(|live| is_semantic_subset(child, live))
-                && self.last_applied.is_unchanged(&owner, &name, child)
-            {
-                tracing::debug!(child = %name, "unchanged, not applied");
-                report.unchanged += 1;
-                continue;
-            }
-            self.api(kind, namespace.as_deref())
-                .patch(&child_name, &apply_params, &Patch::Apply(child))
-                .await
-                .map_err(|e| ApplyError::api(Operation::Apply, &name, e))?;
-            self.last_applied.record(&owner, &name, child);
-            tracing::debug!(child = %name, observed = live.is_some(), "applied");
-            report.applied += 1;
+            self.apply_child(meta, &owner, &primary, child, observed, &mut report)
+                .await?;
         }
 
-        if !plan.prune.is_empty() {
-            let primary = Primary::from_object(object).map_err(|e| {
-                ApplyError::invalid(Operation::Prune, &describe(object), e.to_string())
-            })?;
-            for target in &plan.prune {
-                if self.prune(meta, &primary, observed, target).await? {
-                    self.last_applied
-                        .forget_target(&owner, &describe_ref(target));
-                    report.pruned += 1;
-                }
+        for target in &plan.prune {
+            if self.prune(meta, &primary, observed, target).await? {
+                self.last_applied
+                    .forget_target(&owner, &describe_ref(target));
+                report.pruned += 1;
             }
         }
 
+        // The host's condition from an earlier failure goes first, on the
+        // version of the status the host looked at.
+        if self.clear_reconciled_condition(meta, room, object).await? {
+            self.last_applied.forget_target(&owner, STATUS);
+            report.status_written = true;
+        }
         if let Some(status) = &plan.status {
             let current = object.get("status").unwrap_or(&Value::Null);
             if is_semantic_subset(status, current)
@@ -304,15 +202,15 @@ impl Applier {
             {
                 tracing::debug!("status unchanged, not written");
             } else {
-                self.write_status(meta, object, status.clone(), &apply_params)
-                    .await?;
+                self.write_status(meta, room, object, status).await?;
                 self.last_applied.record(&owner, STATUS, status);
                 report.status_written = true;
             }
         }
 
-        let reference = object_reference(object);
+        let reference = events::object_reference(object);
         for event in &plan.events {
+            self.gate(Operation::Event, &describe(object))?;
             match self.publish(&reference, event).await {
                 Ok(()) => report.events += 1,
                 Err(error) => {
@@ -325,372 +223,63 @@ impl Applier {
         Ok(report)
     }
 
-    /// Reports an error no retry can fix: upserts a `Reconciled` condition
-    /// (status `False`, `reason`, `message`, `observedGeneration`,
-    /// `lastTransitionTime`) into the object's current status and applies
-    /// that status under the module's field manager, so the fields the
-    /// module's status writes own stay; then records a Warning event.
-    ///
-    /// The status write is skipped when an identical condition is already
-    /// there, so reporting the same error again writes only the event.
-    ///
-    /// # Errors
-    ///
-    /// The failed status write or event, named.
-    #[tracing::instrument(skip_all, fields(module = %meta.name, object = %describe(object), reason = %reason))]
-    pub async fn report_permanent_error(
+    /// A JSON patch of the primary — its status subresource when `operation`
+    /// is [`Operation::Status`] — that applies only to the resourceVersion of
+    /// `object`: a change made meanwhile is never overwritten, and the
+    /// failed `test` (see [`is_failed_test`]) is a [`ApplyError::Conflict`];
+    /// every other failure, another 422 included, is [`ApplyError::Api`].
+    async fn patch_pinned(
         &self,
         meta: &ModuleMeta,
         object: &Value,
-        reason: &str,
-        message: &str,
-    ) -> Result<(), ApplyError> {
-        let reason = if reason.trim().is_empty() {
-            DEFAULT_ERROR_REASON
-        } else {
-            reason
-        };
-        let generation = object.pointer("/metadata/generation").cloned();
-        let mut status = match object.get("status") {
-            Some(Value::Object(status)) => status.clone(),
-            _ => Map::new(),
-        };
-        // Anything but a list of conditions is replaced rather than fail to
-        // report the error at all.
-        let mut conditions = match status.remove("conditions") {
-            Some(Value::Array(conditions)) => conditions,
-            _ => Vec::new(),
-        };
-        let existing = conditions
-            .iter()
-            .position(|c| c.get("type").and_then(Value::as_str) == Some(RECONCILED_CONDITION));
-        let previous = existing.map(|i| &conditions[i]);
-        let text = |c: Option<&Value>, field: &str| {
-            c.and_then(|c| c.get(field))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
-        let identical = text(previous, "status").as_deref() == Some("False")
-            && text(previous, "reason").as_deref() == Some(reason)
-            && text(previous, "message").as_deref() == Some(message)
-            && previous.and_then(|c| c.get("observedGeneration")) == generation.as_ref();
-
-        let event = wit::Event {
-            event_type: wit::EventType::Warning,
-            reason: reason.to_owned(),
-            note: message.to_owned(),
-            action: DEFAULT_EVENT_ACTION.to_owned(),
-        };
-        // The event first: it reaches the user even where the kind's status
-        // schema has no conditions to hold the condition.
-        self.publish(&object_reference(object), &event)
-            .await
-            .map_err(|e| ApplyError::api(Operation::Event, &describe(object), e))?;
-        if identical {
-            tracing::debug!("condition already reported, status not written");
-        } else {
-            // Like meta.SetStatusCondition: the transition time moves only
-            // when the condition's status does.
-            let transition = match previous {
-                Some(c) if text(Some(c), "status").as_deref() == Some("False") => c
-                    .get("lastTransitionTime")
-                    .cloned()
-                    .unwrap_or_else(|| json!(now())),
-                _ => json!(now()),
-            };
-            let mut condition = json!({
-                "type": RECONCILED_CONDITION,
-                "status": "False",
-                "reason": reason,
-                "message": message,
-                "lastTransitionTime": transition,
-            });
-            if let (Some(generation), Value::Object(c)) = (&generation, &mut condition) {
-                c.insert("observedGeneration".into(), generation.clone());
-            }
-            match existing {
-                Some(i) => conditions[i] = condition,
-                None => conditions.push(condition),
-            }
-            status.insert("conditions".into(), Value::Array(conditions));
-            let params = PatchParams::apply(&meta.field_manager()).force();
-            // The module's own status body is no longer what was applied last.
-            let owner = self.owner(meta, object, Operation::Status)?;
-            self.last_applied.forget_target(&owner, STATUS);
-            match self
-                .write_status(meta, object, Value::Object(status), &params)
-                .await
-            {
-                Err(error) if error.to_string().contains("not declared in schema") => {
-                    tracing::debug!(%error, "the status schema has no conditions; the event alone reports the error");
-                }
-                result => result?,
-            }
-        }
-        Ok(())
-    }
-
-    /// Records `events` against `object`, as `reporter` (see [`Applier::new`]).
-    /// A repeated event within a few minutes becomes a series on one Event
-    /// object rather than a new object each time.
-    ///
-    /// # Errors
-    ///
-    /// Stops at the first event the API server refuses.
-    #[tracing::instrument(skip_all, fields(module = %meta.name, object = %describe(object)))]
-    pub async fn record_events(
-        &self,
-        meta: &ModuleMeta,
-        object: &Value,
-        events: &[wit::Event],
-    ) -> Result<(), ApplyError> {
-        let reference = object_reference(object);
-        for event in events {
-            self.publish(&reference, event)
-                .await
-                .map_err(|e| ApplyError::api(Operation::Event, &describe(object), e))?;
-        }
-        Ok(())
-    }
-
-    /// Adds `finalizer` to `object` unless it is already there.
-    ///
-    /// The patch tests the object's `resourceVersion`, so it applies only to
-    /// the version the caller looked at: a finalizer list changed meanwhile
-    /// is never overwritten.
-    ///
-    /// # Errors
-    ///
-    /// [`ApplyError::Conflict`] when the object changed since it was read
-    /// (retry on the next event); [`ApplyError::Invalid`] when the object is
-    /// already being deleted, since the API server refuses new finalizers
-    /// then.
-    #[tracing::instrument(skip_all, fields(module = %meta.name, object = %describe(object), finalizer = %finalizer))]
-    pub async fn add_finalizer(
-        &self,
-        meta: &ModuleMeta,
-        object: &Value,
-        finalizer: &str,
-    ) -> Result<(), ApplyError> {
-        let mut finalizers = finalizers(object);
-        if finalizers.iter().any(|f| f == finalizer) {
-            return Ok(());
-        }
-        if object
-            .pointer("/metadata/deletionTimestamp")
-            .is_some_and(|t| !t.is_null())
-        {
-            return Err(ApplyError::invalid(
-                Operation::Finalizer,
-                &describe(object),
-                "the object is being deleted, and no finalizer can be added then",
-            ));
-        }
-        finalizers.push(finalizer.to_owned());
-        self.set_finalizers(meta, object, finalizers).await?;
-        tracing::debug!("finalizer added");
-        Ok(())
-    }
-
-    /// Removes `finalizer` from `object` if it is there; once no finalizer
-    /// is left, a deleted object goes away. An object already gone is fine.
-    ///
-    /// # Errors
-    ///
-    /// As [`Applier::add_finalizer`]: [`ApplyError::Conflict`] when the
-    /// object changed since it was read.
-    #[tracing::instrument(skip_all, fields(module = %meta.name, object = %describe(object), finalizer = %finalizer))]
-    pub async fn remove_finalizer(
-        &self,
-        meta: &ModuleMeta,
-        object: &Value,
-        finalizer: &str,
-    ) -> Result<(), ApplyError> {
-        let before = finalizers(object);
-        let after: Vec<String> = before.iter().filter(|f| *f != finalizer).cloned().collect();
-        if after.len() == before.len() {
-            return Ok(());
-        }
-        match self.set_finalizers(meta, object, after).await {
-            Ok(()) => {
-                tracing::debug!("finalizer removed");
-                Ok(())
-            }
-            // Gone already: whoever removed the last finalizer finished the job.
-            Err(ApplyError::Api { source, .. }) if is_not_found(&source) => Ok(()),
-            Err(error) => Err(error),
-        }
-    }
-
-    /// Replaces the finalizer list, conditional on `resourceVersion`.
-    async fn set_finalizers(
-        &self,
-        meta: &ModuleMeta,
-        object: &Value,
-        finalizers: Vec<String>,
+        operation: Operation,
+        field_manager: Option<&str>,
+        mut operations: Vec<Value>,
     ) -> Result<(), ApplyError> {
         let name = describe(object);
-        let (namespace, object_name) = primary_location(object, Operation::Finalizer)?;
+        let (namespace, object_name) = primary_location(object, operation)?;
         let version = object
             .pointer("/metadata/resourceVersion")
             .and_then(Value::as_str)
             .filter(|v| !v.is_empty())
             .ok_or_else(|| {
                 ApplyError::invalid(
-                    Operation::Finalizer,
+                    operation,
                     &name,
                     "the object has no metadata.resourceVersion",
                 )
             })?;
-        let patch = serde_json::from_value(json!([
-            {"op": "test", "path": "/metadata/resourceVersion", "value": version},
-            {"op": "add", "path": "/metadata/finalizers", "value": finalizers},
-        ]))
-        .map_err(|e| {
-            ApplyError::invalid(
-                Operation::Finalizer,
-                &name,
-                format!("building the JSON patch: {e}"),
-            )
+        operations.insert(
+            0,
+            json!({"op": "test", "path": "/metadata/resourceVersion", "value": version}),
+        );
+        let patch = serde_json::from_value(Value::Array(operations)).map_err(|e| {
+            ApplyError::invalid(operation, &name, format!("building the JSON patch: {e}"))
         })?;
-        self.api(&meta.primary, namespace.as_deref())
-            .patch(
-                &object_name,
-                &PatchParams::default(),
-                &Patch::<()>::Json(patch),
-            )
-            .await
-            .map_err(|e| match e {
-                // A failed `test` is the API server's 422: the object moved on.
-                kube::Error::Api(ref status) if status.code == 422 => ApplyError::Conflict {
-                    operation: Operation::Finalizer,
-                    object: name.clone(),
-                    source: Box::new(e),
-                },
-                e => ApplyError::api(Operation::Finalizer, &name, e),
-            })?;
-        Ok(())
-    }
-
-    /// Deletes one planned prune if the observed object is still prunable.
-    /// Returns whether it is gone now.
-    async fn prune(
-        &self,
-        meta: &ModuleMeta,
-        primary: &Primary,
-        observed: &[Value],
-        target: &ObjectRef,
-    ) -> Result<bool, ApplyError> {
-        let name = describe_ref(target);
-        // Never trust the plan alone: the object must be observed, and
-        // still owned and applied by this module, right now.
-        let Some(live) = observed.iter().find(|o| same_ref(target, o)) else {
-            tracing::debug!(child = %name, "not observed any more, nothing to prune");
-            return Ok(false);
+        self.gate(operation, &name)?;
+        let params = PatchParams {
+            field_manager: field_manager.map(str::to_owned),
+            ..PatchParams::default()
         };
-        if !plan::is_prunable(meta, primary, live) {
-            tracing::warn!(child = %name, "planned prune refused: not controlled by this object and applied by this module");
-            return Ok(false);
-        }
-        let text = |pointer: &str| {
-            live.pointer(pointer)
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-        };
-        let Some(uid) = text("/metadata/uid") else {
-            tracing::warn!(child = %name, "planned prune refused: the observed object has no uid to pin the delete to");
-            return Ok(false);
-        };
-        let kind = meta
-            .owned(&target.api_version, &target.kind)
-            .ok_or_else(|| {
-                ApplyError::invalid(Operation::Prune, &name, "not a kind the module owns")
-            })?;
-        let params = DeleteParams {
-            // The object must be the very one checked above: not one
-            // re-created under the same name (uid), nor one changed since,
-            // e.g. handed to another owner (resourceVersion).
-            preconditions: Some(Preconditions {
-                uid: Some(uid.to_owned()),
-                resource_version: text("/metadata/resourceVersion").map(str::to_owned),
-            }),
-            propagation_policy: Some(PropagationPolicy::Background),
-            ..DeleteParams::default()
-        };
-        match self
-            .api(kind, target.namespace.as_deref())
-            .delete(&target.name, &params)
-            .await
-        {
-            Ok(_) => {
-                tracing::debug!(child = %name, "pruned");
-                Ok(true)
-            }
-            Err(e) if is_not_found(&e) => {
-                tracing::debug!(child = %name, "already gone");
-                Ok(true)
-            }
-            Err(kube::Error::Api(status)) if status.code == 409 => {
-                // A failed precondition: the name now holds another object
-                // or a newer version of it. Its watch event brings a
-                // reconcile that decides afresh.
-                tracing::info!(child = %name, message = %status.message, "not pruned: the object changed since it was observed");
-                Ok(false)
-            }
-            Err(e) => Err(ApplyError::api(Operation::Prune, &name, e)),
-        }
-    }
-
-    /// Server-side-applies `status` to the primary's status subresource.
-    async fn write_status(
-        &self,
-        meta: &ModuleMeta,
-        object: &Value,
-        status: Value,
-        params: &PatchParams,
-    ) -> Result<(), ApplyError> {
-        let name = describe(object);
-        let (namespace, object_name) = primary_location(object, Operation::Status)?;
-        let mut metadata = Map::new();
-        metadata.insert("name".into(), json!(object_name));
-        if let Some(namespace) = &namespace {
-            metadata.insert("namespace".into(), json!(namespace));
-        }
-        let body = json!({
-            "apiVersion": meta.primary.api_version(),
-            "kind": meta.primary.kind,
-            "metadata": metadata,
-            "status": status,
-        });
-        self.api(&meta.primary, namespace.as_deref())
-            .patch_status(&object_name, params, &Patch::Apply(&body))
-            .await
-            .map_err(|e| ApplyError::api(Operation::Status, &name, e))?;
-        tracing::debug!("status written");
-        Ok(())
-    }
-
-    async fn publish(
-        &self,
-        reference: &ObjectReference,
-        event: &wit::Event,
-    ) -> Result<(), kube::Error> {
-        let action = if event.action.trim().is_empty() {
-            DEFAULT_EVENT_ACTION
+        let api = self.api(&meta.primary, namespace.as_deref());
+        let patch = Patch::<()>::Json(patch);
+        let result = if operation == Operation::Status {
+            api.patch_status(&object_name, &params, &patch).await
         } else {
-            &event.action
+            api.patch(&object_name, &params, &patch).await
         };
-        let event = KubeEvent {
-            type_: match event.event_type {
-                wit::EventType::Normal => KubeEventType::Normal,
-                wit::EventType::Warning => KubeEventType::Warning,
+        result.map_err(|e| match e {
+            kube::Error::Api(ref status) if is_failed_test(status) => ApplyError::Conflict {
+                operation,
+                object: name.clone(),
+                source: Box::new(e),
             },
-            reason: truncate_at_char_boundary(&event.reason, MAX_EVENT_FIELD_BYTES).to_owned(),
-            note: Some(event.note.clone()).filter(|n| !n.is_empty()),
-            action: truncate_at_char_boundary(action, MAX_EVENT_FIELD_BYTES).to_owned(),
-            secondary: None,
-        };
-        self.recorder.publish(&event, reference).await
+            // Any other refusal, a 422 Invalid included (a condition the
+            // status schema does not accept), is an error to report, not a
+            // race to retry quietly.
+            e => ApplyError::api(operation, &name, e),
+        })?;
+        Ok(())
     }
 
     /// Whose writes these are: the module's field manager and the primary.
@@ -714,90 +303,6 @@ impl Applier {
             _ => Api::all_with(self.client.clone(), &resource),
         }
     }
-}
-
-/// The kind, namespace and name of a desired child, checked against what
-/// the module owns.
-fn locate<'m>(
-    meta: &'m ModuleMeta,
-    child: &Value,
-) -> Result<(&'m Kind, Option<String>, String), ApplyError> {
-    let text = |pointer: &str| {
-        child
-            .pointer(pointer)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-    };
-    let kind = meta
-        .owned(text("/apiVersion"), text("/kind"))
-        .ok_or_else(|| {
-            ApplyError::invalid(
-                Operation::Apply,
-                &describe(child),
-                "not a kind the module owns",
-            )
-        })?;
-    let name = text("/metadata/name");
-    if name.is_empty() {
-        return Err(ApplyError::invalid(
-            Operation::Apply,
-            &describe(child),
-            "the object has no metadata.name",
-        ));
-    }
-    let namespace = Some(text("/metadata/namespace"))
-        .filter(|n| !n.is_empty())
-        .map(str::to_owned);
-    Ok((kind, namespace, name.to_owned()))
-}
-
-/// The no-op rule: true when every field of `desired` is in `live` with an
-/// equal value, so applying `desired` would change nothing.
-///
-/// Maps compare key by key (extra keys in `live` are fine: the API server
-/// fills in defaults such as `imagePullPolicy` or `terminationMessagePath`,
-/// and other field managers own fields too). Lists must have the same
-/// length and compare element by element, in order. Numbers compare by
-/// value (`1` equals `1.0`). A desired `null`, `{}` or `[]` matches a
-/// field missing from `live`, because the API server omits empty fields.
-/// Nothing else is ignored.
-///
-/// The rule cannot see a field the module *stopped* setting (the cache keeps
-/// no `fieldsV1` to tell which fields the module owns); [`Applier::apply`]
-/// pairs it with a record of the body it applied last for that reason.
-pub fn is_semantic_subset(desired: &Value, live: &Value) -> bool {
-    match (desired, live) {
-        (Value::Object(desired), Value::Object(live)) => {
-            desired.iter().all(|(key, value)| match live.get(key) {
-                Some(live) => is_semantic_subset(value, live),
-                None => is_empty(value),
-            })
-        }
-        (Value::Array(desired), Value::Array(live)) => {
-            desired.len() == live.len()
-                && desired
-                    .iter()
-                    .zip(live)
-                    .all(|(d, l)| is_semantic_subset(d, l))
-        }
-        (Value::Number(desired), Value::Number(live)) => same_number(desired, live),
-        (desired, Value::Null) => is_empty(desired),
-        (desired, live) => desired == live,
-    }
-}
-
-fn is_empty(value: &Value) -> bool {
-    match value {
-        Value::Null => true,
-        Value::Object(map) => map.is_empty(),
-        Value::Array(list) => list.is_empty(),
-        _ => false,
-    }
-}
-
-fn same_number(a: &Number, b: &Number) -> bool {
-    // Exact first: large integers lose precision as floats.
-    a == b || ((a.is_f64() || b.is_f64()) && a.as_f64() == b.as_f64())
 }
 
 /// The same object (group, kind, namespace, name), whichever version of
@@ -852,39 +357,6 @@ fn primary_location(
     Ok((namespace, name.to_owned()))
 }
 
-fn finalizers(object: &Value) -> Vec<String> {
-    object
-        .pointer("/metadata/finalizers")
-        .and_then(Value::as_array)
-        .map(|list| {
-            list.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The reference events are recorded against. `resourceVersion` is left
-/// out on purpose: the recorder merges repeats of an event into a series
-/// only when the reference is equal, and every write changes the version.
-fn object_reference(object: &Value) -> ObjectReference {
-    let text = |pointer: &str| {
-        object
-            .pointer(pointer)
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
-    ObjectReference {
-        api_version: text("/apiVersion"),
-        kind: text("/kind"),
-        name: text("/metadata/name"),
-        namespace: text("/metadata/namespace"),
-        uid: text("/metadata/uid"),
-        ..ObjectReference::default()
-    }
-}
-
 /// `Kind.apiVersion namespace/name`, for errors and logs.
 fn describe(object: &Value) -> String {
     let text = |pointer: &str| {
@@ -917,6 +389,35 @@ fn format_object(kind: &str, api_version: &str, namespace: Option<&str>, name: &
     }
 }
 
+/// What the API server says of a JSON patch it could not apply: k8s.io/
+/// apiserver's `applyJSPatch` answers `NewGenericServerResponse(422, …)`,
+/// which keeps this fixed message and drops the patch library's own words
+/// (no causes).
+const PATCH_NOT_APPLIED: &str = "the server rejected our request due to an error in our request";
+
+/// Whether `status` is the API server refusing a pinned JSON patch because
+/// its `test` failed: the object changed since it was looked at, a race a
+/// retry with a fresh copy resolves.
+///
+/// The API server answers a patch that does not apply with a fixed message
+/// and no causes ([`PATCH_NOT_APPLIED`]); the patch library's own message
+/// (evanphx/json-patch: `testing value /metadata/resourceVersion failed:
+/// test failed`) is accepted too, should a server pass it on. Both are
+/// matched whole, never as a part of the message: a 422 Invalid from
+/// validation (`… is invalid: status.conditions[0].message: Invalid value:
+/// "…"`) names the field in its causes and may echo text a module chose,
+/// and must stay an error that is reported, not a race retried quietly.
+/// The `test` comes first in every pinned patch and the other operations
+/// were built from the very version it pins, so a patch that does not
+/// apply is one whose `test` failed.
+fn is_failed_test(status: &kube::core::Status) -> bool {
+    let message = status.message.trim();
+    let no_causes = status.details.as_ref().is_none_or(|d| d.causes.is_empty());
+    let from_patch_library =
+        message.starts_with("testing value ") && message.ends_with(" failed: test failed");
+    status.code == 422 && no_causes && (message == PATCH_NOT_APPLIED || from_patch_library)
+}
+
 fn is_not_found(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if status.code == 404)
 }
@@ -930,68 +431,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-
-    #[test]
-    fn defaults_added_by_the_server_do_not_count_as_changes() {
-        let desired = json!({"spec": {"containers": [{"name": "web", "image": "nginx"}]}});
-        let live = json!({"spec": {"containers": [{
-            "name": "web", "image": "nginx",
-            "imagePullPolicy": "Always", "terminationMessagePath": "/dev/termination-log"
-        }], "restartPolicy": "Always"}});
-        assert!(is_semantic_subset(&desired, &live));
-    }
-
-    #[test]
-    fn a_changed_or_missing_value_is_a_change() {
-        let live = json!({"spec": {"replicas": 2, "ports": [{"port": 80}]}});
-        assert!(!is_semantic_subset(
-            &json!({"spec": {"replicas": 3}}),
-            &live
-        ));
-        assert!(!is_semantic_subset(
-            &json!({"spec": {"paused": true}}),
-            &live
-        ));
-        assert!(!is_semantic_subset(
-            &json!({"spec": {"ports": [{"port": 80}, {"port": 81}]}}),
-            &live
-        ));
-        assert!(!is_semantic_subset(
-            &json!({"spec": {"ports": [{"port": 81}]}}),
-            &live
-        ));
-        assert!(!is_semantic_subset(
-            &json!({"spec": {"replicas": "2"}}),
-            &live
-        ));
-    }
-
-    #[test]
-    fn lists_compare_in_order() {
-        let live = json!({"args": ["a", "b"]});
-        assert!(is_semantic_subset(&json!({"args": ["a", "b"]}), &live));
-        assert!(!is_semantic_subset(&json!({"args": ["b", "a"]}), &live));
-    }
-
-    #[test]
-    fn numbers_compare_by_value_and_empty_values_match_absent_ones() {
-        assert!(is_semantic_subset(
-            &json!({"weight": 1.0}),
-            &json!({"weight": 1})
-        ));
-        assert!(!is_semantic_subset(
-            &json!({"weight": 1.5}),
-            &json!({"weight": 1})
-        ));
-        assert!(is_semantic_subset(
-            &json!({"port": null, "labels": {}, "args": []}),
-            &json!({})
-        ));
-        assert!(!is_semantic_subset(
-            &json!({"port": 80}),
-            &json!({"port": null})
-        ));
-    }
+    use crate::meta::truncate_at_char_boundary;
 
     #[test]
     fn identity_ignores_the_version_within_a_group() {
@@ -1000,6 +440,83 @@ mod tests {
         let other = json!({"apiVersion": "extensions/v1beta1", "kind": "Deployment", "metadata": {"name": "x", "namespace": "n"}});
         assert!(same_identity(&a, &b));
         assert!(!same_identity(&a, &other));
+    }
+
+    fn status_422(message: &str, causes: &[(&str, &str)]) -> kube::core::Status {
+        let mut status = kube::core::Status::failure(message, "Invalid").with_code(422);
+        if !causes.is_empty() {
+            status.details = Some(kube::core::response::StatusDetails {
+                causes: causes
+                    .iter()
+                    .map(|(field, message)| kube::core::response::StatusCause {
+                        reason: "FieldValueInvalid".into(),
+                        message: (*message).into(),
+                        field: (*field).into(),
+                    })
+                    .collect(),
+                name: "m".into(),
+                group: "bosun.dev".into(),
+                kind: "Misbehave".into(),
+                uid: String::new(),
+                retry_after_seconds: 0,
+            });
+        }
+        status
+    }
+
+    #[test]
+    fn only_a_failed_test_is_a_conflict() {
+        // What kube-apiserver answers when a pinned patch's test fails.
+        let failed = status_422(PATCH_NOT_APPLIED, &[]);
+        assert!(is_failed_test(&failed));
+        // The patch library's own words, should a server pass them on.
+        let library = status_422(
+            "testing value /metadata/resourceVersion failed: test failed",
+            &[],
+        );
+        assert!(is_failed_test(&library));
+        // The same message with another code is not a refused patch.
+        assert!(!is_failed_test(
+            &kube::core::Status::failure(PATCH_NOT_APPLIED, "BadRequest").with_code(400)
+        ));
+    }
+
+    #[test]
+    fn a_condition_the_schema_refuses_is_an_error_not_a_race() {
+        let invalid = status_422(
+            r#"Misbehave.bosun.dev "m" is invalid: status.conditions[0].reason: Invalid value: "not a reason": status.conditions[0].reason in body should match '^[A-Za-z]'"#,
+            &[("status.conditions[0].reason", "Invalid value")],
+        );
+        assert!(!is_failed_test(&invalid));
+        // Text a module chose, echoed in a validation error, never passes
+        // for a failed test.
+        let echoed = status_422(
+            &format!(
+                r#"Misbehave.bosun.dev "m" is invalid: status.conditions[0].message: Invalid value: "{PATCH_NOT_APPLIED}""#
+            ),
+            &[("status.conditions[0].message", PATCH_NOT_APPLIED)],
+        );
+        assert!(!is_failed_test(&echoed));
+        let echoed = status_422(
+            "testing value /metadata/resourceVersion failed: test failed",
+            &[("status.conditions[0].message", "Invalid value")],
+        );
+        assert!(!is_failed_test(&echoed));
+        let forbidden = status_422(
+            r#"Misbehave.bosun.dev "m" is forbidden: no new finalizers can be added if the object is being deleted"#,
+            &[],
+        );
+        assert!(!is_failed_test(&forbidden));
+
+        // Reported and not retried until the object changes, as any write
+        // refused as invalid.
+        let error = ApplyError::api(
+            Operation::Status,
+            "Misbehave.bosun.dev/v1 ns/m",
+            kube::Error::Api(Box::new(invalid)),
+        );
+        assert!(!error.is_conflict());
+        assert_eq!(error.retry(), Retry::WhenChanged);
     }
 
     #[test]

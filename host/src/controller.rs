@@ -6,27 +6,38 @@
 //! the object and its children from the cache, calls the guest off the
 //! async runtime, validates and plans what it returned, hands the plan to
 //! the [`Applier`], and decides when to look again.
+//!
+//! Whatever fails — the guest's call, its output, a write — is reported on
+//! the primary, where the user looks (a Warning event, and a `Reconciled`
+//! condition where the status has room), and retried as the failure
+//! warrants. Two policies live in rooms of their own: when failures
+//! quarantine the module ([`crate::quarantine`]) and when a key's own
+//! writes hold it back ([`crate::hotloop`]).
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use kube::api::DynamicObject;
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::apply::Applier;
+use crate::apply::{Applier, ApplyError, Retry};
+use crate::discovery::{Discovery, Resolved};
 use crate::engine::bindings::{ReconcileError, Request, Trigger};
-use crate::engine::{CallContext, CallError, Limits, Module};
+use crate::engine::{CallContext, CallError, Fault, Limits, Module};
+use crate::hotloop::{self, HotLoops};
 use crate::informers::{
     CachedObjects, Informer, Informers, ObjectKey, to_json, without_managed_fields,
 };
-use crate::meta::{ModuleMeta, group_of, truncate_at_char_boundary};
-use crate::plan::plan_response;
+use crate::meta::{ModuleMeta, Scope, group_of};
+use crate::objects::ConfinedObjects;
+use crate::plan::{PlanContext, plan_response};
+use crate::quarantine::{self, Quarantine};
 use crate::queue::{Claim, QueueConfig, WorkQueue};
 use crate::telemetry::{GuestCall, Metrics, ReconcileResult};
 
@@ -43,7 +54,19 @@ pub struct ControllerContext {
     pub applier: Arc<Applier>,
     /// Where measurements go.
     pub metrics: Metrics,
+    /// One permit per instance the engine's pool holds: a call waits for a
+    /// free instance instead of failing to get one.
+    pub guest_slots: Arc<Semaphore>,
+    /// What the API server says of kinds.
+    pub discovery: Arc<Discovery>,
+    /// What every module's outbound HTTP shares (key reads, guarded
+    /// addresses, metrics).
+    pub http: crate::http::Environment,
 }
+
+/// How often a controller whose primary's status schema was not published
+/// when it loaded looks for it again.
+const SCHEMA_RETRY: Duration = Duration::from_secs(5);
 
 /// Per-module settings an operator chooses.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,12 +82,16 @@ pub struct ControllerSettings {
     pub resync: Option<Duration>,
     /// Stop handing out work (the caches stay warm).
     pub paused: bool,
-    /// Stop handing out work after this many guest calls in a row trapped
-    /// (deadline, memory, panic); 0 never quarantines. A new version of the
-    /// module lifts the quarantine.
+    /// Stop handing out work after this many guest calls in a row failed by
+    /// the guest's own fault (see [`crate::quarantine`]); 0 never
+    /// quarantines. A new version of the module lifts the quarantine.
     pub quarantine_after: u32,
-    /// Reconcile only objects in these namespaces; empty: every namespace.
+    /// Reconcile and write only in these namespaces; empty: every
+    /// namespace. Set from the module's grant.
     pub namespaces: Vec<String>,
+    /// The origins the module may reach over HTTP, with their credentials.
+    /// Set from the module's grant.
+    pub http: Vec<crate::grants::HttpGrant>,
 }
 
 impl Default for ControllerSettings {
@@ -77,6 +104,7 @@ impl Default for ControllerSettings {
             paused: false,
             quarantine_after: 10,
             namespaces: Vec::new(),
+            http: Vec::new(),
         }
     }
 }
@@ -103,11 +131,12 @@ pub struct Controller {
     /// The declaration the watches were started for; a swap keeps it.
     meta: ModuleMeta,
     module: RwLock<Module>,
+    /// What discovery said of the module's kinds when it loaded.
+    resolved: RwLock<Resolved>,
     settings: RwLock<ControllerSettings>,
-    /// Guest calls that trapped in a row.
-    consecutive_traps: AtomicU32,
     stats: Stats,
-    quarantined: AtomicBool,
+    quarantine: Quarantine,
+    hot_loops: HotLoops<ObjectKey>,
     ctx: ControllerContext,
     queue: WorkQueue<ObjectKey>,
     primary: Arc<Informer>,
@@ -121,9 +150,15 @@ pub struct Controller {
 }
 
 impl Controller {
-    /// A controller for `module`; starts (or shares) the watches of its
-    /// primary, owned and read kinds.
-    pub fn new(module: Module, settings: ControllerSettings, ctx: ControllerContext) -> Arc<Self> {
+    /// A controller for `module`, whose kinds discovery confirmed
+    /// (`resolved`); starts (or shares) the watches of its primary, owned
+    /// and read kinds.
+    pub fn new(
+        module: Module,
+        resolved: Resolved,
+        settings: ControllerSettings,
+        ctx: ControllerContext,
+    ) -> Arc<Self> {
         let meta = module.meta();
         let primary = ctx.informers.informer(&meta.primary);
         let owned: Vec<_> = meta
@@ -152,10 +187,11 @@ impl Controller {
         Arc::new(Controller {
             meta: meta.clone(),
             module: RwLock::new(module),
+            resolved: RwLock::new(resolved),
             settings: RwLock::new(settings),
-            consecutive_traps: AtomicU32::new(0),
             stats: Stats::default(),
-            quarantined: AtomicBool::new(false),
+            quarantine: Quarantine::default(),
+            hot_loops: HotLoops::default(),
             ctx,
             queue,
             primary,
@@ -198,7 +234,14 @@ impl Controller {
 
     /// True while the module is quarantined after repeated traps.
     pub fn is_quarantined(&self) -> bool {
-        self.quarantined.load(Ordering::Relaxed)
+        self.quarantine.is_quarantined()
+    }
+
+    fn resolved(&self) -> Resolved {
+        self.resolved
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Replaces the module (when `module` is given) and its settings, then
@@ -208,10 +251,10 @@ impl Controller {
     /// quarantine.
     pub fn swap(
         &self,
-        module: Option<Module>,
+        module: Option<(Module, Resolved)>,
         settings: ControllerSettings,
     ) -> Result<(), SwapError> {
-        if let Some(module) = module {
+        if let Some((module, resolved)) = module {
             let new = module.meta();
             let reason = if new.name != self.meta.name {
                 Some("its name differs")
@@ -236,8 +279,14 @@ impl Controller {
                 });
             }
             *self.module.write().unwrap_or_else(PoisonError::into_inner) = module;
-            self.consecutive_traps.store(0, Ordering::Relaxed);
-            self.quarantined.store(false, Ordering::Relaxed);
+            *self
+                .resolved
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = resolved;
+            if self.quarantine.is_quarantined() {
+                self.ctx.metrics.set_quarantined(&self.meta.name, false);
+            }
+            self.quarantine.lift();
         }
         let concurrency = if settings.paused || self.is_quarantined() {
             0
@@ -321,10 +370,13 @@ impl Controller {
             .settings()
             .resync
             .map(|period| tokio::time::interval_at(tokio::time::Instant::now() + period, period));
+        let mut schema_retry =
+            tokio::time::interval_at(tokio::time::Instant::now() + SCHEMA_RETRY, SCHEMA_RETRY);
         let mut stop = std::pin::pin!(stop);
         loop {
             tokio::select! {
                 () = &mut stop => break,
+                _ = schema_retry.tick(), if self.resolved().provisional => self.look_for_status_schema().await,
                 Some(change) = primary_changes.recv() => self.enqueue(ObjectKey::of(&change), Trigger::ObjectChanged),
                 Some(change) = child_changes.recv() => {
                     if let Some(owner) = self.owner_key(&change) {
@@ -344,18 +396,30 @@ impl Controller {
         let _ = dispatcher.await;
     }
 
+    /// A status schema not published at load may be by now: once found, the
+    /// host adds what it has room for, and every object is reconciled again.
+    async fn look_for_status_schema(&self) {
+        let Some(room) = self.ctx.discovery.status_room(&self.meta).await else {
+            return;
+        };
+        tracing::info!(module = %self.meta.name, status = ?room, "the status schema is published now");
+        *self
+            .resolved
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Resolved {
+            status: room,
+            provisional: false,
+        };
+        for object in self.primary.objects() {
+            self.enqueue(ObjectKey::of(&object), Trigger::ModuleChanged);
+        }
+    }
+
     /// Whether `key` is in the namespaces this module may reconcile. The
     /// limit applies to namespaced primaries; cluster-scoped ones have none.
     fn in_scope(&self, key: &ObjectKey) -> bool {
-        let namespaces = &self
-            .settings
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .namespaces;
-        match &key.namespace {
-            Some(namespace) => namespaces.is_empty() || namespaces.contains(namespace),
-            None => true,
-        }
+        let settings = self.settings.read().unwrap_or_else(PoisonError::into_inner);
+        serves(&settings.namespaces, key.namespace.as_deref())
     }
 
     fn enqueue(&self, key: ObjectKey, trigger: Trigger) {
@@ -367,7 +431,13 @@ impl Controller {
             .unwrap_or_else(PoisonError::into_inner)
             .entry(key.clone())
             .or_insert(trigger);
-        self.queue.add(key);
+        match self.hot_loops.hold(&key) {
+            Some(hold) => {
+                self.ctx.metrics.hot_loop_held(&self.meta.name);
+                self.queue.add_after(key, hold);
+            }
+            None => self.queue.add(key),
+        }
     }
 
     fn enqueue_after(&self, key: ObjectKey, trigger: Trigger, delay: Duration) {
@@ -435,6 +505,7 @@ impl Controller {
         let Some(object) = self.primary.get(key) else {
             // Deleted: nothing to do, and nothing to remember.
             self.queue.forget(key);
+            self.hot_loops.forget(key);
             self.ctx
                 .applier
                 .forget(self.meta(), key.namespace.as_deref(), &key.name);
@@ -468,11 +539,7 @@ impl Controller {
                 .await
             {
                 Ok(()) => ReconcileResult::Success,
-                Err(error) => {
-                    tracing::warn!(%error, "could not add the finalizer");
-                    self.retry(key);
-                    ReconcileResult::Error
-                }
+                Err(error) => self.write_failed(key, &host_view, None, error).await,
             };
         }
 
@@ -480,18 +547,13 @@ impl Controller {
         {
             let failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
             if failed.get(key).is_some_and(|g| *g == generation) {
-                tracing::debug!(
-                    "skipping: the last reconcile failed permanently at this generation"
-                );
+                tracing::debug!("skipping: the last reconcile failed for good at this generation");
                 return ReconcileResult::Success;
             }
         }
 
-        let uid = object.metadata.uid.clone().unwrap_or_default();
         let observed: Vec<Value> = self
-            .owned
-            .iter()
-            .flat_map(|informer| informer.controlled_by(&uid))
+            .children_of(&object)
             .map(|child| to_json(&child, false))
             .collect();
         let request = Request {
@@ -504,6 +566,7 @@ impl Controller {
             trigger,
             attempt: self.queue.retries(key) + 1,
         };
+        let started = Instant::now();
         let outcome = self
             .call(GuestCall::Reconcile, request, |module, request, ctx| {
                 module.reconcile(request, ctx)
@@ -514,8 +577,15 @@ impl Controller {
             Ok(Err(error)) => return self.guest_error(key, &host_view, generation, error).await,
             Ok(Ok(response)) => response,
         };
+        let room = self.resolved().status;
+        let namespaces = self.settings().namespaces;
+        let plan_context = PlanContext {
+            status: room,
+            namespaces: &namespaces,
+        };
         let plan = match plan_response(
             self.meta(),
+            &plan_context,
             &host_view,
             &observed,
             response,
@@ -523,27 +593,19 @@ impl Controller {
         ) {
             Ok(plan) => plan,
             Err(error) => {
-                self.ctx
-                    .metrics
-                    .guest_trap(&self.meta().name, "InvalidOutput");
-                tracing::warn!(%error, "the module returned invalid output; nothing was written");
-                self.warn(
-                    &host_view,
-                    "InvalidOutput",
-                    &format!(
-                        "module {} returned invalid output: {error}",
-                        self.meta().name
-                    ),
-                )
-                .await;
-                self.retry(key);
-                return ReconcileResult::Error;
+                let error = format!(
+                    "module {} returned invalid output, nothing was written: {error}",
+                    self.meta().name
+                );
+                return self
+                    .guest_fault(key, &host_view, "InvalidOutput", Fault::Guest, &error)
+                    .await;
             }
         };
         match self
             .ctx
             .applier
-            .apply(self.meta(), &host_view, &observed, &plan)
+            .apply(self.meta(), room, &host_view, &observed, &plan)
             .await
         {
             Ok(report) => {
@@ -559,6 +621,8 @@ impl Controller {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .remove(key);
+                self.note_writes(key, &host_view, started, report.wrote())
+                    .await;
                 match plan.requeue_after {
                     Some(after) => {
                         self.enqueue_after(key.clone(), Trigger::Requeue, after);
@@ -567,11 +631,49 @@ impl Controller {
                     None => ReconcileResult::Success,
                 }
             }
-            Err(error) => {
-                tracing::warn!(%error, "writing the reconcile's result failed; retrying with backoff");
-                self.retry(key);
-                ReconcileResult::Error
-            }
+            Err(error) => self.write_failed(key, &host_view, generation, error).await,
+        }
+    }
+
+    /// The observed children of `object`: objects of the owned kinds whose
+    /// controller ownerReference is its uid and, for a namespaced primary,
+    /// that live in its namespace. An ownerReference across namespaces is
+    /// invalid in Kubernetes, and one made by hand must not bring an object
+    /// of another namespace into this module's reach.
+    fn children_of<'a>(
+        &'a self,
+        object: &'a DynamicObject,
+    ) -> impl Iterator<Item = Arc<DynamicObject>> + 'a {
+        let uid = object.metadata.uid.clone().unwrap_or_default();
+        let namespace = match self.meta.primary.scope {
+            Scope::Namespaced => Some(object.metadata.namespace.clone()),
+            Scope::Cluster => None,
+        };
+        self.owned
+            .iter()
+            .flat_map(move |informer| informer.controlled_by(&uid))
+            .filter(move |child| {
+                namespace
+                    .as_ref()
+                    .is_none_or(|ns| child.metadata.namespace == *ns)
+            })
+    }
+
+    /// Tells the hot-loop tracker how a reconcile ended, and the user when
+    /// the key's own writes keep bringing it back.
+    async fn note_writes(&self, key: &ObjectKey, object: &Value, started: Instant, wrote: bool) {
+        if let hotloop::Verdict::Looping {
+            writes,
+            hold,
+            entered: true,
+        } = self.hot_loops.record(key, started, wrote)
+        {
+            let message = format!(
+                "the last {writes} reconciles of this object each wrote something, and each write brought the next reconcile: the module's output changes every time (a timestamp or counter in its status?); holding further reconciles back, {}s at first, until one writes nothing",
+                hold.as_secs()
+            );
+            tracing::warn!(writes, hold = ?hold, "hot loop: the object's own writes keep reconciling it");
+            self.report(object, "HotLoop", &message).await;
         }
     }
 
@@ -583,11 +685,8 @@ impl Controller {
         finalizer: &str,
         trigger: Trigger,
     ) -> ReconcileResult {
-        let uid = object.metadata.uid.clone().unwrap_or_default();
         let children = self
-            .owned
-            .iter()
-            .flat_map(|informer| informer.controlled_by(&uid))
+            .children_of(object)
             .map(|child| to_json(&child, true).to_string())
             .collect();
         let request = Request {
@@ -607,7 +706,18 @@ impl Controller {
             Ok(Err(error)) => return self.guest_error(key, host_view, None, error).await,
             Ok(Ok(response)) => response,
         };
-        let events = crate::validate::validate_events(response.events).unwrap_or_default();
+        let events = match crate::validate::validate_events(response.events) {
+            Ok(events) => events,
+            Err(error) => {
+                let error = format!(
+                    "module {} returned invalid output from finalize: {error}",
+                    self.meta().name
+                );
+                return self
+                    .guest_fault(key, host_view, "InvalidOutput", Fault::Guest, &error)
+                    .await;
+            }
+        };
         if let Err(error) = self
             .ctx
             .applier
@@ -633,16 +743,13 @@ impl Controller {
                 self.queue.forget(key);
                 ReconcileResult::Success
             }
-            Err(error) => {
-                tracing::warn!(%error, "could not remove the finalizer");
-                self.retry(key);
-                ReconcileResult::Error
-            }
+            Err(error) => self.write_failed(key, host_view, None, error).await,
         }
     }
 
-    /// Runs a guest call on the blocking pool: compiling and running Wasm
-    /// must never stall the async runtime.
+    /// Runs a guest call on the blocking pool, once an instance of the
+    /// engine's pool is free: compiling and running Wasm must never stall
+    /// the async runtime, and no call may fail for want of an instance.
     async fn call<T: Send + 'static>(
         &self,
         call: GuestCall,
@@ -650,29 +757,41 @@ impl Controller {
         f: impl FnOnce(&Module, &Request, &CallContext) -> Result<T, CallError> + Send + 'static,
     ) -> Result<T, CallError> {
         let module = self.module();
+        let settings = self.settings();
         let ctx = CallContext {
-            objects: self.reads.clone(),
+            // Reads only where the grant lets the module reconcile: a
+            // cluster-scoped primary has no namespace to confine them to.
+            objects: ConfinedObjects::over(self.reads.clone(), settings.namespaces),
             clock: None,
-            limits: self.settings().limits,
+            limits: settings.limits,
+            http: (!module.meta().http_origins.is_empty()).then(|| {
+                crate::http::Outbound::new(
+                    module.meta(),
+                    &settings.http,
+                    settings.limits.http,
+                    self.ctx.http.clone(),
+                )
+            }),
         };
         let started = Instant::now();
+        let slot = self.ctx.guest_slots.clone().acquire_owned().await;
         let span = tracing::Span::current();
-        let result =
-            tokio::task::spawn_blocking(move || span.in_scope(|| f(&module, &request, &ctx)))
-                .await
-                .unwrap_or_else(|join| {
-                    Err(CallError::Instantiate {
-                        module: self.meta().name.clone(),
-                        reason: wasmtime::Error::msg(format!(
-                            "the guest call's thread failed: {join}"
-                        )),
-                    })
-                });
+        let result = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            span.in_scope(|| f(&module, &request, &ctx))
+        })
+        .await
+        .unwrap_or_else(|join| {
+            Err(CallError::Instantiate {
+                module: self.meta().name.clone(),
+                reason: wasmtime::Error::msg(format!("the guest call's thread failed: {join}")),
+            })
+        });
         self.ctx
             .metrics
             .guest_call(&self.meta().name, call, started.elapsed());
         if result.is_ok() {
-            self.consecutive_traps.store(0, Ordering::Relaxed);
+            self.quarantine.succeeded();
         }
         result
     }
@@ -685,17 +804,50 @@ impl Controller {
     ) -> ReconcileResult {
         self.ctx.metrics.guest_trap(&self.meta().name, error.kind());
         self.stats.traps.fetch_add(1, Ordering::Relaxed);
-        let traps = self.consecutive_traps.fetch_add(1, Ordering::Relaxed) + 1;
+        self.guest_fault(key, object, error.kind(), error.fault(), &error.to_string())
+            .await
+    }
+
+    /// A call that failed, or returned what the host refuses: counts it
+    /// toward quarantine if it was the guest's fault, reports it on the
+    /// object, and retries with backoff.
+    async fn guest_fault(
+        &self,
+        key: &ObjectKey,
+        object: &Value,
+        reason: &str,
+        fault: Fault,
+        message: &str,
+    ) -> ReconcileResult {
+        if reason == "InvalidOutput" {
+            self.ctx.metrics.guest_trap(&self.meta().name, reason);
+        }
         let limit = self.settings().quarantine_after;
-        if limit > 0 && traps >= limit && !self.quarantined.swap(true, Ordering::Relaxed) {
+        let verdict = self
+            .quarantine
+            .failed(fault, key.namespace.as_deref(), limit, || self.tenants());
+        if let quarantine::Verdict::Quarantined { in_a_row } = verdict {
             self.queue.set_concurrency(0);
             self.ctx.metrics.set_quarantined(&self.meta().name, true);
-            tracing::error!(module = %self.meta().name, traps, "quarantined after {traps} traps in a row; load a new version to resume");
+            tracing::error!(module = %self.meta().name, in_a_row, "quarantined after {in_a_row} traps in a row, each of its own making; load a new version to resume");
         }
         let delay = self.retry(key);
-        tracing::warn!(%error, retry_in = ?delay, "guest call failed");
-        self.warn(object, error.kind(), &error.to_string()).await;
+        tracing::warn!(error = %message, ?fault, retry_in = ?delay, "guest call failed");
+        self.report(object, reason, message).await;
         ReconcileResult::Error
+    }
+
+    /// How many namespaces the module has objects in among those it serves
+    /// (cluster-scoped objects count as one): see [`tenants`].
+    fn tenants(&self) -> usize {
+        let namespaces = self.settings().namespaces;
+        tenants(
+            self.primary
+                .objects()
+                .iter()
+                .map(|o| o.metadata.namespace.as_deref()),
+            &namespaces,
+        )
     }
 
     async fn guest_error(
@@ -709,45 +861,104 @@ impl Controller {
             ReconcileError::Retryable(failure) => {
                 let delay = self.retry(key);
                 tracing::info!(reason = %failure.reason, message = %failure.message, retry_in = ?delay, "retryable error");
-                self.warn(object, &failure.reason, &failure.message).await;
+                self.report(object, &failure.reason, &failure.message).await;
             }
             ReconcileError::Permanent(failure) => {
                 tracing::warn!(reason = %failure.reason, message = %failure.message, "permanent error; not retrying until the object changes");
-                self.queue.forget(key);
-                self.failed
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(key.clone(), generation);
-                if let Err(error) = self
-                    .ctx
-                    .applier
-                    .report_permanent_error(self.meta(), object, &failure.reason, &failure.message)
-                    .await
-                {
-                    tracing::warn!(%error, "could not report the permanent error");
-                }
+                self.give_up_until_changed(key, generation);
+                self.report(object, &failure.reason, &failure.message).await;
             }
         }
         ReconcileResult::Error
     }
 
-    async fn warn(&self, object: &Value, reason: &str, message: &str) {
-        let event = crate::engine::bindings::Event {
-            event_type: crate::engine::bindings::EventType::Warning,
-            reason: reason.to_owned(),
-            note: truncate_at_char_boundary(message, crate::validate::MAX_EVENT_NOTE_BYTES)
-                .to_owned(),
-            action: "Reconcile".to_owned(),
-        };
+    /// A write that failed (or that the host refused to make): reported on
+    /// the object unless it is a race a retry resolves, and retried as the
+    /// cause warrants ([`Retry`]).
+    async fn write_failed(
+        &self,
+        key: &ObjectKey,
+        object: &Value,
+        generation: Option<i64>,
+        error: ApplyError,
+    ) -> ReconcileResult {
+        let retry = error.retry();
+        if retry != Retry::Quietly {
+            self.ctx
+                .metrics
+                .write_failed(&self.meta().name, error.reason());
+        }
+        match retry {
+            Retry::Never => {
+                tracing::info!(%error, "not written: this host no longer leads");
+                return ReconcileResult::Error;
+            }
+            Retry::Quietly => {
+                let delay = self.retry(key);
+                tracing::debug!(%error, retry_in = ?delay, "write raced a concurrent change; retrying");
+                return ReconcileResult::Error;
+            }
+            Retry::WithBackoff => {
+                let delay = self.retry(key);
+                tracing::warn!(%error, retry_in = ?delay, "write failed; retrying with backoff");
+            }
+            Retry::WhenChanged => {
+                tracing::warn!(%error, "write refused as invalid; not retrying until the object changes");
+                self.give_up_until_changed(key, generation);
+            }
+        }
+        self.report(object, error.reason(), &error.to_string())
+            .await;
+        ReconcileResult::Error
+    }
+
+    /// Stops reconciling `key` until its generation moves past `generation`.
+    fn give_up_until_changed(&self, key: &ObjectKey, generation: Option<i64>) {
+        self.queue.forget(key);
+        self.failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key.clone(), generation);
+    }
+
+    /// Reports a failure on `object`: a Warning event, and the host's
+    /// `Reconciled=False` condition where the status has room for it.
+    async fn report(&self, object: &Value, reason: &str, message: &str) {
+        let room = self.resolved().status;
         if let Err(error) = self
             .ctx
             .applier
-            .record_events(self.meta(), object, &[event])
+            .report_failure(self.meta(), room, object, reason, message)
             .await
         {
-            tracing::debug!(%error, "could not record a warning event");
+            tracing::warn!(%error, "could not report the failure on the object");
         }
     }
+}
+
+/// Whether a module granted `namespaces` (empty: every namespace) serves
+/// an object in `namespace`. The limit applies to namespaced objects;
+/// cluster-scoped ones (None) have none.
+fn serves(namespaces: &[String], namespace: Option<&str>) -> bool {
+    match namespace {
+        Some(namespace) => namespaces.is_empty() || namespaces.iter().any(|n| n == namespace),
+        None => true,
+    }
+}
+
+/// How many tenants the primaries in `objects` (their namespaces) make for
+/// a module granted `namespaces`: the distinct namespaces it serves,
+/// cluster-scoped objects counting as one. The informer watches the kind
+/// cluster-wide, so it holds objects in namespaces outside the grant too;
+/// the module never reconciles those, so they can never bring it a fault,
+/// and counting them would ask for faults from two namespaces of a module
+/// that serves one: it would never be quarantined.
+fn tenants<'a>(objects: impl IntoIterator<Item = Option<&'a str>>, namespaces: &[String]) -> usize {
+    objects
+        .into_iter()
+        .filter(|namespace| serves(namespaces, *namespace))
+        .collect::<BTreeSet<_>>()
+        .len()
 }
 
 #[derive(Default)]
@@ -755,4 +966,40 @@ struct Stats {
     reconciles: std::sync::atomic::AtomicU64,
     errors: std::sync::atomic::AtomicU64,
     traps: std::sync::atomic::AtomicU64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn granted(namespaces: &[&str]) -> Vec<String> {
+        namespaces.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    #[test]
+    fn tenants_are_the_namespaces_the_module_serves() {
+        let objects = [Some("a"), Some("a"), Some("b"), Some("c")];
+        assert_eq!(tenants(objects, &[]), 3);
+        assert_eq!(tenants(objects, &granted(&["a", "b"])), 2);
+        // One granted namespace is one tenant, however many namespaces
+        // outside the grant hold objects of the kind.
+        assert_eq!(tenants(objects, &granted(&["a"])), 1);
+        assert_eq!(tenants(objects, &granted(&["z"])), 0);
+    }
+
+    #[test]
+    fn cluster_scoped_primaries_are_one_tenant() {
+        let objects = [None, None];
+        assert_eq!(tenants(objects, &[]), 1);
+        assert_eq!(tenants(objects, &granted(&["a"])), 1);
+        assert_eq!(tenants(std::iter::empty(), &granted(&["a"])), 0);
+    }
+
+    #[test]
+    fn the_grant_bounds_namespaced_objects_only() {
+        assert!(serves(&[], Some("b")));
+        assert!(serves(&granted(&["a"]), Some("a")));
+        assert!(!serves(&granted(&["a"]), Some("b")));
+        assert!(serves(&granted(&["a"]), None));
+    }
 }

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::engine::bindings as wit;
+use crate::http::Origin;
 
 /// Whether objects of a kind live in a namespace or at cluster scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -31,6 +32,19 @@ pub struct Kind {
 }
 
 impl Kind {
+    /// A `v1` kind whose plural is its lower-cased name with an `s`, for
+    /// unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_test(group: &str, kind: &str, scope: Scope) -> Kind {
+        Kind {
+            group: group.into(),
+            version: "v1".into(),
+            kind: kind.into(),
+            plural: format!("{}s", kind.to_lowercase()),
+            scope,
+        }
+    }
+
     /// `group/version`, or `version` for the core group.
     pub fn api_version(&self) -> String {
         if self.group.is_empty() {
@@ -40,8 +54,9 @@ impl Kind {
         }
     }
 
-    /// The kube `ApiResource` of this kind; no discovery call is needed,
-    /// since a module declares the plural and scope itself.
+    /// The kube `ApiResource` of this kind. In a cluster the declared plural
+    /// and scope have been checked against discovery when the module loaded
+    /// ([`crate::discovery`]), so they are the server's.
     pub fn api_resource(&self) -> kube::api::ApiResource {
         kube::api::ApiResource {
             group: self.group.clone(),
@@ -91,7 +106,7 @@ impl std::fmt::Display for Kind {
 }
 
 /// A module's declaration: name, version, primary kind, owned and read
-/// kinds, finalizer.
+/// kinds, finalizer, HTTP origins.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModuleMeta {
     /// The module's name, a DNS label; the controller name in metrics.
@@ -107,6 +122,10 @@ pub struct ModuleMeta {
     /// The finalizer it holds on primary objects, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finalizer: Option<String>,
+    /// The origins it sends HTTP requests to (checked syntax, duplicates
+    /// removed, in declaration order).
+    #[serde(rename = "httpOrigins", skip_serializing_if = "Vec::is_empty")]
+    pub http_origins: Vec<Origin>,
 }
 
 impl ModuleMeta {
@@ -119,6 +138,7 @@ impl ModuleMeta {
             owns: info.owns.into_iter().map(Kind::from_wit).collect(),
             reads: info.reads.into_iter().map(Kind::from_wit).collect(),
             finalizer: info.finalizer,
+            http_origins: parse_origins(info.http_origins)?,
         };
         if !is_dns_label(&meta.name) {
             return Err(format!(
@@ -129,6 +149,12 @@ impl ModuleMeta {
         meta.primary.check("primary")?;
         for kind in &meta.owns {
             kind.check("owned")?;
+            if kind.group == meta.primary.group && kind.kind == meta.primary.kind {
+                return Err(format!(
+                    "a module cannot own its own primary kind {}: its children would be the objects it reconciles",
+                    meta.primary
+                ));
+            }
             if meta.primary.scope == Scope::Namespaced && kind.scope == Scope::Cluster {
                 return Err(format!(
                     "a namespaced primary ({}) cannot own cluster-scoped {kind}: Kubernetes garbage collection does not follow such ownerReferences",
@@ -139,12 +165,11 @@ impl ModuleMeta {
         for kind in &meta.reads {
             kind.check("read")?;
         }
-        if let Some(finalizer) = &meta.finalizer
-            && !is_qualified_finalizer(finalizer)
-        {
-            return Err(format!(
-                "finalizer {finalizer:?} must be domain-qualified, like example.com/cleanup"
-            ));
+        if let Some(finalizer) = &meta.finalizer {
+            check_finalizer(finalizer)?;
+            if !finalizer.contains('/') {
+                tracing::warn!(module = %meta.name, finalizer, "the finalizer is not domain-qualified; prefer a name like example.com/cleanup, which no other controller will pick by chance");
+            }
         }
         Ok(meta)
     }
@@ -168,6 +193,28 @@ impl ModuleMeta {
             .find(|k| k.matches(api_version, kind))
     }
 }
+
+/// The declared origins, parsed; a guest declares at most
+/// [`MAX_ORIGINS`] so that checking a request against them stays cheap.
+fn parse_origins(declared: Vec<String>) -> Result<Vec<Origin>, String> {
+    if declared.len() > MAX_ORIGINS {
+        return Err(format!(
+            "the module declares {} HTTP origins; at most {MAX_ORIGINS} are allowed",
+            declared.len()
+        ));
+    }
+    let mut origins: Vec<Origin> = Vec::new();
+    for text in declared {
+        let origin = Origin::parse(&text).map_err(|e| format!("declared HTTP origin {e}"))?;
+        if !origins.contains(&origin) {
+            origins.push(origin);
+        }
+    }
+    Ok(origins)
+}
+
+/// The most HTTP origins a module may declare.
+pub const MAX_ORIGINS: usize = 64;
 
 /// The group of an `apiVersion` (`apps/v1` → `apps`; `v1` → the core group, ``).
 pub fn group_of(api_version: &str) -> &str {
@@ -200,19 +247,48 @@ pub fn is_dns_subdomain(name: &str) -> bool {
     name.len() <= 253 && name.split('.').all(is_dns_label)
 }
 
-fn is_qualified_finalizer(finalizer: &str) -> bool {
-    match finalizer.split_once('/') {
-        Some((domain, name)) => {
-            is_dns_subdomain(domain)
-                && domain.contains('.')
-                && !name.is_empty()
-                && name.len() <= 63
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        }
-        None => false,
+/// Checks a finalizer name as the API server does (a qualified name: an
+/// optional DNS-subdomain prefix and `/`, then at most 63 of
+/// `[A-Za-z0-9-_.]`, starting and ending alphanumeric), so a controller
+/// moving to bosun keeps the finalizers its objects already carry. Names
+/// Kubernetes itself uses are refused: a module holding them would
+/// interfere with garbage collection and namespace deletion.
+fn check_finalizer(finalizer: &str) -> Result<(), String> {
+    let (prefix, name) = match finalizer.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, finalizer),
+    };
+    let name_ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .last()
+            .is_some_and(|b| b.is_ascii_alphanumeric());
+    if !name_ok || prefix.is_some_and(|p| !is_dns_subdomain(p)) {
+        return Err(format!(
+            "finalizer {finalizer:?} is not a name the API server accepts: an optional DNS-subdomain prefix and '/', then up to 63 letters, digits, '-', '_' or '.', like example.com/cleanup"
+        ));
     }
+    let reserved = matches!(finalizer, "kubernetes" | "orphan" | "foregroundDeletion")
+        || prefix.is_some_and(|p| {
+            p == "kubernetes.io"
+                || p.ends_with(".kubernetes.io")
+                || p == "k8s.io"
+                || p.ends_with(".k8s.io")
+        });
+    if reserved {
+        return Err(format!(
+            "finalizer {finalizer:?} belongs to Kubernetes itself; choose one under your own domain, like example.com/cleanup"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -242,7 +318,28 @@ mod tests {
             owns: vec![kind("", "v1", "Pod", wit::Scope::Namespaced)],
             reads: vec![kind("", "v1", "ConfigMap", wit::Scope::Namespaced)],
             finalizer: Some("cnat.programming-kubernetes.info/cleanup".into()),
+            http_origins: vec![],
         }
+    }
+
+    #[test]
+    fn declared_origins_are_parsed_and_bad_ones_refused() {
+        let mut ok = info();
+        ok.http_origins = vec![
+            "https://dns.example.com:443".into(),
+            "https://dns.example.com".into(),
+            "http://127.0.0.1:8081".into(),
+        ];
+        let meta = ModuleMeta::from_wit(ok).unwrap();
+        let shown: Vec<String> = meta.http_origins.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["https://dns.example.com", "http://127.0.0.1:8081"]);
+        let mut bad = info();
+        bad.http_origins = vec!["https://dns.example.com/api".into()];
+        assert!(
+            ModuleMeta::from_wit(bad)
+                .unwrap_err()
+                .contains("declared HTTP origin")
+        );
     }
 
     #[test]
@@ -267,13 +364,61 @@ mod tests {
     }
 
     #[test]
-    fn rejects_an_unqualified_finalizer() {
+    fn accepts_every_finalizer_the_api_server_accepts() {
+        // controller-rs's finalizer has no '/': the API server accepts it
+        // (with a warning), so a controller moving to bosun keeps it.
+        for good in ["documents.kube.rs", "cleanup", "example.com/clean_up.v2"] {
+            let mut ok = info();
+            ok.finalizer = Some(good.into());
+            assert!(ModuleMeta::from_wit(ok).is_ok(), "{good}");
+        }
+        let long = "x".repeat(64);
+        for bad in [
+            "-cleanup",
+            "Example.com/x",
+            "example.com/",
+            "a/b/c",
+            long.as_str(),
+        ] {
+            let mut refused = info();
+            refused.finalizer = Some(bad.to_owned());
+            assert!(
+                ModuleMeta::from_wit(refused)
+                    .unwrap_err()
+                    .contains("not a name the API server accepts"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_the_finalizers_of_kubernetes_itself() {
+        for reserved in [
+            "orphan",
+            "foregroundDeletion",
+            "kubernetes",
+            "kubernetes.io/pv-protection",
+            "batch.kubernetes.io/job-tracking",
+        ] {
+            let mut bad = info();
+            bad.finalizer = Some(reserved.into());
+            assert!(
+                ModuleMeta::from_wit(bad)
+                    .unwrap_err()
+                    .contains("Kubernetes itself"),
+                "{reserved}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_owning_its_own_primary_kind() {
         let mut bad = info();
-        bad.finalizer = Some("cleanup".into());
+        bad.owns.push(bad.primary.clone());
         assert!(
             ModuleMeta::from_wit(bad)
                 .unwrap_err()
-                .contains("domain-qualified")
+                .contains("cannot own its own primary kind")
         );
     }
 

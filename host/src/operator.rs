@@ -12,7 +12,9 @@ use tokio::task::JoinSet;
 
 use crate::apply::Applier;
 use crate::controller::{ControllerContext, ControllerSettings};
+use crate::discovery::Discovery;
 use crate::engine::{Engine, LoadError};
+use crate::grants::{Grant, GrantFile};
 use crate::informers::Informers;
 use crate::leader::{LeaderConfig, LeaderElection};
 use crate::modules::dir::{DirError, DirEvent, DirSource};
@@ -30,12 +32,22 @@ pub struct OperatorConfig {
     pub modules_from_cluster: bool,
     /// Settings applied to every module's controller.
     pub controller: ControllerSettings,
+    /// Grants for local modules (`--module`, `--modules-dir`), by module
+    /// name (`--grant`); a grant file beside a directory module wins.
+    pub grants: Vec<GrantFile>,
+    /// Grant local modules exactly what they declare (`--grant-declared`):
+    /// local development only. ReconcilerModules always need
+    /// `spec.permissions`.
+    pub grant_declared: bool,
     /// Where `/metrics`, `/healthz` and `/readyz` are served; None: not served.
     pub telemetry: Option<tokio::net::TcpListener>,
     /// Leader election; None runs without it (local development).
     pub leader: Option<LeaderConfig>,
     /// How long in-flight reconciles may take to finish after a stop.
     pub shutdown_grace: Duration,
+    /// The API server's addresses: guest HTTP requests never reach them
+    /// unless a grant names them literally.
+    pub api_server: Vec<std::net::IpAddr>,
 }
 
 /// Why the operator stopped other than by request.
@@ -70,8 +82,6 @@ pub async fn run(
 ) -> Result<(), OperatorError> {
     let metrics = Metrics::new();
     let health = Health::new();
-    let modules_loaded = health.check("modules-loaded");
-    let caches_synced = health.check("caches-synced");
 
     let (stop_telemetry, telemetry_stopped) = watch::channel(false);
     let telemetry = config.telemetry.map(|listener| {
@@ -113,18 +123,41 @@ pub async fn run(
         tracing::info!("became the leader");
         election = Some((elector, leading));
     }
+    // Registered only now, so a standby waiting for the Lease has no failing
+    // check and is ready (as controller-runtime's are): a two-replica
+    // Deployment could otherwise never finish a rollout, and its
+    // PodDisruptionBudget would never let the leader be evicted.
+    let modules_loaded = health.check("modules-loaded");
+    let caches_synced = health.check("caches-synced");
 
     let informers = Arc::new(Informers::new(client.clone(), watcher::Config::default()));
+    let applier = Arc::new(Applier::new(client.clone(), "bosun"));
     let ctx = ControllerContext {
         informers,
-        applier: Arc::new(Applier::new(client.clone(), "bosun")),
+        applier: applier.clone(),
         metrics: metrics.clone(),
+        guest_slots: Arc::new(tokio::sync::Semaphore::new(engine.max_instances())),
+        discovery: Arc::new(Discovery::new(client.clone())),
+        http: crate::http::Environment {
+            keys: Some(Arc::new(crate::http::credentials::ClusterKeys::new(
+                client.clone(),
+            ))),
+            api_server: config.api_server.clone().into(),
+            metrics: Some(metrics.clone()),
+            hint: None,
+        },
     };
     let registry = Arc::new(Registry::new(engine.clone(), ctx));
+    let local = LocalGrants {
+        files: config.grants.clone(),
+        declared: config.grant_declared,
+    };
     for (path, bytes) in files {
         let key = path.display().to_string();
         registry
-            .upsert(&key, &key, bytes, config.controller.clone())
+            .upsert(&key, &key, bytes, config.controller.clone(), &|name| {
+                local.for_module(name, None)
+            })
             .await?;
     }
     let mut sources = JoinSet::new();
@@ -133,14 +166,15 @@ pub async fn run(
         // The first scan is queued before `watch` returns: load it before
         // calling the host ready.
         while let Ok(event) = events.try_recv() {
-            handle_dir_event(&registry, &config.controller, event).await;
+            handle_dir_event(&registry, &config.controller, &local, event).await;
         }
         let registry = registry.clone();
         let defaults = config.controller.clone();
+        let local = local.clone();
         sources.spawn(async move {
             let _watching = source;
             while let Some(event) = events.recv().await {
-                handle_dir_event(&registry, &defaults, event).await;
+                handle_dir_event(&registry, &defaults, &local, event).await;
             }
         });
     }
@@ -175,7 +209,13 @@ pub async fn run(
     };
     let outcome = tokio::select! {
         () = &mut shutdown => Ok(()),
-        () = lost => Err(OperatorError::LostLeadership),
+        () = lost => {
+            // Another replica may lead from now on: not one more write from
+            // here, not even from reconciles in flight.
+            applier.close();
+            tracing::error!("lost the leader lease; writes stopped, shutting down");
+            Err(OperatorError::LostLeadership)
+        }
     };
     tracing::info!("shutting down");
     readiness.abort();
@@ -193,6 +233,30 @@ pub async fn run(
         }
     }
     outcome
+}
+
+/// Grants for local modules: the `--grant` files, and `--grant-declared`.
+#[derive(Clone)]
+struct LocalGrants {
+    files: Vec<GrantFile>,
+    declared: bool,
+}
+
+impl LocalGrants {
+    /// The grant of module `name`: the one beside it (a directory's grant
+    /// file, which must name the module), else the `--grant` file naming
+    /// it, else what it declares under `--grant-declared`, else none.
+    fn for_module(&self, name: &str, beside: Option<&GrantFile>) -> Grant {
+        let file = beside.or_else(|| self.files.iter().find(|g| g.module == name));
+        match file {
+            Some(file) => Grant::Granted {
+                module: Some(file.module.clone()),
+                permissions: Box::new(file.permissions.clone()),
+            },
+            None if self.declared => Grant::Declared,
+            None => Grant::none(),
+        }
+    }
 }
 
 /// Reads and checks every module file; a file that does not load stops the
@@ -222,20 +286,30 @@ async fn read_module_files(
 
 /// Applies one change of the watched directory. A bad file is reported and
 /// changes nothing: the last good version keeps running.
-async fn handle_dir_event(registry: &Registry, defaults: &ControllerSettings, event: DirEvent) {
+async fn handle_dir_event(
+    registry: &Registry,
+    defaults: &ControllerSettings,
+    local: &LocalGrants,
+    event: DirEvent,
+) {
     match event {
         DirEvent::Upsert {
             key,
             path,
             bytes,
             settings,
+            grant,
         } => {
             let settings = ControllerSettings {
                 settings,
                 ..defaults.clone()
             };
             let source = path.display().to_string();
-            match registry.upsert(&key, &source, bytes, settings).await {
+            let grant_for = |name: &str| local.for_module(name, grant.as_deref());
+            match registry
+                .upsert(&key, &source, bytes, settings, &grant_for)
+                .await
+            {
                 Ok(loaded) => tracing::info!(
                     file = %source,
                     module = %loaded.name,
@@ -251,6 +325,7 @@ async fn handle_dir_event(registry: &Registry, defaults: &ControllerSettings, ev
             }
         }
         DirEvent::Remove { key } => registry.remove(&key).await,
+
         DirEvent::Error { key, error } => {
             tracing::error!(file = %key, %error, "module file unreadable; the last good version keeps running")
         }

@@ -8,9 +8,29 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
+use crate::discovery::StatusRoom;
 use crate::engine::bindings as wit;
 use crate::meta::{ModuleMeta, group_of};
 use crate::validate::{Primary, ValidResponse, ValidationError, validate};
+
+/// What shapes a plan besides the guest's response: what the primary's
+/// status can hold, and where the module may write.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanContext<'a> {
+    /// The room in the primary's status schema for what the host adds.
+    pub status: StatusRoom,
+    /// The namespaces the module was granted; empty: every namespace.
+    pub namespaces: &'a [String],
+}
+
+impl PlanContext<'_> {
+    /// Offline, as `bosun reconcile` plans: room for everything, every
+    /// namespace.
+    pub const OFFLINE: PlanContext<'static> = PlanContext {
+        status: StatusRoom::ANY,
+        namespaces: &[],
+    };
+}
 
 /// Server-populated metadata a guest may have echoed back; applying them
 /// would turn into preconditions or be rejected, so the host drops them.
@@ -67,15 +87,17 @@ pub struct Plan {
 /// operator and `bosun reconcile`.
 pub fn plan_response(
     meta: &ModuleMeta,
+    ctx: &PlanContext<'_>,
     object: &Value,
     observed: &[Value],
     response: wit::Response,
     now: Timestamp,
 ) -> Result<Plan, ValidationError> {
     let primary = Primary::from_object(object)?;
-    let valid = validate(meta, &primary, response)?;
+    let valid = validate(meta, &primary, ctx.namespaces, response)?;
     Ok(plan(
         meta,
+        ctx.status,
         &primary,
         object.get("status"),
         observed,
@@ -88,6 +110,7 @@ pub fn plan_response(
 /// the children the host observed.
 pub fn plan(
     meta: &ModuleMeta,
+    room: StatusRoom,
     primary: &Primary,
     current_status: Option<&Value>,
     observed: &[Value],
@@ -132,7 +155,7 @@ pub fn plan(
         prune,
         status: response
             .status
-            .map(|status| settle_status(primary, current_status, status, now)),
+            .map(|status| settle_status(room, primary, current_status, status, now)),
         requeue_after: response.requeue_after,
         events: response.events,
     }
@@ -211,14 +234,19 @@ fn same_object(a: &ObjectRef, b: &ObjectRef) -> bool {
 /// Sets `observedGeneration` and settles conditions the way
 /// `meta.SetStatusCondition` does: a condition whose status did not change
 /// keeps its `lastTransitionTime`; a new or flipped one gets `now` unless
-/// the guest set a time.
+/// the guest set a time. What the host adds goes only where the status
+/// schema has room for it (`room`), so a CRD without `observedGeneration`
+/// gets the guest's status as it is.
 fn settle_status(
+    room: StatusRoom,
     primary: &Primary,
     current: Option<&Value>,
     mut status: Map<String, Value>,
     now: Timestamp,
 ) -> Value {
-    if let Some(generation) = primary.generation {
+    if room.observed_generation
+        && let Some(generation) = primary.generation
+    {
         status.insert("observedGeneration".into(), json!(generation));
     }
     let current_conditions = current
@@ -245,7 +273,9 @@ fn settle_status(
                         .or_insert_with(|| json!(now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()));
                 }
             }
-            if let Some(generation) = primary.generation {
+            if room.condition_observed_generation
+                && let Some(generation) = primary.generation
+            {
                 condition
                     .entry("observedGeneration")
                     .or_insert(json!(generation));
@@ -282,6 +312,7 @@ mod tests {
             }],
             reads: vec![],
             finalizer: None,
+            http_origins: vec![],
         }
     }
 
@@ -309,9 +340,10 @@ mod tests {
             requeue_after_ms: Some(1500),
             events: vec![],
         };
-        let valid = validate(&meta(), &primary(), response).unwrap();
+        let valid = validate(&meta(), &primary(), &[], response).unwrap();
         plan(
             &meta(),
+            StatusRoom::ANY,
             &primary(),
             current.as_ref(),
             observed,
@@ -387,6 +419,30 @@ mod tests {
             "2026-11-25T10:00:00Z"
         );
         assert_eq!(status["conditions"][0]["observedGeneration"], 4);
+    }
+
+    #[test]
+    fn adds_nothing_the_status_schema_has_no_room_for() {
+        let response = wit::Response {
+            children: vec![],
+            status: Some(json!({"availableReplicas": 1, "conditions": [{"type": "Ready", "status": "True"}]}).to_string()),
+            requeue_after_ms: None,
+            events: vec![],
+        };
+        let valid = validate(&meta(), &primary(), &[], response).unwrap();
+        let plan = plan(
+            &meta(),
+            StatusRoom::BARE,
+            &primary(),
+            None,
+            &[],
+            valid,
+            now(),
+        );
+        let status = plan.status.unwrap();
+        assert!(status.get("observedGeneration").is_none(), "{status}");
+        assert!(status["conditions"][0].get("observedGeneration").is_none());
+        assert_eq!(status["availableReplicas"], 1);
     }
 
     #[test]

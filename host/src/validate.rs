@@ -2,8 +2,9 @@
 //!
 //! The rules are DESIGN.md's safety rules: a guest may write only kinds it
 //! declared, only in its primary's namespace (for a namespaced primary),
-//! with well-formed objects, and never an ownerReference of its own
-//! making. Any violation fails the whole reconcile: nothing is written.
+//! with well-formed objects, and never an ownerReference or a finalizer of
+//! its own making. Any violation fails the whole reconcile: nothing is
+//! written.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -133,6 +134,20 @@ pub enum ValidationError {
         /// The uid it named.
         uid: String,
     },
+    /// A child carries finalizers. A finalizer on a child would let a
+    /// module block the deletion of its children (and of their namespace)
+    /// with nothing to remove it.
+    #[error(
+        "desired {kind} {name:?} carries finalizers {finalizers:?}; children may not carry finalizers (the host removes only its own, from primaries)"
+    )]
+    ChildFinalizers {
+        /// Its kind.
+        kind: String,
+        /// Its name.
+        name: String,
+        /// The finalizers it carries.
+        finalizers: Vec<String>,
+    },
     /// The same child twice.
     #[error("desired {kind} {name:?} appears more than once")]
     Duplicate {
@@ -183,9 +198,14 @@ pub struct ValidResponse {
 
 /// Checks a guest's response against the module's declaration and the
 /// primary object.
+///
+/// `namespaces` are the namespaces the module was granted (empty: every
+/// one); a child elsewhere is refused even where the primary's scope
+/// would allow it.
 pub fn validate(
     meta: &ModuleMeta,
     primary: &Primary,
+    namespaces: &[String],
     response: wit::Response,
 ) -> Result<ValidResponse, ValidationError> {
     let mut seen = HashSet::new();
@@ -194,7 +214,7 @@ pub fn validate(
         .iter()
         .enumerate()
         .map(|(index, json)| {
-            let child = validate_child(meta, primary, index, json)?;
+            let child = validate_child(meta, primary, namespaces, index, json)?;
             if !seen.insert((
                 child.kind.clone(),
                 child.namespace.clone(),
@@ -248,6 +268,7 @@ pub fn validate_events(events: Vec<wit::Event>) -> Result<Vec<wit::Event>, Valid
 fn validate_child(
     meta: &ModuleMeta,
     primary: &Primary,
+    namespaces: &[String],
     index: usize,
     json: &str,
 ) -> Result<Child, ValidationError> {
@@ -331,6 +352,33 @@ fn validate_child(
         }
     };
 
+    if let Some(namespace) = &namespace
+        && !namespaces.is_empty()
+        && !namespaces.contains(namespace)
+    {
+        return Err(wrong(
+            namespace,
+            format!("the module was granted only the namespaces {namespaces:?}"),
+        ));
+    }
+
+    let finalizers: Vec<String> = metadata
+        .and_then(|m| m.get("finalizers"))
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .map(|f| f.as_str().map_or_else(|| f.to_string(), str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !finalizers.is_empty() {
+        return Err(ValidationError::ChildFinalizers {
+            kind: kind_name,
+            name,
+            finalizers,
+        });
+    }
+
     let owners = metadata
         .and_then(|m| m.get("ownerReferences"))
         .and_then(Value::as_array)
@@ -404,6 +452,7 @@ mod tests {
             ],
             reads: vec![],
             finalizer: None,
+            http_origins: vec![],
         }
     }
 
@@ -425,7 +474,7 @@ mod tests {
     }
 
     fn check(children: Vec<Value>) -> Result<ValidResponse, ValidationError> {
-        validate(&meta(), &primary(), response(children))
+        validate(&meta(), &primary(), &[], response(children))
     }
 
     #[test]
@@ -506,7 +555,7 @@ mod tests {
         let mut bad = response(vec![]);
         bad.children.push("{not json".into());
         assert!(matches!(
-            validate(&meta(), &primary(), bad).unwrap_err(),
+            validate(&meta(), &primary(), &[], bad).unwrap_err(),
             ValidationError::ChildNotJson { .. }
         ));
         assert!(matches!(
@@ -538,6 +587,42 @@ mod tests {
     }
 
     #[test]
+    fn rejects_children_with_finalizers() {
+        let err = check(vec![
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {
+            "name": "x", "finalizers": ["example.com/never-let-go"]}}),
+        ])
+        .unwrap_err();
+        assert!(
+            matches!(err, ValidationError::ChildFinalizers { ref finalizers, .. } if finalizers == &["example.com/never-let-go"]),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_cluster_scoped_primary_writes_only_in_the_granted_namespaces() {
+        let mut cluster = meta();
+        cluster.primary.scope = Scope::Cluster;
+        let primary = Primary::from_object(&json!({
+            "apiVersion": "examples.bosun.dev/v1alpha1", "kind": "WebApp",
+            "metadata": {"name": "shop", "uid": "u-1"}
+        }))
+        .unwrap();
+        let child = |ns: &str| {
+            response(vec![
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x", "namespace": ns}}),
+            ])
+        };
+        let granted = ["shop".to_owned()];
+        assert!(validate(&cluster, &primary, &granted, child("shop")).is_ok());
+        let err = validate(&cluster, &primary, &granted, child("kube-system")).unwrap_err();
+        assert!(
+            matches!(err, ValidationError::WrongNamespace { ref namespace, .. } if namespace == "kube-system"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn rejects_duplicates() {
         let child = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"}});
         assert!(matches!(
@@ -551,7 +636,7 @@ mod tests {
         let mut bad = response(vec![]);
         bad.status = Some("\"ready\"".into());
         assert!(matches!(
-            validate(&meta(), &primary(), bad).unwrap_err(),
+            validate(&meta(), &primary(), &[], bad).unwrap_err(),
             ValidationError::Status { .. }
         ));
     }

@@ -9,10 +9,12 @@
 
 use std::time::Duration;
 
+use bosun::apply::ApplyError;
 use bosun::apply::{Applier, ApplyReport};
+use bosun::discovery::StatusRoom;
 use bosun::engine::bindings as wit;
 use bosun::meta::{Kind, ModuleMeta, Scope};
-use bosun::plan::{ObjectRef, Plan, plan_response};
+use bosun::plan::{ObjectRef, Plan, PlanContext, plan_response};
 use bosun_testenv::TestEnv;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Namespace;
@@ -49,7 +51,9 @@ async fn fixture(test: &str) -> Fixture {
     env.install_crds([WEBAPP_CRD])
         .await
         .unwrap_or_else(|e| panic!("installing the WebApp CRD: {e}"));
-    let client = env.client();
+    // A client on this test's own runtime: the environment's own lives on
+    // the first test's, which may have ended.
+    let client = env.new_client().await.expect("a client");
     // Namespace names are DNS labels: at most 63 characters.
     let mut ns: String = test.replace('_', "-").chars().take(48).collect();
     ns = format!("{}-{}", ns.trim_end_matches('-'), std::process::id());
@@ -89,6 +93,7 @@ fn webapp_meta() -> ModuleMeta {
         ],
         reads: vec![],
         finalizer: Some(FINALIZER.into()),
+        http_origins: vec![],
     }
 }
 
@@ -249,7 +254,15 @@ fn response(children: &[Value], status: Option<Value>, events: Vec<wit::Event>) 
 }
 
 fn plan(meta: &ModuleMeta, object: &Value, observed: &[Value], response: wit::Response) -> Plan {
-    plan_response(meta, object, observed, response, Timestamp::now()).expect("a valid response")
+    plan_response(
+        meta,
+        &PlanContext::OFFLINE,
+        object,
+        observed,
+        response,
+        Timestamp::now(),
+    )
+    .expect("a valid response")
 }
 
 /// The full reconcile answer for `name`: Deployment, Service and status.
@@ -323,7 +336,7 @@ async fn apply_creates_owned_children_and_writes_status() {
 
     let report = f
         .applier
-        .apply(&f.meta, &app, &[], &plan)
+        .apply(&f.meta, StatusRoom::ANY, &app, &[], &plan)
         .await
         .expect("apply");
 
@@ -391,7 +404,7 @@ async fn reapplying_an_unchanged_plan_writes_nothing() {
     let app = f.create_webapp("shop").await;
     let first = plan(&f.meta, &app, &[], full_response(&f.ns, "shop"));
     f.applier
-        .apply(&f.meta, &app, &[], &first)
+        .apply(&f.meta, StatusRoom::ANY, &app, &[], &first)
         .await
         .expect("first apply");
 
@@ -409,7 +422,7 @@ async fn reapplying_an_unchanged_plan_writes_nothing() {
 
     let report = f
         .applier
-        .apply(&f.meta, &app, &observed, &again)
+        .apply(&f.meta, StatusRoom::ANY, &app, &observed, &again)
         .await
         .expect("second apply");
 
@@ -451,7 +464,7 @@ async fn reapplying_an_unchanged_plan_writes_nothing() {
     );
     let report = f
         .applier
-        .apply(&f.meta, &app, &observed, &changed)
+        .apply(&f.meta, StatusRoom::ANY, &app, &observed, &changed)
         .await
         .expect("third apply");
     assert_eq!((report.applied, report.unchanged), (1, 1));
@@ -482,7 +495,7 @@ async fn a_field_the_module_stops_setting_is_removed() {
         response(&[labelled], Some(status.clone()), vec![]),
     );
     f.applier
-        .apply(&f.meta, &app, &[], &first)
+        .apply(&f.meta, StatusRoom::ANY, &app, &[], &first)
         .await
         .expect("first apply");
 
@@ -497,7 +510,7 @@ async fn a_field_the_module_stops_setting_is_removed() {
             response(&[deployment("shop")], Some(unexposed.clone()), vec![]),
         );
         f.applier
-            .apply(&f.meta, &app, &observed, &without)
+            .apply(&f.meta, StatusRoom::ANY, &app, &observed, &without)
             .await
             .expect("apply without the fields")
     };
@@ -534,7 +547,7 @@ async fn prune_deletes_only_what_this_module_applied_for_this_object() {
     let other = f.create_webapp("other").await;
     let first = plan(&f.meta, &app, &[], full_response(&f.ns, "shop"));
     f.applier
-        .apply(&f.meta, &app, &[], &first)
+        .apply(&f.meta, StatusRoom::ANY, &app, &[], &first)
         .await
         .expect("apply shop");
 
@@ -559,7 +572,7 @@ async fn prune_deletes_only_what_this_module_applied_for_this_object() {
         response(&[service("foreign")], None, vec![]),
     );
     f.applier
-        .apply(&f.meta, &other, &[], &foreign)
+        .apply(&f.meta, StatusRoom::ANY, &other, &[], &foreign)
         .await
         .expect("apply other");
 
@@ -591,7 +604,7 @@ async fn prune_deletes_only_what_this_module_applied_for_this_object() {
 
     let report = f
         .applier
-        .apply(&f.meta, &app, &observed, &pruning)
+        .apply(&f.meta, StatusRoom::ANY, &app, &observed, &pruning)
         .await
         .expect("apply");
 
@@ -628,7 +641,7 @@ async fn prune_never_deletes_an_object_recreated_under_the_same_name() {
     let app = f.create_webapp("shop").await;
     let first = plan(&f.meta, &app, &[], full_response(&f.ns, "shop"));
     f.applier
-        .apply(&f.meta, &app, &[], &first)
+        .apply(&f.meta, StatusRoom::ANY, &app, &[], &first)
         .await
         .expect("apply");
     let app = f.webapp("shop").await;
@@ -662,7 +675,7 @@ async fn prune_never_deletes_an_object_recreated_under_the_same_name() {
     assert_eq!(pruning.prune.len(), 1);
     let report = f
         .applier
-        .apply(&f.meta, &app, &stale, &pruning)
+        .apply(&f.meta, StatusRoom::ANY, &app, &stale, &pruning)
         .await
         .expect("apply");
 
@@ -675,20 +688,139 @@ async fn prune_never_deletes_an_object_recreated_under_the_same_name() {
     assert_eq!(live.metadata.uid, recreated.metadata.uid);
 }
 
+/// What a bystander object looks like to someone checking it was not
+/// touched: its version, owners and field managers.
+fn fingerprint(object: &DynamicObject) -> (Option<String>, Value, Vec<String>) {
+    (
+        object.metadata.resource_version.clone(),
+        json!(object.metadata.owner_references),
+        object
+            .metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .filter_map(|m| m.manager.clone())
+            .collect(),
+    )
+}
+
+#[tokio::test]
+async fn an_object_of_the_childs_name_that_is_not_the_modules_is_never_taken_over() {
+    let f = fixture("an_object_of_the_childs_name_that_is_not_the_modules").await;
+    let app = f.create_webapp("shop").await;
+    // A Service a person made, with the name the WebApp wants for its own.
+    let hand_made: DynamicObject =
+        serde_json::from_value(json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "shop", "labels": {"made": "by-hand"}},
+            "spec": {"ports": [{"name": "admin", "port": 9000}]}}))
+        .expect("service object");
+    let kubectl = PostParams {
+        field_manager: Some("kubectl".into()),
+        ..PostParams::default()
+    };
+    f.services()
+        .create(&kubectl, &hand_made)
+        .await
+        .expect("create the hand-made Service");
+    let before = f.services().get("shop").await.expect("get");
+
+    // The cache has not seen it (or has, but it is not a child): either way
+    // it is not among the observed children.
+    let wanted = plan(&f.meta, &app, &[], full_response(&f.ns, "shop"));
+    let err = f
+        .applier
+        .apply(&f.meta, StatusRoom::ANY, &app, &[], &wanted)
+        .await
+        .expect_err("the name is taken");
+    assert!(
+        matches!(&err, ApplyError::ChildExists { object, reason }
+            if object.contains("Service.v1") && reason.contains("not controlled by WebApp shop")),
+        "{err}"
+    );
+    let after = f.services().get("shop").await.expect("get");
+    assert_eq!(
+        fingerprint(&after),
+        fingerprint(&before),
+        "the hand-made Service was written"
+    );
+    assert_eq!(
+        after.data["spec"]["ports"].as_array().map(Vec::len),
+        Some(1)
+    );
+
+    // Controlled by the WebApp but written by someone else: still not ours.
+    let mut forged = service("forged");
+    forged["metadata"]["ownerReferences"] = wanted.apply[0]["metadata"]["ownerReferences"].clone();
+    let forged: DynamicObject = serde_json::from_value(forged).expect("service object");
+    f.services()
+        .create(&kubectl, &forged)
+        .await
+        .expect("create the forged Service");
+    let app = f.webapp("shop").await;
+    let observed = f.observed(&app).await;
+    let wants_forged = plan(
+        &f.meta,
+        &app,
+        &observed,
+        response(&[service("forged")], None, vec![]),
+    );
+    let err = f
+        .applier
+        .apply(&f.meta, StatusRoom::ANY, &app, &observed, &wants_forged)
+        .await
+        .expect_err("a hand-made child is not the module's");
+    assert!(
+        matches!(&err, ApplyError::ChildExists { reason, .. } if reason.contains("not written by bosun/webapp")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_created_child_is_owned_by_the_modules_apply_entry_alone() {
+    let f = fixture("a_created_child_is_owned_by_the_modules_apply_entry").await;
+    let app = f.create_webapp("shop").await;
+    let wanted = plan(&f.meta, &app, &[], full_response(&f.ns, "shop"));
+    f.applier
+        .apply(&f.meta, StatusRoom::ANY, &app, &[], &wanted)
+        .await
+        .expect("apply");
+    for child in [
+        f.deployments().get("shop").await,
+        f.services().get("shop").await,
+    ] {
+        let child = child.expect("created");
+        let entries: Vec<(Option<String>, Option<String>)> = child
+            .metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .map(|m| (m.manager.clone(), m.operation.clone()))
+            .collect();
+        assert!(
+            entries.contains(&(Some("bosun/webapp".into()), Some("Apply".into()))),
+            "{entries:?}"
+        );
+        assert!(
+            !entries.contains(&(Some("bosun/webapp".into()), Some("Update".into()))),
+            "a create left an Update entry that apply would never release: {entries:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_permanent_error_sets_a_condition_and_records_a_warning() {
     let f = fixture("a_permanent_error_sets_a_condition_and_records_a_warning").await;
     let app = f.create_webapp("shop").await;
     let first = plan(&f.meta, &app, &[], full_response(&f.ns, "shop"));
     f.applier
-        .apply(&f.meta, &app, &[], &first)
+        .apply(&f.meta, StatusRoom::ANY, &app, &[], &first)
         .await
         .expect("apply");
     let app = f.webapp("shop").await;
 
     let message = "spec.image must name a container image";
     f.applier
-        .report_permanent_error(&f.meta, &app, "InvalidSpec", message)
+        .report_failure(&f.meta, StatusRoom::ANY, &app, "InvalidSpec", message)
         .await
         .expect("report");
 
@@ -721,7 +853,7 @@ async fn a_permanent_error_sets_a_condition_and_records_a_warning() {
 
     // The same error again: the condition is already there, no status write.
     f.applier
-        .report_permanent_error(&f.meta, &reported, "InvalidSpec", message)
+        .report_failure(&f.meta, StatusRoom::ANY, &reported, "InvalidSpec", message)
         .await
         .expect("report again");
     assert_eq!(

@@ -9,7 +9,7 @@ use bosun::engine::{
     CallContext, CallError, CompileSource, Engine, EngineConfig, Limits, LoadError, Module,
 };
 use bosun::objects::StaticObjects;
-use bosun::plan::{Plan, plan_response};
+use bosun::plan::{Plan, PlanContext, plan_response};
 use bosun::validate::ValidationError;
 use jiff::Timestamp;
 use serde_json::{Value, json};
@@ -68,10 +68,15 @@ fn cnat(object: &Value, children: &[Value], now: &str) -> Result<Plan, Reconcile
         .reconcile(&request(object, children), &at_clock(now))
         .expect("the call completes")?;
     let now: Timestamp = now.parse().unwrap();
-    Ok(
-        plan_response(module("cnat").meta(), object, children, response, now)
-            .expect("valid output"),
+    Ok(plan_response(
+        module("cnat").meta(),
+        &PlanContext::OFFLINE,
+        object,
+        children,
+        response,
+        now,
     )
+    .expect("valid output"))
 }
 
 #[test]
@@ -181,20 +186,30 @@ fn metadata_is_read_once_at_load() {
 
 // ------------------------------------------------------------ misbehaving
 
+/// A Misbehave object asking for `mode`.
 fn config_map(mode: &str) -> Value {
     json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
+        "apiVersion": "tests.bosun.dev/v1", "kind": "Misbehave",
         "metadata": {"name": format!("cm-{mode}"), "namespace": "demo", "uid": "c0ffee00-0000-4000-8000-000000000002"},
-        "data": {"mode": mode}
+        "spec": {"mode": mode}
     })
 }
 
 fn misbehave(mode: &str, limits: Limits) -> Result<Result<Response, ReconcileError>, CallError> {
+    call_misbehave(&module("misbehave"), mode, limits)
+}
+
+/// One call of the loaded misbehave `guest` in `mode`.
+fn call_misbehave(
+    guest: &Module,
+    mode: &str,
+    limits: Limits,
+) -> Result<Result<Response, ReconcileError>, CallError> {
     let ctx = CallContext {
         limits,
         ..CallContext::default()
     };
-    module("misbehave").reconcile(&request(&config_map(mode), &[]), &ctx)
+    guest.reconcile(&request(&config_map(mode), &[]), &ctx)
 }
 
 fn misbehave_plan(mode: &str) -> Result<Plan, ValidationError> {
@@ -203,6 +218,7 @@ fn misbehave_plan(mode: &str) -> Result<Plan, ValidationError> {
         .expect("the guest answers");
     plan_response(
         module("misbehave").meta(),
+        &PlanContext::OFFLINE,
         &config_map(mode),
         &[],
         response,
@@ -222,8 +238,11 @@ fn a_guest_that_loops_forever_is_stopped_at_its_deadline() {
         timeout: Duration::from_millis(200),
         ..Limits::default()
     };
+    // Loaded before the clock starts: loading compiles, behind other tests'
+    // compiles, and is not what the deadline bounds.
+    let guest = module("misbehave");
     let started = std::time::Instant::now();
-    let error = misbehave("loop", limits).unwrap_err();
+    let error = call_misbehave(&guest, "loop", limits).unwrap_err();
     assert!(
         matches!(error, CallError::Timeout { ref module, .. } if module == "misbehave"),
         "{error}"
@@ -238,6 +257,143 @@ fn a_guest_that_loops_forever_is_stopped_at_its_deadline() {
         "{error}"
     );
     still_serves();
+}
+
+#[test]
+fn a_guest_blocked_in_a_wasi_call_is_stopped_at_its_deadline() {
+    let limits = Limits {
+        timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    // Loaded before the clock starts: loading compiles, behind other tests'
+    // compiles, and is not what the deadline bounds.
+    let guest = module("misbehave");
+    for mode in ["sleep", "poll-far"] {
+        let started = std::time::Instant::now();
+        let error = call_misbehave(&guest, mode, limits).unwrap_err();
+        let took = started.elapsed();
+        assert!(
+            matches!(error, CallError::Blocked { ref module, limit } if module == "misbehave" && limit == limits.timeout),
+            "{mode}: {error}"
+        );
+        // The deadline, a tick and the scheduling of two cores: not the
+        // ten seconds (or the hour) the guest asked for.
+        assert!(
+            took < Duration::from_secs(2),
+            "{mode}: held the call for {took:?}"
+        );
+        assert!(
+            error.to_string().contains("waiting in a host call"),
+            "{error}"
+        );
+        still_serves();
+    }
+}
+
+#[test]
+fn host_buffers_a_guest_sizes_are_capped() {
+    // 64 MiB of random bytes would be allocated on the host, outside the
+    // guest's memory cap: refused, and the call fails rather than the host.
+    let error = misbehave("random-flood", Limits::default()).unwrap_err();
+    assert!(matches!(error, CallError::Trap { .. }), "{error}");
+    assert!(error.to_string().contains("exceeds limit"), "{error}");
+    still_serves();
+}
+
+#[test]
+fn output_is_bounded_in_count_not_only_bytes() {
+    for (mode, what) in [("many-children", "children"), ("many-events", "events")] {
+        let error = misbehave(mode, Limits::default()).unwrap_err();
+        assert!(
+            matches!(error, CallError::TooMany { what: w, count: 100_000, .. } if w == what),
+            "{mode}: {error}"
+        );
+        assert_eq!(error.fault(), bosun::engine::Fault::Guest);
+    }
+    // Log lines past the limit are dropped, the call goes on.
+    let response = misbehave("many-logs", Limits::default())
+        .expect("the call completes")
+        .expect("the guest answers");
+    assert_eq!(response.children.len(), 1);
+    still_serves();
+}
+
+#[test]
+fn a_long_error_message_is_cut_and_a_zero_requeue_raised_to_the_floor() {
+    let limits = Limits::default();
+    match misbehave("long-error", limits).expect("the call completes") {
+        Err(ReconcileError::Permanent(failure)) => {
+            assert!(
+                failure.message.len() <= limits.message_bytes,
+                "{}",
+                failure.message.len()
+            );
+            assert!(failure.message.ends_with('…'));
+        }
+        other => panic!("expected a permanent error, got {other:?}"),
+    }
+    let plan = misbehave_plan("zero-requeue").expect("valid output");
+    assert_eq!(plan.requeue_after, Some(limits.min_requeue));
+}
+
+#[test]
+fn a_request_too_large_for_the_guest_fails_that_object_not_the_module() {
+    let limits = Limits {
+        memory_bytes: 8 << 20,
+        ..Limits::default()
+    };
+    let mut big = config_map("ok");
+    big["spec"]["padding"] = json!("x".repeat(3 << 20));
+    let ctx = CallContext {
+        limits,
+        ..CallContext::default()
+    };
+    let error = module("misbehave")
+        .reconcile(&request(&big, &[]), &ctx)
+        .unwrap_err();
+    assert!(
+        matches!(error, CallError::RequestTooLarge { .. }),
+        "{error}"
+    );
+    assert_eq!(error.fault(), bosun::engine::Fault::Input);
+    // Big enough to exhaust the guest's memory while parsing, though it fit:
+    // still the data's doing.
+    let mut large = config_map("ok");
+    large["spec"]["padding"] = json!(vec!["x"; 350_000]);
+    let error = module("misbehave")
+        .reconcile(&request(&large, &[]), &ctx)
+        .unwrap_err();
+    assert!(matches!(error, CallError::MemoryLimit { .. }), "{error}");
+    assert_eq!(error.fault(), bosun::engine::Fault::Input);
+    still_serves();
+}
+
+#[test]
+fn metadata_runs_under_a_deadline() {
+    for (variant, blocked) in [("slow-metadata", true), ("spin-metadata", false)] {
+        let path = bosun_testenv::guests::misbehave_declaring(variant).expect("variant");
+        let started = std::time::Instant::now();
+        let error = ENGINE.load_file(&path).map(|_| ()).unwrap_err();
+        let took = started.elapsed();
+        let LoadError::Metadata { source, .. } = &error else {
+            panic!("{variant}: expected a failed metadata call, got {error}");
+        };
+        if blocked {
+            assert!(
+                matches!(**source, CallError::Blocked { .. }),
+                "{variant}: {error}"
+            );
+        } else {
+            assert!(
+                matches!(**source, CallError::Timeout { .. }),
+                "{variant}: {error}"
+            );
+        }
+        assert!(
+            took < Duration::from_secs(5),
+            "{variant}: load took {took:?}"
+        );
+    }
 }
 
 #[test]
@@ -477,4 +633,59 @@ fn the_compile_cache_skips_cranelift_on_the_second_load() {
     }
     let third = engine.load_file(&path).unwrap();
     assert_eq!(third.compile_source(), CompileSource::Compiled);
+}
+
+#[test]
+fn the_compile_cache_loads_only_what_it_wrote_from_a_directory_of_its_own() {
+    let path = bosun_testenv::guests::path("misbehave").unwrap();
+    let cache_in = |dir: &std::path::Path| {
+        Engine::new(EngineConfig {
+            cache_dir: Some(dir.to_owned()),
+            ..EngineConfig::default()
+        })
+        .unwrap()
+    };
+    // A real artifact, written by another cache (another key): planted in
+    // this cache, it is native code this host did not write.
+    let (theirs, ours) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    cache_in(theirs.path()).load_file(&path).unwrap();
+    let engine = cache_in(ours.path());
+    engine
+        .load_file(bosun_testenv::guests::path("cnat").unwrap())
+        .unwrap();
+    for entry in std::fs::read_dir(theirs.path()).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name().to_string_lossy().ends_with(".cwasm") {
+            std::fs::copy(entry.path(), ours.path().join(entry.file_name())).unwrap();
+        }
+    }
+    let planted = engine.load_file(&path).unwrap();
+    assert_eq!(
+        planted.compile_source(),
+        CompileSource::Compiled,
+        "an entry under another key is not loaded"
+    );
+    assert_eq!(
+        engine.load_file(&path).unwrap().compile_source(),
+        CompileSource::Cache,
+        "what this cache wrote itself is"
+    );
+
+    // A directory others may write to is refused: everything compiles.
+    let shared = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let engine = cache_in(shared.path());
+    engine.load_file(&path).unwrap();
+    assert_eq!(
+        engine.load_file(&path).unwrap().compile_source(),
+        CompileSource::Compiled
+    );
+    assert!(
+        engine
+            .cache()
+            .and_then(|c| c.refused())
+            .is_some_and(|why| why.contains("lets others in")),
+        "the refusal says why"
+    );
 }

@@ -116,7 +116,7 @@ async fn only_one_of_two_electors_leads_and_the_lease_names_it() {
     );
     assert!(*leader_rx.borrow(), "{first} stopped leading while healthy");
     assert_eq!(
-        holder(&env.client(), &lease).await.as_deref(),
+        holder(&client(env).await, &lease).await.as_deref(),
         Some(first),
         "Lease holderIdentity names the leader"
     );
@@ -144,7 +144,7 @@ async fn another_elector_takes_over_after_the_leader_crashes() {
         "an aborted elector does not report leading"
     );
     assert_eq!(
-        holder(&env.client(), &lease).await.as_deref(),
+        holder(&client(env).await, &lease).await.as_deref(),
         Some("host-a")
     );
 
@@ -163,7 +163,7 @@ async fn another_elector_takes_over_after_the_leader_crashes() {
         "host-b took over after {took:?}, before host-a's lease could expire"
     );
     assert_eq!(
-        holder(&env.client(), &lease).await.as_deref(),
+        holder(&client(env).await, &lease).await.as_deref(),
         Some("host-b")
     );
     b.step_down().await;
@@ -202,7 +202,7 @@ async fn graceful_step_down_hands_over_without_waiting_for_expiry() {
         "handover took {took:?}; the lease would have expired after 20 s"
     );
     assert_eq!(
-        holder(&env.client(), &lease).await.as_deref(),
+        holder(&client(env).await, &lease).await.as_deref(),
         Some("host-b")
     );
     b.step_down().await;

@@ -5,19 +5,22 @@
 //!
 //! One control plane serves the whole file; each test uses its own namespace
 //! and object names. URL sources are served by a small HTTP/1.1 server on
-//! 127.0.0.1 written into this file, so no network is needed.
+//! 127.0.0.1 written into this file, so no network is needed; OCI sources by
+//! a real registry on 127.0.0.1 (testenv's [`Registry`], Debian's
+//! docker-registry), to which the test pushes with oci-client.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use bosun::modules::oci::{WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE};
 use bosun::modules::resource::{
-    CONDITION_LOADED, ConfigMapSource, FileSource, ModuleSource, ReconcilerModule,
-    ReconcilerModuleSpec, ReconcilerModuleStatus, UrlSource,
+    CONDITION_LOADED, ConfigMapSource, FileSource, ModuleSource, OciSource, ReconcilerModule,
+    ReconcilerModuleSpec, ReconcilerModuleStatus, SecretRef, UrlSource,
 };
 use bosun::modules::source::{self, Fetched, MAX_MODULE_BYTES, SourceError};
-use bosun_testenv::TestEnv;
+use bosun_testenv::{Registry, TestEnv};
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
@@ -29,7 +32,7 @@ use tokio::sync::OnceCell;
 
 const CRD: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../deploy/reconcilermodule-crd.yaml"
+    "/../deploy/base/reconcilermodule-crd.yaml"
 );
 
 /// Not a real component: `fetch` does not look inside, and bytes that are not
@@ -98,6 +101,14 @@ async fn namespace(client: &Client, test: &str) -> String {
     ns
 }
 
+/// `bytes`, gzip-compressed as `gzip -9` would.
+fn gzipped(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes).expect("compress");
+    encoder.finish().expect("compress")
+}
+
 /// A client that is never reached: URL and file sources must not need one.
 fn unreachable_client() -> Client {
     let config = kube::Config::new("http://127.0.0.1:9".parse().expect("uri"));
@@ -107,8 +118,8 @@ fn unreachable_client() -> Client {
 fn spec(source: ModuleSource) -> ReconcilerModuleSpec {
     ReconcilerModuleSpec {
         source,
+        permissions: Default::default(),
         settings: None,
-        namespaces: vec![],
         concurrency: None,
         timeout_ms: None,
         memory_limit_mib: None,
@@ -150,6 +161,8 @@ struct Answer {
     /// `Content-Length` to announce; `None` sends none and ends the body by
     /// closing the connection.
     length: Option<u64>,
+    /// A `Location` header, for redirects.
+    location: Option<String>,
 }
 
 impl Answer {
@@ -158,6 +171,16 @@ impl Answer {
             status: "200 OK",
             body: body.to_vec(),
             length: Some(body.len() as u64),
+            location: None,
+        }
+    }
+
+    fn redirect(to: &str) -> Self {
+        Answer {
+            status: "302 Found",
+            body: vec![],
+            length: Some(0),
+            location: Some(to.to_owned()),
         }
     }
 }
@@ -199,10 +222,14 @@ async fn serve(routes: BTreeMap<&'static str, Answer>) -> Server {
                     status: "404 Not Found",
                     body: b"no such module".to_vec(),
                     length: Some(14),
+                    location: None,
                 });
                 let mut response = format!("HTTP/1.1 {}\r\nConnection: close\r\n", answer.status);
                 if let Some(length) = answer.length {
                     response.push_str(&format!("Content-Length: {length}\r\n"));
+                }
+                if let Some(location) = &answer.location {
+                    response.push_str(&format!("Location: {location}\r\n"));
                 }
                 response.push_str("\r\n");
                 // The client may hang up early (a refused size); that is fine.
@@ -260,11 +287,20 @@ async fn a_module_of_each_source_kind_is_accepted_as_written() {
             namespace: "bosun-system".into(),
             name: "modules".into(),
             key: "cnat.wasm".into(),
+            sha256: Some(source::digest(MODULE)),
         }),
         url_source(
             "https://modules.example/cnat.wasm".into(),
             source::digest(MODULE),
         ),
+        ModuleSource::Oci(OciSource {
+            reference: "registry.example.com/team/cnat:1.2".into(),
+            digest: format!("sha256:{}", source::digest(MODULE)),
+            pull_secret: Some(SecretRef {
+                namespace: "bosun-system".into(),
+                name: "registry".into(),
+            }),
+        }),
         ModuleSource::File(FileSource {
             path: "/var/lib/bosun/cnat.wasm".into(),
         }),
@@ -273,7 +309,14 @@ async fn a_module_of_each_source_kind_is_accepted_as_written() {
         let name = unique(&format!("{test}-{i}"));
         let mut spec = spec(source);
         spec.settings = Some(json!({"schedule": {"every": "1m"}, "labels": ["a", "b"]}));
-        spec.namespaces = vec!["team-a".into()];
+        spec.permissions = serde_json::from_value(json!({
+            "reconciles": {"group": "cnat.programming-kubernetes.info", "kind": "At"},
+            "owns": [{"kind": "Pod"}],
+            "finalizer": "cnat.programming-kubernetes.info/cleanup",
+            "namespaces": ["team-a"],
+            "limits": {"children": 10, "minRequeueMs": 500}
+        }))
+        .expect("permissions");
         spec.concurrency = Some(4);
         spec.timeout_ms = Some(2_000);
         spec.memory_limit_mib = Some(64);
@@ -358,6 +401,15 @@ async fn a_url_without_a_proper_sha256_or_scheme_is_rejected_by_the_api_server()
     .await
     .expect_err("a non-http URL is refused");
     assert!(err.contains("spec.source.url.url"), "{err}");
+
+    let err = create_raw(
+        &client,
+        &name,
+        json!({"source": {"oci": {"ref": "registry.example.com/cnat:1", "digest": source::digest(MODULE)}}}),
+    )
+    .await
+    .expect_err("an OCI digest without its algorithm is refused");
+    assert!(err.contains("spec.source.oci.digest"), "{err}");
 
     let err = create_raw(
         &client,
@@ -460,10 +512,10 @@ async fn fetches_a_component_from_a_configmap_binary_data() {
             name: Some("modules".into()),
             ..ObjectMeta::default()
         },
-        binary_data: Some(BTreeMap::from([(
-            "cnat.wasm".to_owned(),
-            ByteString(MODULE.to_vec()),
-        )])),
+        binary_data: Some(BTreeMap::from([
+            ("cnat.wasm".to_owned(), ByteString(MODULE.to_vec())),
+            ("cnat.wasm.gz".to_owned(), ByteString(gzipped(MODULE))),
+        ])),
         data: Some(BTreeMap::from([("README".to_owned(), "text".to_owned())])),
         ..ConfigMap::default()
     };
@@ -476,6 +528,7 @@ async fn fetches_a_component_from_a_configmap_binary_data() {
             namespace: ns.clone(),
             name: name.into(),
             key: key.into(),
+            sha256: None,
         })
     };
 
@@ -499,6 +552,31 @@ async fn fetches_a_component_from_a_configmap_binary_data() {
     for part in [&format!("{ns}/modules"), "\"webapp.wasm\"", "cnat.wasm"] {
         assert!(message.contains(part), "{message:?} lacks {part:?}");
     }
+
+    // Stored compressed, pinned by the digest of what is stored: the
+    // component comes out whole.
+    let mut compressed = source_for("modules", "cnat.wasm.gz");
+    if let ModuleSource::ConfigMap(cm) = &mut compressed {
+        cm.sha256 = Some(source::digest(&gzipped(MODULE)));
+    }
+    let fetched = source::fetch(&client, &compressed).await.expect("fetch");
+    assert_eq!(fetched.bytes, MODULE);
+
+    // Pinned: the right digest loads, any other refuses the bytes.
+    let mut pinned = source_for("modules", "cnat.wasm");
+    if let ModuleSource::ConfigMap(cm) = &mut pinned {
+        cm.sha256 = Some(source::digest(MODULE).to_uppercase());
+    }
+    source::fetch(&client, &pinned)
+        .await
+        .expect("the pinned bytes load");
+    if let ModuleSource::ConfigMap(cm) = &mut pinned {
+        cm.sha256 = Some(source::digest(b"another module"));
+    }
+    let err = source::fetch(&client, &pinned)
+        .await
+        .expect_err("bytes other than the pinned ones");
+    assert!(matches!(err, SourceError::Digest { .. }), "{err:?}");
 
     let err = source::fetch(&client, &source_for("nope", "cnat.wasm"))
         .await
@@ -544,10 +622,15 @@ async fn a_url_whose_bytes_do_not_match_the_sha256_is_refused() {
     let err = source::fetch(&unreachable_client(), &source)
         .await
         .expect_err("mismatch");
+    // What the server sent is not echoed where a ReconcilerModule's author
+    // reads it: the status would make the host a probe.
+    let message = err.to_string();
+    assert!(!message.contains(&source::digest(b"tampered")), "{message}");
     match err {
         SourceError::Digest {
             expected: e,
             actual,
+            ..
         } => {
             assert_eq!(e, expected);
             assert_eq!(actual, source::digest(b"tampered"));
@@ -557,7 +640,7 @@ async fn a_url_whose_bytes_do_not_match_the_sha256_is_refused() {
 }
 
 #[tokio::test]
-async fn a_url_answering_404_is_an_error_naming_the_status() {
+async fn a_url_answering_404_is_an_error_that_does_not_echo_the_status() {
     let server = serve(BTreeMap::new()).await;
     let url = format!("{}/missing.wasm", server.base);
     let err = source::fetch(
@@ -570,7 +653,43 @@ async fn a_url_answering_404_is_an_error_naming_the_status() {
         matches!(&err, SourceError::Status { status: 404, url: u } if *u == url),
         "{err:?}"
     );
-    assert!(err.to_string().contains("HTTP 404"), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("did not answer with the component"),
+        "{message}"
+    );
+    // The URL carries a loopback port that may itself contain "404".
+    assert!(!message.replace(&url, "").contains("404"), "{message}");
+}
+
+#[tokio::test]
+async fn a_redirect_is_followed_within_its_origin_only() {
+    let elsewhere = serve(BTreeMap::from([("/cnat.wasm", Answer::ok(MODULE))])).await;
+    let server = serve(BTreeMap::from([
+        ("/moved.wasm", Answer::redirect("/cnat.wasm")),
+        ("/cnat.wasm", Answer::ok(MODULE)),
+        (
+            "/away.wasm",
+            Answer::redirect(&format!("{}/cnat.wasm", elsewhere.base)),
+        ),
+    ]))
+    .await;
+    let client = unreachable_client();
+    let source_at =
+        |path: &str| url_source(format!("{}{path}", server.base), source::digest(MODULE));
+    let fetched = source::fetch(&client, &source_at("/moved.wasm"))
+        .await
+        .expect("a same-origin redirect");
+    assert_eq!(fetched.bytes, MODULE);
+    // Another port is another origin, and the host does not go there.
+    let err = source::fetch(&client, &source_at("/away.wasm"))
+        .await
+        .expect_err("a redirect elsewhere");
+    assert!(
+        matches!(err, SourceError::Status { status: 302, .. }),
+        "{err:?}"
+    );
+    assert!(!err.to_string().contains(&elsewhere.base), "{err}");
 }
 
 #[tokio::test]
@@ -584,6 +703,7 @@ async fn a_url_serving_more_than_the_cap_is_cut_off() {
                 status: "200 OK",
                 body: vec![],
                 length: Some(too_big),
+                location: None,
             },
         ),
         // No length announced: counted while streaming.
@@ -593,6 +713,7 @@ async fn a_url_serving_more_than_the_cap_is_cut_off() {
                 status: "200 OK",
                 body: vec![0; too_big as usize],
                 length: None,
+                location: None,
             },
         ),
     ]))
@@ -645,4 +766,341 @@ async fn fetches_a_component_from_a_file() {
         "{err:?}"
     );
     assert!(err.to_string().contains("missing.wasm"), "{err}");
+}
+
+// ---------------------------------------------------------------------------
+// Fetching: OCI
+
+/// A registry on loopback, with basic authentication for `user` if given;
+/// `None` (the test is skipped) when docker-registry is missing outside CI.
+fn registry(user: Option<(&str, &str)>) -> Option<Registry> {
+    bosun_testenv::tools::for_test(
+        bosun_testenv::registry::REGISTRY,
+        "apt-get install docker-registry",
+    )
+    .unwrap_or_else(|e| panic!("{e}"))?;
+    let started = match user {
+        None => Registry::start(),
+        Some((username, password)) => Registry::start_with_auth(username, password),
+    };
+    Some(started.unwrap_or_else(|e| panic!("the registry failed to start: {e}")))
+}
+
+/// A built example component (`cnat`, `webapp`).
+fn component(package: &str) -> Vec<u8> {
+    let path = bosun_testenv::guests::path(package).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// Pushes `layer` as the one layer of an artifact with a Wasm config to
+/// `registry/repository:tag`, as `wkg oci push` lays it out when `layer` is
+/// `application/wasm`; returns the manifest's digest.
+async fn push(
+    registry: &Registry,
+    repository: &str,
+    tag: &str,
+    layer: oci_client::client::ImageLayer,
+    auth: &oci_client::secrets::RegistryAuth,
+) -> String {
+    source::install_tls_provider();
+    let client = oci_client::Client::new(oci_client::client::ClientConfig {
+        protocol: oci_client::client::ClientProtocol::Http,
+        ..Default::default()
+    });
+    let reference: oci_client::Reference = format!("{}/{repository}:{tag}", registry.address())
+        .parse()
+        .expect("reference");
+    let config = oci_client::client::Config::new(
+        json!({"architecture": "wasm", "os": "wasip2", "layerDigests": [layer.sha256_digest()]})
+            .to_string()
+            .into_bytes(),
+        WASM_CONFIG_MEDIA_TYPE.to_owned(),
+        None,
+    );
+    client
+        .push(&reference, &[layer], config, auth, None)
+        .await
+        .unwrap_or_else(|e| panic!("pushing {reference}: {e}"));
+    client
+        .fetch_manifest_digest(&reference, auth)
+        .await
+        .unwrap_or_else(|e| panic!("the digest of {reference}: {e}"))
+}
+
+fn wasm_layer(component: &[u8]) -> oci_client::client::ImageLayer {
+    oci_client::client::ImageLayer::new(component.to_vec(), WASM_LAYER_MEDIA_TYPE.to_owned(), None)
+}
+
+fn oci_source(reference: String, digest: &str, pull_secret: Option<SecretRef>) -> ModuleSource {
+    ModuleSource::Oci(OciSource {
+        reference,
+        digest: digest.to_owned(),
+        pull_secret,
+    })
+}
+
+#[tokio::test]
+async fn fetches_a_component_from_a_registry_by_its_manifest_digest() {
+    let Some(registry) = registry(None) else {
+        return;
+    };
+    let anonymous = oci_client::secrets::RegistryAuth::Anonymous;
+    let cnat = component("cnat");
+    let reference = format!("{}/team/module:1.2", registry.address());
+    let first = push(
+        &registry,
+        "team/module",
+        "1.2",
+        wasm_layer(&cnat),
+        &anonymous,
+    )
+    .await;
+
+    let source = oci_source(reference.clone(), &first, None);
+    let fetched = source::fetch(&unreachable_client(), &source)
+        .await
+        .expect("fetch by digest");
+    assert_eq!(
+        fetched,
+        Fetched {
+            sha256: source::digest(&cnat),
+            bytes: cnat.clone(),
+            description: format!("oci {reference}@{first}"),
+        }
+    );
+
+    // A new version re-tagged 1.2: the pinned digest still pulls the old one,
+    // the new digest the new one.
+    let webapp = component("webapp");
+    let second = push(
+        &registry,
+        "team/module",
+        "1.2",
+        wasm_layer(&webapp),
+        &anonymous,
+    )
+    .await;
+    assert_ne!(first, second);
+    let fetched = source::fetch(&unreachable_client(), &source)
+        .await
+        .expect("the old digest after the re-tag");
+    assert_eq!(fetched.bytes, cnat);
+    let fetched = source::fetch(
+        &unreachable_client(),
+        &oci_source(reference.clone(), &second, None),
+    )
+    .await
+    .expect("the new digest");
+    assert_eq!(fetched.bytes, webapp);
+
+    // A digest the repository does not have, while the tag names another
+    // manifest: the pin is wrong, which is a digest mismatch (the tag's
+    // digest is not said).
+    let wrong = format!("sha256:{}", source::digest(b"not pushed"));
+    let err = source::fetch(
+        &unreachable_client(),
+        &oci_source(reference.clone(), &wrong, None),
+    )
+    .await
+    .expect_err("a wrong digest");
+    assert!(
+        matches!(&err, SourceError::Digest { expected, actual, field, .. }
+            if *expected == wrong && *actual == second && *field == "spec.source.oci.digest"),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(!message.contains(&second), "{message}");
+    assert!(
+        message.contains("update spec.source.oci.digest"),
+        "{message}"
+    );
+
+    // Neither the digest nor the tag: not found, which is not about the pin.
+    let err = source::fetch(
+        &unreachable_client(),
+        &oci_source(format!("{}/team/other:1", registry.address()), &wrong, None),
+    )
+    .await
+    .expect_err("a missing repository");
+    assert!(
+        matches!(err, SourceError::RegistryNotFound { .. }),
+        "{err:?}"
+    );
+
+    // Not the Wasm layout: a tar layer.
+    let tar = oci_client::client::ImageLayer::oci_v1(cnat.clone(), None);
+    let image = push(&registry, "team/image", "1", tar, &anonymous).await;
+    let err = source::fetch(
+        &unreachable_client(),
+        &oci_source(format!("{}/team/image:1", registry.address()), &image, None),
+    )
+    .await
+    .expect_err("not a wasm artifact");
+    assert!(
+        matches!(err, SourceError::NotWasmArtifact { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("application/wasm"), "{err}");
+
+    // The registry gone: it did not answer.
+    drop(registry);
+    let err = source::fetch(&unreachable_client(), &source)
+        .await
+        .expect_err("registry stopped");
+    assert!(
+        matches!(err, SourceError::RegistryUnreachable { .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("the registry did not answer"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_registry_wanting_credentials_gets_them_from_the_pull_secret() {
+    let (username, password) = ("puller", "s3cret:with-colon");
+    let Some(registry) = registry(Some((username, password))) else {
+        return;
+    };
+    let credentials =
+        oci_client::secrets::RegistryAuth::Basic(username.to_owned(), password.to_owned());
+    let cnat = component("cnat");
+    let digest = push(
+        &registry,
+        "team/cnat",
+        "1.0",
+        wasm_layer(&cnat),
+        &credentials,
+    )
+    .await;
+    let reference = format!("{}/team/cnat:1.0", registry.address());
+
+    let client = client().await;
+    let ns = namespace(&client, "oci-pull-secret").await;
+    let secrets = Api::<Secret>::namespaced(client.clone(), &ns);
+    let secret = |name: &str, config: Value| Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            ..ObjectMeta::default()
+        },
+        type_: Some("kubernetes.io/dockerconfigjson".to_owned()),
+        data: Some(BTreeMap::from([(
+            ".dockerconfigjson".to_owned(),
+            ByteString(config.to_string().into_bytes()),
+        )])),
+        ..Secret::default()
+    };
+    let auth = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("{username}:{password}"),
+    );
+    let address = registry.address();
+    for (name, config) in [
+        (
+            "by-password",
+            json!({"auths": {address: {"username": username, "password": password}}}),
+        ),
+        (
+            "by-auth",
+            json!({"auths": {"other.example": {"auth": "eDp5"}, format!("http://{address}/v2/"): {"auth": auth}}}),
+        ),
+        (
+            "wrong",
+            json!({"auths": {address: {"username": username, "password": "wrong"}}}),
+        ),
+    ] {
+        secrets
+            .create(&PostParams::default(), &secret(name, config))
+            .await
+            .unwrap_or_else(|e| panic!("creating secret {name}: {e}"));
+    }
+    let with_secret = |name: &str| {
+        oci_source(
+            reference.clone(),
+            &digest,
+            Some(SecretRef {
+                namespace: ns.clone(),
+                name: name.to_owned(),
+            }),
+        )
+    };
+
+    for name in ["by-password", "by-auth"] {
+        let fetched = source::fetch(&client, &with_secret(name))
+            .await
+            .unwrap_or_else(|e| panic!("fetch with {name}: {e}"));
+        assert_eq!(fetched.bytes, cnat, "{name}");
+    }
+
+    let err = source::fetch(&client, &oci_source(reference.clone(), &digest, None))
+        .await
+        .expect_err("anonymous");
+    assert!(
+        matches!(
+            err,
+            SourceError::RegistryDenied {
+                with_credentials: false,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("spec.source.oci.pullSecret"),
+        "{err}"
+    );
+
+    let err = source::fetch(&client, &with_secret("wrong"))
+        .await
+        .expect_err("a wrong password");
+    assert!(
+        matches!(
+            err,
+            SourceError::RegistryDenied {
+                with_credentials: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!err.to_string().contains("wrong"), "{err}");
+
+    let err = source::fetch(&client, &with_secret("missing"))
+        .await
+        .expect_err("a missing secret");
+    assert!(
+        matches!(&err, SourceError::PullSecret { problem, .. } if problem.starts_with("was not found")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_manifest_over_the_cap_is_refused_unparsed() {
+    // A registry that serves a 5 MiB "manifest" under its own digest: the
+    // pin matches, so only the size cap stands between it and the parser.
+    // (docker-registry itself refuses to store a manifest this large.)
+    let mut manifest = br#"{"schemaVersion":2,"layers":[],"padding":""#.to_vec();
+    manifest.resize(bosun::modules::oci::MAX_MANIFEST_BYTES + 1024, b'x');
+    manifest.extend_from_slice(br#""}"#);
+    let digest = format!("sha256:{}", source::digest(&manifest));
+    let path: &'static str =
+        Box::leak(format!("/v2/team/huge/manifests/{digest}").into_boxed_str());
+    let server = serve(BTreeMap::from([
+        ("/v2/", Answer::ok(b"{}")),
+        (path, Answer::ok(&manifest)),
+    ]))
+    .await;
+    let registry = server.base.trim_start_matches("http://").to_owned();
+    let err = source::fetch(
+        &unreachable_client(),
+        &oci_source(format!("{registry}/team/huge:1"), &digest, None),
+    )
+    .await
+    .expect_err("a manifest over the cap");
+    assert!(
+        matches!(err, SourceError::ManifestTooLarge { limit, .. } if limit == bosun::modules::oci::MAX_MANIFEST_BYTES),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("larger than"), "{err}");
 }

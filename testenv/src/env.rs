@@ -526,14 +526,14 @@ fn merge_args(defaults: Vec<String>, overrides: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Reserves three distinct free loopback ports. They are released before the
+/// Reserves `N` distinct free loopback ports. They are released before the
 /// processes bind them; the small race is handled by retrying startup.
-fn free_ports() -> Result<[u16; 3], Error> {
-    let listeners = (0..3)
+pub(crate) fn free_ports<const N: usize>() -> Result<[u16; N], Error> {
+    let listeners = (0..N)
         .map(|_| TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<Vec<_>, _>>()
         .map_err(Error::Ports)?;
-    let mut ports = [0u16; 3];
+    let mut ports = [0u16; N];
     for (port, listener) in ports.iter_mut().zip(&listeners) {
         *port = listener.local_addr().map_err(Error::Ports)?.port();
     }

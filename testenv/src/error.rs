@@ -65,6 +65,47 @@ pub enum Error {
         message: String,
     },
 
+    /// A program the harness runs is not on `PATH`.
+    #[error("{tool} is not on PATH (install: {install})")]
+    ToolMissing {
+        /// The program.
+        tool: &'static str,
+        /// How to install it.
+        install: &'static str,
+    },
+
+    /// The registry did not answer `GET /v2/` with 200 in time.
+    #[error(
+        "docker-registry did not become ready within {timeout:?} (last answer: {last}); \
+         last lines of {}:\n{tail}", log.display()
+    )]
+    RegistryNotReady {
+        /// How long the harness waited.
+        timeout: Duration,
+        /// The last status line or error seen.
+        last: String,
+        /// The registry's log file.
+        log: PathBuf,
+        /// Its last lines.
+        tail: String,
+    },
+
+    /// PowerDNS's API did not answer in time.
+    #[error(
+        "pdns_server did not become ready within {timeout:?} (last answer: {last}); \
+         last lines of {}:\n{tail}", log.display()
+    )]
+    PowerDnsNotReady {
+        /// How long the harness waited.
+        timeout: Duration,
+        /// The last answer or error seen.
+        last: String,
+        /// The server's log file.
+        log: PathBuf,
+        /// Its last lines.
+        tail: String,
+    },
+
     /// A CRD was not Established (and discoverable) in time.
     #[error("CRD {name} was not established within {timeout:?}")]
     CrdNotEstablished {

@@ -13,9 +13,20 @@ use std::sync::OnceLock;
 /// The target guests are built for.
 pub const TARGET: &str = "wasm32-wasip2";
 
-/// The guest packages: the examples, the deliberately bad test guest, and
-/// the test guest with a finalizer.
-pub const PACKAGES: [&str; 4] = ["cnat", "webapp", "misbehave", "janitor"];
+/// The guest packages: the examples (cnat, webapp, the PowerDNS operator
+/// dnsrecord), webapp's second version, the deliberately bad test guest, the
+/// test guest with a finalizer, and ports of k8s.io/sample-controller and
+/// kube-rs's controller-rs run against their own CRDs.
+pub const PACKAGES: [&str; 8] = [
+    "cnat",
+    "webapp",
+    "webapp-next",
+    "dnsrecord",
+    "misbehave",
+    "janitor",
+    "samplecontroller",
+    "documents",
+];
 
 /// Why the guests could not be built.
 #[derive(Debug, Clone)]
@@ -40,17 +51,21 @@ pub fn workspace_root() -> PathBuf {
 /// The cargo profile guests are built with (release, without debug info).
 pub const PROFILE: &str = "guest";
 
-/// Where the built components land: `<target dir>/wasm32-wasip2/guest/`.
-pub fn out_dir() -> PathBuf {
+/// Cargo's target directory: `CARGO_TARGET_DIR`, else `target/` in the workspace.
+pub fn target_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"));
-    let target = if target.is_absolute() {
+    if target.is_absolute() {
         target
     } else {
         workspace_root().join(target)
-    };
-    target.join(TARGET).join(PROFILE)
+    }
+}
+
+/// Where the built components land: `<target dir>/wasm32-wasip2/guest/`.
+pub fn out_dir() -> PathBuf {
+    target_dir().join(TARGET).join(PROFILE)
 }
 
 /// Builds every guest (once per process) and returns the directory holding
@@ -126,43 +141,167 @@ fn ensure_target() -> Result<(), BuildError> {
     }
 }
 
-/// A second build of the webapp example with `WEBAPP_REVISION` set: the
-/// same module (name, kinds) in a new version that labels every child with
-/// `examples.bosun.dev/revision`. Built once per process into its own target
-/// directory (`target/guest-variants`), so it never overwrites the regular
-/// component other tests use.
-pub fn webapp_revision(revision: &str) -> Result<PathBuf, BuildError> {
-    static BUILT: OnceLock<Result<PathBuf, BuildError>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            ensure_target()?;
-            let target_dir = workspace_root().join("target").join("guest-variants");
-            let status = cargo()
-                .current_dir(workspace_root())
-                .env("WEBAPP_REVISION", revision)
-                .args([
-                    "build",
-                    "--profile",
-                    PROFILE,
-                    "--target",
-                    TARGET,
-                    "--package",
-                    "webapp",
-                    "--target-dir",
-                ])
-                .arg(&target_dir)
-                .status()
-                .map_err(|e| {
-                    BuildError(format!("cannot run cargo to build the webapp variant: {e}"))
-                })?;
-            if !status.success() {
-                return Err(BuildError(format!(
-                    "building the webapp variant failed ({status})"
-                )));
-            }
-            Ok(target_dir.join(TARGET).join(PROFILE).join("webapp.wasm"))
-        })
-        .clone()
+/// The webapp example's second version: the same module (name, kinds) in a
+/// new version that labels every child with `examples.bosun.dev/revision`
+/// (`tests/guests/webapp-next`, the webapp source built with
+/// `WEBAPP_REVISION=2`). Built with the other guests, in one cargo run.
+pub fn webapp_next() -> Result<PathBuf, BuildError> {
+    path("webapp-next")
+}
+
+/// The dnsrecord example declaring `origin` (`http://127.0.0.1:<port>`,
+/// where a test's PowerDNS answers) instead of its default: modules reach
+/// only origins they declared and were granted, and a test's PowerDNS runs
+/// on a free port. Built with `DNSRECORD_ORIGIN` into its own target
+/// directory (`target/guest-variants`), once per origin and process; a new
+/// origin rebuilds only the dnsrecord crate.
+pub fn dnsrecord_for_origin(origin: &str) -> Result<PathBuf, BuildError> {
+    static BUILT: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, path)) = built.iter().find(|(o, _)| o == origin) {
+        return Ok(path.clone());
+    }
+    ensure_target()?;
+    let target_dir = workspace_root().join("target").join("guest-variants");
+    let status = cargo()
+        .current_dir(workspace_root())
+        .env("DNSRECORD_ORIGIN", origin)
+        .args([
+            "build",
+            "--profile",
+            PROFILE,
+            "--target",
+            TARGET,
+            "--package",
+            "dnsrecord",
+            "--target-dir",
+        ])
+        .arg(&target_dir)
+        .status()
+        .map_err(|e| {
+            BuildError(format!(
+                "cannot run cargo to build dnsrecord for {origin}: {e}"
+            ))
+        })?;
+    if !status.success() {
+        return Err(BuildError(format!(
+            "building dnsrecord for {origin} failed ({status})"
+        )));
+    }
+    // Copied aside: the next origin's build overwrites the built file.
+    let file = target_dir.join(format!(
+        "dnsrecord-{}.wasm",
+        origin.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+    ));
+    std::fs::copy(
+        target_dir.join(TARGET).join(PROFILE).join("dnsrecord.wasm"),
+        &file,
+    )
+    .map_err(|e| {
+        BuildError(format!(
+            "copying the dnsrecord build to {}: {e}",
+            file.display()
+        ))
+    })?;
+    built.push((origin.to_owned(), file.clone()));
+    Ok(file)
+}
+
+/// The marker before misbehave's declaration variant in its data.
+const VARIANT_MARKER: &[u8] = b"MISBEHAVE-VARIANT=";
+
+/// The room for a variant name after the marker.
+const VARIANT_BYTES: usize = 30;
+
+/// The misbehave component declaring `variant` instead of its own kinds
+/// (see the table in `tests/guests/misbehave/src/lib.rs`): a copy of the
+/// built component whose variant bytes are replaced in place, so every
+/// hostile declaration costs no build of its own. Written to
+/// `target/guest-variants/misbehave-<variant>.wasm`.
+pub fn misbehave_declaring(variant: &str) -> Result<PathBuf, BuildError> {
+    if variant.len() > VARIANT_BYTES || !variant.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(BuildError(format!(
+            "{variant:?} is not a misbehave variant name"
+        )));
+    }
+    patched_misbehave(
+        VARIANT_MARKER,
+        VARIANT_BYTES,
+        variant,
+        &format!("misbehave-{variant}.wasm"),
+    )
+}
+
+/// The marker before the HTTP origins misbehave declares.
+const ORIGINS_MARKER: &[u8] = b"MISBEHAVE-ORIGINS=";
+
+/// The room for the origins after the marker.
+const ORIGINS_BYTES: usize = 256;
+
+/// The misbehave component (default variant) declaring the HTTP `origins`
+/// (patched in place as for [`misbehave_declaring`]), so tests can point it
+/// at servers on ports chosen at run time. Written to
+/// `target/guest-variants/misbehave-http-<hash>.wasm`.
+pub fn misbehave_reaching(origins: &[&str]) -> Result<PathBuf, BuildError> {
+    let list = origins.join(" ");
+    if list.len() > ORIGINS_BYTES || !list.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+        return Err(BuildError(format!(
+            "{list:?} does not fit misbehave's origins"
+        )));
+    }
+    let tag: u64 = list.bytes().fold(0xcbf29ce484222325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    });
+    patched_misbehave(
+        ORIGINS_MARKER,
+        ORIGINS_BYTES,
+        &list,
+        &format!("misbehave-http-{tag:016x}.wasm"),
+    )
+}
+
+/// A copy of the built misbehave component with the `room` bytes after
+/// `marker` replaced by `value` (space-padded), written to
+/// `target/guest-variants/<file_name>`.
+fn patched_misbehave(
+    marker: &[u8],
+    room: usize,
+    value: &str,
+    file_name: &str,
+) -> Result<PathBuf, BuildError> {
+    let built = path("misbehave")?;
+    let mut bytes = std::fs::read(&built)
+        .map_err(|e| BuildError(format!("reading {}: {e}", built.display())))?;
+    let at = bytes
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .ok_or_else(|| {
+            BuildError(format!(
+                "{} has no {} marker",
+                built.display(),
+                String::from_utf8_lossy(marker)
+            ))
+        })?
+        + marker.len();
+    let mut padded = vec![b' '; room];
+    padded[..value.len()].copy_from_slice(value.as_bytes());
+    bytes[at..at + room].copy_from_slice(&padded);
+    let dir = out_dir()
+        .parent()
+        .and_then(Path::parent)
+        .map(|target| target.join("guest-variants"))
+        .ok_or_else(|| BuildError("no target directory".into()))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| BuildError(format!("creating {}: {e}", dir.display())))?;
+    let file = dir.join(file_name);
+    // Written aside and renamed: tests of other processes may be loading it.
+    let partial = dir.join(format!("{file_name}.{}", std::process::id()));
+    std::fs::write(&partial, bytes)
+        .and_then(|()| std::fs::rename(&partial, &file))
+        .map_err(|e| BuildError(format!("writing {}: {e}", file.display())))?;
+    Ok(file)
 }
 
 /// Builds the `bosun` host binary (debug profile, once per process) and
@@ -200,20 +339,17 @@ fn build_host(profile: &str, directory: &str) -> Result<PathBuf, BuildError> {
             "building the bosun binary ({profile} profile) failed ({status})"
         )));
     }
-    out_dir()
-        .parent()
-        .and_then(Path::parent)
-        .map(|target| target.join(directory).join("bosun"))
-        .ok_or_else(|| BuildError("no target directory".into()))
+    Ok(target_dir().join(directory).join("bosun"))
 }
 
 /// A `cargo` command that builds as a top-level `cargo build` would.
 ///
-/// Inside a test, cargo has set variables describing the test's own crate
-/// (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`, …). Build scripts such as ring's
-/// declare them as inputs, so passing them on would make this nested build
-/// and the outer one rebuild each other's dependencies every time.
-fn cargo() -> Command {
+/// Inside a test, or a program `cargo run` started (xtask), cargo has set
+/// variables describing that crate (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`,
+/// …). Build scripts such as ring's declare them as inputs, so passing them
+/// on would make this nested build and the outer one rebuild each other's
+/// dependencies every time.
+pub fn cargo() -> Command {
     const CRATE_SCOPED: [&str; 8] = [
         "CARGO_PKG_",
         "CARGO_BIN_",

@@ -66,6 +66,11 @@ pub struct AtStatus {
         skip_serializing_if = "Option::is_none"
     )]
     pub observed_generation: Option<i64>,
+    /// Conditions: the host's `Reconciled=False` when the `At` cannot be
+    /// reconciled (a schedule that does not parse, a Pod name taken).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "bosun_sdk::conditions::schema")]
+    pub conditions: Vec<Condition>,
 }
 
 /// The cnat reconciler.

@@ -76,7 +76,7 @@ pub struct WebAppStatus {
     pub url: Option<String>,
     /// `Ready`: true once every replica is ready.
     #[serde(default)]
-    #[schemars(schema_with = "conditions_schema")]
+    #[schemars(schema_with = "bosun_sdk::conditions::schema")]
     pub conditions: Vec<Condition>,
 }
 
@@ -267,25 +267,4 @@ pub fn service(app: &WebApp, labels: &BTreeMap<String, String>, port: i32) -> Se
         }),
         ..Service::default()
     }
-}
-
-/// The schema of `metav1.Condition`, as a list keyed by `type`.
-fn conditions_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "type": "array",
-        "x-kubernetes-list-type": "map",
-        "x-kubernetes-list-map-keys": ["type"],
-        "items": {
-            "type": "object",
-            "required": ["type", "status", "lastTransitionTime", "reason", "message"],
-            "properties": {
-                "type": { "type": "string" },
-                "status": { "type": "string", "enum": ["True", "False", "Unknown"] },
-                "lastTransitionTime": { "type": "string", "format": "date-time" },
-                "reason": { "type": "string" },
-                "message": { "type": "string" },
-                "observedGeneration": { "type": "integer", "format": "int64" }
-            }
-        }
-    })
 }

@@ -1,30 +1,75 @@
 //! The on-disk compile cache: compiled components keyed by the sha256 of
 //! their bytes and by the engine's compatibility hash, so that a restart or
 //! a reload of the same module skips Cranelift entirely.
+//!
+//! What the cache holds is native code the host will run, so the cache
+//! trusts nothing it did not write itself:
+//!
+//! - the directory must belong to the host's user and be writable by no
+//!   one else (it is created so; an existing one that is not is refused,
+//!   and the host compiles every module instead);
+//! - every entry carries an HMAC-SHA256 of its bytes under a key that only
+//!   this cache knows (`key`, created on first use, readable by its owner
+//!   alone): an entry someone else put there, or a damaged one, fails the
+//!   check and is dropped.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
-use std::io::Write;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
+use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
+
+/// The length of the key and of each entry's tag.
+const TAG_BYTES: usize = 32;
 
 /// A directory of precompiled components.
 #[derive(Debug, Clone)]
 pub struct CompileCache {
     dir: PathBuf,
     engine_key: String,
+    /// The HMAC key, once the directory passed its checks; the reason the
+    /// cache is off otherwise.
+    key: std::sync::Arc<OnceLock<Result<[u8; TAG_BYTES], String>>>,
+}
+
+/// Why the cache refuses its directory.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// The directory is not the host's own.
+    #[error(
+        "the compile cache {dir} is not private to this host ({why}); compiling every module instead: give the host a directory of its own, mode 0700"
+    )]
+    NotPrivate {
+        /// The directory.
+        dir: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The directory or its key could not be made or read.
+    #[error("the compile cache {dir} is unusable ({source}); compiling every module instead")]
+    Io {
+        /// The directory.
+        dir: String,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl CompileCache {
     /// A cache in `dir` for components compiled by `engine`. The directory
-    /// is created on first write. It must be private to the host: its
-    /// contents are loaded as native code.
+    /// is created (mode 0700) on first use.
     pub fn new(dir: impl Into<PathBuf>, engine: &wasmtime::Engine) -> Self {
+        use std::hash::{DefaultHasher, Hash, Hasher};
         let mut hasher = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         CompileCache {
             dir: dir.into(),
             engine_key: format!("{:016x}", hasher.finish()),
+            key: std::sync::Arc::default(),
         }
     }
 
@@ -37,21 +82,48 @@ impl CompileCache {
         self.dir.join(format!("{digest}-{}.cwasm", self.engine_key))
     }
 
+    /// The key, checking the directory the first time; None (logged once)
+    /// when the cache is refused.
+    fn key(&self) -> Option<&[u8; TAG_BYTES]> {
+        let key = self.key.get_or_init(|| {
+            open(&self.dir).map_err(|error| {
+                tracing::warn!(%error, "compile cache disabled");
+                error.to_string()
+            })
+        });
+        key.as_ref().ok()
+    }
+
+    /// Why the cache is refused, once it has been used; None while it works.
+    pub fn refused(&self) -> Option<String> {
+        self.key();
+        self.key.get().and_then(|k| k.as_ref().err().cloned())
+    }
+
     /// The cached compilation of the component with this digest, if any.
-    /// A corrupt or incompatible entry is removed and reported as a miss.
+    /// An entry that fails its integrity check or does not deserialize is
+    /// removed and reported as a miss.
     pub fn get(&self, engine: &wasmtime::Engine, digest: &str) -> Option<Component> {
+        let key = self.key()?;
         let path = self.path(digest);
-        if !path.exists() {
+        let mut bytes = Vec::new();
+        match fs::File::open(&path) {
+            Ok(mut file) => file.read_to_end(&mut bytes).ok()?,
+            Err(_) => return None,
+        };
+        if bytes.len() < TAG_BYTES || hmac_sha256(key, &bytes[TAG_BYTES..]) != bytes[..TAG_BYTES] {
+            tracing::warn!(path = %path.display(), "dropping a compile cache entry that this host did not write (or that is damaged)");
+            let _ = fs::remove_file(&path);
             return None;
         }
-        // SAFETY: the cache directory is written only by this host, from
-        // components it compiled itself; wasmtime checks the artifact's
-        // engine compatibility and refuses a mismatch.
-        match unsafe { Component::deserialize_file(engine, &path) } {
+        // SAFETY: the bytes are an artifact this host serialized itself
+        // (their tag is under this cache's own key); wasmtime also checks
+        // the artifact's engine compatibility and refuses a mismatch.
+        match unsafe { Component::deserialize(engine, &bytes[TAG_BYTES..]) } {
             Ok(component) => Some(component),
             Err(error) => {
                 tracing::warn!(path = %path.display(), %error, "dropping unusable compile cache entry");
-                let _ = std::fs::remove_file(&path);
+                let _ = fs::remove_file(&path);
                 None
             }
         }
@@ -60,10 +132,13 @@ impl CompileCache {
     /// Stores a compiled component. Failures are logged, not returned: the
     /// cache only ever saves time.
     pub fn put(&self, digest: &str, component: &Component) {
+        let Some(key) = self.key() else {
+            return;
+        };
         let result = (|| -> anyhow::Result<()> {
-            std::fs::create_dir_all(&self.dir)?;
             let bytes = component.serialize()?;
             let mut file = tempfile::NamedTempFile::new_in(&self.dir)?;
+            file.write_all(&hmac_sha256(key, &bytes))?;
             file.write_all(&bytes)?;
             // Rename into place so that a concurrent reader never sees half a file.
             file.persist(self.path(digest))?;
@@ -72,5 +147,134 @@ impl CompileCache {
         if let Err(error) = result {
             tracing::warn!(dir = %self.dir.display(), %error, "could not write the compile cache");
         }
+    }
+}
+
+/// Creates or checks the cache directory and reads (or makes) its key.
+fn open(dir: &Path) -> Result<[u8; TAG_BYTES], CacheError> {
+    let shown = dir.display().to_string();
+    let io = |source| CacheError::Io {
+        dir: shown.clone(),
+        source,
+    };
+    match fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+    {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io(e)),
+    }
+    check_private(dir, 0o022)?;
+    let key_path = dir.join("key");
+    match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&key_path)
+    {
+        Ok(mut file) => {
+            let mut key = [0u8; TAG_BYTES];
+            getrandom::fill(&mut key).map_err(|e| io(io::Error::other(e.to_string())))?;
+            file.write_all(&key).map_err(io)?;
+            return Ok(key);
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io(e)),
+    }
+    check_private(&key_path, 0o077)?;
+    let bytes = fs::read(&key_path).map_err(io)?;
+    bytes.try_into().map_err(|_| CacheError::NotPrivate {
+        dir: shown.clone(),
+        why: "its key file is damaged".into(),
+    })
+}
+
+/// Refuses `path` unless this user owns it and none of the `forbidden`
+/// mode bits (group and other write, or read too) are set.
+fn check_private(path: &Path, forbidden: u32) -> Result<(), CacheError> {
+    let shown = || path.display().to_string();
+    let metadata = fs::symlink_metadata(path).map_err(|source| CacheError::Io {
+        dir: shown(),
+        source,
+    })?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let why = if metadata.file_type().is_symlink() {
+        Some("it is a symbolic link".to_owned())
+    } else if metadata.uid() != me {
+        Some(format!("it belongs to uid {}, not {me}", metadata.uid()))
+    } else if metadata.permissions().mode() & forbidden != 0 {
+        Some(format!(
+            "its mode {:o} lets others in",
+            metadata.permissions().mode() & 0o777
+        ))
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(CacheError::NotPrivate { dir: shown(), why }),
+        None => Ok(()),
+    }
+}
+
+/// HMAC-SHA256 (RFC 2104) of `message` under `key`.
+fn hmac_sha256(key: &[u8; TAG_BYTES], message: &[u8]) -> [u8; TAG_BYTES] {
+    const BLOCK: usize = 64;
+    let mut padded = [0u8; BLOCK];
+    padded[..TAG_BYTES].copy_from_slice(key);
+    let pad = |byte: u8| padded.map(|k| k ^ byte);
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_matches_rfc_4231() {
+        // Test case 2 has a short key; pad ours the same way (zeros).
+        let mut key = [0u8; TAG_BYTES];
+        key[..4].copy_from_slice(b"Jefe");
+        assert_eq!(
+            hex::encode(hmac_sha256(&key, b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn a_directory_others_may_write_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        fs::create_dir(&cache).unwrap();
+        fs::set_permissions(&cache, fs::Permissions::from_mode(0o777)).unwrap();
+        let err = open(&cache).unwrap_err();
+        assert!(err.to_string().contains("lets others in"), "{err}");
+        fs::set_permissions(&cache, fs::Permissions::from_mode(0o700)).unwrap();
+        let key = open(&cache).unwrap();
+        assert_eq!(open(&cache).unwrap(), key, "the key is kept");
+        let mode = fs::metadata(cache.join("key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_new_directory_is_made_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("a/b/cache");
+        open(&cache).unwrap();
+        let mode = fs::metadata(&cache).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0);
     }
 }

@@ -63,9 +63,9 @@ pub enum LoadError {
 /// nothing is written; the module keeps serving further calls.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
-    /// The guest ran past its deadline (epoch interruption).
+    /// The guest computed past its deadline (epoch interruption).
     #[error(
-        "module {module} ran past its {limit:?} deadline and was stopped; it may loop forever — if it needs longer, raise the module's timeout"
+        "module {module} computed past its {limit:?} deadline and was stopped; it may loop forever — if it needs longer, raise the module's timeout"
     )]
     Timeout {
         /// The module's name.
@@ -73,15 +73,56 @@ pub enum CallError {
         /// The deadline it had.
         limit: Duration,
     },
+    /// The guest waited in a host call (a sleep, a poll) past its deadline.
+    #[error(
+        "module {module} was still waiting in a host call (a sleep or a poll) at its {limit:?} deadline and was stopped; a reconciler must not block — ask for a requeue instead"
+    )]
+    Blocked {
+        /// The module's name.
+        module: String,
+        /// The deadline it had.
+        limit: Duration,
+    },
     /// The guest tried to grow its memory past its cap.
     #[error(
-        "module {module} tried to use more than its {limit_mib} MiB memory cap and was stopped; if it needs more, raise the module's memory limit"
+        "module {module} tried to use more than its {limit_mib} MiB memory cap (handling a request of {} KiB) and was stopped; if it needs more, raise the module's memory limit",
+        request_bytes.div_ceil(1024)
     )]
     MemoryLimit {
         /// The module's name.
         module: String,
         /// The cap, in MiB.
         limit_mib: usize,
+        /// The size of the request it was handling.
+        request_bytes: usize,
+    },
+    /// The request (object, children, settings) is too large for the
+    /// guest's memory cap; the guest was not called.
+    #[error(
+        "the request for module {module} is {} KiB, too large for its {limit_mib} MiB memory cap; the object (or its children) must shrink, or the module's memory limit grow",
+        size.div_ceil(1024)
+    )]
+    RequestTooLarge {
+        /// The module's name.
+        module: String,
+        /// The request's size in bytes.
+        size: usize,
+        /// The cap, in MiB.
+        limit_mib: usize,
+    },
+    /// The guest returned more items of one sort than allowed.
+    #[error(
+        "module {module} returned {count} {what}, more than the {limit} allowed in one call; raise the limit in the module's grant if that many are meant"
+    )]
+    TooMany {
+        /// The module's name.
+        module: String,
+        /// What it returned too many of (`children`, `events`).
+        what: &'static str,
+        /// How many it returned.
+        count: usize,
+        /// The limit.
+        limit: usize,
     },
     /// The guest panicked.
     #[error("module {module} panicked: {message}")]
@@ -121,17 +162,54 @@ pub enum CallError {
     },
 }
 
+/// Whose doing a failed call was: what decides whether it counts toward a
+/// module's quarantine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The guest's own: it looped, blocked, panicked, allocated without
+    /// bound or returned too much. Counts toward quarantine.
+    Guest,
+    /// The data's: the object (or its children) is too large for the
+    /// module's memory cap. Fails that object only.
+    Input,
+    /// The host's: no instance could be made. Retried, never held against
+    /// the module.
+    Host,
+}
+
 impl CallError {
     /// A short CamelCase name for the kind of failure, used as a metric label
     /// and an event reason.
     pub fn kind(&self) -> &'static str {
         match self {
             CallError::Timeout { .. } => "Timeout",
+            CallError::Blocked { .. } => "Blocked",
             CallError::MemoryLimit { .. } => "MemoryLimit",
+            CallError::RequestTooLarge { .. } => "RequestTooLarge",
+            CallError::TooMany { .. } => "OutputTooLarge",
             CallError::Panic { .. } => "Panic",
             CallError::Trap { .. } => "Trap",
             CallError::OutputTooLarge { .. } => "OutputTooLarge",
             CallError::Instantiate { .. } => "Instantiate",
+        }
+    }
+
+    /// Whose doing the failure was.
+    ///
+    /// Running out of memory on a request that takes a large share of the
+    /// cap (a 32nd: parsing JSON into a tree takes several times its size)
+    /// is put down to the data: one tenant's large objects must not
+    /// quarantine a module every tenant shares.
+    pub fn fault(&self) -> Fault {
+        match self {
+            CallError::RequestTooLarge { .. } => Fault::Input,
+            CallError::MemoryLimit {
+                limit_mib,
+                request_bytes,
+                ..
+            } if request_bytes.saturating_mul(32) >= limit_mib << 20 => Fault::Input,
+            CallError::Instantiate { .. } => Fault::Host,
+            _ => Fault::Guest,
         }
     }
 }

@@ -2,11 +2,14 @@
 //! caches them on disk, and runs every call in a fresh pooled instance
 //! under a deadline and a memory cap.
 //!
-//! The engine is synchronous. Compiling and calling block the thread, so an
-//! async caller runs them with `tokio::task::spawn_blocking`; the engine
-//! itself never touches the async runtime.
+//! The engine's API is synchronous. Compiling and calling block the thread,
+//! so an async caller runs them with `tokio::task::spawn_blocking`. Inside,
+//! each call is driven as a future (on the caller's Tokio runtime when it
+//! has one, else on wasmtime-wasi's own) so that its deadline can cut a
+//! guest blocked in a WASI call, not only one that computes.
 
 pub mod bindings;
+mod budget;
 mod cache;
 mod error;
 mod module;
@@ -22,8 +25,9 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
+pub use budget::DEFAULT_MIN_REQUEUE;
 pub use cache::CompileCache;
-pub use error::{CallError, LoadError};
+pub use error::{CallError, Fault, LoadError};
 pub use module::{CallContext, Limits, Module, Outcome};
 
 use sandbox::Sandbox;
@@ -95,6 +99,7 @@ pub struct Engine {
     linker: Arc<Linker<Sandbox>>,
     cache: Option<CompileCache>,
     max_memory_bytes: usize,
+    max_instances: u32,
     _ticker: EpochTicker,
 }
 
@@ -140,7 +145,11 @@ impl Engine {
         let wasmtime = wasmtime::Engine::new(&wasm)?;
 
         let mut linker = Linker::new(&wasmtime);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        // wasi:http's types and outgoing-handler only: a component importing
+        // them links, and every request goes through the send hook
+        // (crate::http); one that does not is unaffected.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         bindings::Reconciler::add_to_linker::<Sandbox, wasmtime::component::HasSelf<Sandbox>>(
             &mut linker,
             |sandbox| sandbox,
@@ -155,8 +164,15 @@ impl Engine {
             linker: Arc::new(linker),
             cache,
             max_memory_bytes: config.max_memory_bytes,
+            max_instances: config.max_instances,
             _ticker: ticker,
         })
+    }
+
+    /// How many guest instances may be alive at once: the most calls that
+    /// can run together across every module.
+    pub fn max_instances(&self) -> usize {
+        self.max_instances as usize
     }
 
     /// The compile cache, if enabled.

@@ -8,7 +8,7 @@ use wasmtime::Store;
 
 use super::bindings::{self, FinalizeResponse, ReconcileError, ReconcilerPre, Request, Response};
 use super::sandbox::Sandbox;
-use super::{CallError, CompileSource, EPOCH_TICK, LoadError};
+use super::{CallError, CompileSource, EPOCH_TICK, LoadError, budget};
 use crate::meta::{ModuleMeta, Scope};
 use crate::objects::{GuestReads, ObjectSource, StaticObjects};
 
@@ -16,16 +16,30 @@ use crate::objects::{GuestReads, ObjectSource, StaticObjects};
 /// (A guest that fails to answer at all is a [`CallError`].)
 pub type Outcome<T> = Result<T, ReconcileError>;
 
-/// Bounds on one call into a guest.
+/// Bounds on one call into a guest: its time, its memory, and what it may
+/// return, in bytes and in count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Wall-clock time the call may run; enforced in steps of
-    /// [`EPOCH_TICK`](super::EPOCH_TICK).
+    /// Wall-clock time the call may run, computing or waiting in a host
+    /// call; computing is stopped in steps of [`EPOCH_TICK`](super::EPOCH_TICK).
     pub timeout: Duration,
-    /// Linear memory the instance may grow to.
+    /// Linear memory the instance may grow to. Host-side buffers a guest
+    /// can size (random bytes, list results) are capped by it too.
     pub memory_bytes: usize,
     /// Total bytes of children, status and events the guest may return.
     pub output_bytes: usize,
+    /// Desired children one reconcile may return.
+    pub children: usize,
+    /// Events one call may return.
+    pub events: usize,
+    /// Log lines one call may write; the rest are counted and dropped.
+    pub log_lines: u32,
+    /// The longest error message kept; longer ones are cut.
+    pub message_bytes: usize,
+    /// The shortest requeue a guest may ask for; shorter ones are raised to it.
+    pub min_requeue: Duration,
+    /// What one call may spend on outbound HTTP.
+    pub http: crate::http::HttpLimits,
 }
 
 impl Default for Limits {
@@ -34,6 +48,12 @@ impl Default for Limits {
             timeout: Duration::from_secs(2),
             memory_bytes: 64 << 20,
             output_bytes: 8 << 20,
+            children: 256,
+            events: 32,
+            log_lines: 256,
+            message_bytes: 4096,
+            min_requeue: super::budget::DEFAULT_MIN_REQUEUE,
+            http: crate::http::HttpLimits::default(),
         }
     }
 }
@@ -47,6 +67,8 @@ pub struct CallContext {
     pub clock: Option<Timestamp>,
     /// Bounds on the call.
     pub limits: Limits,
+    /// What the module may reach over HTTP; None: nothing.
+    pub http: Option<Arc<crate::http::Outbound>>,
 }
 
 impl Default for CallContext {
@@ -55,6 +77,7 @@ impl Default for CallContext {
             objects: Arc::new(StaticObjects::default()),
             clock: None,
             limits: Limits::default(),
+            http: None,
         }
     }
 }
@@ -97,8 +120,9 @@ impl Module {
                 &CallContext::default(),
                 None,
                 String::new(),
+                0,
                 "metadata",
-                |guest, store| guest.call_metadata(store),
+                async |guest, store| guest.call_metadata(store).await,
             )
             .map_err(|source| LoadError::Metadata {
                 source_name: source_name.to_owned(),
@@ -139,47 +163,53 @@ impl Module {
     }
 
     /// Runs `reconcile` in a fresh instance.
+    ///
+    /// The response is checked against the call's [`Limits`] (bytes and
+    /// counts; a short requeue raised to the floor) and an error's message
+    /// cut to size, so what leaves the engine is bounded.
     pub fn reconcile(
         &self,
         request: &Request,
         ctx: &CallContext,
     ) -> Result<Outcome<Response>, CallError> {
         let (reads, object) = self.reads(ctx, &request.object);
-        let outcome = self
-            .runner
-            .call(ctx, Some(reads), object, "reconcile", |guest, store| {
-                guest.call_reconcile(store, request)
-            })?;
-        if let Ok(response) = &outcome {
-            let size = response.children.iter().map(String::len).sum::<usize>()
-                + response.status.as_ref().map_or(0, String::len)
-                + response
-                    .events
-                    .iter()
-                    .map(|e| e.reason.len() + e.note.len() + e.action.len())
-                    .sum::<usize>();
-            if size > ctx.limits.output_bytes {
-                return Err(CallError::OutputTooLarge {
-                    module: self.meta.name.clone(),
-                    size,
-                    limit: ctx.limits.output_bytes,
-                });
-            }
+        let mut outcome = self.runner.call(
+            ctx,
+            Some(reads),
+            object,
+            request_size(request),
+            "reconcile",
+            async |guest, store| guest.call_reconcile(store, request).await,
+        )?;
+        let limits = self.runner.limits(ctx);
+        match &mut outcome {
+            Ok(response) => budget::check_response(&self.meta.name, response, &limits)?,
+            Err(error) => budget::cut_error(error, &limits),
         }
         Ok(outcome)
     }
 
-    /// Runs `finalize` in a fresh instance.
+    /// Runs `finalize` in a fresh instance, bounded as [`Module::reconcile`].
     pub fn finalize(
         &self,
         request: &Request,
         ctx: &CallContext,
     ) -> Result<Outcome<FinalizeResponse>, CallError> {
         let (reads, object) = self.reads(ctx, &request.object);
-        self.runner
-            .call(ctx, Some(reads), object, "finalize", |guest, store| {
-                guest.call_finalize(store, request)
-            })
+        let mut outcome = self.runner.call(
+            ctx,
+            Some(reads),
+            object,
+            request_size(request),
+            "finalize",
+            async |guest, store| guest.call_finalize(store, request).await,
+        )?;
+        let limits = self.runner.limits(ctx);
+        match &mut outcome {
+            Ok(response) => budget::check_finalize(&self.meta.name, response, &limits)?,
+            Err(error) => budget::cut_error(error, &limits),
+        }
+        Ok(outcome)
     }
 
     /// The reads a call about `object` may make, and the object's
@@ -196,39 +226,81 @@ impl Module {
 }
 
 impl Runner {
+    /// The limits a call with `ctx` runs under: the memory cap never above
+    /// the engine's.
+    fn limits(&self, ctx: &CallContext) -> Limits {
+        Limits {
+            memory_bytes: ctx.limits.memory_bytes.min(self.max_memory_bytes),
+            ..ctx.limits
+        }
+    }
+
+    /// Runs `f` in a fresh instance under the call's deadline.
+    ///
+    /// A guest computing past its deadline is stopped by epoch interruption;
+    /// a guest waiting in a host call (a sleep, a poll on a far deadline) is
+    /// a pending future, dropped when the deadline passes. Either way the
+    /// call returns within the deadline (and a tick), and the instance,
+    /// its pooled slot and the thread are free again.
     fn call<R>(
         &self,
         ctx: &CallContext,
         reads: Option<GuestReads>,
         object: String,
+        request_bytes: usize,
         what: &str,
-        f: impl FnOnce(&bindings::Reconciler, &mut Store<Sandbox>) -> wasmtime::Result<R>,
+        f: impl AsyncFnOnce(&bindings::Reconciler, &mut Store<Sandbox>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
-        let limits = Limits {
-            memory_bytes: ctx.limits.memory_bytes.min(self.max_memory_bytes),
-            ..ctx.limits
-        };
+        let limits = self.limits(ctx);
         let _span =
             tracing::debug_span!("guest_call", module = %self.name, object = %object, call = what)
                 .entered();
+        // A request the guest could not even hold is the data's doing, not
+        // the guest's: fail this object without calling.
+        if request_bytes > limits.memory_bytes / 4 {
+            return Err(CallError::RequestTooLarge {
+                module: self.name.to_string(),
+                size: request_bytes,
+                limit_mib: limits.memory_bytes >> 20,
+            });
+        }
         let sandbox = Sandbox::new(
             self.name.clone(),
             Arc::from(object),
-            limits.memory_bytes,
+            &limits,
             ctx.clock,
             reads,
+            ctx.http.clone(),
         );
         let mut store = Store::new(self.pre.engine(), sandbox);
         store.limiter(|sandbox| &mut sandbox.limiter);
         store.set_epoch_deadline(deadline_ticks(limits.timeout));
         store.epoch_deadline_trap();
 
-        let guest = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|error| self.classify(error, &store, &limits, true))?;
-        let result =
-            f(&guest, &mut store).map_err(|error| self.classify(error, &store, &limits, false));
+        // One tick of grace, so that a guest computing at the deadline is
+        // stopped by the epoch (and reported as computing) rather than here.
+        let wall = limits.timeout + EPOCH_TICK;
+        let outcome = wasmtime_wasi::runtime::in_tokio(async {
+            tokio::time::timeout(wall, async {
+                let guest = self
+                    .pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(|error| (error, true))?;
+                f(&guest, &mut store).await.map_err(|error| (error, false))
+            })
+            .await
+        });
+        let result = match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err((error, instantiating))) => {
+                Err(self.classify(error, &store, &limits, request_bytes, instantiating))
+            }
+            Err(_elapsed) => Err(CallError::Blocked {
+                module: self.name.to_string(),
+                limit: limits.timeout,
+            }),
+        };
         let printed = store.data().printed();
         if result.is_ok() && !printed.is_empty() {
             tracing::debug!(module = %self.name, output = %printed, "guest printed");
@@ -241,6 +313,7 @@ impl Runner {
         error: wasmtime::Error,
         store: &Store<Sandbox>,
         limits: &Limits,
+        request_bytes: usize,
         instantiating: bool,
     ) -> CallError {
         let module = self.name.to_string();
@@ -248,6 +321,7 @@ impl Runner {
             return CallError::MemoryLimit {
                 module,
                 limit_mib: limits.memory_bytes >> 20,
+                request_bytes,
             };
         }
         if error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
@@ -276,6 +350,13 @@ impl Runner {
         };
         CallError::Trap { module, reason }
     }
+}
+
+/// The bytes a request copies into the guest.
+fn request_size(request: &Request) -> usize {
+    request.object.len()
+        + request.children.iter().map(String::len).sum::<usize>()
+        + request.settings.as_ref().map_or(0, String::len)
 }
 
 fn deadline_ticks(timeout: Duration) -> u64 {

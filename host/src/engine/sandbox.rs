@@ -10,15 +10,22 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use super::Limits;
 use super::bindings::{self, LogLevel};
+use crate::http::{GuestHttp, Outbound};
 use crate::objects::GuestReads;
 
 /// How much of the guest's stdout and stderr is kept (panic messages, prints).
 pub(crate) const CAPTURED_OUTPUT_BYTES: usize = 1 << 20;
-/// Log lines a guest may write in one call; the rest are counted, not written.
-const MAX_LOG_LINES: u32 = 256;
 /// The longest log line kept; longer ones are cut.
 const MAX_LOG_LINE_BYTES: usize = 4096;
+/// The most random bytes one `get-random-bytes` call may ask for. The host
+/// allocates them before copying them into the guest, outside the guest's
+/// memory cap; Rust guests ask for a few dozen bytes at a time.
+const MAX_RANDOM_BYTES: u64 = 1 << 20;
+/// The most resources (streams, pollables) a guest may hold at once. Each
+/// lives in host memory; a reconciler needs a handful.
+const MAX_RESOURCES: usize = 1024;
 
 /// Everything one guest call can touch.
 pub(crate) struct Sandbox {
@@ -30,6 +37,11 @@ pub(crate) struct Sandbox {
     module: Arc<str>,
     object: Arc<str>,
     log_lines: u32,
+    max_log_lines: u32,
+    /// The most bytes a list result may hold: the guest could not take more.
+    max_list_bytes: usize,
+    http_ctx: wasmtime_wasi_http::WasiHttpCtx,
+    http: GuestHttp,
 }
 
 impl Sandbox {
@@ -38,9 +50,10 @@ impl Sandbox {
     pub(crate) fn new(
         module: Arc<str>,
         object: Arc<str>,
-        memory_limit: usize,
+        limits: &Limits,
         clock: Option<Timestamp>,
         reads: Option<GuestReads>,
+        http: Option<Arc<Outbound>>,
     ) -> Self {
         let output = MemoryOutputPipe::new(CAPTURED_OUTPUT_BYTES);
         let mut wasi = WasiCtxBuilder::new();
@@ -48,22 +61,29 @@ impl Sandbox {
             .stderr(output.clone())
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false);
+            .allow_ip_name_lookup(false)
+            .max_random_size(MAX_RANDOM_BYTES.min(limits.memory_bytes as u64));
         if let Some(now) = clock {
             wasi.wall_clock(FixedClock(now));
         }
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
         Sandbox {
             wasi: wasi.build(),
-            table: ResourceTable::new(),
+            table,
             limiter: MemoryLimiter {
-                limit: memory_limit,
+                limit: limits.memory_bytes,
                 denied: false,
             },
             output,
             reads,
+            http: GuestHttp::new(http, object.clone(), limits.timeout),
+            http_ctx: wasmtime_wasi_http::WasiHttpCtx::new(),
             module,
             object,
             log_lines: 0,
+            max_log_lines: limits.log_lines,
+            max_list_bytes: limits.memory_bytes,
         }
     }
 
@@ -80,6 +100,16 @@ impl WasiView for Sandbox {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for Sandbox {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http_ctx,
+            table: &mut self.table,
+            hooks: &mut self.http,
         }
     }
 }
@@ -131,13 +161,13 @@ impl HostWallClock for FixedClock {
 impl bindings::bosun::reconciler::types::Host for Sandbox {}
 
 impl bindings::bosun::reconciler::host::Host for Sandbox {
-    fn log(&mut self, level: LogLevel, mut message: String) {
-        self.log_lines += 1;
-        if self.log_lines > MAX_LOG_LINES {
-            if self.log_lines == MAX_LOG_LINES + 1 {
-                tracing::warn!(module = %self.module, object = %self.object, "guest logged more than {MAX_LOG_LINES} lines in one call; dropping the rest");
+    fn log(&mut self, level: LogLevel, mut message: String) -> wasmtime::Result<()> {
+        self.log_lines = self.log_lines.saturating_add(1);
+        if self.log_lines > self.max_log_lines {
+            if self.log_lines == self.max_log_lines + 1 {
+                tracing::warn!(module = %self.module, object = %self.object, "guest logged more than {} lines in one call; dropping the rest", self.max_log_lines);
             }
-            return;
+            return Ok(());
         }
         if message.len() > MAX_LOG_LINE_BYTES {
             let kept = crate::meta::truncate_at_char_boundary(&message, MAX_LOG_LINE_BYTES).len();
@@ -152,6 +182,7 @@ impl bindings::bosun::reconciler::host::Host for Sandbox {
             LogLevel::Warn => tracing::warn!(target: "bosun::guest", module, object, "{message}"),
             LogLevel::Error => tracing::error!(target: "bosun::guest", module, object, "{message}"),
         }
+        Ok(())
     }
 
     fn get_object(
@@ -160,9 +191,10 @@ impl bindings::bosun::reconciler::host::Host for Sandbox {
         kind: String,
         namespace: Option<String>,
         name: String,
-    ) -> Result<Option<String>, String> {
-        self.reads()?
-            .get(&api_version, &kind, namespace.as_deref(), &name)
+    ) -> wasmtime::Result<Result<Option<String>, String>> {
+        Ok(self
+            .reads()
+            .and_then(|reads| reads.get(&api_version, &kind, namespace.as_deref(), &name)))
     }
 
     fn list_objects(
@@ -171,13 +203,17 @@ impl bindings::bosun::reconciler::host::Host for Sandbox {
         kind: String,
         namespace: Option<String>,
         label_selector: Option<String>,
-    ) -> Result<Vec<String>, String> {
-        self.reads()?.list(
-            &api_version,
-            &kind,
-            namespace.as_deref(),
-            label_selector.as_deref(),
-        )
+    ) -> wasmtime::Result<Result<Vec<String>, String>> {
+        let max_bytes = self.max_list_bytes;
+        Ok(self.reads().and_then(|reads| {
+            reads.list(
+                &api_version,
+                &kind,
+                namespace.as_deref(),
+                label_selector.as_deref(),
+                max_bytes,
+            )
+        }))
     }
 }
 

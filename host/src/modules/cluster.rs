@@ -14,6 +14,10 @@
 //! finalizers on keep them (and stay in deletion) until a module with that
 //! finalizer runs again: the host never drops a finalizer whose cleanup did
 //! not run.
+//!
+//! Each ReconcilerModule is handled by a task of its own, which always
+//! works on the newest spec seen: a slow download or compile holds up only
+//! its own module, never the others.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,14 +29,16 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::json;
+use tokio::sync::watch;
 
-use super::registry::{Change, Registry};
+use super::registry::{Change, Registry, RegistryError};
 use super::resource::{
     CONDITION_LOADED, CONDITION_READY, ReconcilerModule, ReconcilerModuleStatus,
 };
 use super::source;
 use crate::controller::ControllerSettings;
 use crate::engine::Limits;
+use crate::grants::Grant;
 
 /// How often the counts in each ReconcilerModule's status are refreshed.
 const STATS_PERIOD: Duration = Duration::from_secs(10);
@@ -52,13 +58,18 @@ pub async fn run(
     let api: Api<ReconcilerModule> = Api::all(client.clone());
     let mut events =
         std::pin::pin!(watcher(api.clone(), watcher::Config::default()).default_backoff());
-    // The generation each resource was last handled at, in this process.
+    // The generation each resource was last handed to its worker at.
     let mut handled: HashMap<String, Option<i64>> = HashMap::new();
+    let mut workers: HashMap<String, watch::Sender<Option<ReconcilerModule>>> = HashMap::new();
+    let mut tasks = tokio::task::JoinSet::new();
     let mut stats = tokio::time::interval(STATS_PERIOD);
     let mut stop = std::pin::pin!(stop);
     loop {
         tokio::select! {
-            () = &mut stop => return,
+            () = &mut stop => {
+                tasks.abort_all();
+                return;
+            }
             _ = stats.tick() => refresh_stats(&api, &registry, &handled).await,
             event = events.next() => match event {
                 Some(Ok(watcher::Event::Apply(module) | watcher::Event::InitApply(module))) => {
@@ -67,19 +78,119 @@ pub async fn run(
                         continue;
                     }
                     handled.insert(name.clone(), module.metadata.generation);
-                    let span = tracing::info_span!("reconcilermodule", name = %name);
-                    let _ = tracing::Instrument::instrument(load(&client, &api, &registry, &defaults, &module), span).await;
+                    let worker = workers.entry(name.clone()).or_insert_with(|| {
+                        let (latest, rx) = watch::channel(None);
+                        tasks.spawn(work(name.clone(), rx, client.clone(), api.clone(), registry.clone(), defaults.clone()));
+                        latest
+                    });
+                    // The worker takes the newest spec when it is free;
+                    // specs it did not get to are skipped.
+                    worker.send_replace(Some(module));
                 }
                 Some(Ok(watcher::Event::Delete(module))) => {
                     let name = module.name_any();
                     handled.remove(&name);
-                    registry.remove(&key(&name)).await;
+                    match workers.remove(&name) {
+                        Some(worker) => {
+                            worker.send_replace(None);
+                        }
+                        None => registry.remove(&key(&name)).await,
+                    }
                 }
                 Some(Ok(_)) => {}
                 Some(Err(error)) => tracing::warn!(%error, "watching ReconcilerModules failed; retrying"),
                 None => return,
-            }
+            },
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
+    }
+}
+
+/// One ReconcilerModule's worker: loads each newest spec in turn; removes
+/// the module and ends when the resource is deleted (`None`).
+///
+/// A load that failed for a cause outside the spec — a source that did not
+/// answer, a CRD not installed yet, an RBAC rule not bound yet, a module
+/// that held the kind and has gone — is tried again with backoff, so the
+/// module starts once the world is right without anyone editing its spec.
+async fn work(
+    name: String,
+    mut latest: watch::Receiver<Option<ReconcilerModule>>,
+    client: Client,
+    api: Api<ReconcilerModule>,
+    registry: Arc<Registry>,
+    defaults: ControllerSettings,
+) {
+    let mut retry = RetryDelay::default();
+    let mut current: Option<ReconcilerModule> = None;
+    loop {
+        let changed = match (&current, retry.next()) {
+            (Some(_), Some(delay)) => tokio::select! {
+                changed = latest.changed() => Some(changed),
+                () = tokio::time::sleep(delay) => None,
+            },
+            _ => Some(latest.changed().await),
+        };
+        match changed {
+            // The sender is gone: the host is stopping.
+            Some(Err(_)) => return,
+            Some(Ok(())) => {
+                let Some(module) = latest.borrow_and_update().clone() else {
+                    registry.remove(&key(&name)).await;
+                    return;
+                };
+                current = Some(module);
+                retry = RetryDelay::default();
+            }
+            // The retry is due: the same spec again.
+            None => {}
+        }
+        let Some(module) = &current else { continue };
+        let span = tracing::info_span!("reconcilermodule", name = %name);
+        let outcome = tracing::Instrument::instrument(
+            load(&client, &api, &registry, &defaults, module),
+            span,
+        )
+        .await;
+        match outcome {
+            Err(reason) if heals_by_itself(reason) => retry.arm(),
+            _ => retry = RetryDelay::default(),
+        }
+    }
+}
+
+/// Whether a load that failed for `reason` may succeed later with the same
+/// spec: the cause is in the cluster or the network, not in the bytes or
+/// the grant.
+pub fn heals_by_itself(reason: &str) -> bool {
+    matches!(
+        reason,
+        "FetchFailed" | "DiscoveryFailed" | "KindMismatch" | "MissingRBAC" | "Conflict"
+    )
+}
+
+/// The delay before the next try of a load that failed for a cause outside
+/// its spec: 5 s doubling to 5 min, or none while nothing failed.
+#[derive(Debug, Default)]
+struct RetryDelay {
+    failures: u32,
+}
+
+impl RetryDelay {
+    const FIRST: Duration = Duration::from_secs(5);
+    const MAX: Duration = Duration::from_secs(300);
+
+    fn arm(&mut self) {
+        self.failures = self.failures.saturating_add(1);
+    }
+
+    fn next(&self) -> Option<Duration> {
+        let doublings = self.failures.checked_sub(1)?;
+        Some(
+            Self::FIRST
+                .saturating_mul(1 << doublings.min(16))
+                .min(Self::MAX),
+        )
     }
 }
 
@@ -90,18 +201,21 @@ async fn load(
     registry: &Registry,
     defaults: &ControllerSettings,
     module: &ReconcilerModule,
-) {
+) -> Result<(), &'static str> {
     let name = module.name_any();
     let generation = module.metadata.generation;
     let mut status = module.status.clone().unwrap_or_default();
     status.observed_generation = generation;
-    let running_before = status.digest.is_some();
 
     let outcome = async {
         module
             .spec
             .validate()
             .map_err(|e| ("InvalidSpec", e.to_string()))?;
+        let grant = Grant::Granted {
+            module: None,
+            permissions: Box::new(module.spec.permissions.clone()),
+        };
         let fetched = source::fetch(client, &module.spec.source)
             .await
             .map_err(|e| {
@@ -131,7 +245,6 @@ async fn load(
                 ..defaults.queue.clone()
             },
             paused: spec.paused,
-            namespaces: spec.namespaces.clone(),
             ..defaults.clone()
         };
         registry
@@ -140,14 +253,15 @@ async fn load(
                 &fetched.description,
                 Arc::from(fetched.bytes),
                 settings,
+                &|_| grant.clone(),
             )
             .await
-            .map_err(|e| ("LoadFailed", e.to_string()))
+            .map_err(|e: RegistryError| (e.reason(), e.to_string()))
     }
     .await;
 
     let now = Time(jiff::Timestamp::now());
-    match outcome {
+    let result = match outcome {
         Ok(loaded) => {
             let how = match loaded.change {
                 Change::SettingsChanged | Change::Unchanged => "settings applied".to_owned(),
@@ -195,6 +309,7 @@ async fn load(
             status.module_name = Some(loaded.name);
             status.quarantined = false;
             status.message = None;
+            Ok(())
         }
         Err((reason, message)) => {
             tracing::error!(reason, %message, "ReconcilerModule not loaded; the last good version keeps running");
@@ -207,7 +322,13 @@ async fn load(
                 generation,
                 &now,
             );
-            let (ready, why) = if running_before {
+            let running = registry.is_running(&key(&name)).await;
+            if !running {
+                status.digest = None;
+                status.version = None;
+                status.module_name = None;
+            }
+            let (ready, why) = if running {
                 (true, "the previous version keeps running")
             } else {
                 (false, "no version of this module runs")
@@ -226,9 +347,11 @@ async fn load(
                 &now,
             );
             status.message = Some(message);
+            Err(reason)
         }
-    }
+    };
     write_status(api, &name, &status).await;
+    result
 }
 
 /// Refreshes the counts and quarantine state of every loaded module.
@@ -291,4 +414,36 @@ fn set_condition(
         last_transition_time: transition,
         observed_generation: generation,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_load_that_can_heal_is_retried_with_backoff_up_to_five_minutes() {
+        let mut delay = RetryDelay::default();
+        assert_eq!(delay.next(), None, "nothing failed: wait for a new spec");
+        let mut seen = Vec::new();
+        for _ in 0..12 {
+            delay.arm();
+            seen.push(delay.next().unwrap().as_secs());
+        }
+        assert_eq!(seen, [5, 10, 20, 40, 80, 160, 300, 300, 300, 300, 300, 300]);
+    }
+
+    #[test]
+    fn only_causes_outside_the_spec_are_retried() {
+        for reason in ["FetchFailed", "KindMismatch", "MissingRBAC", "Conflict"] {
+            assert!(heals_by_itself(reason), "{reason}");
+        }
+        for reason in [
+            "DigestMismatch",
+            "LoadFailed",
+            "PermissionDenied",
+            "InvalidSpec",
+        ] {
+            assert!(!heals_by_itself(reason), "{reason}");
+        }
+    }
 }

@@ -1,10 +1,14 @@
 //! A watched directory of modules, for `bosun run --modules-dir <dir>`.
 //!
 //! Each `*.wasm` file directly in the directory is a module, identified by
-//! its file stem (the *key*: `cnat.wasm` has key `cnat`). Beside it, an
+//! its file stem (the *key*: `cnat.wasm` has key `cnat`), stored as is or
+//! gzip-compressed (recognised by its magic bytes, so that modules fit the
+//! 1 MiB of a ConfigMap mounted as the directory). Beside it, an
 //! optional settings file `<key>.settings.json`, `<key>.settings.yaml` or
 //! `<key>.settings.yml` holds the module's settings: any JSON or YAML value,
-//! handed on as JSON text. Everything else is ignored: other extensions
+//! handed on as JSON text; and an optional grant file `<key>.grant.yaml`
+//! (or `.yml`, `.json`) holds what the module is granted, in the shape
+//! `bosun inspect --grant` prints. Everything else is ignored: other extensions
 //! (notably `*.tmp`, which editors and deploy scripts write before renaming),
 //! dotfiles and subdirectories.
 //!
@@ -48,6 +52,8 @@ use tokio::task::AbortHandle;
 use tokio::time::{Instant, sleep_until};
 use tracing::Instrument;
 
+use crate::grants::GrantFile;
+
 /// How long a key must go without a filesystem event before its files are
 /// read: long enough to cover the steps of one copy or save, short enough
 /// that a swap still feels immediate.
@@ -59,6 +65,9 @@ const MODULE_SUFFIX: &str = ".wasm";
 /// The settings file names, as suffixes of the key. JSON first: that is the
 /// order in which they are looked for and reported.
 const SETTINGS_SUFFIXES: [&str; 3] = [".settings.json", ".settings.yaml", ".settings.yml"];
+
+/// The grant file names, as suffixes of the key.
+const GRANT_SUFFIXES: [&str; 3] = [".grant.json", ".grant.yaml", ".grant.yml"];
 
 /// What happened to one module of the directory.
 #[derive(Debug)]
@@ -75,6 +84,8 @@ pub enum DirEvent {
         bytes: Arc<[u8]>,
         /// The settings as JSON text, or `None` without a settings file.
         settings: Option<String>,
+        /// The grant, or `None` without a grant file.
+        grant: Option<Box<GrantFile>>,
     },
     /// The module file is gone: the consumer should stop the module.
     Remove {
@@ -148,12 +159,24 @@ pub enum DirError {
         #[source]
         source: io::Error,
     },
+    /// A module file is gzip-compressed but does not decompress, or
+    /// decompresses past the size cap.
+    #[error("{0}")]
+    Compressed(#[source] super::source::SourceError),
     /// A settings file is not valid JSON or YAML.
     #[error("the settings file {} does not parse: {reason}", .path.display())]
     Settings {
         /// The settings file.
         path: PathBuf,
         /// The parser's complaint, with its line and column.
+        reason: String,
+    },
+    /// A grant file is not one valid grant.
+    #[error("the grant file {} is not valid: {reason}", .path.display())]
+    Grant {
+        /// The grant file.
+        path: PathBuf,
+        /// What is wrong with it.
         reason: String,
     },
     /// A module has more than one settings file, and it is not clear which
@@ -268,6 +291,7 @@ impl DirSource {
 struct Reported {
     digest: [u8; 32],
     settings: Option<String>,
+    grant: Option<GrantFile>,
 }
 
 /// A module as read from disk.
@@ -275,6 +299,7 @@ struct Found {
     path: PathBuf,
     bytes: Vec<u8>,
     settings: Option<String>,
+    grant: Option<GrantFile>,
 }
 
 /// The task that turns raw notify events into [`DirEvent`]s; see the module
@@ -436,6 +461,7 @@ impl Debouncer {
                 let now = Reported {
                     digest: Sha256::digest(&found.bytes).into(),
                     settings: found.settings.clone(),
+                    grant: found.grant.clone(),
                 };
                 let recovered = self.failing.remove(key);
                 if !recovered && self.reported.get(key) == Some(&now) {
@@ -448,6 +474,7 @@ impl Debouncer {
                         path: found.path,
                         bytes: found.bytes.into(),
                         settings: found.settings,
+                        grant: found.grant.map(Box::new),
                     })
                 }
             }
@@ -467,12 +494,14 @@ impl Debouncer {
                 path,
                 bytes,
                 settings,
+                grant,
                 ..
             } => tracing::info!(
                 %key,
                 path = %path.display(),
                 size = bytes.len(),
                 settings = settings.is_some(),
+                grant = grant.is_some(),
                 "module file changed"
             ),
             DirEvent::Remove { .. } => tracing::info!(%key, "module file removed"),
@@ -487,34 +516,50 @@ impl Debouncer {
     /// file (a settings file alone is not a module).
     async fn read(&self, key: &str) -> Result<Option<Found>, DirError> {
         let path = self.dir.join(format!("{key}{MODULE_SUFFIX}"));
-        let Some(bytes) = read_file(&path).await? else {
+        let Some(stored) = read_file(&path).await? else {
             return Ok(None);
         };
-        let mut found = Vec::new();
-        for suffix in SETTINGS_SUFFIXES {
-            let path = self.dir.join(format!("{key}{suffix}"));
-            if let Some(text) = read_file(&path).await? {
-                found.push((path, text));
-            }
-        }
-        let settings = match found.len() {
-            0 => None,
-            1 => {
-                let (path, text) = found.remove(0);
-                Some(parse_settings(&path, &text)?)
-            }
-            _ => {
-                return Err(DirError::AmbiguousSettings {
-                    key: key.to_owned(),
-                    paths: found.into_iter().map(|(path, _)| path).collect(),
-                });
-            }
+        // Compressed, two examples fit the 1 MiB of one ConfigMap mounted
+        // as this directory.
+        let bytes = super::source::decompress(stored, &path.display().to_string())
+            .map_err(DirError::Compressed)?;
+        let settings = match self.one_of(key, &SETTINGS_SUFFIXES).await? {
+            None => None,
+            Some((path, text)) => Some(parse_settings(&path, &text)?),
+        };
+        let grant = match self.one_of(key, &GRANT_SUFFIXES).await? {
+            None => None,
+            Some((path, text)) => Some(parse_grant(&path, &text)?),
         };
         Ok(Some(Found {
             path,
             bytes,
             settings,
+            grant,
         }))
+    }
+
+    /// The one file of `key` with one of `suffixes`, if any: two are
+    /// ambiguous.
+    async fn one_of(
+        &self,
+        key: &str,
+        suffixes: &[&str],
+    ) -> Result<Option<(PathBuf, Vec<u8>)>, DirError> {
+        let mut found = Vec::new();
+        for suffix in suffixes {
+            let path = self.dir.join(format!("{key}{suffix}"));
+            if let Some(text) = read_file(&path).await? {
+                found.push((path, text));
+            }
+        }
+        match found.len() {
+            0 | 1 => Ok(found.pop()),
+            _ => Err(DirError::AmbiguousSettings {
+                key: key.to_owned(),
+                paths: found.into_iter().map(|(path, _)| path).collect(),
+            }),
+        }
     }
 }
 
@@ -528,6 +573,7 @@ fn key_of(name: &OsStr) -> Option<String> {
     }
     std::iter::once(MODULE_SUFFIX)
         .chain(SETTINGS_SUFFIXES)
+        .chain(GRANT_SUFFIXES)
         .find_map(|suffix| name.strip_suffix(suffix))
         .filter(|stem| !stem.is_empty())
         .map(str::to_owned)
@@ -574,6 +620,22 @@ fn parse_settings(path: &Path, text: &[u8]) -> Result<String, DirError> {
     })
 }
 
+/// Parses a grant file: exactly one grant.
+fn parse_grant(path: &Path, text: &[u8]) -> Result<GrantFile, DirError> {
+    let invalid = |reason: String| DirError::Grant {
+        path: path.to_owned(),
+        reason,
+    };
+    let text = std::str::from_utf8(text).map_err(|e| invalid(e.to_string()))?;
+    let mut grants = crate::grants::parse_grants(text).map_err(invalid)?;
+    match grants.len() {
+        1 => Ok(grants.remove(0)),
+        n => Err(invalid(format!(
+            "it holds {n} grants; a module's grant file holds exactly one"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -608,6 +670,7 @@ mod tests {
                 path,
                 bytes,
                 settings,
+                ..
             } => {
                 assert_eq!(path.file_name(), Some(OsStr::new(&format!("{key}.wasm"))));
                 let settings = settings.map(|s| {
@@ -674,6 +737,32 @@ mod tests {
             upsert(next(&mut rx).await),
             ("new".into(), b"v1".to_vec(), None)
         );
+    }
+
+    #[tokio::test]
+    async fn a_compressed_module_file_is_reported_decompressed_and_a_broken_one_as_an_error() {
+        use std::io::Write as _;
+        let (dir, _source, mut rx) = empty();
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gzip.write_all(b"the component").expect("compress");
+        let compressed = gzip.finish().expect("compress");
+        fs::write(dir.path().join("small.wasm"), &compressed).expect("write");
+        assert_eq!(
+            upsert(next(&mut rx).await),
+            ("small".into(), b"the component".to_vec(), None)
+        );
+        fs::write(
+            dir.path().join("small.wasm"),
+            &compressed[..compressed.len() / 2],
+        )
+        .expect("write");
+        match next(&mut rx).await {
+            DirEvent::Error { key, error } => {
+                assert_eq!(key, "small");
+                assert!(error.to_string().contains("does not decompress"), "{error}");
+            }
+            other => panic!("expected an Error, got {other:?}"),
+        }
     }
 
     #[tokio::test]

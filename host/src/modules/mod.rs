@@ -5,11 +5,17 @@
 //!
 //! - module files named on the command line (`--module`);
 //! - a watched directory ([`dir`], `--modules-dir`), for local development;
-//! - `ReconcilerModule` resources ([`resource`], fetched by [`source`] and
-//!   reconciled by [`cluster`], `--modules-from-cluster`).
+//! - `ReconcilerModule` resources ([`resource`], fetched by [`source`] — from
+//!   an OCI registry by [`oci`] — and reconciled by [`cluster`],
+//!   `--modules-from-cluster`).
+//!
+//! [`publish`] is the other side: what `bosun push` writes so that a
+//! ReconcilerModule can fetch a component (a ConfigMap or an OCI artifact).
 
 pub mod cluster;
 pub mod dir;
+pub mod oci;
+pub mod publish;
 pub mod registry;
 pub mod resource;
 pub mod source;

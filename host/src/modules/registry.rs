@@ -15,9 +15,21 @@
 //! - a new version with other kinds (or another name) replaces the
 //!   controller: the old one drains, the new one starts its watches, and
 //!   watches no module uses any more stop.
+//!
+//! Before a module runs, its declaration is checked three times: against
+//! the API server ([`crate::discovery`]: the kinds exist, with the declared
+//! plural and scope), against its grant ([`crate::grants`]), and against
+//! what the host's own service account may do ([`crate::rbac`]). A module that fails
+//! either never starts; one whose grant is withdrawn while it runs is
+//! stopped. No two modules may reconcile the same kind or hold the same
+//! finalizer: the second is refused and told which module holds it.
+//!
+//! Loading compiles code and calls the guest, which takes time: it runs
+//! with no lock that other modules need. Changes to one source key are
+//! serialized; changes to different keys proceed side by side.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex as SyncMutex, PoisonError};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -25,7 +37,11 @@ use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
 use crate::controller::{Controller, ControllerContext, ControllerSettings};
+use crate::discovery::{DiscoveryError, Resolved};
 use crate::engine::{CompileSource, Engine, LoadError, Module};
+use crate::grants::{Grant, GroupKind, PermissionDenied};
+use crate::meta::ModuleMeta;
+use crate::rbac::{self, MissingRbac};
 
 /// How long a replaced or removed controller may take to finish its
 /// in-flight reconciles before it is abandoned.
@@ -40,7 +56,7 @@ pub enum Change {
     Swapped,
     /// A new version with other kinds replaced the controller.
     Restarted,
-    /// Only the settings changed; nothing was compiled.
+    /// Only the settings (or the grant) changed; nothing was compiled.
     SettingsChanged,
     /// Nothing changed.
     Unchanged,
@@ -63,12 +79,23 @@ pub struct Loaded {
     pub from_cache: bool,
 }
 
-/// Why an upsert changed nothing. The running version, if any, stays.
+/// Why an upsert changed nothing (or, for a withdrawn grant, stopped the
+/// module). Otherwise the running version, if any, stays.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     /// The bytes did not load.
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// The module's kinds are not what the API server serves.
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
+    /// The module declares more than it was granted. If it was running
+    /// under a wider grant, it has been stopped.
+    #[error(transparent)]
+    PermissionDenied(#[from] PermissionDenied),
+    /// The host's own service account lacks what the module needs.
+    #[error(transparent)]
+    MissingRbac(#[from] MissingRbac),
     /// Another source already runs a module of this name.
     #[error(
         "module {name} from {source_name} is already loaded from {other}; each module needs its own name"
@@ -81,36 +108,95 @@ pub enum RegistryError {
         /// The key of the source already running it.
         other: String,
     },
+    /// Another module already reconciles this kind or holds this finalizer.
+    #[error(
+        "module {name} wants {what}, which module {holder} (from {other}) already has; two modules must not reconcile one kind or share a finalizer"
+    )]
+    Claimed {
+        /// The module's name.
+        name: String,
+        /// What it wants: `to reconcile Kind.group` or `finalizer x`.
+        what: String,
+        /// The module holding it.
+        holder: String,
+        /// The key of the source running that module.
+        other: String,
+    },
     /// Loading could not run.
     #[error("loading {0} failed: its task panicked")]
     Task(String),
 }
 
+impl RegistryError {
+    /// A CamelCase reason for a status condition.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RegistryError::Load(_) | RegistryError::Task(_) => "LoadFailed",
+            RegistryError::Discovery(DiscoveryError::Api { .. }) => "DiscoveryFailed",
+            RegistryError::Discovery(_) => "KindMismatch",
+            RegistryError::PermissionDenied(_) => "PermissionDenied",
+            RegistryError::MissingRbac(_) => "MissingRBAC",
+            RegistryError::DuplicateName { .. } | RegistryError::Claimed { .. } => "Conflict",
+        }
+    }
+}
+
 struct Running {
     controller: Arc<Controller>,
     digest: String,
+    grant: Grant,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
+
+/// What a running (or starting) module holds exclusively.
+#[derive(Debug, Clone)]
+struct Claim {
+    name: String,
+    primary: GroupKind,
+    finalizer: Option<String>,
+}
+
+impl Claim {
+    fn of(meta: &ModuleMeta) -> Self {
+        Claim {
+            name: meta.name.clone(),
+            primary: GroupKind::of(&meta.primary),
+            finalizer: meta.finalizer.clone(),
+        }
+    }
+}
+
+/// The grant of a module, by the name it declares (known once it loads).
+pub type GrantFor<'a> = dyn Fn(&str) -> Grant + Sync + 'a;
 
 /// The modules a host runs, by source key.
 pub struct Registry {
     engine: Arc<Engine>,
     ctx: ControllerContext,
     running: Mutex<HashMap<String, Running>>,
+    /// What each key's module holds; kept beside `running` because a key
+    /// keeps its claim while its old controller drains.
+    claims: SyncMutex<HashMap<String, Claim>>,
+    /// One lock per key: changes to a key are serialized, other keys go on.
+    keys: SyncMutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 impl Registry {
-    /// An empty registry starting controllers with `ctx`.
+    /// An empty registry starting controllers with `ctx` (whose discovery
+    /// checks every module's kinds).
     pub fn new(engine: Arc<Engine>, ctx: ControllerContext) -> Self {
         Registry {
             engine,
             ctx,
             running: Mutex::default(),
+            claims: SyncMutex::default(),
+            keys: SyncMutex::default(),
         }
     }
 
-    /// Brings `key` to these bytes and settings; see the module docs for the
+    /// Brings `key` to these bytes and settings, under the grant that
+    /// `grant_for` gives the module's name; see the module docs for the
     /// rules. `source_name` says where the bytes came from, for errors.
     pub async fn upsert(
         &self,
@@ -118,47 +204,31 @@ impl Registry {
         source_name: &str,
         bytes: Arc<[u8]>,
         settings: ControllerSettings,
+        grant_for: &GrantFor<'_>,
     ) -> Result<Loaded, RegistryError> {
+        let key_lock = self.key_lock(key);
+        let _serialized = key_lock.lock().await;
         let digest = hex::encode(Sha256::digest(&bytes));
-        // One change at a time: the checks below must see a settled set.
-        let mut running = self.running.lock().await;
-        if let Some(current) = running.get(key)
-            && current.digest == digest
+
+        if let Some(result) = self
+            .update_in_place(key, &digest, &settings, grant_for)
+            .await
         {
-            let module = current.controller.module();
-            let meta = module.meta();
-            let unchanged = current.controller.settings() == settings;
-            if !unchanged {
-                // Same name and kinds by construction: this cannot fail.
-                let _ = current.controller.swap(None, settings);
-                tracing::info!(module = %meta.name, "settings changed; reconciling every object again");
-            }
-            return Ok(Loaded {
-                change: if unchanged {
-                    Change::Unchanged
-                } else {
-                    Change::SettingsChanged
-                },
-                name: meta.name.clone(),
-                version: meta.version.clone(),
-                digest,
-                load_time: Duration::ZERO,
-                from_cache: true,
-            });
+            return result;
         }
 
         let module = self.load(source_name, bytes).await?;
         let meta = module.meta().clone();
-        if let Some((other, _)) = running
-            .iter()
-            .find(|(other, r)| other.as_str() != key && r.controller.meta().name == meta.name)
-        {
-            return Err(RegistryError::DuplicateName {
-                name: meta.name,
-                source_name: source_name.to_owned(),
-                other: other.clone(),
-            });
+        let grant = grant_for(&meta.name);
+        let resolved = self.ctx.discovery.resolve(&meta).await?;
+        let effective = effective_settings(&settings, &grant, &meta, &self.engine)?;
+        // Better a clear refusal now than 403s on every reconcile.
+        let mut needs = rbac::module_needs(&meta);
+        if let Ok(permissions) = grant.check(&meta) {
+            needs.extend(rbac::http_needs(&permissions));
         }
+        rbac::check(self.ctx.discovery.client(), &meta.name, &needs).await?;
+        self.claim(key, source_name, &meta)?;
         self.ctx.metrics.module_loaded(
             &meta.name,
             &meta.version,
@@ -175,21 +245,18 @@ impl Registry {
             from_cache: module.compile_source() == CompileSource::Cache,
         };
 
-        let change = match running.remove(key) {
+        let current = self.running.lock().await.remove(key);
+        let change = match current {
             None => Change::Started,
-            Some(current) => match current
+            Some(mut current) => match current
                 .controller
-                .swap(Some(module.clone()), settings.clone())
+                .swap(Some((module.clone(), resolved.clone())), effective.clone())
             {
                 Ok(()) => {
                     tracing::info!(module = %meta.name, version = %meta.version, digest = %digest, "new version swapped in; reconciling every object again");
-                    running.insert(
-                        key.to_owned(),
-                        Running {
-                            digest: digest.clone(),
-                            ..current
-                        },
-                    );
+                    current.digest = digest.clone();
+                    current.grant = grant;
+                    self.running.lock().await.insert(key.to_owned(), current);
                     return Ok(loaded(Change::Swapped));
                 }
                 Err(reason) => {
@@ -204,16 +271,110 @@ impl Registry {
             },
         };
         let result = loaded(change);
-        running.insert(key.to_owned(), self.start(module, settings, digest));
+        let started = self.start(module, resolved, effective, digest, grant);
+        self.running.lock().await.insert(key.to_owned(), started);
         if change == Change::Restarted {
             self.ctx.informers.release_unused();
         }
         Ok(result)
     }
 
+    /// The same bytes again: apply new settings or a new grant to the
+    /// running controller without loading anything. None when the key runs
+    /// other bytes (or nothing), and a full load is needed.
+    async fn update_in_place(
+        &self,
+        key: &str,
+        digest: &str,
+        settings: &ControllerSettings,
+        grant_for: &GrantFor<'_>,
+    ) -> Option<Result<Loaded, RegistryError>> {
+        let mut running = self.running.lock().await;
+        let current = running.get_mut(key).filter(|c| c.digest == digest)?;
+        let module = current.controller.module();
+        let meta = module.meta();
+        let grant = &grant_for(&meta.name);
+        let effective = match effective_settings(settings, grant, meta, &self.engine) {
+            Ok(effective) => effective,
+            Err(denied) => {
+                // A withdrawn permission must take effect: the module stops.
+                tracing::warn!(module = %meta.name, %denied, "grant withdrawn; stopping the module");
+                let name = meta.name.clone();
+                let current = running.remove(key)?;
+                drop(running);
+                self.claims
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(key);
+                drain(current).await;
+                self.ctx.metrics.module_unloaded(&name);
+                self.ctx.informers.release_unused();
+                return Some(Err(denied.into()));
+            }
+        };
+        let unchanged = current.controller.settings() == effective && current.grant == *grant;
+        if !unchanged {
+            // Same name and kinds by construction: this cannot fail.
+            let _ = current.controller.swap(None, effective);
+            current.grant = grant.clone();
+            tracing::info!(module = %meta.name, "settings changed; reconciling every object again");
+        }
+        Some(Ok(Loaded {
+            change: if unchanged {
+                Change::Unchanged
+            } else {
+                Change::SettingsChanged
+            },
+            name: meta.name.clone(),
+            version: meta.version.clone(),
+            digest: digest.to_owned(),
+            load_time: Duration::ZERO,
+            from_cache: true,
+        }))
+    }
+
+    /// Records what `key`'s module will hold, unless another key holds it.
+    fn claim(&self, key: &str, source_name: &str, meta: &ModuleMeta) -> Result<(), RegistryError> {
+        let mut claims = self.claims.lock().unwrap_or_else(PoisonError::into_inner);
+        let wanted = Claim::of(meta);
+        for (other, held) in claims.iter().filter(|(other, _)| other.as_str() != key) {
+            if held.name == wanted.name {
+                return Err(RegistryError::DuplicateName {
+                    name: wanted.name,
+                    source_name: source_name.to_owned(),
+                    other: other.clone(),
+                });
+            }
+            let clash = if held.primary == wanted.primary {
+                Some(format!("to reconcile {}", wanted.primary))
+            } else {
+                match (&held.finalizer, &wanted.finalizer) {
+                    (Some(a), Some(b)) if a == b => Some(format!("finalizer {b}")),
+                    _ => None,
+                }
+            };
+            if let Some(what) = clash {
+                return Err(RegistryError::Claimed {
+                    name: wanted.name,
+                    what,
+                    holder: held.name.clone(),
+                    other: other.clone(),
+                });
+            }
+        }
+        claims.insert(key.to_owned(), wanted);
+        Ok(())
+    }
+
     /// Stops the module loaded from `key`, letting in-flight reconciles finish.
     pub async fn remove(&self, key: &str) {
+        let key_lock = self.key_lock(key);
+        let _serialized = key_lock.lock().await;
         let removed = self.running.lock().await.remove(key);
+        self.claims
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
         if let Some(current) = removed {
             let name = current.controller.meta().name.clone();
             tracing::info!(module = %name, "module removed; stopping its controller");
@@ -248,6 +409,11 @@ impl Registry {
             .collect()
     }
 
+    /// True when a module from `key` runs.
+    pub async fn is_running(&self, key: &str) -> bool {
+        self.running.lock().await.contains_key(key)
+    }
+
     /// True when every running controller's caches are synced.
     pub async fn all_synced(&self) -> bool {
         self.running
@@ -255,6 +421,15 @@ impl Registry {
             .await
             .values()
             .all(|r| r.controller.is_synced())
+    }
+
+    fn key_lock(&self, key: &str) -> Arc<Mutex<()>> {
+        self.keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key.to_owned())
+            .or_default()
+            .clone()
     }
 
     async fn load(&self, source_name: &str, bytes: Arc<[u8]>) -> Result<Module, RegistryError> {
@@ -266,10 +441,17 @@ impl Registry {
             .map_err(RegistryError::Load)
     }
 
-    fn start(&self, module: Module, settings: ControllerSettings, digest: String) -> Running {
+    fn start(
+        &self,
+        module: Module,
+        resolved: Resolved,
+        settings: ControllerSettings,
+        digest: String,
+        grant: Grant,
+    ) -> Running {
         let meta = module.meta().clone();
         tracing::info!(module = %meta.name, version = %meta.version, primary = %meta.primary, "starting controller");
-        let controller = Controller::new(module, settings, self.ctx.clone());
+        let controller = Controller::new(module, resolved, settings, self.ctx.clone());
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(controller.clone().run(async move {
             let _ = stopped.wait_for(|stop| *stop).await;
@@ -277,10 +459,31 @@ impl Registry {
         Running {
             controller,
             digest,
+            grant,
             stop,
             task,
         }
     }
+}
+
+/// The settings a module runs with under `grant`: its namespaces and limit
+/// overrides, and a concurrency no larger than the engine's instance pool.
+fn effective_settings(
+    settings: &ControllerSettings,
+    grant: &Grant,
+    meta: &ModuleMeta,
+    engine: &Engine,
+) -> Result<ControllerSettings, PermissionDenied> {
+    let permissions = grant.check(meta)?;
+    if *grant == Grant::Declared {
+        tracing::warn!(module = %meta.name, "running with exactly the permissions the module declares (--grant-declared): for local development only");
+    }
+    let mut effective = settings.clone();
+    effective.namespaces = permissions.namespaces.clone();
+    effective.http = permissions.http.clone();
+    effective.limits = permissions.limits.apply_to(settings.limits);
+    effective.queue.concurrency = settings.queue.concurrency.min(engine.max_instances());
+    Ok(effective)
 }
 
 /// Stops a controller and waits (up to [`DRAIN`]) for its in-flight reconciles.

@@ -3,9 +3,10 @@
 //!
 //! The resource is cluster-scoped because a module is host-wide: one module
 //! may reconcile objects in many namespaces ([`ReconcilerModuleSpec::namespaces`]).
-//! The CRD shipped in `deploy/reconcilermodule-crd.yaml` is generated from these
-//! types; a unit test fails when it is stale (`BOSUN_UPDATE_CRDS=1 cargo test
-//! -p bosun --lib crd` rewrites it).
+//! The CRD shipped in `deploy/base/reconcilermodule-crd.yaml` and the Helm
+//! chart's `crds/` is generated from these types; a unit test fails when
+//! either is stale (`BOSUN_UPDATE_CRDS=1 cargo test -p bosun --lib crd`
+//! rewrites both).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -14,6 +15,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use crate::grants::Permissions;
 
 /// Condition type: the component was fetched, compiled and checked against the
 /// WIT world.
@@ -86,19 +89,22 @@ pub const CONDITION_READY: &str = "Ready";
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ReconcilerModuleSpec {
-    /// Where the component's bytes come from: exactly one of `configMap`, `url`
-    /// or `file`.
+    /// Where the component's bytes come from: exactly one of `configMap`, `url`,
+    /// `oci` or `file`.
     pub source: ModuleSource,
+
+    /// What the module may do: the kinds it may reconcile, own and read,
+    /// its finalizer, cluster scope, namespaces and output limits. A module
+    /// that declares more than this does not load (`Loaded=False`, reason
+    /// `PermissionDenied`, naming what is missing); `bosun inspect` prints
+    /// the block a module needs.
+    #[serde(default)]
+    pub permissions: Permissions,
 
     /// Settings handed to the module as JSON; their shape is the module's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "any_json")]
     pub settings: Option<serde_json::Value>,
-
-    /// Namespaces the module may reconcile in; empty means all namespaces.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(inner(length(min = 1)))]
-    pub namespaces: Vec<String>,
 
     /// How many objects the module reconciles at once (the host's default if unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -138,6 +144,8 @@ pub enum ModuleSource {
     ConfigMap(ConfigMapSource),
     /// A component downloaded over HTTP(S) and checked against a sha256.
     Url(UrlSource),
+    /// A component pulled from an OCI registry by its manifest digest.
+    Oci(OciSource),
     /// A component read from the host's file system (for local use).
     File(FileSource),
 }
@@ -145,7 +153,11 @@ pub enum ModuleSource {
 /// A component in `binaryData[key]` of a ConfigMap.
 ///
 /// `kubectl create configmap NAME --from-file=KEY=module.wasm` puts a binary
-/// file there. ConfigMaps hold at most 1 MiB, so large modules need a `url`.
+/// file there. ConfigMaps hold at most 1 MiB: a component may be stored
+/// gzip-compressed (`gzip -9`; `bosun push` does it when that makes it fit),
+/// and larger ones need a `url`. Pin the component with `sha256` (of the
+/// bytes as stored): then whoever may edit the ConfigMap cannot change the
+/// module that runs.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct ConfigMapSource {
     /// The ConfigMap's namespace.
@@ -157,6 +169,11 @@ pub struct ConfigMapSource {
     /// The key under `binaryData` holding the component.
     #[schemars(length(min = 1))]
     pub key: String,
+    /// The component's sha256, 64 hex digits: bytes that do not match are
+    /// refused. Without it, any change to the ConfigMap swaps the module.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^[0-9a-fA-F]{64}$"))]
+    pub sha256: Option<String>,
 }
 
 /// A component served over HTTP or HTTPS.
@@ -169,6 +186,46 @@ pub struct UrlSource {
     /// download that does not match is refused, so the URL need not be trusted.
     #[schemars(pattern(r"^[0-9a-fA-F]{64}$"))]
     pub sha256: String,
+}
+
+/// A component pushed to an OCI registry as a Wasm artifact: a manifest
+/// whose config has mediaType `application/vnd.wasm.config.v0+json` and whose
+/// one layer, of mediaType `application/wasm`, is the component (what
+/// `wkg oci push` and `oras push` write).
+///
+/// It is pulled by `digest`, so a tag moved to another version does not change
+/// the module that runs; the manifest and the layer are checked against their
+/// digests. A registry on a loopback address (`127.0.0.1`, `[::1]`,
+/// `localhost`) is spoken to over plain HTTP, any other over HTTPS.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OciSource {
+    /// The image reference, `registry.example.com/team/webapp:1.2`: the
+    /// registry and repository to pull from. The tag tells people which version
+    /// `digest` is; it is not what is pulled.
+    #[serde(rename = "ref")]
+    #[schemars(length(min = 1))]
+    pub reference: String,
+    /// The manifest's digest, `sha256:` and 64 lowercase hex digits (what
+    /// `oras push` prints, or `crane digest REF`).
+    #[schemars(pattern(r"^sha256:[0-9a-f]{64}$"))]
+    pub digest: String,
+    /// A Secret of type `kubernetes.io/dockerconfigjson` whose `auths` entry
+    /// for the registry holds the credentials to pull with; without it the
+    /// pull is anonymous.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_secret: Option<SecretRef>,
+}
+
+/// A Secret, by namespace and name.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct SecretRef {
+    /// The Secret's namespace.
+    #[schemars(length(min = 1))]
+    pub namespace: String,
+    /// The Secret's name.
+    #[schemars(length(min = 1))]
+    pub name: String,
 }
 
 /// A component on the host's file system.
@@ -265,11 +322,29 @@ pub enum SpecError {
         /// The URL as given.
         url: String,
     },
-    /// `source.url.sha256` is not 64 hex digits.
+    /// A `sha256` is not 64 hex digits.
     #[error(
-        "spec.source.url.sha256 is {value:?}: give the component's sha256 as 64 hex digits (sha256sum module.wasm)"
+        "spec.{field} is {value:?}: give the component's sha256 as 64 hex digits (sha256sum module.wasm)"
     )]
     Sha256 {
+        /// The field's path below `spec`.
+        field: &'static str,
+        /// The value as given.
+        value: String,
+    },
+    /// `source.oci.ref` is not an image reference, or carries a digest.
+    #[error(
+        "spec.source.oci.ref is {value:?}: give an image reference like registry.example.com/team/webapp:1.2, without a digest (that goes in spec.source.oci.digest)"
+    )]
+    OciRef {
+        /// The value as given.
+        value: String,
+    },
+    /// `source.oci.digest` is not `sha256:` and 64 lowercase hex digits.
+    #[error(
+        "spec.source.oci.digest is {value:?}: give the manifest's digest as sha256: and 64 lowercase hex digits (oras push prints it; crane digest REF)"
+    )]
+    OciDigest {
         /// The value as given.
         value: String,
     },
@@ -286,9 +361,9 @@ impl ReconcilerModuleSpec {
     /// API server. The source's "exactly one" holds by construction.
     pub fn validate(&self) -> Result<(), SpecError> {
         self.source.validate()?;
-        if self.namespaces.iter().any(String::is_empty) {
+        if self.permissions.namespaces.iter().any(String::is_empty) {
             return Err(SpecError::Empty {
-                field: "namespaces[]",
+                field: "permissions.namespaces[]",
             });
         }
         let zero = [
@@ -317,6 +392,9 @@ impl ModuleSource {
                         return Err(SpecError::Empty { field });
                     }
                 }
+                if let Some(sha256) = &cm.sha256 {
+                    check_sha256("source.configMap.sha256", sha256)?;
+                }
             }
             ModuleSource::Url(u) => {
                 let rest = u
@@ -326,10 +404,25 @@ impl ModuleSource {
                 if rest.is_none_or(str::is_empty) {
                     return Err(SpecError::UrlScheme { url: u.url.clone() });
                 }
-                if u.sha256.len() != 64 || !u.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(SpecError::Sha256 {
-                        value: u.sha256.clone(),
+                check_sha256("source.url.sha256", &u.sha256)?;
+            }
+            ModuleSource::Oci(o) => {
+                o.parse_reference()?;
+                let hex = o.digest.strip_prefix("sha256:").unwrap_or_default();
+                if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+                    return Err(SpecError::OciDigest {
+                        value: o.digest.clone(),
                     });
+                }
+                if let Some(secret) = &o.pull_secret {
+                    for (field, value) in [
+                        ("source.oci.pullSecret.namespace", &secret.namespace),
+                        ("source.oci.pullSecret.name", &secret.name),
+                    ] {
+                        if value.is_empty() {
+                            return Err(SpecError::Empty { field });
+                        }
+                    }
                 }
             }
             ModuleSource::File(f) => {
@@ -344,8 +437,48 @@ impl ModuleSource {
     }
 }
 
+impl OciSource {
+    /// `ref` parsed: a registry, a repository and at most a tag (a missing
+    /// registry is Docker Hub's, a missing tag `latest`).
+    pub fn parse_reference(&self) -> Result<oci_client::Reference, SpecError> {
+        match self.reference.parse::<oci_client::Reference>() {
+            Ok(reference) if reference.digest().is_none() => Ok(reference),
+            _ => Err(SpecError::OciRef {
+                value: self.reference.clone(),
+            }),
+        }
+    }
+}
+
+fn check_sha256(field: &'static str, value: &str) -> Result<(), SpecError> {
+    if value.len() != 64 || !value.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(SpecError::Sha256 {
+            field,
+            value: value.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+impl ModuleSource {
+    /// The sha256 the source pins its bytes to, if it does, and the field
+    /// that pins it (`spec.source.url.sha256`).
+    pub fn pinned_sha256(&self) -> Option<(&'static str, &str)> {
+        match self {
+            ModuleSource::ConfigMap(cm) => cm
+                .sha256
+                .as_deref()
+                .map(|sha256| ("spec.source.configMap.sha256", sha256)),
+            ModuleSource::Url(u) => Some(("spec.source.url.sha256", &u.sha256)),
+            // Pinned by its manifest's digest, checked while pulling.
+            ModuleSource::Oci(_) | ModuleSource::File(_) => None,
+        }
+    }
+}
+
 /// Where the bytes come from, for logs, events and errors:
-/// `configmap bosun-system/modules[cnat.wasm]`, `https://…`, `file /x.wasm`.
+/// `configmap bosun-system/modules[cnat.wasm]`, `https://…`,
+/// `oci registry.example.com/team/webapp:1.2@sha256:…`, `file /x.wasm`.
 impl fmt::Display for ModuleSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -353,6 +486,7 @@ impl fmt::Display for ModuleSource {
                 write!(f, "configmap {}/{}[{}]", cm.namespace, cm.name, cm.key)
             }
             ModuleSource::Url(u) => f.write_str(&u.url),
+            ModuleSource::Oci(o) => write!(f, "oci {}@{}", o.reference, o.digest),
             ModuleSource::File(file) => write!(f, "file {}", file.path.display()),
         }
     }
@@ -406,14 +540,18 @@ mod tests {
     use kube::CustomResourceExt;
     use serde_json::json;
 
-    /// The shipped CRD is what the types generate; `BOSUN_UPDATE_CRDS=1`
-    /// rewrites it.
+    /// The shipped CRDs (the kustomize base's and the Helm chart's) are
+    /// what the types generate; `BOSUN_UPDATE_CRDS=1` rewrites them.
     #[test]
     fn crd_yaml_is_up_to_date() {
-        bosun_sdk::testing::assert_crd_up_to_date::<ReconcilerModule>(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../deploy/reconcilermodule-crd.yaml"
-        ));
+        for shipped in [
+            "/../deploy/base/reconcilermodule-crd.yaml",
+            "/../charts/bosun/crds/reconcilermodule-crd.yaml",
+        ] {
+            bosun_sdk::testing::assert_crd_up_to_date::<ReconcilerModule>(
+                [env!("CARGO_MANIFEST_DIR"), shipped].concat(),
+            );
+        }
     }
 
     #[test]
@@ -434,7 +572,7 @@ mod tests {
         let spec: ReconcilerModuleSpec = serde_json::from_value(json!({
             "source": {"url": {"url": "https://example.com/cnat.wasm", "sha256": "ab".repeat(32)}},
             "settings": {"replicas": 2},
-            "namespaces": ["a"],
+            "permissions": {"reconciles": {"group": "cnat.programming-kubernetes.info", "kind": "At"}, "owns": [{"kind": "Pod"}], "namespaces": ["a"]},
             "concurrency": 4,
             "timeoutMs": 500,
             "memoryLimitMiB": 64,
@@ -443,6 +581,8 @@ mod tests {
         assert!(!spec.paused);
         assert_eq!(spec.memory_limit_mib, Some(64));
         assert_eq!(spec.settings, Some(json!({"replicas": 2})));
+        assert_eq!(spec.permissions.namespaces, ["a"]);
+        assert_eq!(spec.permissions.owns[0].group, "");
         spec.validate().expect("valid");
         assert_eq!(spec.source.to_string(), "https://example.com/cnat.wasm");
     }
@@ -461,8 +601,8 @@ mod tests {
     fn validate_names_the_field_to_fix() {
         let spec = |source| ReconcilerModuleSpec {
             source,
+            permissions: Permissions::default(),
             settings: None,
-            namespaces: vec![],
             concurrency: None,
             timeout_ms: None,
             memory_limit_mib: None,
@@ -484,6 +624,7 @@ mod tests {
             namespace: "ns".into(),
             name: "m".into(),
             key: String::new(),
+            sha256: None,
         }))
         .validate()
         .unwrap_err();
@@ -501,11 +642,70 @@ mod tests {
     }
 
     #[test]
+    fn an_oci_source_needs_a_reference_without_digest_and_a_sha256_digest() {
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        let oci = |reference: &str, digest: &str| {
+            ModuleSource::Oci(OciSource {
+                reference: reference.into(),
+                digest: digest.into(),
+                pull_secret: None,
+            })
+        };
+        let source = oci("registry.example.com/team/webapp:1.2", &digest);
+        source.validate().expect("valid");
+        assert_eq!(
+            source.to_string(),
+            format!("oci registry.example.com/team/webapp:1.2@{digest}")
+        );
+        oci("127.0.0.1:5000/webapp", &digest)
+            .validate()
+            .expect("no tag");
+        for reference in [
+            "",
+            "Registry.example.com/UPPER:1.2",
+            "registry.example.com/team/webapp:1.2@sha256:0123",
+            &format!("registry.example.com/team/webapp@{digest}"),
+        ] {
+            let err = oci(reference, &digest).validate().unwrap_err();
+            assert!(
+                matches!(err, SpecError::OciRef { .. }),
+                "{reference}: {err}"
+            );
+        }
+        for bad in [
+            "ab".repeat(32),
+            format!("sha256:{}", "AB".repeat(32)),
+            format!("sha512:{}", "ab".repeat(64)),
+            "sha256:abc".to_owned(),
+        ] {
+            let err = oci("registry.example.com/webapp:1", &bad)
+                .validate()
+                .unwrap_err();
+            assert!(err.to_string().contains("spec.source.oci.digest"), "{err}");
+        }
+        let source = ModuleSource::Oci(OciSource {
+            reference: "registry.example.com/webapp:1".into(),
+            digest,
+            pull_secret: Some(SecretRef {
+                namespace: "ns".into(),
+                name: String::new(),
+            }),
+        });
+        assert_eq!(
+            source.validate(),
+            Err(SpecError::Empty {
+                field: "source.oci.pullSecret.name"
+            })
+        );
+    }
+
+    #[test]
     fn sources_describe_where_they_are() {
         let cm = ModuleSource::ConfigMap(ConfigMapSource {
             namespace: "bosun-system".into(),
             name: "modules".into(),
             key: "cnat.wasm".into(),
+            sha256: None,
         });
         assert_eq!(cm.to_string(), "configmap bosun-system/modules[cnat.wasm]");
         let file = ModuleSource::File(FileSource {

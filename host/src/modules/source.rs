@@ -3,8 +3,21 @@
 //! Every source is read whole into memory (the engine compiles from a byte
 //! slice) and capped at [`MAX_MODULE_BYTES`], so a wrong URL or file cannot
 //! exhaust the host's memory. A `url` source must name the sha256 of its
-//! bytes, and bytes that do not match are never returned: the URL does not
-//! have to be trusted, and a module cannot change under the host unnoticed.
+//! bytes, an `oci` source its manifest's digest ([`super::oci`]), and a
+//! `configMap` source may: bytes that do not match are never returned, so the
+//! server (or whoever may edit the ConfigMap) does not have to be trusted, and
+//! a module cannot change under the host unnoticed.
+//!
+//! A component may be stored gzip-compressed (a ConfigMap holds at most
+//! 1 MiB; compressed, most components fit): it is recognised by its magic
+//! bytes, the pinned digest is checked on the bytes as stored, and the
+//! decompressed size is capped like any other.
+//!
+//! A download follows redirects only within its own origin, and what the
+//! errors say — they end up in a ReconcilerModule's status — never echoes
+//! what a server answered (its status code, the digest of what it sent):
+//! the host must not become a probe of what it can reach. The details go to
+//! the host's own log.
 
 use std::path::Path;
 use std::time::Duration;
@@ -15,6 +28,7 @@ use kube::api::Api;
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncReadExt as _;
 
+use super::oci;
 use super::resource::{ConfigMapSource, ModuleSource, SpecError, UrlSource};
 
 /// The largest component any source may deliver: 64 MiB.
@@ -24,7 +38,8 @@ use super::resource::{ConfigMapSource, ModuleSource, SpecError, UrlSource};
 /// filling the host's memory.
 pub const MAX_MODULE_BYTES: u64 = 64 * 1024 * 1024;
 
-/// How long a `url` download may take, from connecting to the last byte.
+/// How long a `url` download or an `oci` pull may take, from connecting to
+/// the last byte.
 pub const URL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A module's bytes, and what they are.
@@ -96,7 +111,8 @@ pub enum SourceError {
     },
 
     /// The download failed: DNS, connection, TLS, or the body broke off.
-    #[error("GET {url}: {source}")]
+    /// The client's own words are in the host's log only.
+    #[error("GET {url} failed: no connection, or it broke off; the host's log has the details")]
     Http {
         /// The URL.
         url: String,
@@ -113,8 +129,11 @@ pub enum SourceError {
         timeout: Duration,
     },
 
-    /// The server answered with a status other than 200 OK.
-    #[error("GET {url} answered HTTP {status}, not 200: check the URL")]
+    /// The server answered with a status other than 200 OK (a redirect to
+    /// another origin included). The status is in the host's log only.
+    #[error(
+        "GET {url} did not answer with the component (no 200 OK; redirects are followed only within the same origin): check the URL; the host's log has the details"
+    )]
     Status {
         /// The URL.
         url: String,
@@ -133,15 +152,116 @@ pub enum SourceError {
         limit: u64,
     },
 
-    /// The downloaded bytes are not the ones the spec names; they are dropped.
+    /// The fetched bytes are not the ones the spec names; they are dropped.
+    /// For an `oci` source: the manifest or the layer does not match its
+    /// digest, or the registry does not have the pinned manifest while the
+    /// reference's tag names another one.
     #[error(
-        "downloaded bytes have sha256 {actual}, but spec.source.url.sha256 is {expected}: if the module was rebuilt on purpose, update sha256"
+        "{description} did not deliver the component the spec pins ({field} {expected}); nothing was loaded: if the module was rebuilt on purpose, update {field}"
     )]
     Digest {
-        /// The sha256 the spec names (lowercase).
+        /// Where the bytes came from.
+        description: String,
+        /// The spec's field pinning them: `spec.source.url.sha256`, …
+        field: &'static str,
+        /// The digest the spec names (lowercase): hex for `sha256` fields,
+        /// `sha256:<hex>` for `oci` sources.
         expected: String,
-        /// The sha256 of what was downloaded.
+        /// The digest of what was downloaded (of the manifest, or the layer,
+        /// or what the tag names, for `oci`).
         actual: String,
+    },
+
+    /// An `oci` source's registry did not answer: DNS, connection, TLS, or
+    /// the answer broke off. The client's own words are in the host's log only.
+    #[error(
+        "pulling {description}: the registry did not answer (no connection, or it broke off); check spec.source.oci.ref and that the host can reach the registry; the host's log has the details"
+    )]
+    RegistryUnreachable {
+        /// The source.
+        description: String,
+    },
+
+    /// An `oci` source's registry refused the pull (a 401 or 403, or a token
+    /// it would not give).
+    #[error(
+        "pulling {description}: the registry {registry} refused access: {}; the host's log has the details",
+        if *with_credentials { "check the credentials in spec.source.oci.pullSecret's Secret" } else { "set spec.source.oci.pullSecret to a kubernetes.io/dockerconfigjson Secret with credentials for it" }
+    )]
+    RegistryDenied {
+        /// The source.
+        description: String,
+        /// The registry's host.
+        registry: String,
+        /// Whether credentials were sent.
+        with_credentials: bool,
+    },
+
+    /// An `oci` source's registry has no such repository or manifest.
+    #[error(
+        "pulling {description}: the registry has no such repository or manifest; check spec.source.oci.ref and that the digest was pushed there"
+    )]
+    RegistryNotFound {
+        /// The source.
+        description: String,
+    },
+
+    /// An `oci` source's registry answered with another error, or with
+    /// something that is not a registry's answer. Only the status class is
+    /// said; the rest is in the host's log.
+    #[error(
+        "pulling {description}: the registry answered with {answer}; check the registry; the host's log has the details"
+    )]
+    Registry {
+        /// The source.
+        description: String,
+        /// `a 4xx error`, `a 5xx error`, `something that is not a registry's answer`.
+        answer: &'static str,
+    },
+
+    /// An `oci` source's manifest is larger than [`oci::MAX_MANIFEST_BYTES`]:
+    /// not a Wasm artifact's (a few hundred bytes); it is not parsed.
+    #[error(
+        "{description}: the manifest is larger than {limit} bytes, far more than a Wasm component artifact's; check spec.source.oci.ref and the digest"
+    )]
+    ManifestTooLarge {
+        /// The source.
+        description: String,
+        /// The limit, [`oci::MAX_MANIFEST_BYTES`].
+        limit: usize,
+    },
+
+    /// The pinned manifest is not a Wasm component artifact.
+    #[error(
+        "{description} is not a Wasm component artifact: its manifest must have config mediaType {} and exactly one layer, of mediaType {}; push the component with wkg oci push or oras push",
+        oci::WASM_CONFIG_MEDIA_TYPE,
+        oci::WASM_LAYER_MEDIA_TYPE
+    )]
+    NotWasmArtifact {
+        /// The source.
+        description: String,
+    },
+
+    /// An `oci` source's pull secret is missing or unusable.
+    #[error(
+        "pull secret {namespace}/{name} {problem}; fix spec.source.oci.pullSecret or the Secret"
+    )]
+    PullSecret {
+        /// The Secret's namespace.
+        namespace: String,
+        /// The Secret's name.
+        name: String,
+        /// What is wrong with it (never its contents).
+        problem: String,
+    },
+
+    /// The bytes start like gzip but do not decompress.
+    #[error("{description} is gzip-compressed but does not decompress: {reason}")]
+    Gzip {
+        /// Where the bytes came from.
+        description: String,
+        /// What the decompressor said.
+        reason: String,
     },
 
     /// The file could not be read.
@@ -162,10 +282,12 @@ pub fn digest(bytes: &[u8]) -> String {
 
 /// Fetches the component `source` names.
 ///
-/// `client` is used only for `configMap` sources; the host needs `get` on
-/// ConfigMaps in that namespace. A `url` source is downloaded with a
-/// [`URL_TIMEOUT`] timeout and must be answered with 200 OK and bytes whose
-/// sha256 is the spec's. Every source is capped at [`MAX_MODULE_BYTES`].
+/// `client` is used only for `configMap` sources and `oci` pull secrets; the
+/// host needs `get` on ConfigMaps (Secrets) in that namespace. A `url` source
+/// is downloaded with a [`URL_TIMEOUT`] timeout and must be answered with 200
+/// OK and bytes whose sha256 is the spec's; an `oci` source is pulled within
+/// the same timeout (see [`oci`]). Every source is capped at
+/// [`MAX_MODULE_BYTES`].
 #[tracing::instrument(level = "debug", skip_all, fields(source = %source))]
 pub async fn fetch(client: &Client, source: &ModuleSource) -> Result<Fetched, SourceError> {
     source.validate()?;
@@ -173,25 +295,52 @@ pub async fn fetch(client: &Client, source: &ModuleSource) -> Result<Fetched, So
     let bytes = match source {
         ModuleSource::ConfigMap(cm) => from_config_map(client, cm, &description).await?,
         ModuleSource::Url(u) => from_url(u, &description).await?,
+        ModuleSource::Oci(o) => oci::pull(client, o, &description).await?,
         ModuleSource::File(f) => from_file(&f.path, &description).await?,
     };
     let sha256 = digest(&bytes);
-    if let ModuleSource::Url(u) = source {
-        let expected = u.sha256.to_ascii_lowercase();
+    if let Some((field, expected)) = source.pinned_sha256() {
+        let expected = expected.to_ascii_lowercase();
         if sha256 != expected {
             tracing::warn!(%expected, actual = %sha256, "module digest mismatch, bytes dropped");
             return Err(SourceError::Digest {
+                description,
+                field,
                 expected,
                 actual: sha256,
             });
         }
     }
+    let bytes = decompress(bytes, &description)?;
     tracing::debug!(bytes = bytes.len(), %sha256, "module fetched");
     Ok(Fetched {
         bytes,
         sha256,
         description,
     })
+}
+
+/// The gzip magic bytes.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// `bytes` decompressed when they are gzip, at most [`MAX_MODULE_BYTES`].
+pub(crate) fn decompress(bytes: Vec<u8>, description: &str) -> Result<Vec<u8>, SourceError> {
+    if !bytes.starts_with(&GZIP_MAGIC) {
+        return Ok(bytes);
+    }
+    use std::io::Read as _;
+    let mut decompressed = Vec::new();
+    // One byte past the cap tells "exactly the cap" from "more": a small
+    // archive must not inflate into the host's memory.
+    flate2::read::GzDecoder::new(bytes.as_slice())
+        .take(MAX_MODULE_BYTES + 1)
+        .read_to_end(&mut decompressed)
+        .map_err(|e| SourceError::Gzip {
+            description: description.to_owned(),
+            reason: e.to_string(),
+        })?;
+    check_size(decompressed.len() as u64, description)?;
+    Ok(decompressed)
 }
 
 async fn from_config_map(
@@ -245,6 +394,7 @@ async fn from_url(source: &UrlSource, description: &str) -> Result<Vec<u8>, Sour
                 timeout: URL_TIMEOUT,
             }
         } else {
+            tracing::warn!(%url, error = %e, "module download failed");
             SourceError::Http {
                 url: url.clone(),
                 source: e,
@@ -253,13 +403,16 @@ async fn from_url(source: &UrlSource, description: &str) -> Result<Vec<u8>, Sour
     };
     // A client per fetch: modules are fetched rarely (when a spec changes),
     // and this keeps no connection or global state between them.
+    install_tls_provider();
     let client = reqwest::Client::builder()
         .timeout(URL_TIMEOUT)
+        .redirect(same_origin_redirects())
         .build()
         .map_err(http)?;
     let mut response = client.get(url).send().await.map_err(http)?;
     let status = response.status();
     if status != reqwest::StatusCode::OK {
+        tracing::warn!(%url, status = status.as_u16(), location = ?response.headers().get("location"), "module download not answered with 200 OK");
         return Err(SourceError::Status {
             url: url.clone(),
             status: status.as_u16(),
@@ -293,7 +446,36 @@ async fn from_file(path: &Path, description: &str) -> Result<Vec<u8>, SourceErro
     Ok(bytes)
 }
 
-fn check_size(len: u64, description: &str) -> Result<(), SourceError> {
+/// Follows at most five redirects, each to the same scheme, host and port
+/// as the URL asked for; anything else is answered as it is (a 3xx, which
+/// is not the component).
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let origin = |url: &reqwest::Url| {
+            (
+                url.scheme().to_owned(),
+                url.host_str().map(str::to_owned),
+                url.port_or_known_default(),
+            )
+        };
+        let first = attempt.previous().first().map(origin);
+        if attempt.previous().len() > 5 || first.as_ref() != Some(&origin(attempt.url())) {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+/// Installs ring as the process's rustls provider unless one is installed:
+/// reqwest is built without a provider of its own (no aws-lc next to the ring
+/// kube uses), and needs one before a client is built.
+pub fn install_tls_provider() {
+    // An error means a provider is installed already, which is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+pub(crate) fn check_size(len: u64, description: &str) -> Result<(), SourceError> {
     if len > MAX_MODULE_BYTES {
         return Err(SourceError::TooLarge {
             description: description.to_owned(),
@@ -313,6 +495,37 @@ mod tests {
             digest(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn gzip_is_decompressed_within_the_cap() {
+        use std::io::Write as _;
+        let gzip = |data: &[u8]| {
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            encoder.write_all(data).unwrap();
+            encoder.finish().unwrap()
+        };
+        let component = b"\0asm\x0d\0\x01\0 a component".to_vec();
+        assert_eq!(decompress(gzip(&component), "x").unwrap(), component);
+        assert_eq!(
+            decompress(component.clone(), "x").unwrap(),
+            component,
+            "plain bytes stay"
+        );
+        // A bomb: 65 MiB of zeros in a few kilobytes.
+        let bomb = gzip(&vec![0; (MAX_MODULE_BYTES + (1 << 20)) as usize]);
+        assert!(bomb.len() < 1 << 20);
+        assert!(matches!(
+            decompress(bomb, "x"),
+            Err(SourceError::TooLarge { .. })
+        ));
+        let mut broken = gzip(&component);
+        broken.truncate(12);
+        assert!(matches!(
+            decompress(broken, "x"),
+            Err(SourceError::Gzip { .. })
+        ));
     }
 
     #[test]

@@ -133,9 +133,34 @@ struct CallLabels {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct HttpLabels {
+    module: String,
+    origin: String,
+    code: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct HttpOriginLabels {
+    module: String,
+    origin: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RefusedLabels {
+    module: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct TrapLabels {
     module: String,
     kind: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct WriteFailureLabels {
+    module: String,
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -171,6 +196,11 @@ struct Families {
     module_load_duration: HistogramFamily<LoadLabels>,
     module_info: Family<InfoLabels, Gauge>,
     module_quarantined: Family<ModuleLabels, Gauge>,
+    hot_loops: Family<ModuleLabels, Counter>,
+    write_failures: Family<WriteFailureLabels, Counter>,
+    http_requests: Family<HttpLabels, Counter>,
+    http_duration: HistogramFamily<HttpOriginLabels>,
+    http_refused: Family<RefusedLabels, Counter>,
 }
 
 struct Inner {
@@ -222,6 +252,11 @@ impl Metrics {
             module_load_duration: Family::new_with_constructor(module_load_buckets),
             module_info: Family::default(),
             module_quarantined: Family::default(),
+            hot_loops: Family::default(),
+            write_failures: Family::default(),
+            http_requests: Family::default(),
+            http_duration: Family::new_with_constructor(guest_call_buckets),
+            http_refused: Family::default(),
         };
         let mut registry = Registry::default();
         let f = &families;
@@ -302,6 +337,31 @@ impl Metrics {
             "1 while a module is quarantined after repeated traps, else 0",
             f.module_quarantined.clone(),
         );
+        registry.register(
+            "bosun_hot_loop_holds",
+            "Total number of reconciles held back because the object's own writes kept triggering its reconciles",
+            f.hot_loops.clone(),
+        );
+        registry.register(
+            "bosun_write_failures",
+            "Total number of writes for a module the API server refused or that bosun refused to make, by reason",
+            f.write_failures.clone(),
+        );
+        registry.register(
+            "bosun_guest_http_requests",
+            "Total number of HTTP requests guests sent, by module, granted origin and status code (or error)",
+            f.http_requests.clone(),
+        );
+        registry.register(
+            "bosun_guest_http_request_duration_seconds",
+            "How long in seconds a guest's HTTP request took until its response head",
+            f.http_duration.clone(),
+        );
+        registry.register(
+            "bosun_guest_http_refused",
+            "Total number of guest HTTP requests the host refused, by reason",
+            f.http_refused.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -333,6 +393,28 @@ impl Metrics {
         drop(f.active_workers.get_or_create(&labels));
     }
 
+    /// Counts a reconcile of `module` held back as a hot loop.
+    pub fn hot_loop_held(&self, module: &str) {
+        self.families()
+            .hot_loops
+            .get_or_create(&ModuleLabels {
+                module: module.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a failed (or refused) write of `module`'s, by its reason
+    /// (`ChildExists`, `ApplyFailed`, …).
+    pub fn write_failed(&self, module: &str, reason: &'static str) {
+        self.families()
+            .write_failures
+            .get_or_create(&WriteFailureLabels {
+                module: module.to_owned(),
+                reason,
+            })
+            .inc();
+    }
+
     /// Records one reconcile of `controller`: its result and how long it took.
     /// An [`ReconcileResult::Error`] also counts in
     /// `controller_runtime_reconcile_errors_total`.
@@ -360,6 +442,44 @@ impl Metrics {
                 call: call.as_str(),
             })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records one HTTP request `module` sent to `origin` (the granted
+    /// origin, so labels stay bounded) and how it ended: a status code, or
+    /// an error name.
+    pub fn guest_http_request(
+        &self,
+        module: &str,
+        origin: &str,
+        code: &str,
+        took: std::time::Duration,
+    ) {
+        let f = self.families();
+        f.http_requests
+            .get_or_create(&HttpLabels {
+                module: module.to_owned(),
+                origin: origin.to_owned(),
+                code: code.to_owned(),
+            })
+            .inc();
+        f.http_duration
+            .get_or_create(&HttpOriginLabels {
+                module: module.to_owned(),
+                origin: origin.to_owned(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Records that the host refused one of `module`'s HTTP requests, for
+    /// `reason` (a fixed set: see [`crate::http::Refusal`]).
+    pub fn guest_http_refused(&self, module: &str, reason: &str) {
+        self.families()
+            .http_refused
+            .get_or_create(&RefusedLabels {
+                module: module.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
     }
 
     /// Counts one failed guest call. `kind` is the failure's short CamelCase

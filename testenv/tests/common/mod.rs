@@ -99,7 +99,10 @@ pub async fn widgets(test: &str) -> Option<(Client, Api<DynamicObject>, String)>
     env.install_crds([bosun_testenv::CrdSource::yaml(WIDGET_CRD)])
         .await
         .unwrap_or_else(|e| panic!("installing the Widget CRD: {e}"));
-    let client = env.client();
+    // A client on this test's own runtime: the environment's own client
+    // lives on the first test's, which may have ended ("runtime dropped the
+    // dispatch task").
+    let client = env.new_client().await.expect("a client");
     let ns = namespace(&client, test).await;
     let api = Api::namespaced_with(client.clone(), &ns, &widget_resource());
     Some((client, api, ns))

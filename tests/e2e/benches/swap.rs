@@ -47,7 +47,7 @@ async fn main() {
     let samples = |n: usize| if quick { 1 } else { n };
 
     let first = bosun_testenv::guests::path("webapp").expect("the guests build");
-    let second = bosun_testenv::guests::webapp_revision("2").expect("webapp revision 2 builds");
+    let second = bosun_testenv::guests::webapp_next().expect("webapp revision 2 builds");
     let size = std::fs::metadata(&first).expect("webapp.wasm").len();
     // The host as it ships: the release build.
     let bosun = bosun_testenv::guests::host_binary_release().expect("bosun builds");
@@ -169,6 +169,7 @@ impl<'a> Bench<'a> {
             "spec": {
                 "source": {"file": {"path": bench.versions[0]}},
                 "settings": {"commonLabels": {"sample": "initial"}},
+                "permissions": common::permissions_of(&bench.versions[0]),
             }
         }))
         .expect("a ReconcilerModule");

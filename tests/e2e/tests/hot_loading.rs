@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Host, eventually, get, guest, label};
+use common::{Cluster, Host, eventually, get, guest, label, misbehave};
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
 
@@ -79,8 +79,7 @@ async fn a_watched_directory_loads_swaps_keeps_the_last_good_version_and_unloads
     .await;
 
     // A new version of the module: every object reconciled with it.
-    let next =
-        bosun_testenv::guests::webapp_revision("2").expect("the second webapp version builds");
+    let next = bosun_testenv::guests::webapp_next().expect("the second webapp version builds");
     let swapped = Instant::now();
     put(dir.path(), "webapp.wasm", &std::fs::read(next).unwrap());
     eventually(
@@ -178,12 +177,10 @@ async fn a_module_that_keeps_trapping_is_quarantined() {
         &["--quarantine-after", "3", "--timeout-ms", "200"],
     )
     .await;
-    let config_maps = cluster.api("", "v1", "ConfigMap", "configmaps");
-    let spin: kube::api::DynamicObject =
-        serde_json::from_value(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "spin"}, "data": {"mode": "loop"}}))
-            .unwrap();
-    config_maps
-        .create(&PostParams::default(), &spin)
+    let config_maps = cluster.config_maps();
+    cluster
+        .misbehaves()
+        .create(&PostParams::default(), &misbehave("spin", "loop"))
         .await
         .unwrap();
     eventually("quarantine visible in the metrics", LONG, || async {
@@ -201,11 +198,9 @@ async fn a_module_that_keeps_trapping_is_quarantined() {
     assert!(timeouts >= 3.0);
 
     // No more work is handed out: a healthy object is not reconciled.
-    let fine: kube::api::DynamicObject =
-        serde_json::from_value(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "fine"}, "data": {"mode": "ok"}}))
-            .unwrap();
-    config_maps
-        .create(&PostParams::default(), &fine)
+    cluster
+        .misbehaves()
+        .create(&PostParams::default(), &misbehave("fine", "ok"))
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Cluster, Host, eventually, get, schedule_in};
+use common::{Cluster, Host, eventually, get, misbehave, schedule_in};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
@@ -39,10 +39,6 @@ async fn wait_phase(cluster: &Cluster, name: &str, want: &str) -> kube::api::Dyn
             .filter(|at| phase(at).as_deref() == Some(want))
     })
     .await
-}
-
-fn config_map(name: &str, mode: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"mode": mode}})
 }
 
 #[tokio::test]
@@ -209,12 +205,9 @@ async fn webapp_whole_life_with_pruning() {
 async fn guest_errors_back_off_and_show_in_metrics() {
     let cluster = Cluster::start().await;
     let host = Host::start(&cluster, &["misbehave"], &[]).await;
-    let config_maps = cluster.api("", "v1", "ConfigMap", "configmaps");
-    config_maps
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(config_map("flaky", "retry")).unwrap(),
-        )
+    cluster
+        .misbehaves()
+        .create(&PostParams::default(), &misbehave("flaky", "retry"))
         .await
         .unwrap();
     eventually("retries counted", LONG, || async {
@@ -245,12 +238,12 @@ async fn guest_errors_back_off_and_show_in_metrics() {
 async fn a_looping_guest_does_not_stop_another_module() {
     let cluster = Cluster::start().await;
     let host = Host::start(&cluster, &["misbehave", "cnat"], &["--timeout-ms", "300"]).await;
-    let config_maps = cluster.api("", "v1", "ConfigMap", "configmaps");
     for i in 0..4 {
-        config_maps
+        cluster
+            .misbehaves()
             .create(
                 &PostParams::default(),
-                &serde_json::from_value(config_map(&format!("spin-{i}"), "loop")).unwrap(),
+                &misbehave(&format!("spin-{i}"), "loop"),
             )
             .await
             .unwrap();
@@ -286,11 +279,9 @@ async fn a_guest_cannot_write_or_prune_what_it_does_not_own() {
         ("escape", "other-namespace"),
         ("forger", "forge-owner"),
     ] {
-        config_maps
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(config_map(name, mode)).unwrap(),
-            )
+        cluster
+            .misbehaves()
+            .create(&PostParams::default(), &misbehave(name, mode))
             .await
             .unwrap();
     }
@@ -320,11 +311,9 @@ async fn a_guest_cannot_write_or_prune_what_it_does_not_own() {
     );
 
     // Pruning: only what this module applied goes, never a look-alike.
-    let parent = config_maps
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(config_map("parent", "ok")).unwrap(),
-        )
+    let parent = cluster
+        .misbehaves()
+        .create(&PostParams::default(), &misbehave("parent", "ok"))
         .await
         .unwrap();
     eventually("the applied child", LONG, || async {
@@ -334,7 +323,7 @@ async fn a_guest_cannot_write_or_prune_what_it_does_not_own() {
     let look_alike = json!({
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "parent-hand-made", "ownerReferences": [{
-            "apiVersion": "v1", "kind": "ConfigMap", "name": "parent",
+            "apiVersion": "tests.bosun.dev/v1", "kind": "Misbehave", "name": "parent",
             "uid": parent.metadata.uid.clone().unwrap(), "controller": true
         }]}
     });
@@ -348,11 +337,12 @@ async fn a_guest_cannot_write_or_prune_what_it_does_not_own() {
         )
         .await
         .unwrap();
-    config_maps
+    cluster
+        .misbehaves()
         .patch(
             "parent",
             &PatchParams::default(),
-            &Patch::Merge(json!({"data": {"mode": "none"}})),
+            &Patch::Merge(json!({"spec": {"mode": "none"}})),
         )
         .await
         .unwrap();
@@ -402,6 +392,9 @@ async fn leader_failover() {
     .await;
     let follower = 1 - leader;
     assert!(!leads(&hosts[follower]), "only one leader");
+    // Ready while standing by, or a two-replica Deployment never rolls out.
+    let (status, body) = hosts[follower].get("/readyz").await.unwrap();
+    assert_eq!(status, 200, "the standby is ready: {body}");
     let follower_reconciles = hosts[follower]
         .metric("controller_runtime_reconcile_total{controller=\"cnat\",result=\"success\"}")
         .await;
@@ -436,11 +429,9 @@ async fn sigterm_lets_an_in_flight_reconcile_finish() {
     let cluster = Cluster::start().await;
     let mut host = Host::start(&cluster, &["misbehave"], &[]).await;
     let config_maps = cluster.api("", "v1", "ConfigMap", "configmaps");
-    config_maps
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(config_map("slow", "slow")).unwrap(),
-        )
+    cluster
+        .misbehaves()
+        .create(&PostParams::default(), &misbehave("slow", "slow"))
         .await
         .unwrap();
     let active = "controller_runtime_active_workers{controller=\"misbehave\"}";
@@ -544,6 +535,7 @@ async fn the_host_survives_an_apiserver_restart() {
 
     cluster
         .env
+        .own_mut()
         .restart_apiserver()
         .await
         .expect("the API server comes back");
@@ -561,57 +553,6 @@ async fn the_host_survives_an_apiserver_restart() {
     .await;
     assert!(host.is_running(), "the host rode out the restart");
     wait_phase(&cluster, "after", "RUNNING").await;
-}
-
-#[tokio::test]
-async fn deploy_manifests_are_accepted_by_the_api_server() {
-    let cluster = Cluster::start().await;
-    let text = std::fs::read_to_string(common::root().join("deploy/bosun.yaml")).unwrap();
-    let discovery = kube::Discovery::new(cluster.client.clone())
-        .run()
-        .await
-        .unwrap();
-    let mut kinds = Vec::new();
-    for document in text.split("\n---") {
-        let object: Value = serde_yaml::from_str(document).unwrap();
-        let object: kube::api::DynamicObject = serde_json::from_value(object).unwrap();
-        let types = object.types.clone().unwrap();
-        let gvk = kube::api::GroupVersionKind::try_from(&types).unwrap();
-        let (resource, capabilities) = discovery
-            .resolve_gvk(&gvk)
-            .unwrap_or_else(|| panic!("{gvk:?} is served"));
-        let api: Api<kube::api::DynamicObject> =
-            match (capabilities.scope, &object.metadata.namespace) {
-                (kube::discovery::Scope::Namespaced, Some(ns)) => {
-                    Api::namespaced_with(cluster.client.clone(), ns, &resource)
-                }
-                _ => Api::all_with(cluster.client.clone(), &resource),
-            };
-        let name = object.metadata.name.clone().unwrap();
-        // The namespace is created for real so that dry runs of what lives in it can be checked.
-        let mut params = PatchParams::apply("e2e");
-        if types.kind != "Namespace" {
-            params = params.dry_run();
-        }
-        api.patch(&name, &params, &Patch::Apply(&object))
-            .await
-            .unwrap_or_else(|e| panic!("{} {name} is rejected: {e}", types.kind));
-        kinds.push(types.kind);
-    }
-    for kind in [
-        "Namespace",
-        "ServiceAccount",
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "Role",
-        "RoleBinding",
-        "Deployment",
-    ] {
-        assert!(
-            kinds.iter().any(|k| k == kind),
-            "deploy/bosun.yaml has a {kind}"
-        );
-    }
 }
 
 #[tokio::test]

@@ -7,93 +7,16 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{Cluster, Host, eventually, get, guest, label};
+use common::{
+    Answer, Cluster, Host, condition, eventually, get, guest, label, misbehave, permissions_of,
+    permissions_with_namespaces, serve, sha256, wait_loaded,
+};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
-use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use serde_json::json;
 
 const LONG: Duration = Duration::from_secs(60);
-
-fn condition(module: &DynamicObject, type_: &str) -> Option<Value> {
-    module
-        .data
-        .pointer("/status/conditions")?
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
-        .cloned()
-}
-
-/// Waits until the ReconcilerModule's `Loaded` condition has this status and
-/// reason, at the current generation, and returns the resource.
-async fn wait_loaded(
-    modules: &Api<DynamicObject>,
-    name: &str,
-    status: &str,
-    reason: &str,
-) -> DynamicObject {
-    eventually(
-        &format!("ReconcilerModule {name} Loaded={status} ({reason})"),
-        LONG,
-        || async {
-            get(modules, name).await.filter(|m| {
-                let observed = m
-                    .data
-                    .pointer("/status/observedGeneration")
-                    .and_then(Value::as_i64);
-                observed == m.metadata.generation
-                    && condition(m, "Loaded")
-                        .is_some_and(|c| c["status"] == status && c["reason"] == reason)
-            })
-        },
-    )
-    .await
-}
-
-/// Serves each path's bytes to GETs on a loopback port until the test ends
-/// (404 for other paths).
-async fn serve(files: Vec<(&'static str, Vec<u8>)>) -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let files = std::sync::Arc::new(files);
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let files = files.clone();
-            tokio::spawn(async move {
-                let mut request = vec![0u8; 8192];
-                let n = stream.read(&mut request).await.unwrap_or(0);
-                let line = String::from_utf8_lossy(&request[..n])
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
-                let path = line
-                    .split_whitespace()
-                    .nth(1)
-                    .unwrap_or_default()
-                    .to_owned();
-                let (status, body) = match files.iter().find(|(p, _)| *p == path) {
-                    Some((_, body)) => ("200 OK", body.clone()),
-                    None => ("404 Not Found", Vec::new()),
-                };
-                let head = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: application/wasm\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = stream.write_all(head.as_bytes()).await;
-                let _ = stream.write_all(&body).await;
-            });
-        }
-    });
-    port
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
-}
 
 #[tokio::test]
 async fn reconciler_modules_load_swap_keep_the_last_good_version_pause_and_unload() {
@@ -131,7 +54,7 @@ async fn reconciler_modules_load_swap_keep_the_last_good_version_pause_and_unloa
     let from_config_map: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "bosun.dev/v1alpha1", "kind": "ReconcilerModule",
         "metadata": {"name": "misbehave"},
-        "spec": {"source": from_key("misbehave.wasm")}
+        "spec": {"source": from_key("misbehave.wasm"), "permissions": permissions_of(&guest("misbehave"))}
     }))
     .unwrap();
     modules
@@ -142,11 +65,9 @@ async fn reconciler_modules_load_swap_keep_the_last_good_version_pause_and_unloa
     assert_eq!(loaded.data["status"]["moduleName"], "misbehave");
     assert_eq!(loaded.data["status"]["digest"].as_str().unwrap().len(), 64);
     assert_eq!(condition(&loaded, "Ready").unwrap()["status"], "True");
-    let make = |name: &str| -> ConfigMap {
-        serde_json::from_value(json!({"metadata": {"name": name}, "data": {"mode": "ok"}})).unwrap()
-    };
-    config_maps
-        .create(&PostParams::default(), &make("one"))
+    let misbehaves = cluster.misbehaves();
+    misbehaves
+        .create(&PostParams::default(), &misbehave("one", "ok"))
         .await
         .unwrap();
     eventually("the module from the ConfigMap reconciles", LONG, || async {
@@ -173,8 +94,8 @@ async fn reconciler_modules_load_swap_keep_the_last_good_version_pause_and_unloa
         condition(&refused, "Ready").unwrap()["reason"],
         "PreviousVersionRunning"
     );
-    config_maps
-        .create(&PostParams::default(), &make("two"))
+    misbehaves
+        .create(&PostParams::default(), &misbehave("two", "ok"))
         .await
         .unwrap();
     eventually("the last good version still reconciles", LONG, || async {
@@ -184,14 +105,18 @@ async fn reconciler_modules_load_swap_keep_the_last_good_version_pause_and_unloa
 
     // URL sources pinned by sha256: the webapp, then a new version of it.
     let webapp = std::fs::read(guest("webapp")).unwrap();
-    let next = std::fs::read(bosun_testenv::guests::webapp_revision("2").unwrap()).unwrap();
+    let next = std::fs::read(bosun_testenv::guests::webapp_next().unwrap()).unwrap();
     let (webapp_sha, next_sha) = (sha256(&webapp), sha256(&next));
-    let port = serve(vec![("/webapp.wasm", webapp), ("/webapp-next.wasm", next)]).await;
+    let port = serve(vec![
+        ("/webapp.wasm", Answer::Bytes(webapp)),
+        ("/webapp-next.wasm", Answer::Bytes(next)),
+    ])
+    .await;
     let from_url = |path: &str, sha: &str| json!({"url": {"url": format!("http://127.0.0.1:{port}{path}"), "sha256": sha}});
     let from_web: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "bosun.dev/v1alpha1", "kind": "ReconcilerModule",
         "metadata": {"name": "webapp"},
-        "spec": {"source": from_url("/webapp.wasm", &"0".repeat(64)), "settings": {"commonLabels": {"team": "x"}}}
+        "spec": {"source": from_url("/webapp.wasm", &"0".repeat(64)), "settings": {"commonLabels": {"team": "x"}}, "permissions": permissions_of(&guest("webapp"))}
     }))
     .unwrap();
     modules
@@ -349,7 +274,8 @@ async fn quarantine_and_counts_show_in_the_status() {
     let module: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "bosun.dev/v1alpha1", "kind": "ReconcilerModule",
         "metadata": {"name": "misbehave"},
-        "spec": {"source": {"file": {"path": guest("misbehave")}}, "timeoutMs": 200, "namespaces": ["e2e"]}
+        "spec": {"source": {"file": {"path": guest("misbehave")}}, "timeoutMs": 200,
+                 "permissions": permissions_with_namespaces(&guest("misbehave"), &["e2e"])}
     }))
     .unwrap();
     modules
@@ -357,11 +283,9 @@ async fn quarantine_and_counts_show_in_the_status() {
         .await
         .unwrap();
     wait_loaded(&modules, "misbehave", "True", "Loaded").await;
-    let spin: ConfigMap =
-        serde_json::from_value(json!({"metadata": {"name": "spin"}, "data": {"mode": "loop"}}))
-            .unwrap();
-    Api::<ConfigMap>::namespaced(cluster.client.clone(), &cluster.namespace)
-        .create(&PostParams::default(), &spin)
+    cluster
+        .misbehaves()
+        .create(&PostParams::default(), &misbehave("spin", "loop"))
         .await
         .unwrap();
     let quarantined = eventually("quarantine in the status", LONG, || async {

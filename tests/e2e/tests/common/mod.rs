@@ -19,10 +19,58 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// A control plane of its own (the host watches every namespace, so tests
-/// cannot share one), with the example CRDs installed and a namespace.
+/// The CRDs every end-to-end test may need.
+fn crds() -> Vec<PathBuf> {
+    [
+        "examples/cnat/crd.yaml",
+        "examples/webapp/crd.yaml",
+        "tests/guests/janitor/crd.yaml",
+        "tests/guests/misbehave/crd.yaml",
+        "tests/guests/samplecontroller/crd.yaml",
+        "tests/guests/documents/crd.yaml",
+        "deploy/base/reconcilermodule-crd.yaml",
+    ]
+    .into_iter()
+    .map(|path| root().join(path))
+    .collect()
+}
+
+/// A control plane: a test's own, or one shared by the tests of a binary.
+pub enum Env {
+    /// Started for this test, torn down with it.
+    Own(Box<TestEnv>),
+    /// Shared by the whole test binary.
+    Shared(&'static TestEnv),
+}
+
+impl std::ops::Deref for Env {
+    type Target = TestEnv;
+
+    fn deref(&self) -> &TestEnv {
+        match self {
+            Env::Own(env) => env,
+            Env::Shared(env) => env,
+        }
+    }
+}
+
+impl Env {
+    /// The test's own control plane, to restart it.
+    pub fn own_mut(&mut self) -> &mut TestEnv {
+        match self {
+            Env::Own(env) => env,
+            Env::Shared(_) => panic!("a shared control plane is not this test's to restart"),
+        }
+    }
+}
+
+/// A control plane with the test CRDs installed, and a namespace for the
+/// test. With [`Cluster::start`] the control plane is the test's own (for
+/// tests whose host watches everything); with [`Cluster::tenant`] it is
+/// shared by the test binary and the test gets a namespace of its own, with
+/// hosts confined to it by their grants ([`Host::start_confined`]).
 pub struct Cluster {
-    pub env: TestEnv,
+    pub env: Env,
     pub client: Client,
     pub namespace: String,
 }
@@ -32,26 +80,49 @@ impl Cluster {
         let env = TestEnv::start()
             .await
             .unwrap_or_else(|e| panic!("control plane failed to start:\n{e}"));
-        env.install_crds([
-            root().join("examples/cnat/crd.yaml"),
-            root().join("examples/webapp/crd.yaml"),
-            root().join("tests/guests/janitor/crd.yaml"),
-            root().join("deploy/reconcilermodule-crd.yaml"),
-        ])
-        .await
-        .expect("install the example CRDs");
+        env.install_crds(crds())
+            .await
+            .expect("install the example CRDs");
         let client = env.client();
-        let namespace = "e2e".to_owned();
+        Cluster::with_namespace(Env::Own(Box::new(env)), client, "e2e").await
+    }
+
+    /// A namespace `name` of its own on the control plane this test binary
+    /// shares.
+    pub async fn tenant(name: &str) -> Cluster {
+        static INSTALLED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+        let env = TestEnv::shared()
+            .await
+            .unwrap_or_else(|e| panic!("control plane failed to start:\n{e}"));
+        INSTALLED
+            .get_or_init(|| async {
+                env.install_crds(crds())
+                    .await
+                    .expect("install the example CRDs");
+            })
+            .await;
+        // A client on this test's runtime: the shared one belongs to the
+        // first test's, which may have ended.
+        let client = env.new_client().await.expect("a client");
+        Cluster::with_namespace(Env::Shared(env), client, name).await
+    }
+
+    async fn with_namespace(env: Env, client: Client, namespace: &str) -> Cluster {
         let ns: Namespace =
             serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap();
-        Api::<Namespace>::all(client.clone())
+        match Api::<Namespace>::all(client.clone())
             .create(&PostParams::default(), &ns)
             .await
-            .expect("create the test namespace");
+        {
+            // `default` and the like are there already.
+            Ok(_) | Err(kube::Error::Api(_)) if namespace == "default" => {}
+            Ok(_) => {}
+            Err(e) => panic!("create the test namespace {namespace}: {e}"),
+        }
         Cluster {
             env,
             client,
-            namespace,
+            namespace: namespace.to_owned(),
         }
     }
 
@@ -77,6 +148,16 @@ impl Cluster {
 
     pub fn webapps(&self) -> Api<DynamicObject> {
         self.api("examples.bosun.dev", "v1alpha1", "WebApp", "webapps")
+    }
+
+    /// The misbehave test guest's primary objects.
+    pub fn misbehaves(&self) -> Api<DynamicObject> {
+        self.api("tests.bosun.dev", "v1", "Misbehave", "misbehaves")
+    }
+
+    /// ConfigMaps in the test namespace (misbehave's children).
+    pub fn config_maps(&self) -> Api<DynamicObject> {
+        self.api("", "v1", "ConfigMap", "configmaps")
     }
 
     /// The cluster-scoped ReconcilerModules.
@@ -112,14 +193,37 @@ pub struct Host {
     pub port: u16,
     log: PathBuf,
     _dir: tempfile::TempDir,
+    _grants: Option<tempfile::TempDir>,
 }
 
 impl Host {
     /// Starts `bosun run` with these modules (package names) and extra
     /// flags, and waits until it is ready (or, with leader election, serving).
+    /// Modules run with `--grant-declared` unless `extra` passes grants of
+    /// its own (`--grant …`).
     pub async fn start(cluster: &Cluster, modules: &[&str], extra: &[&str]) -> Host {
         let binary = bosun_testenv::guests::host_binary().expect("bosun builds");
         Host::start_binary(&binary, cluster, modules, extra).await
+    }
+
+    /// [`Host::start`] confined to the cluster's namespace: each module is
+    /// granted what it declares, within that namespace only, so hosts of
+    /// tests sharing a control plane never touch each other's objects.
+    pub async fn start_confined(cluster: &Cluster, modules: &[&str], extra: &[&str]) -> Host {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args: Vec<String> = Vec::new();
+        for module in modules {
+            let mut grant = grant_of(&guest(module));
+            grant["permissions"]["namespaces"] = json!([cluster.namespace]);
+            let file = dir.path().join(format!("{module}.grant.json"));
+            std::fs::write(&file, grant.to_string()).unwrap();
+            args.extend(["--grant".to_owned(), file.display().to_string()]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut host = Host::start(cluster, modules, &args).await;
+        host._grants = Some(dir);
+        host
     }
 
     /// Starts `bosun run` without waiting.
@@ -145,6 +249,57 @@ impl Host {
         host
     }
 
+    /// Starts `bosun run` the way a pod of the shipped Deployment runs it:
+    /// as a ServiceAccount, through in-cluster configuration. `account` holds
+    /// what the kubelet mounts (`token`, `ca.crt`, `namespace`); a private
+    /// mount namespace binds it over
+    /// `/var/run/secrets/kubernetes.io/serviceaccount`, and
+    /// `KUBERNETES_SERVICE_HOST`/`PORT` name the API server; there is no
+    /// kubeconfig. Needs root (for the mount namespace).
+    pub async fn start_in_cluster(cluster: &Cluster, account: &Path, extra: &[&str]) -> Host {
+        const MOUNT_POINT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+        std::fs::create_dir_all(MOUNT_POINT).expect("the service account mount point");
+        let url: url_parts::Url = cluster
+            .env
+            .server_url()
+            .expect("a local control plane")
+            .parse()
+            .expect("the API server's URL");
+        let binary = bosun_testenv::guests::host_binary().expect("bosun builds");
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("bosun.log");
+        let log_file = std::fs::File::create(&log).unwrap();
+        let mut command = Command::new("unshare");
+        command
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(format!("mount --bind \"$0\" {MOUNT_POINT} && exec \"$@\""))
+            .arg(account)
+            .arg(binary)
+            .arg("run")
+            .args(["--telemetry-addr", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .env_remove("KUBECONFIG")
+            // No ~/.kube/config to find either: in-cluster configuration only.
+            .env("HOME", dir.path())
+            .env("KUBERNETES_SERVICE_HOST", &url.host)
+            .env("KUBERNETES_SERVICE_PORT", url.port.to_string())
+            .env("BOSUN_CACHE_DIR", root().join("target/e2e-module-cache"))
+            .env("RUST_LOG", "info,bosun=debug")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file);
+        let host = Host {
+            child: Some(command.spawn().expect("bosun starts")),
+            port,
+            log,
+            _dir: dir,
+            _grants: None,
+        };
+        host.wait_until("/healthz", Duration::from_secs(60)).await;
+        host
+    }
+
     fn spawn_binary(binary: &Path, cluster: &Cluster, modules: &[&str], extra: &[&str]) -> Host {
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
@@ -159,6 +314,9 @@ impl Host {
                     .flat_map(|m| ["--module".to_owned(), guest(m)]),
             )
             .args(["--telemetry-addr", &format!("127.0.0.1:{port}")])
+            .args(
+                (!extra.iter().any(|arg| arg.starts_with("--grant"))).then_some("--grant-declared"),
+            )
             .args(extra)
             .env("KUBECONFIG", cluster.kubeconfig())
             .env("BOSUN_CACHE_DIR", root().join("target/e2e-module-cache"))
@@ -172,6 +330,7 @@ impl Host {
             port,
             log,
             _dir: dir,
+            _grants: None,
         }
     }
 
@@ -301,8 +460,251 @@ pub async fn get(api: &Api<DynamicObject>, name: &str) -> Option<DynamicObject> 
     api.get_opt(name).await.expect("read from the API server")
 }
 
+/// A Misbehave object asking for `mode`, in the test namespace.
+pub fn misbehave(name: &str, mode: &str) -> DynamicObject {
+    serde_json::from_value(json!({
+        "apiVersion": "tests.bosun.dev/v1", "kind": "Misbehave",
+        "metadata": {"name": name},
+        "spec": {"mode": mode}
+    }))
+    .expect("a Misbehave object")
+}
+
+/// The permissions block that grants `module` (a component's path) exactly
+/// what it declares: what a ReconcilerModule's `spec.permissions` takes.
+pub fn permissions_of(module: &str) -> serde_json::Value {
+    grant_of(module)["permissions"].clone()
+}
+
+/// The grant file `bosun inspect --grant` prints for `module`.
+pub fn grant_of(module: &str) -> serde_json::Value {
+    bosun_json(&["inspect", "--grant", module], None)
+}
+
+/// What the `bosun` command line prints with `args` and `-o json`, against
+/// the cluster of `kubeconfig` when one is given; fails the test, quoting
+/// its stderr, when bosun does.
+pub fn bosun_json(args: &[&str], kubeconfig: Option<&Path>) -> serde_json::Value {
+    let binary = bosun_testenv::guests::host_binary().expect("bosun builds");
+    let mut command = Command::new(binary);
+    command.args(args).args(["-o", "json"]);
+    if let Some(kubeconfig) = kubeconfig {
+        command.env("KUBECONFIG", kubeconfig);
+    }
+    let out = command.output().expect("bosun runs");
+    assert!(
+        out.status.success(),
+        "bosun {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("bosun prints JSON")
+}
+
+/// [`permissions_of`] `module`, confined to `namespaces`.
+pub fn permissions_with_namespaces(module: &str, namespaces: &[&str]) -> serde_json::Value {
+    let mut permissions = permissions_of(module);
+    permissions["namespaces"] = json!(namespaces);
+    permissions
+}
+
 /// A UTC time `seconds` from now in cnat's schedule layout.
 pub fn schedule_in(seconds: i64) -> String {
     let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(seconds);
     at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// The host's `Reconciled` condition on `object`, if it carries one.
+pub fn reconciled_condition(object: &DynamicObject) -> Option<serde_json::Value> {
+    object
+        .data
+        .pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Reconciled")
+        .cloned()
+}
+
+/// Waits for a Warning event with `reason` about the object `name` in the
+/// cluster's namespace, and returns its note.
+pub async fn warning(cluster: &Cluster, name: &str, reason: &str) -> String {
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(
+        cluster.client.clone(),
+        &cluster.namespace,
+    );
+    eventually(
+        &format!("a Warning {reason} about {name}"),
+        Duration::from_secs(60),
+        || async {
+            let list = events.list(&kube::api::ListParams::default()).await.ok()?;
+            list.items.into_iter().find_map(|e| {
+                (e.type_.as_deref() == Some("Warning")
+                    && e.reason.as_deref() == Some(reason)
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+                .then(|| e.note.unwrap_or_default())
+            })
+        },
+    )
+    .await
+}
+
+/// What someone checking that an object was not touched compares: its
+/// resourceVersion, ownerReferences and field managers, read from the API
+/// server.
+pub async fn fingerprint(
+    api: &Api<DynamicObject>,
+    name: &str,
+) -> (Option<String>, serde_json::Value, Vec<String>) {
+    let object = api.get(name).await.expect("the object exists");
+    (
+        object.metadata.resource_version.clone(),
+        json!(object.metadata.owner_references),
+        object
+            .metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .filter_map(|m| m.manager.clone())
+            .collect(),
+    )
+}
+
+/// The condition of `type_` in a ReconcilerModule's status.
+pub fn condition(module: &DynamicObject, type_: &str) -> Option<serde_json::Value> {
+    module
+        .data
+        .pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .cloned()
+}
+
+/// Waits until the ReconcilerModule's `Loaded` condition has this status and
+/// reason, at the current generation, and returns the resource.
+pub async fn wait_loaded(
+    modules: &Api<DynamicObject>,
+    name: &str,
+    status: &str,
+    reason: &str,
+) -> DynamicObject {
+    eventually(
+        &format!("ReconcilerModule {name} Loaded={status} ({reason})"),
+        Duration::from_secs(60),
+        || async {
+            get(modules, name).await.filter(|m| {
+                let observed = m
+                    .data
+                    .pointer("/status/observedGeneration")
+                    .and_then(serde_json::Value::as_i64);
+                observed == m.metadata.generation
+                    && condition(m, "Loaded")
+                        .is_some_and(|c| c["status"] == status && c["reason"] == reason)
+            })
+        },
+    )
+    .await
+}
+
+/// How a test server answers a path.
+#[derive(Clone)]
+pub enum Answer {
+    /// 200 OK with these bytes.
+    Bytes(Vec<u8>),
+    /// 302 Found to this location.
+    Redirect(String),
+    /// Reads the request and never answers.
+    Silent,
+}
+
+/// Serves each path's answer to GETs on a loopback port until the test ends
+/// (404 for other paths).
+pub async fn serve(routes: Vec<(&'static str, Answer)>) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let routes = std::sync::Arc::new(routes);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let routes = routes.clone();
+            tokio::spawn(async move {
+                let mut request = vec![0u8; 8192];
+                let n = stream.read(&mut request).await.unwrap_or(0);
+                let line = String::from_utf8_lossy(&request[..n])
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                let path = line
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_owned();
+                let answer = routes
+                    .iter()
+                    .find(|(p, _)| *p == path)
+                    .map(|(_, answer)| answer.clone());
+                let (status, location, body) = match answer {
+                    Some(Answer::Bytes(body)) => ("200 OK", None, body),
+                    Some(Answer::Redirect(to)) => ("302 Found", Some(to), Vec::new()),
+                    Some(Answer::Silent) => {
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                        return;
+                    }
+                    None => ("404 Not Found", None, Vec::new()),
+                };
+                let location = location
+                    .map(|to| format!("Location: {to}\r\n"))
+                    .unwrap_or_default();
+                let head = format!(
+                    "HTTP/1.1 {status}\r\n{location}Content-Type: application/wasm\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(&body).await;
+            });
+        }
+    });
+    port
+}
+
+/// The sha256 of `bytes`, lowercase hex.
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// The host and port of an `https://host:port` URL.
+mod url_parts {
+    pub struct Url {
+        pub host: String,
+        pub port: u16,
+    }
+
+    impl std::str::FromStr for Url {
+        type Err = String;
+
+        fn from_str(text: &str) -> Result<Url, String> {
+            let rest = text.strip_prefix("https://").ok_or("not https")?;
+            let authority = rest.split('/').next().unwrap_or(rest);
+            let (host, port) = authority.rsplit_once(':').ok_or("no port")?;
+            Ok(Url {
+                host: host.to_owned(),
+                port: port.parse().map_err(|_| "a bad port")?,
+            })
+        }
+    }
+}
+
+/// `bytes`, gzip-compressed.
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes).expect("compress");
+    encoder.finish().expect("compress")
+}
+
+/// `text` in standard base64, as Secrets and docker configs hold it.
+pub fn base64(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
 }

@@ -1,0 +1,606 @@
+//! What whoever deploys a module grants it, and the check of the module's
+//! declaration against that grant.
+//!
+//! A module's metadata is a *request*: the kinds it wants to reconcile, own
+//! and read, and its finalizer. The *grant* comes from the operator — a
+//! ReconcilerModule's `spec.permissions` in a cluster, a grant file for a
+//! local module — and the host enforces it: a declaration beyond the grant
+//! fails that module's load with every missing permission named, and the
+//! grant's namespaces and limits bound what the running module may do.
+//!
+//! Kinds are granted by group and kind, not version: which versions exist
+//! is the API server's business ([`crate::discovery`]), and a module that
+//! moves from `v1beta1` to `v1` of a kind it was granted needs no new grant.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::Limits;
+use crate::http::Origin;
+use crate::meta::{Kind, ModuleMeta, Scope};
+
+/// A kind by API group and kind name, any version.
+#[derive(
+    Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
+pub struct GroupKind {
+    /// The API group; empty (or absent) for the core group.
+    #[serde(default)]
+    pub group: String,
+    /// The kind, CamelCase, e.g. `Deployment`.
+    #[schemars(length(min = 1))]
+    pub kind: String,
+}
+
+impl GroupKind {
+    /// The group and kind of `kind`.
+    pub fn of(kind: &Kind) -> Self {
+        GroupKind {
+            group: kind.group.clone(),
+            kind: kind.kind.clone(),
+        }
+    }
+
+    fn covers(&self, kind: &Kind) -> bool {
+        self.group == kind.group && self.kind == kind.kind
+    }
+}
+
+impl fmt::Display for GroupKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.group.is_empty() {
+            f.write_str(&self.kind)
+        } else {
+            write!(f, "{}.{}", self.kind, self.group)
+        }
+    }
+}
+
+/// What a module may do: the permissions block of a ReconcilerModule's
+/// spec, of a grant file, and of `bosun inspect`'s output.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Permissions {
+    /// The kind the module may reconcile: it reads and watches its objects,
+    /// writes their status and holds its finalizer on them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconciles: Option<GroupKind>,
+    /// The kinds of children it may create, update and delete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owns: Vec<GroupKind>,
+    /// Further kinds it may read from the host's caches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reads: Vec<GroupKind>,
+    /// The finalizer it may hold on the objects it reconciles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finalizer: Option<String>,
+    /// Whether it may reconcile, own or read cluster-scoped kinds. Without
+    /// it, a module is confined to namespaces.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cluster_scoped: bool,
+    /// The namespaces it may reconcile and write in; empty means every
+    /// namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(length(min = 1)))]
+    pub namespaces: Vec<String>,
+    /// The origins it may send HTTP requests to, each optionally with the
+    /// credentials the host adds to its requests and a CA bundle to verify
+    /// it by. A request goes out only to an origin the module declares and
+    /// this list grants.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http: Vec<HttpGrant>,
+    /// Bounds on what one call may return; unset fields keep the host's
+    /// defaults.
+    #[serde(default, skip_serializing_if = "LimitOverrides::is_empty")]
+    pub limits: LimitOverrides,
+}
+
+/// Per-module overrides of the bounds on one call's output.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LimitOverrides {
+    /// Desired children one reconcile may return.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub children: Option<u32>,
+    /// Events one call may return.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub events: Option<u32>,
+    /// Log lines one call may write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_lines: Option<u32>,
+    /// The longest error message kept, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 64))]
+    pub message_bytes: Option<u32>,
+    /// The shortest requeue the module may ask for, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_requeue_ms: Option<u64>,
+    /// HTTP requests one call may send.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_requests: Option<u32>,
+    /// Bytes of HTTP request bodies one call may send, in total.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_request_bytes: Option<u64>,
+    /// Bytes of HTTP response bodies one call may receive, in total.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_response_bytes: Option<u64>,
+}
+
+/// One origin a module may reach over HTTP.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpGrant {
+    /// `scheme://host[:port]`; a leading `*.` covers subdomains only.
+    /// Loopback, link-local, cloud metadata and the API server's own
+    /// addresses are reachable only through an origin naming that host
+    /// literally, never through a wildcard.
+    pub origin: Origin,
+    /// A header the host adds to every request to this origin, its value
+    /// read from a Secret the module never sees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<HttpCredentials>,
+    /// Certificates (PEM) to trust for this origin besides the system's
+    /// roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<CaBundle>,
+}
+
+/// A header bound to an origin, holding a Secret's value.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpCredentials {
+    /// The header's name, e.g. `X-API-Key` or `Authorization`.
+    #[schemars(length(min = 1, max = 256))]
+    pub header: String,
+    /// Written before the Secret's value, e.g. `Bearer `.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// The Secret key holding the value.
+    pub secret_ref: KeyRef,
+}
+
+/// One key of a namespaced ConfigMap or Secret.
+#[derive(
+    Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRef {
+    /// The object's namespace.
+    #[schemars(length(min = 1))]
+    pub namespace: String,
+    /// The object's name.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// The key within its data.
+    #[schemars(length(min = 1))]
+    pub key: String,
+}
+
+/// Where an origin's extra trusted certificates are: exactly one of a
+/// ConfigMap key or a Secret key holding PEM.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum CaBundle {
+    /// A ConfigMap key (`data`).
+    ConfigMapRef(KeyRef),
+    /// A Secret key.
+    SecretRef(KeyRef),
+}
+
+impl LimitOverrides {
+    fn is_empty(&self) -> bool {
+        *self == LimitOverrides::default()
+    }
+
+    /// `limits` with these overrides applied.
+    pub fn apply_to(&self, limits: Limits) -> Limits {
+        Limits {
+            children: self.children.map_or(limits.children, |n| n as usize),
+            events: self.events.map_or(limits.events, |n| n as usize),
+            log_lines: self.log_lines.unwrap_or(limits.log_lines),
+            message_bytes: self
+                .message_bytes
+                .map_or(limits.message_bytes, |n| n as usize),
+            min_requeue: self
+                .min_requeue_ms
+                .map_or(limits.min_requeue, Duration::from_millis),
+            http: crate::http::HttpLimits {
+                requests: self.http_requests.unwrap_or(limits.http.requests),
+                request_bytes: self.http_request_bytes.unwrap_or(limits.http.request_bytes),
+                response_bytes: self
+                    .http_response_bytes
+                    .unwrap_or(limits.http.response_bytes),
+            },
+            ..limits
+        }
+    }
+}
+
+/// Where a module's permissions come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grant {
+    /// Exactly what the module declares: `--grant-declared`, for local
+    /// development only. Never implied.
+    Declared,
+    /// What an operator wrote down.
+    Granted {
+        /// The module the grant names (a grant file's `module`); None for
+        /// a grant that comes with its source, as a ReconcilerModule's.
+        module: Option<String>,
+        /// What it may do.
+        permissions: Box<Permissions>,
+    },
+}
+
+impl Grant {
+    /// No grant at all: every declared permission is missing.
+    pub fn none() -> Self {
+        Grant::Granted {
+            module: None,
+            permissions: Box::default(),
+        }
+    }
+
+    /// The permissions in force for `meta`, checked: every permission the
+    /// module declares must be granted, and a grant written for another
+    /// module grants nothing.
+    pub fn check(&self, meta: &ModuleMeta) -> Result<Permissions, PermissionDenied> {
+        let permissions = match self {
+            Grant::Declared => requested(meta),
+            Grant::Granted {
+                module: Some(other),
+                ..
+            } if *other != meta.name => {
+                return Err(PermissionDenied {
+                    module: meta.name.clone(),
+                    missing: vec![format!(
+                        "a grant for module {} (the grant given is for module {other})",
+                        meta.name
+                    )],
+                });
+            }
+            Grant::Granted { permissions, .. } => (**permissions).clone(),
+        };
+        check(meta, &permissions)?;
+        Ok(permissions)
+    }
+}
+
+/// Why a module may not run: what it declares and was not granted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "module {module} declares more than it was granted: {}; grant it (bosun inspect prints the permissions block the module needs) or run a module that asks for less",
+    missing.join("; ")
+)]
+pub struct PermissionDenied {
+    /// The module's name.
+    pub module: String,
+    /// Each missing permission, e.g. `own Secret` or `hold finalizer x.io/y`.
+    pub missing: Vec<String>,
+}
+
+/// The permissions `meta` asks for: what `bosun inspect` prints and
+/// `--grant-declared` grants.
+pub fn requested(meta: &ModuleMeta) -> Permissions {
+    let kinds = |kinds: &[Kind]| -> Vec<GroupKind> {
+        kinds
+            .iter()
+            .map(GroupKind::of)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    };
+    let all = std::iter::once(&meta.primary)
+        .chain(&meta.owns)
+        .chain(&meta.reads);
+    Permissions {
+        reconciles: Some(GroupKind::of(&meta.primary)),
+        owns: kinds(&meta.owns),
+        reads: kinds(&meta.reads),
+        finalizer: meta.finalizer.clone(),
+        cluster_scoped: all.into_iter().any(|k| k.scope == Scope::Cluster),
+        namespaces: Vec::new(),
+        http: meta
+            .http_origins
+            .iter()
+            .map(|origin| HttpGrant {
+                origin: origin.clone(),
+                credentials: None,
+                ca_bundle: None,
+            })
+            .collect(),
+        limits: LimitOverrides::default(),
+    }
+}
+
+/// Checks `meta` (whose kinds the API server has confirmed) against
+/// `granted`, naming every permission it lacks.
+pub fn check(meta: &ModuleMeta, granted: &Permissions) -> Result<(), PermissionDenied> {
+    let mut missing = Vec::new();
+    if !granted
+        .reconciles
+        .as_ref()
+        .is_some_and(|g| g.covers(&meta.primary))
+    {
+        missing.push(format!("reconcile {}", GroupKind::of(&meta.primary)));
+    }
+    for kind in &meta.owns {
+        if !granted.owns.iter().any(|g| g.covers(kind)) {
+            missing.push(format!("own {}", GroupKind::of(kind)));
+        }
+    }
+    for kind in &meta.reads {
+        let readable = granted
+            .reads
+            .iter()
+            .chain(&granted.owns)
+            .any(|g| g.covers(kind))
+            || granted.reconciles.as_ref().is_some_and(|g| g.covers(kind));
+        if !readable {
+            missing.push(format!("read {}", GroupKind::of(kind)));
+        }
+    }
+    if let Some(finalizer) = &meta.finalizer
+        && granted.finalizer.as_deref() != Some(finalizer)
+    {
+        missing.push(format!("hold finalizer {finalizer}"));
+    }
+    for origin in &meta.http_origins {
+        if !granted.http.iter().any(|g| origin.covered_by(&g.origin)) {
+            missing.push(format!("reach {origin} over HTTP"));
+        }
+    }
+    if !granted.cluster_scoped {
+        let cluster: Vec<String> = std::iter::once(&meta.primary)
+            .chain(&meta.owns)
+            .chain(&meta.reads)
+            .filter(|k| k.scope == Scope::Cluster)
+            .map(|k| GroupKind::of(k).to_string())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if !cluster.is_empty() {
+            missing.push(format!("clusterScoped (for {})", cluster.join(", ")));
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(PermissionDenied {
+            module: meta.name.clone(),
+            missing,
+        })
+    }
+}
+
+/// One module's grant in a grant file: the module it is for and its
+/// permissions, the shape `bosun inspect --grant` prints.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GrantFile {
+    /// The module's name, as it declares it.
+    pub module: String,
+    /// What it may do.
+    pub permissions: Permissions,
+}
+
+/// Why a grant file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum GrantFileError {
+    /// The file could not be read.
+    #[error("cannot read grant file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a grant.
+    #[error(
+        "grant file {path} is not valid: {reason}; it holds documents like `module: NAME` and `permissions: {{…}}`, as `bosun inspect --grant` prints"
+    )]
+    Invalid {
+        /// The file.
+        path: String,
+        /// The parser's complaint.
+        reason: String,
+    },
+    /// Two grants for one module.
+    #[error("grant files name module {module} twice; keep one grant per module")]
+    Duplicate {
+        /// The module's name.
+        module: String,
+    },
+}
+
+/// Reads the grants in a YAML or JSON file: one grant per document.
+pub fn read_grant_file(path: &std::path::Path) -> Result<Vec<GrantFile>, GrantFileError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| GrantFileError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    parse_grants(&text).map_err(|reason| GrantFileError::Invalid {
+        path: shown,
+        reason,
+    })
+}
+
+/// Parses grant documents (YAML, several separated by `---`, or JSON).
+pub fn parse_grants(text: &str) -> Result<Vec<GrantFile>, String> {
+    let mut grants = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(text) {
+        let value = serde_yaml::Value::deserialize(document).map_err(|e| e.to_string())?;
+        if value.is_null() {
+            continue;
+        }
+        // Through JSON, as the API server hands a ReconcilerModule's spec to
+        // the host: one reading of the schema (serde_yaml alone would want
+        // `!tag` syntax for the one-of fields such as `caBundle`).
+        let value = serde_json::to_value(value).map_err(|e| e.to_string())?;
+        grants.push(serde_json::from_value(value).map_err(|e| e.to_string())?);
+    }
+    Ok(grants)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(group: &str, kind: &str, scope: Scope) -> Kind {
+        Kind::for_test(group, kind, scope)
+    }
+
+    fn meta() -> ModuleMeta {
+        ModuleMeta {
+            name: "webapp".into(),
+            version: "0.1.0".into(),
+            primary: kind("examples.bosun.dev", "WebApp", Scope::Namespaced),
+            owns: vec![
+                kind("apps", "Deployment", Scope::Namespaced),
+                kind("", "Service", Scope::Namespaced),
+            ],
+            reads: vec![kind("", "ConfigMap", Scope::Namespaced)],
+            finalizer: Some("examples.bosun.dev/cleanup".into()),
+            http_origins: vec![],
+        }
+    }
+
+    #[test]
+    fn what_a_module_declares_is_what_it_requests() {
+        let requested = requested(&meta());
+        assert!(check(&meta(), &requested).is_ok());
+        assert!(!requested.cluster_scoped);
+        assert_eq!(requested.owns.len(), 2);
+    }
+
+    #[test]
+    fn every_missing_permission_is_named() {
+        let granted = Permissions {
+            reconciles: Some(GroupKind {
+                group: "examples.bosun.dev".into(),
+                kind: "WebApp".into(),
+            }),
+            owns: vec![GroupKind {
+                group: "apps".into(),
+                kind: "Deployment".into(),
+            }],
+            ..Permissions::default()
+        };
+        let denied = check(&meta(), &granted).unwrap_err();
+        assert_eq!(
+            denied.missing,
+            [
+                "own Service",
+                "read ConfigMap",
+                "hold finalizer examples.bosun.dev/cleanup"
+            ]
+        );
+        assert!(denied.to_string().contains("bosun inspect"), "{denied}");
+    }
+
+    #[test]
+    fn an_empty_grant_denies_everything_and_cluster_scope_needs_its_own_grant() {
+        let mut cluster = meta();
+        cluster.reads.push(kind("", "Namespace", Scope::Cluster));
+        let denied = check(&cluster, &Permissions::default()).unwrap_err();
+        assert!(
+            denied
+                .missing
+                .contains(&"reconcile WebApp.examples.bosun.dev".to_owned())
+        );
+        assert!(
+            denied
+                .missing
+                .contains(&"clusterScoped (for Namespace)".to_owned())
+        );
+        let mut granted = requested(&cluster);
+        granted.cluster_scoped = false;
+        let denied = check(&cluster, &granted).unwrap_err();
+        assert_eq!(denied.missing, ["clusterScoped (for Namespace)"]);
+    }
+
+    #[test]
+    fn the_group_matters_not_only_the_kind_name() {
+        let mut granted = requested(&meta());
+        granted.owns[0].group = "extensions".into();
+        assert!(check(&meta(), &granted).is_err());
+    }
+
+    #[test]
+    fn grant_files_hold_one_grant_per_document_and_refuse_unknown_fields() {
+        let text = "module: webapp\npermissions:\n  reconciles: {group: examples.bosun.dev, kind: WebApp}\n  owns: [{group: apps, kind: Deployment}]\n  limits: {children: 10}\n---\nmodule: cnat\npermissions: {}\n";
+        let grants = parse_grants(text).unwrap();
+        assert_eq!(grants.len(), 2);
+        assert_eq!(grants[0].permissions.limits.children, Some(10));
+        let typo = "module: webapp\npermissions:\n  own: [{kind: Deployment}]\n";
+        assert!(parse_grants(typo).unwrap_err().contains("own"));
+    }
+
+    #[test]
+    fn every_declared_origin_must_be_granted_and_grants_parse_as_documented() {
+        let mut wants = meta();
+        wants.http_origins = vec![
+            Origin::parse("https://dns.example.com:8081").unwrap(),
+            Origin::parse("https://api.example.org").unwrap(),
+        ];
+        let text = "module: webapp\npermissions:\n  http:\n    - origin: https://dns.example.com:8081\n      credentials: {header: X-API-Key, prefix: 'Bearer ', secretRef: {namespace: bosun-system, name: pdns, key: api-key}}\n      caBundle: {configMapRef: {namespace: bosun-system, name: pdns-ca, key: ca.crt}}\n    - origin: https://*.example.net\n  limits: {httpRequests: 4, httpResponseBytes: 65536}\n";
+        let grant = parse_grants(text).unwrap().remove(0);
+        let http = &grant.permissions.http;
+        assert_eq!(http[0].credentials.as_ref().unwrap().header, "X-API-Key");
+        assert_eq!(
+            http[0].ca_bundle,
+            Some(CaBundle::ConfigMapRef(KeyRef {
+                namespace: "bosun-system".into(),
+                name: "pdns-ca".into(),
+                key: "ca.crt".into()
+            }))
+        );
+        assert_eq!(grant.permissions.limits.http_requests, Some(4));
+        let mut granted = requested(&wants);
+        granted.http = grant.permissions.http.clone();
+        let denied = check(&wants, &granted).unwrap_err();
+        assert_eq!(denied.missing, ["reach https://api.example.org over HTTP"]);
+        assert!(check(&wants, &requested(&wants)).is_ok());
+        let bad =
+            "module: webapp\npermissions:\n  http: [{origin: 'https://x.example.com/path'}]\n";
+        assert!(parse_grants(bad).unwrap_err().contains("not an origin"));
+    }
+
+    #[test]
+    fn a_grant_for_another_module_grants_nothing() {
+        let grant = Grant::Granted {
+            module: Some("cnat".into()),
+            permissions: Box::new(requested(&meta())),
+        };
+        let denied = grant.check(&meta()).unwrap_err();
+        assert!(denied.missing[0].contains("for module cnat"), "{denied}");
+        let grant = Grant::Granted {
+            module: Some("webapp".into()),
+            permissions: Box::new(requested(&meta())),
+        };
+        assert!(grant.check(&meta()).is_ok());
+        assert!(Grant::Declared.check(&meta()).is_ok());
+        assert!(Grant::none().check(&meta()).is_err());
+    }
+
+    #[test]
+    fn limit_overrides_replace_only_what_they_name() {
+        let overrides = LimitOverrides {
+            children: Some(3),
+            min_requeue_ms: Some(50),
+            ..LimitOverrides::default()
+        };
+        let limits = overrides.apply_to(Limits::default());
+        assert_eq!(limits.children, 3);
+        assert_eq!(limits.min_requeue, Duration::from_millis(50));
+        assert_eq!(limits.events, Limits::default().events);
+    }
+}
