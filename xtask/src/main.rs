@@ -5,11 +5,14 @@
 mod control_plane;
 mod demo;
 mod demo_offline;
+mod features;
 mod guests;
+mod prepare;
 mod test;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use xtask::{bench, image};
 
 #[derive(Parser)]
 #[command(
@@ -32,6 +35,16 @@ enum Command {
     /// The main job: start a local control plane, run bosun with the example
     /// reconcilers, create sample objects and show what happens.
     Demo(demo::Args),
+    /// Check that `cargo xtask`, the host binary and the test build share
+    /// their dependencies (see workspace-hack/Cargo.toml).
+    CheckFeatures,
+    /// Build the container image as an OCI layout and archive, without a
+    /// daemon, reproducibly; prints its digest.
+    Image(image::Args),
+    /// bosun beside a native kube-rs controller doing the same work:
+    /// converge rate, latency, API requests, memory and CPU, as ratios.
+    /// Writes target/bench/bench.md and bench.json.
+    Bench(bench::Args),
 }
 
 fn main() -> Result<()> {
@@ -40,5 +53,11 @@ fn main() -> Result<()> {
         Command::BuildGuests => guests::run(),
         Command::Test(args) => test::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Image(args) => image::run(args),
+        Command::CheckFeatures => features::run(),
+        Command::Bench(args) => {
+            control_plane::ensure(false, control_plane::Output::Verbose)?;
+            bench::run(args).map(|_| ())
+        }
     }
 }

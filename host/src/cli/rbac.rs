@@ -1,0 +1,84 @@
+//! `bosun rbac`: the ClusterRole the host needs to run the given modules.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use kube::api::{Api, ListParams};
+
+use super::output::{fail, print};
+use super::{EXIT_LOAD_FAILED, OutputFormat};
+use crate::discovery::Discovery;
+use crate::engine::Engine;
+use crate::modules::resource::ReconcilerModule;
+use crate::rbac::{Need, cluster_role, grant_needs, host_needs, module_needs};
+
+/// Arguments of `bosun rbac`.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["modules", "from_cluster", "with_host"])))]
+pub struct RbacArgs {
+    /// A reconciler component to cover, by what it declares (repeatable).
+    #[arg(long = "module", value_name = "FILE")]
+    pub modules: Vec<PathBuf>,
+    /// Cover every ReconcilerModule of the cluster (kubeconfig or in-cluster
+    /// config), by what each is granted in `spec.permissions`.
+    #[arg(long)]
+    pub from_cluster: bool,
+    /// Also cover what the host needs for itself: ReconcilerModules and
+    /// their status, ConfigMaps (module sources), Leases, Events.
+    #[arg(long)]
+    pub with_host: bool,
+    /// The ClusterRole's name.
+    #[arg(long, default_value = "bosun-modules")]
+    pub name: String,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Yaml)]
+    pub output: OutputFormat,
+}
+
+pub(super) fn run(args: &RbacArgs, engine: &Engine) -> anyhow::Result<ExitCode> {
+    let mut needs: Vec<Need> = Vec::new();
+    for path in &args.modules {
+        match engine.load_file(path) {
+            Ok(module) => needs.extend(module_needs(module.meta())),
+            Err(error) => return Ok(fail(EXIT_LOAD_FAILED, &error)),
+        }
+    }
+    if args.from_cluster {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        needs.extend(runtime.block_on(from_cluster())?);
+    }
+    if args.with_host {
+        needs.extend(host_needs());
+    }
+    needs.sort();
+    needs.dedup();
+    print(args.output, &cluster_role(&args.name, &needs))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What every ReconcilerModule of the cluster is granted, as permissions.
+async fn from_cluster() -> anyhow::Result<Vec<Need>> {
+    let client = kube::Client::try_default().await.context(
+        "connecting to the cluster (set KUBECONFIG, or run in a pod with a service account)",
+    )?;
+    let discovery = Discovery::new(client.clone());
+    let modules = Api::<ReconcilerModule>::all(client)
+        .list(&ListParams::default())
+        .await
+        .context("listing ReconcilerModules")?;
+    let mut needs = Vec::new();
+    for module in modules {
+        let name = module.metadata.name.clone().unwrap_or_default();
+        needs.extend(crate::rbac::http_needs(&module.spec.permissions));
+        needs.extend(
+            grant_needs(&module.spec.permissions, &discovery)
+                .await
+                .with_context(|| format!("the kinds ReconcilerModule {name} is granted"))?,
+        );
+    }
+    Ok(needs)
+}

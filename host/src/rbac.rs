@@ -1,0 +1,371 @@
+//! The Kubernetes permissions the host needs to run a module, derived from
+//! the module's (checked) declaration: what `bosun rbac` prints as a
+//! ClusterRole, and what the host asks the API server it holds
+//! (SelfSubjectAccessReview) before it starts a module — a missing
+//! permission fails that module's load with `MissingRBAC`, naming the verb,
+//! the resource and the rule to add, instead of 403s in a loop.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
+use kube::Client;
+use kube::api::{Api, PostParams};
+use serde_json::{Value, json};
+
+use crate::meta::{Kind, ModuleMeta};
+
+/// One permission: a verb on a resource (or subresource) of a group.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Need {
+    /// The API group, empty for the core group.
+    pub group: String,
+    /// The resource, with `/subresource` when it is one (`ats/status`).
+    pub resource: String,
+    /// The verb.
+    pub verb: &'static str,
+    /// The one object it is needed on (`resourceNames`), when it is not
+    /// needed on every object of the resource: the Secrets a grant names.
+    pub name: Option<String>,
+}
+
+impl std::fmt::Display for Need {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let group = if self.group.is_empty() {
+            "core"
+        } else {
+            &self.group
+        };
+        write!(f, "{} {} ({group})", self.verb, self.resource)?;
+        if let Some(name) = &self.name {
+            write!(f, " named {name}")?;
+        }
+        Ok(())
+    }
+}
+
+fn needs_on(kind: &Kind, subresource: Option<&str>, verbs: &[&'static str]) -> Vec<Need> {
+    let resource = match subresource {
+        Some(sub) => format!("{}/{sub}", kind.plural),
+        None => kind.plural.clone(),
+    };
+    verbs
+        .iter()
+        .map(|verb| Need {
+            group: kind.group.clone(),
+            resource: resource.clone(),
+            verb,
+            name: None,
+        })
+        .collect()
+}
+
+/// What the host needs to run `meta`: watch and patch its primary (the
+/// finalizer), write its status, update its finalizers subresource (which
+/// setting `blockOwnerDeletion` on a child requires), and read, create,
+/// apply and delete its owned kinds, read its read kinds.
+pub fn module_needs(meta: &ModuleMeta) -> Vec<Need> {
+    let mut needs = needs_on(&meta.primary, None, &["get", "list", "watch", "patch"]);
+    needs.extend(needs_on(&meta.primary, Some("status"), &["get", "patch"]));
+    if !meta.owns.is_empty() {
+        needs.extend(needs_on(&meta.primary, Some("finalizers"), &["update"]));
+    }
+    for kind in &meta.owns {
+        needs.extend(needs_on(
+            kind,
+            None,
+            &["get", "list", "watch", "create", "patch", "delete"],
+        ));
+    }
+    for kind in &meta.reads {
+        needs.extend(needs_on(kind, None, &["get", "list", "watch"]));
+    }
+    needs.sort();
+    needs.dedup();
+    needs
+}
+
+/// What the host needs to run a module granted `permissions` (for
+/// ReconcilerModules, whose declarations are only known once fetched): the
+/// same as [`module_needs`] for the granted kinds, their plurals found by
+/// discovery.
+///
+/// # Errors
+///
+/// When a granted kind is not served.
+pub async fn grant_needs(
+    permissions: &crate::grants::Permissions,
+    discovery: &crate::discovery::Discovery,
+) -> Result<Vec<Need>, kube::Error> {
+    let kind = |plural: String, group: &str| Kind {
+        group: group.to_owned(),
+        version: String::new(),
+        kind: String::new(),
+        plural,
+        scope: crate::meta::Scope::Namespaced,
+    };
+    let mut needs = Vec::new();
+    if let Some(primary) = &permissions.reconciles {
+        let plural = discovery.plural_of(&primary.group, &primary.kind).await?;
+        let primary = kind(plural, &primary.group);
+        needs.extend(needs_on(&primary, None, &["get", "list", "watch", "patch"]));
+        needs.extend(needs_on(&primary, Some("status"), &["get", "patch"]));
+        if !permissions.owns.is_empty() {
+            needs.extend(needs_on(&primary, Some("finalizers"), &["update"]));
+        }
+    }
+    for owned in &permissions.owns {
+        let plural = discovery.plural_of(&owned.group, &owned.kind).await?;
+        needs.extend(needs_on(
+            &kind(plural, &owned.group),
+            None,
+            &["get", "list", "watch", "create", "patch", "delete"],
+        ));
+    }
+    for read in &permissions.reads {
+        let plural = discovery.plural_of(&read.group, &read.kind).await?;
+        needs.extend(needs_on(
+            &kind(plural, &read.group),
+            None,
+            &["get", "list", "watch"],
+        ));
+    }
+    needs.sort();
+    needs.dedup();
+    Ok(needs)
+}
+
+/// What the host needs for a module's HTTP grant: `get` on each Secret
+/// holding credentials or a CA bundle, by name, and nothing more (CA
+/// bundles in ConfigMaps are covered by the host's own `get` on ConfigMaps).
+pub fn http_needs(permissions: &crate::grants::Permissions) -> Vec<Need> {
+    let mut needs: Vec<Need> = permissions
+        .http
+        .iter()
+        .flat_map(|grant| {
+            let credentials = grant.credentials.as_ref().map(|c| &c.secret_ref);
+            let bundle = match &grant.ca_bundle {
+                Some(crate::grants::CaBundle::SecretRef(key)) => Some(key),
+                _ => None,
+            };
+            credentials.into_iter().chain(bundle)
+        })
+        .map(|key| Need {
+            group: String::new(),
+            resource: "secrets".into(),
+            verb: "get",
+            name: Some(key.name.clone()),
+        })
+        .collect();
+    needs.sort();
+    needs.dedup();
+    needs
+}
+
+/// What the host needs for itself, whatever its modules: ReconcilerModules
+/// and their status, ConfigMaps (module sources), Leases (leader election)
+/// and Events.
+pub fn host_needs() -> Vec<Need> {
+    let need = |group: &str, resource: &str, verbs: &[&'static str]| -> Vec<Need> {
+        verbs
+            .iter()
+            .map(|verb| Need {
+                group: group.to_owned(),
+                resource: resource.to_owned(),
+                verb,
+                name: None,
+            })
+            .collect()
+    };
+    [
+        need("bosun.dev", "reconcilermodules", &["get", "list", "watch"]),
+        need("bosun.dev", "reconcilermodules/status", &["get", "patch"]),
+        need("", "configmaps", &["get"]),
+        need(
+            "coordination.k8s.io",
+            "leases",
+            &["get", "create", "update"],
+        ),
+        need("events.k8s.io", "events", &["create", "patch"]),
+    ]
+    .concat()
+}
+
+/// A ClusterRole granting `needs`, rules grouped by group and resource.
+pub fn cluster_role(name: &str, needs: &[Need]) -> Value {
+    let mut rules: BTreeMap<(String, Vec<&'static str>), Vec<String>> = BTreeMap::new();
+    let mut verbs: BTreeMap<(String, String), Vec<&'static str>> = BTreeMap::new();
+    // Needs on named objects get rules of their own, with resourceNames.
+    let mut named: BTreeMap<(String, String, &'static str), Vec<String>> = BTreeMap::new();
+    for need in needs {
+        if let Some(name) = &need.name {
+            named
+                .entry((need.group.clone(), need.resource.clone(), need.verb))
+                .or_default()
+                .push(name.clone());
+            continue;
+        }
+        let entry = verbs
+            .entry((need.group.clone(), need.resource.clone()))
+            .or_default();
+        if !entry.contains(&need.verb) {
+            entry.push(need.verb);
+        }
+    }
+    for ((group, resource), mut verbs) in verbs {
+        verbs.sort_by_key(|verb| VERB_ORDER.iter().position(|v| v == verb));
+        rules.entry((group, verbs)).or_default().push(resource);
+    }
+    let named_rules = named.into_iter().map(|((group, resource, verb), mut names)| {
+        names.sort();
+        names.dedup();
+        json!({"apiGroups": [group], "resources": [resource], "resourceNames": names, "verbs": [verb]})
+    });
+    json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": name},
+        "rules": rules
+            .into_iter()
+            .map(|((group, verbs), resources)| {
+                json!({"apiGroups": [group], "resources": resources, "verbs": verbs})
+            })
+            .chain(named_rules)
+            .collect::<Vec<_>>(),
+    })
+}
+
+/// The order verbs are written in, as in Kubernetes' own roles.
+const VERB_ORDER: [&str; 7] = [
+    "get", "list", "watch", "create", "update", "patch", "delete",
+];
+
+/// Some permissions the host lacks for a module.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the host's service account lacks what module {module} needs: {}; add to the host's ClusterRole (bosun rbac prints it):\n{rules}",
+    missing.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+)]
+pub struct MissingRbac {
+    /// The module's name.
+    pub module: String,
+    /// Each missing permission.
+    pub missing: Vec<Need>,
+    /// The rules to add, as YAML.
+    pub rules: String,
+}
+
+/// Asks the API server, by SelfSubjectAccessReview, whether the host holds
+/// every permission in `needs` (cluster-wide: the host's watches are).
+///
+/// # Errors
+///
+/// [`MissingRbac`] naming each one it lacks. A review that cannot be made
+/// (the API is unreachable, or refuses reviews) is not taken as a refusal:
+/// the host then finds out from the writes themselves.
+pub async fn check(client: &Client, module: &str, needs: &[Need]) -> Result<(), MissingRbac> {
+    let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+    let mut missing = Vec::new();
+    for need in needs {
+        let (resource, subresource) = match need.resource.split_once('/') {
+            Some((resource, sub)) => (resource.to_owned(), Some(sub.to_owned())),
+            None => (need.resource.clone(), None),
+        };
+        let review = SelfSubjectAccessReview {
+            spec: SelfSubjectAccessReviewSpec {
+                resource_attributes: Some(ResourceAttributes {
+                    group: Some(need.group.clone()),
+                    resource: Some(resource),
+                    subresource,
+                    name: need.name.clone(),
+                    verb: Some(need.verb.to_owned()),
+                    ..ResourceAttributes::default()
+                }),
+                ..SelfSubjectAccessReviewSpec::default()
+            },
+            ..SelfSubjectAccessReview::default()
+        };
+        match api.create(&PostParams::default(), &review).await {
+            Ok(answer) if answer.status.as_ref().is_some_and(|s| s.allowed) => {}
+            Ok(_) => missing.push(need.clone()),
+            Err(error) => {
+                tracing::warn!(%error, module, "cannot review the host's permissions; going ahead");
+                return Ok(());
+            }
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let role = cluster_role("bosun-modules", &missing);
+    let rules = serde_yaml::to_string(&role["rules"]).unwrap_or_default();
+    Err(MissingRbac {
+        module: module.to_owned(),
+        missing,
+        rules,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::Scope;
+
+    fn kind(group: &str, kind: &str, plural: &str) -> Kind {
+        Kind {
+            group: group.into(),
+            version: "v1".into(),
+            kind: kind.into(),
+            plural: plural.into(),
+            scope: Scope::Namespaced,
+        }
+    }
+
+    fn meta() -> ModuleMeta {
+        ModuleMeta {
+            name: "webapp".into(),
+            version: "0.1.0".into(),
+            primary: kind("examples.bosun.dev", "WebApp", "webapps"),
+            owns: vec![
+                kind("apps", "Deployment", "deployments"),
+                kind("", "Service", "services"),
+            ],
+            reads: vec![kind("", "ConfigMap", "configmaps")],
+            finalizer: None,
+            http_origins: vec![],
+        }
+    }
+
+    #[test]
+    fn a_module_needs_its_primary_its_status_and_its_children() {
+        let needs = module_needs(&meta());
+        let has = |group: &str, resource: &str, verb: &str| {
+            needs
+                .iter()
+                .any(|n| n.group == group && n.resource == resource && n.verb == verb)
+        };
+        assert!(has("examples.bosun.dev", "webapps", "watch"));
+        assert!(has("examples.bosun.dev", "webapps/status", "patch"));
+        assert!(has("examples.bosun.dev", "webapps/finalizers", "update"));
+        assert!(has("apps", "deployments", "delete"));
+        assert!(has("", "configmaps", "list"));
+        assert!(!has("", "configmaps", "delete"), "read kinds are read only");
+        assert!(!has("", "secrets", "get"));
+    }
+
+    #[test]
+    fn the_cluster_role_groups_rules_by_group_and_verbs() {
+        let role = cluster_role("bosun-webapp", &module_needs(&meta()));
+        let rules = role["rules"].as_array().unwrap();
+        let core_owned = rules
+            .iter()
+            .find(|r| r["apiGroups"] == json!([""]) && r["resources"] == json!(["services"]))
+            .unwrap();
+        assert_eq!(
+            core_owned["verbs"],
+            json!(["get", "list", "watch", "create", "patch", "delete"])
+        );
+        assert_eq!(role["metadata"]["name"], "bosun-webapp");
+    }
+}
