@@ -9,26 +9,26 @@
 //!
 //! ```
 //! use bosun_sdk::prelude::*;
-//! use k8s_openapi::api::core::v1::ConfigMap;
+//! use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 //!
-//! /// Mirrors each ConfigMap labelled `mirror=true` into a `<name>-copy` ConfigMap.
+//! /// Keeps a `<name>-copy` Secret holding the data of each ConfigMap.
 //! struct Mirror;
 //!
 //! impl Reconciler for Mirror {
 //!     type Object = ConfigMap;
 //!
 //!     fn metadata() -> Metadata {
-//!         Metadata::new("mirror", "0.1.0").owns::<ConfigMap>()
+//!         Metadata::new("mirror", "0.1.0").owns::<Secret>()
 //!     }
 //!
 //!     fn reconcile(source: &ConfigMap, _ctx: &Context) -> Result<Response, Error> {
-//!         let copy = ConfigMap {
+//!         let copy = Secret {
 //!             metadata: ObjectMeta {
 //!                 name: Some(format!("{}-copy", source.name_any())),
 //!                 ..ObjectMeta::default()
 //!             },
-//!             data: source.data.clone(),
-//!             ..ConfigMap::default()
+//!             string_data: source.data.clone(),
+//!             ..Secret::default()
 //!         };
 //!         Ok(Response::new().child(copy))
 //!     }
@@ -42,7 +42,7 @@
 //!     ..Default::default()
 //! };
 //! let outcome = bosun_sdk::testing::Harness::<Mirror>::new().reconcile(&source).unwrap();
-//! assert_eq!(outcome.children::<ConfigMap>()[0].metadata.name.as_deref(), Some("settings-copy"));
+//! assert_eq!(outcome.children::<Secret>()[0].metadata.name.as_deref(), Some("settings-copy"));
 //! ```
 //!
 //! Build with `cargo build --target wasm32-wasip2 --release`; the `.wasm` file
@@ -56,6 +56,7 @@ pub mod conditions;
 mod context;
 mod error;
 mod host;
+pub mod http;
 mod metadata;
 mod response;
 pub mod testing;

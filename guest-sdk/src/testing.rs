@@ -26,6 +26,14 @@
 //!     .unwrap();
 //! assert_eq!(outcome.requeue_after(), Some(std::time::Duration::from_secs(31)));
 //! ```
+//!
+//! HTTP never reaches the network natively: the harness answers each
+//! request from the [`HttpStub`]s the test gave it, records it for
+//! [`Outcome::http_requests`], and panics on a request no stub matches, so
+//! a reconciler cannot call anything the test did not foresee. A request
+//! to an origin the module did not declare
+//! ([`Metadata::http_origin`](crate::Metadata::http_origin)) is refused, as
+//! the host refuses it.
 
 use std::cell::RefCell;
 use std::marker::PhantomData;
@@ -40,6 +48,7 @@ use serde_json::Value;
 use crate::bindings::bosun::reconciler::types as wit;
 use crate::context::is_kind;
 use crate::host::Host;
+use crate::http::{self, HttpError, HttpErrorKind, Method};
 use crate::{Error, Event, LogLevel, Reconciler, Trigger};
 
 /// A stand-in for the bosun host that runs a [`Reconciler`] natively.
@@ -50,6 +59,7 @@ pub struct Harness<R> {
     settings: Option<String>,
     trigger: Trigger,
     attempt: u32,
+    stubs: Vec<HttpStub>,
     reconciler: PhantomData<R>,
 }
 
@@ -70,6 +80,7 @@ impl<R: Reconciler> Harness<R> {
             settings: None,
             trigger: Trigger::Manual,
             attempt: 1,
+            stubs: Vec::new(),
             reconciler: PhantomData,
         }
     }
@@ -118,9 +129,35 @@ impl<R: Reconciler> Harness<R> {
         self
     }
 
+    /// Answers matching HTTP requests with `stub`. When several stubs
+    /// match a request, the most specific wins (method and path over path
+    /// over origin), then the one added first that has answers left (see
+    /// [`HttpStub::times`]), so a sequence reads in order. A request no
+    /// stub matches panics, naming it.
+    pub fn http(mut self, stub: HttpStub) -> Self {
+        self.stubs.push(stub);
+        self
+    }
+
     /// The metadata the component would export.
+    ///
+    /// # Panics
+    /// When the declaration is one the host refuses to load: a module that
+    /// owns its own primary kind (its children would be the objects it
+    /// reconciles). Better a failing test than a module that never runs.
     pub fn metadata(&self) -> wit::ModuleInfo {
-        crate::__private::metadata::<R>()
+        let info = crate::__private::metadata::<R>();
+        if let Some(own) = info
+            .owns
+            .iter()
+            .find(|k| k.group == info.primary.group && k.kind == info.primary.kind)
+        {
+            panic!(
+                "module {} owns its own primary kind {}: the host refuses to load it; own another kind",
+                info.name, own.kind
+            );
+        }
+        info
     }
 
     /// Runs `reconcile` on `object`.
@@ -131,6 +168,7 @@ impl<R: Reconciler> Harness<R> {
         Ok(Outcome {
             response,
             logs: host.logs.into_inner(),
+            http_requests: host.requests.into_inner(),
         })
     }
 
@@ -144,6 +182,7 @@ impl<R: Reconciler> Harness<R> {
             requeue_after: response.requeue_after_ms.map(Duration::from_millis),
             events: response.events.into_iter().map(Event::from_wit).collect(),
             logs: host.logs.into_inner(),
+            http_requests: host.requests.into_inner(),
         })
     }
 
@@ -169,11 +208,15 @@ impl<R: Reconciler> Harness<R> {
             wit::Scope::Cluster => None,
         };
         TestHost {
+            origins: info.http_origins.clone(),
             now: self.now,
             objects: &self.objects,
             readable,
             namespace,
             logs: RefCell::new(Vec::new()),
+            stubs: &self.stubs,
+            stub_uses: RefCell::new(Vec::new()),
+            requests: RefCell::new(Vec::new()),
         }
     }
 }
@@ -185,6 +228,7 @@ use kube::Resource as _;
 pub struct Outcome {
     response: wit::Response,
     logs: Vec<(LogLevel, String)>,
+    http_requests: Vec<http::Request>,
 }
 
 impl Outcome {
@@ -256,6 +300,11 @@ impl Outcome {
     pub fn logs(&self) -> &[(LogLevel, String)] {
         &self.logs
     }
+
+    /// The HTTP requests the reconciler made, in order.
+    pub fn http_requests(&self) -> &[http::Request] {
+        &self.http_requests
+    }
 }
 
 /// What a finalize returned.
@@ -269,14 +318,20 @@ pub struct FinalizeOutcome {
     pub events: Vec<Event>,
     /// The lines the reconciler logged.
     pub logs: Vec<(LogLevel, String)>,
+    /// The HTTP requests the reconciler made, in order.
+    pub http_requests: Vec<http::Request>,
 }
 
 struct TestHost<'a> {
+    origins: Vec<String>,
     now: Timestamp,
     objects: &'a [Value],
     readable: Vec<(String, String)>,
     namespace: Option<String>,
     logs: RefCell<Vec<(LogLevel, String)>>,
+    stubs: &'a [HttpStub],
+    stub_uses: RefCell<Vec<usize>>,
+    requests: RefCell<Vec<http::Request>>,
 }
 
 impl TestHost<'_> {
@@ -372,6 +427,328 @@ impl Host for TestHost<'_> {
     fn now(&self) -> Timestamp {
         self.now
     }
+
+    fn http(&self, request: &http::Request) -> Result<http::Response, HttpError> {
+        self.requests.borrow_mut().push(request.clone());
+        let parts = request.url_parts()?;
+        let origin = parts.origin();
+        if !self
+            .origins
+            .iter()
+            .any(|declared| origin_covers(declared, &origin))
+        {
+            return Err(request.error(
+                HttpErrorKind::Refused,
+                format!(
+                    "{origin} is not an origin this module declared (Metadata::http_origin); \
+                     the host refuses it"
+                ),
+            ));
+        }
+        let mut used = self.stub_uses.borrow_mut();
+        used.resize(self.stubs.len(), 0);
+        let (index, stub) = self
+            .stubs
+            .iter()
+            .enumerate()
+            .filter(|(index, stub)| {
+                stub.matches(request.method, &parts)
+                    && stub.times.is_none_or(|times| used[*index] < times)
+            })
+            .max_by_key(|(index, stub)| (stub.specificity(), std::cmp::Reverse(*index)))
+            .unwrap_or_else(|| {
+                let known = self
+                    .stubs
+                    .iter()
+                    .map(|s| format!("\n    {s}"))
+                    .collect::<String>();
+                panic!(
+                    "unexpected HTTP request {} {}: no HttpStub matches it; stubs given:{}",
+                    request.method,
+                    request.url,
+                    if known.is_empty() {
+                        " none".to_owned()
+                    } else {
+                        known
+                    }
+                )
+            });
+        used[index] += 1;
+        match &stub.answer {
+            Answer::Response {
+                status,
+                headers,
+                body,
+            } => Ok(http::Response::new(
+                request,
+                *status,
+                headers.clone(),
+                body.clone(),
+            )),
+            Answer::Fail(kind, message) => Err(request.error(*kind, message.clone())),
+        }
+    }
+}
+
+/// A canned answer to HTTP requests, for [`Harness::http`].
+///
+/// A stub matches by origin (`scheme://host[:port]`), optionally by path
+/// (the query too, when the stub's URL has one) and by method:
+///
+/// ```
+/// use bosun_sdk::testing::HttpStub;
+///
+/// // Any request to the origin: 200, no body.
+/// HttpStub::origin("https://dns.example:8081");
+/// // GET of one path, answered with JSON.
+/// HttpStub::get("https://dns.example:8081/api/v1/servers/localhost/zones/example.org.")
+///     .json(&serde_json::json!({"name": "example.org.", "rrsets": []}));
+/// // PATCH refused by the server.
+/// HttpStub::patch("https://dns.example:8081/api/v1/servers/localhost/zones/example.org.")
+///     .status(422)
+///     .json(&serde_json::json!({"error": "bad content"}));
+/// // As if the host refused the request, or it timed out.
+/// HttpStub::origin("https://dns.example:8081").refused();
+/// HttpStub::origin("https://dns.example:8081").timeout();
+/// ```
+#[derive(Debug, Clone)]
+pub struct HttpStub {
+    method: Option<Method>,
+    origin: String,
+    path: Option<String>,
+    answer: Answer,
+    times: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+enum Answer {
+    Response {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    Fail(HttpErrorKind, String),
+}
+
+impl HttpStub {
+    /// Every request to `origin` (`scheme://host[:port]`), whatever its
+    /// method and path.
+    ///
+    /// # Panics
+    /// When `origin` is not an http(s) origin.
+    pub fn origin(origin: &str) -> Self {
+        let (origin, path) = split_stub_url(origin);
+        assert!(
+            path.is_none(),
+            "HttpStub::origin({origin:?}) takes an origin without a path; use HttpStub::get etc. for a path"
+        );
+        HttpStub {
+            method: None,
+            origin,
+            path: None,
+            answer: Answer::Response {
+                status: 200,
+                headers: Vec::new(),
+                body: Vec::new(),
+            },
+            times: None,
+        }
+    }
+
+    /// Requests with `method` to `url` (origin and path; the query is
+    /// compared only when `url` has one).
+    ///
+    /// # Panics
+    /// When `url` is not an http(s) URL.
+    pub fn new(method: Method, url: &str) -> Self {
+        let (origin, path) = split_stub_url(url);
+        HttpStub {
+            method: Some(method),
+            path: Some(path.unwrap_or_else(|| "/".to_owned())),
+            ..HttpStub::origin(&origin)
+        }
+    }
+
+    /// `GET url`.
+    pub fn get(url: &str) -> Self {
+        HttpStub::new(Method::Get, url)
+    }
+
+    /// `POST url`.
+    pub fn post(url: &str) -> Self {
+        HttpStub::new(Method::Post, url)
+    }
+
+    /// `PUT url`.
+    pub fn put(url: &str) -> Self {
+        HttpStub::new(Method::Put, url)
+    }
+
+    /// `PATCH url`.
+    pub fn patch(url: &str) -> Self {
+        HttpStub::new(Method::Patch, url)
+    }
+
+    /// `DELETE url`.
+    pub fn delete(url: &str) -> Self {
+        HttpStub::new(Method::Delete, url)
+    }
+
+    /// Answers at most `times` requests; after that the next matching stub
+    /// answers (a state change: the record absent, then present).
+    pub fn times(mut self, times: usize) -> Self {
+        self.times = Some(times);
+        self
+    }
+
+    /// Answers one request only: [`times(1)`](Self::times).
+    pub fn once(self) -> Self {
+        self.times(1)
+    }
+
+    /// Answers with `status` (200 unless set).
+    pub fn status(mut self, status: u16) -> Self {
+        if let Answer::Response { status: s, .. } = &mut self.answer {
+            *s = status;
+        } else {
+            self.answer = Answer::Response {
+                status,
+                headers: Vec::new(),
+                body: Vec::new(),
+            };
+        }
+        self
+    }
+
+    /// Adds a response header.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        if let Answer::Response { headers, .. } = &mut self.answer {
+            headers.push((name.to_owned(), value.to_owned()));
+        }
+        self
+    }
+
+    /// Answers with `body`.
+    pub fn body(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        if let Answer::Response { body, .. } = &mut self.answer {
+            *body = bytes.into();
+        }
+        self
+    }
+
+    /// Answers with `value` as JSON (and `Content-Type: application/json`).
+    pub fn json(self, value: &impl Serialize) -> Self {
+        self.header("Content-Type", "application/json")
+            .body(serde_json::to_vec(value).expect("a stub body serializes to JSON"))
+    }
+
+    /// Fails the request as the host does when the origin is not granted.
+    pub fn refused(self) -> Self {
+        self.fail(
+            HttpErrorKind::Refused,
+            "the origin is not granted to this module",
+        )
+    }
+
+    /// Fails the request as the host does when no answer comes in time.
+    pub fn timeout(self) -> Self {
+        self.fail(HttpErrorKind::Timeout, "HttpResponseTimeout")
+    }
+
+    /// Fails the request as a server that is down does.
+    pub fn connection_refused(self) -> Self {
+        self.fail(HttpErrorKind::Connection, "ConnectionRefused")
+    }
+
+    /// Fails the request with an error of `kind`.
+    pub fn fail(mut self, kind: HttpErrorKind, message: &str) -> Self {
+        self.answer = Answer::Fail(kind, message.to_owned());
+        self
+    }
+
+    fn matches(&self, method: Method, parts: &http::UrlParts<'_>) -> bool {
+        if self.method.is_some_and(|m| m != method)
+            || !self.origin.eq_ignore_ascii_case(&parts.origin())
+        {
+            return false;
+        }
+        match &self.path {
+            None => true,
+            Some(path) if path.contains('?') => *path == parts.path_with_query,
+            Some(path) => path == parts.path_with_query.split('?').next().unwrap_or_default(),
+        }
+    }
+
+    fn specificity(&self) -> u8 {
+        u8::from(self.method.is_some()) * 2 + u8::from(self.path.is_some())
+    }
+}
+
+impl std::fmt::Display for HttpStub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.method {
+            Some(method) => write!(f, "{method} ")?,
+            None => f.write_str("any method ")?,
+        }
+        write!(f, "{}{}", self.origin, self.path.as_deref().unwrap_or("/*"))
+    }
+}
+
+/// Whether the declared origin `declared` (`scheme://host[:port]`, or
+/// `scheme://*.domain[:port]` for its subdomains) covers `origin`, with
+/// the scheme's port where none is written.
+fn origin_covers(declared: &str, origin: &str) -> bool {
+    fn split(origin: &str) -> Option<(String, String, u16)> {
+        let (scheme, rest) = origin.split_once("://")?;
+        let scheme = scheme.to_ascii_lowercase();
+        let default = match scheme.as_str() {
+            "http" => 80,
+            "https" => 443,
+            _ => return None,
+        };
+        let rest = rest.trim_end_matches('/').to_ascii_lowercase();
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(']') || rest.starts_with('[') => {
+                (host.to_owned(), port.parse().ok()?)
+            }
+            _ => (rest.clone(), default),
+        };
+        Some((scheme, host, port))
+    }
+    let (Some(d), Some(o)) = (split(declared), split(origin)) else {
+        return false;
+    };
+    if d.0 != o.0 || d.2 != o.2 {
+        return false;
+    }
+    match d.1.strip_prefix("*.") {
+        Some(domain) => {
+            o.1.strip_suffix(domain)
+                .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.'))
+        }
+        None => d.1 == o.1,
+    }
+}
+
+/// `scheme://authority` and the path (with its query), of a stub's URL.
+fn split_stub_url(url: &str) -> (String, Option<String>) {
+    let request = http::Request {
+        method: Method::Get,
+        url: url.to_owned(),
+        headers: Vec::new(),
+        body: Vec::new(),
+        timeout: None,
+    };
+    let parts = request
+        .url_parts()
+        .unwrap_or_else(|e| panic!("stub URL {url:?}: {e}"));
+    let has_path = url
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.contains(['/', '?']));
+    (
+        parts.origin().to_ascii_lowercase(),
+        has_path.then(|| parts.path_with_query.to_owned()),
+    )
 }
 
 fn api_version(group: &str, version: &str) -> String {

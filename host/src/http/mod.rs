@@ -1,0 +1,110 @@
+//! Outbound HTTP for guests: `wasi:http/outgoing-handler`, mediated.
+//!
+//! A module declares the [`Origin`]s it needs; the operator grants them
+//! ([`crate::grants::HttpGrant`]). Only requests to an origin both declared
+//! and granted leave the host ([`policy`]), to addresses the host checked,
+//! within the call's budget ([`budget`]), with the granted credentials
+//! added by the host ([`credentials`], [`send`]).
+
+pub mod budget;
+pub mod credentials;
+mod origin;
+pub mod policy;
+pub mod send;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+pub use budget::HttpLimits;
+pub use origin::{Host, Origin, OriginError, Scheme};
+pub use policy::{Policy, Refusal};
+pub use send::GuestHttp;
+
+use crate::grants::HttpGrant;
+use crate::meta::ModuleMeta;
+use crate::telemetry::Metrics;
+use credentials::KeySource;
+
+/// What every module's outbound HTTP shares: where granted keys are read,
+/// the API server's addresses (always guarded), metrics, and what to tell
+/// the user when a request is refused.
+#[derive(Clone, Default)]
+pub struct Environment {
+    /// Reads granted Secret and ConfigMap keys; None: credentials and CA
+    /// bundles are unavailable and requests needing them are refused.
+    pub keys: Option<Arc<dyn KeySource>>,
+    /// The API server's addresses.
+    pub api_server: Arc<[IpAddr]>,
+    /// Where request counts go.
+    pub metrics: Option<Metrics>,
+    /// Appended to the warning about a refused request, e.g. how to grant it.
+    pub hint: Option<&'static str>,
+}
+
+/// One module's outbound HTTP: what it may reach and with what budget.
+pub struct Outbound {
+    module: Arc<str>,
+    policy: Policy,
+    limits: HttpLimits,
+    env: Environment,
+}
+
+impl Outbound {
+    /// The access of `meta` under `grants` (declared ∩ granted), with
+    /// `limits` per call.
+    pub fn new(
+        meta: &ModuleMeta,
+        grants: &[HttpGrant],
+        limits: HttpLimits,
+        env: Environment,
+    ) -> Arc<Self> {
+        Arc::new(Outbound {
+            module: Arc::from(meta.name.as_str()),
+            policy: Policy::new(meta, grants),
+            limits,
+            env,
+        })
+    }
+
+    fn refused<B>(&self, object: &str, request: &http::Request<B>, refusal: Refusal) {
+        let uri = request.uri();
+        let target = format!(
+            "{}://{}",
+            uri.scheme_str().unwrap_or("?"),
+            uri.authority().map_or("?", |a| a.as_str())
+        );
+        tracing::warn!(
+            module = %self.module,
+            object = %object,
+            method = %request.method(),
+            target = %target,
+            reason = refusal.as_str(),
+            "guest HTTP request refused{}",
+            self.env.hint.unwrap_or("")
+        );
+        if let Some(metrics) = &self.env.metrics {
+            metrics.guest_http_refused(&self.module, refusal.as_str());
+        }
+    }
+}
+
+/// The addresses of the API server at `url`: its IP literal, or what its
+/// name resolves to now. Empty when it cannot be resolved (then only the
+/// other guarded ranges protect it, and a warning says so).
+pub async fn api_server_addresses(url: &http::Uri) -> Vec<IpAddr> {
+    let Some(host) = url.host() else {
+        return Vec::new();
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return vec![ip];
+    }
+    let port = url.port_u16().unwrap_or(443);
+    match tokio::net::lookup_host((bare, port)).await {
+        Ok(found) => found.map(|a| a.ip()).collect(),
+        Err(error) => {
+            tracing::warn!(%url, %error, "cannot resolve the API server's name; guest HTTP requests to its addresses are refused only when they are loopback or link-local");
+            Vec::new()
+        }
+    }
+}
