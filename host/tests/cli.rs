@@ -68,6 +68,35 @@ fn inspect_prints_the_module_metadata() {
     assert_eq!(report["module"]["owns"][0]["kind"], "Pod");
     assert_eq!(report["fieldManager"], "bosun/cnat");
     assert_eq!(report["sha256"].as_str().unwrap().len(), 64);
+    // The permissions block a ReconcilerModule's spec.permissions takes.
+    assert_eq!(
+        report["permissions"]["reconciles"],
+        json!({"group": "cnat.programming-kubernetes.info", "kind": "At"})
+    );
+    assert_eq!(
+        report["permissions"]["owns"],
+        json!([{"group": "", "kind": "Pod"}])
+    );
+}
+
+#[test]
+fn inspect_grant_prints_a_grant_file_bosun_run_accepts() {
+    let out = bosun(&["inspect", &guest("webapp"), "--grant"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let grants = bosun::grants::parse_grants(&stdout(&out)).expect("a grant file");
+    assert_eq!(grants.len(), 1);
+    assert_eq!(grants[0].module, "webapp");
+    let owned: Vec<_> = grants[0]
+        .permissions
+        .owns
+        .iter()
+        .map(|k| k.to_string())
+        .collect();
+    assert_eq!(owned, ["Service", "Deployment.apps"]);
+    // Read in the order a person writes it: what it reconciles first.
+    let text = stdout(&out);
+    assert!(text.find("reconciles:") < text.find("owns:"), "{text}");
+    assert!(!grants[0].permissions.cluster_scoped);
 }
 
 #[test]
@@ -281,7 +310,7 @@ fn a_trap_exits_with_the_call_failure() {
     let looping = write(
         dir.path(),
         "cm.yaml",
-        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "spin"}, "data": {"mode": "loop"}}),
+        &json!({"apiVersion": "tests.bosun.dev/v1", "kind": "Misbehave", "metadata": {"name": "spin"}, "spec": {"mode": "loop"}}),
     );
     let out = bosun(&[
         "reconcile",
@@ -293,6 +322,34 @@ fn a_trap_exits_with_the_call_failure() {
     ]);
     assert_eq!(out.status.code(), Some(4));
     assert!(stderr(&out).contains("deadline"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_guest_that_sleeps_is_stopped_at_its_deadline_not_when_it_wakes() {
+    let dir = tempfile::tempdir().unwrap();
+    let sleepy = write(
+        dir.path(),
+        "sleep.yaml",
+        &json!({"apiVersion": "tests.bosun.dev/v1", "kind": "Misbehave", "metadata": {"name": "sleepy"}, "spec": {"mode": "sleep", "seconds": 30}}),
+    );
+    let started = std::time::Instant::now();
+    let out = bosun(&[
+        "reconcile",
+        &guest("misbehave"),
+        "--object",
+        &sleepy,
+        "--timeout-ms",
+        "500",
+    ]);
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("waiting in a host call"),
+        "{}",
+        stderr(&out)
+    );
+    // Loading and compiling the module is most of this; the guest asked for 30 s.
+    assert!(took < std::time::Duration::from_secs(15), "took {took:?}");
 }
 
 #[test]
@@ -335,4 +392,57 @@ fn finalize_reports_pending_then_done() {
         "{}",
         stderr(&out)
     );
+}
+
+/// `bosun build` as an author runs it: outside cargo, so without the
+/// variables cargo sets for this test (which would make the nested build
+/// rebuild the workspace's dependencies).
+fn bosun_build(args: &[&str]) -> Output {
+    let cache = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bosun"));
+    command.arg("build").args(args);
+    for (name, _) in std::env::vars_os() {
+        let text = name.to_string_lossy();
+        let crate_scoped = text == "OUT_DIR"
+            || (text.starts_with("CARGO_") && text != "CARGO_HOME" && text != "CARGO_TARGET_DIR");
+        if crate_scoped {
+            command.env_remove(&name);
+        }
+    }
+    command
+        .env("BOSUN_CACHE_DIR", cache.path())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("bosun runs")
+}
+
+#[test]
+fn build_reports_the_component_as_the_engine_loaded_it() {
+    let report = yaml(&bosun_build(&[&sample("examples/cnat"), "-o", "json"]));
+    let component = PathBuf::from(report["component"].as_str().unwrap());
+    assert!(
+        component.ends_with("wasm32-wasip2/guest/cnat.wasm"),
+        "built with the workspace's guest profile: {}",
+        component.display()
+    );
+    let bytes = std::fs::read(&component).unwrap();
+    assert_eq!(report["size"], bytes.len());
+    use sha2::Digest as _;
+    assert_eq!(report["sha256"], hex::encode(sha2::Sha256::digest(&bytes)));
+    assert!(
+        bytes.len() < 1 << 20,
+        "fits a ConfigMap: {} bytes",
+        bytes.len()
+    );
+    assert_eq!(report["module"]["name"], "cnat");
+    assert_eq!(report["permissions"]["reconciles"]["kind"], "At");
+    assert_eq!(report["permissions"]["owns"][0]["kind"], "Pod");
+}
+
+#[test]
+fn build_of_a_directory_without_a_crate_says_how_to_make_one() {
+    let empty = tempfile::tempdir().unwrap();
+    let out = bosun_build(&[&empty.path().display().to_string()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("bosun new"), "{}", stderr(&out));
 }

@@ -21,7 +21,11 @@
 //! current kubeconfig instead of starting one.
 //!
 //! [`guests`] builds the example and test reconcilers as Wasm components, once
-//! per test process.
+//! per test process. [`registry::Registry`] runs a container registry on
+//! loopback the same way, for the image tests, and [`powerdns::PowerDns`] a
+//! PowerDNS server with its HTTP API (queried over DNS with [`dns`]), for
+//! the DNS-record operator; [`tools`] finds the external programs such
+//! tests need.
 //!
 //! Without the default `harness` feature only [`assets`] and [`guests`] are
 //! compiled (std and sha2), which is what `xtask` depends on.
@@ -30,17 +34,24 @@
 
 pub mod assets;
 pub mod guests;
+pub mod tools;
 
 #[cfg(feature = "harness")]
 mod certs;
 #[cfg(feature = "harness")]
 mod crds;
 #[cfg(feature = "harness")]
+pub mod dns;
+#[cfg(feature = "harness")]
 mod env;
 #[cfg(feature = "harness")]
 mod error;
 #[cfg(feature = "harness")]
+pub mod powerdns;
+#[cfg(feature = "harness")]
 mod process;
+#[cfg(feature = "harness")]
+pub mod registry;
 
 #[cfg(feature = "harness")]
 pub use crds::CrdSource;
@@ -48,3 +59,7 @@ pub use crds::CrdSource;
 pub use env::{TestEnv, TestEnvBuilder, USE_EXISTING_CLUSTER};
 #[cfg(feature = "harness")]
 pub use error::{Error, NotReady, ProcessFailure};
+#[cfg(feature = "harness")]
+pub use powerdns::PowerDns;
+#[cfg(feature = "harness")]
+pub use registry::Registry;

@@ -14,6 +14,11 @@ use crate::engine::{CompileSource, Engine};
 pub struct InspectArgs {
     /// The reconciler component (`.wasm`).
     pub module: PathBuf,
+    /// Print only the grant the module needs, as a grant file for
+    /// `bosun run --grant` (its `permissions` block is what a
+    /// ReconcilerModule's `spec.permissions` takes).
+    #[arg(long)]
+    pub grant: bool,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Yaml)]
     pub output: OutputFormat,
@@ -24,8 +29,18 @@ pub(super) fn run(args: &InspectArgs, engine: &Engine) -> anyhow::Result<ExitCod
         Ok(module) => module,
         Err(error) => return Ok(fail(EXIT_LOAD_FAILED, &error)),
     };
+    let permissions = crate::grants::requested(module.meta());
+    if args.grant {
+        let grant = crate::grants::GrantFile {
+            module: module.meta().name.clone(),
+            permissions,
+        };
+        print(args.output, &grant)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let report = json!({
         "module": module.meta(),
+        "permissions": permissions,
         "fieldManager": module.meta().field_manager(),
         "sha256": module.digest(),
         "loadedFrom": match module.compile_source() {

@@ -3,19 +3,28 @@
 //! Each subcommand lives in a module of its own and returns an
 //! [`ExitCode`]; `main` only sets up logging and reports errors.
 
+mod build;
 mod inspect;
+mod new;
 mod output;
+mod push;
+mod rbac;
 mod reconcile;
 mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::LazyLock;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::engine::{Engine, EngineConfig};
 
+pub use build::BuildArgs;
 pub use inspect::InspectArgs;
+pub use new::NewArgs;
+pub use push::{EXIT_NOT_LOADED, PushArgs};
+pub use rbac::RbacArgs;
 pub use reconcile::ReconcileArgs;
 pub use run::RunArgs;
 
@@ -29,9 +38,19 @@ pub const EXIT_RECONCILE_ERROR: u8 = 1;
 /// Exit status for unreadable or invalid input files (clap also uses 2 for usage errors).
 pub const EXIT_BAD_INPUT: u8 = 2;
 
+/// `bosun --version`: the host's version and the WIT package its modules must
+/// target, the two things to compare when a module does not load.
+static VERSION: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{} (serves {})",
+        env!("CARGO_PKG_VERSION"),
+        crate::engine::bindings::wit_package()
+    )
+});
+
 /// bosun: run Kubernetes reconcilers as sandboxed WebAssembly components.
 #[derive(Debug, Parser)]
-#[command(name = "bosun", version, about, long_about = None)]
+#[command(name = "bosun", version = VERSION.as_str(), about, long_about = None)]
 pub struct Cli {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true, env = "BOSUN_LOG_FORMAT")]
@@ -57,11 +76,30 @@ pub enum Command {
     /// 2 for bad input files, 3 when the module does not load, 4 when the
     /// call trapped or returned output that failed validation.
     Reconcile(ReconcileArgs),
-    /// Print a module's metadata: name, version, kinds, finalizer.
+    /// Print a module's metadata (name, version, kinds, finalizer) and the
+    /// permissions it needs granted.
     Inspect(InspectArgs),
     /// Run the operator: watch the cluster and reconcile through the given
     /// modules until SIGTERM or Ctrl-C.
     Run(RunArgs),
+    /// Create a reconciler crate: a custom resource, a reconciler for the
+    /// kinds it owns, native tests, a sample and its CRD.
+    New(NewArgs),
+    /// Build a reconciler crate as a Wasm component, check it against the
+    /// host's world, and print where it is, its size, digest, metadata and
+    /// the permissions it needs.
+    Build(BuildArgs),
+    /// Publish a component (to a ConfigMap or an OCI registry), create or
+    /// update its ReconcilerModule with the digest pinned, and wait for the
+    /// host to load it.
+    ///
+    /// Exit status: 0 when it runs (or with --no-wait, once published), 2
+    /// for bad input (a component too large for a ConfigMap), 3 when the
+    /// module does not load here, 5 when the host did not load it.
+    Push(PushArgs),
+    /// Print the ClusterRole the host needs to run the given modules (and,
+    /// with --with-host, itself).
+    Rbac(RbacArgs),
 }
 
 /// How log lines are written.
@@ -100,6 +138,10 @@ impl Cli {
             Command::Reconcile(args) => reconcile::run(args, &engine()?),
             Command::Inspect(args) => inspect::run(args, &engine()?),
             Command::Run(args) => run::run(args, engine()?),
+            Command::Rbac(args) => rbac::run(args, &engine()?),
+            Command::New(args) => new::run(args),
+            Command::Build(args) => build::run(args, &engine()?),
+            Command::Push(args) => push::run(args, &engine()?),
         }
     }
 }

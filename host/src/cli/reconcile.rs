@@ -25,7 +25,7 @@ use crate::engine::{CallContext, Engine, Limits, Module};
 use crate::manifest::read_objects;
 use crate::meta::{ModuleMeta, Scope};
 use crate::objects::StaticObjects;
-use crate::plan::plan_response;
+use crate::plan::{PlanContext, plan_response};
 use crate::validate::validate_events;
 
 /// Arguments of `bosun reconcile`.
@@ -60,6 +60,11 @@ pub struct ReconcileArgs {
     /// The guest's memory cap, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 64)]
     pub memory_limit_mib: usize,
+    /// Let the module's HTTP requests to ORIGIN (`scheme://host[:port]`,
+    /// one the module declares) go out to the real endpoint; repeatable.
+    /// Without it every request is refused. No credentials are added.
+    #[arg(long = "allow-http", value_name = "ORIGIN")]
+    pub allow_http: Vec<crate::http::Origin>,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Yaml)]
     pub output: OutputFormat,
@@ -108,6 +113,28 @@ pub(super) fn run(args: &ReconcileArgs, engine: &Engine) -> anyhow::Result<ExitC
             memory_bytes: args.memory_limit_mib << 20,
             ..Limits::default()
         },
+        http: (!meta.http_origins.is_empty()).then(|| {
+            let grants: Vec<_> = args
+                .allow_http
+                .iter()
+                .map(|origin| crate::grants::HttpGrant {
+                    origin: origin.clone(),
+                    credentials: None,
+                    ca_bundle: None,
+                })
+                .collect();
+            crate::http::Outbound::new(
+                meta,
+                &grants,
+                crate::http::HttpLimits::default(),
+                crate::http::Environment {
+                    hint: Some(
+                        "; bosun reconcile sends a module's HTTP requests only to origins given with --allow-http ORIGIN",
+                    ),
+                    ..crate::http::Environment::default()
+                },
+            )
+        }),
     };
     let header = json!({
         "module": format!("{} {}", meta.name, meta.version),
@@ -136,6 +163,7 @@ fn reconcile(
     };
     let plan = match plan_response(
         module.meta(),
+        &PlanContext::OFFLINE,
         &inputs.object,
         &inputs.children,
         response,

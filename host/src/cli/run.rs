@@ -34,8 +34,20 @@ pub struct RunArgs {
     /// stopping them as the resources change, and reporting in their status.
     #[arg(long)]
     pub modules_from_cluster: bool,
+    /// What local modules (`--module`, `--modules-dir`) may do: a YAML file
+    /// of grants, one document per module (`module: NAME`, `permissions:
+    /// {…}`), as `bosun inspect --grant` prints them (repeatable). A module
+    /// in the modules directory may have its own `<name>.grant.yaml`
+    /// instead. A module that declares more than it was granted does not run.
+    #[arg(long = "grant", value_name = "FILE")]
+    pub grants: Vec<PathBuf>,
+    /// Grant local modules exactly what they declare, for local development
+    /// only: a module then decides its own powers. Never applies to
+    /// ReconcilerModules, which always need `spec.permissions`.
+    #[arg(long)]
+    pub grant_declared: bool,
     /// Quarantine a module (hand it no more work) after this many guest calls
-    /// in a row trapped; 0 never does. A new version lifts it.
+    /// in a row failed by its own fault; 0 never does. A new version lifts it.
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub quarantine_after: u32,
     /// Reconciles of one module that may run at once.
@@ -96,11 +108,19 @@ pub(super) fn run(args: &RunArgs, engine: Engine) -> anyhow::Result<ExitCode> {
         .thread_name("bosun")
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(operate(args, engine))
+    let result = runtime.block_on(operate(args, engine));
+    // Dropping a runtime waits for every blocking thread; a guest call given
+    // a long deadline must not hold the exit past the grace.
+    runtime.shutdown_timeout(args.shutdown_grace);
+    result
 }
 
 async fn operate(args: &RunArgs, engine: Engine) -> anyhow::Result<ExitCode> {
-    let client = kube::Client::try_default().await.context(
+    let kube_config = kube::Config::infer().await.context(
+        "connecting to the cluster (set KUBECONFIG, or run in a pod with a service account)",
+    )?;
+    let api_server = crate::http::api_server_addresses(&kube_config.cluster_url).await;
+    let client = kube::Client::try_from(kube_config).context(
         "connecting to the cluster (set KUBECONFIG, or run in a pod with a service account)",
     )?;
     let listener = tokio::net::TcpListener::bind(args.telemetry_addr)
@@ -117,7 +137,21 @@ async fn operate(args: &RunArgs, engine: Engine) -> anyhow::Result<ExitCode> {
         renew_deadline: args.renew_deadline,
         retry_period: args.retry_period,
     });
+    let mut grants = Vec::new();
+    for path in &args.grants {
+        grants.extend(crate::grants::read_grant_file(path)?);
+    }
+    if let Some(module) = duplicate_module(&grants) {
+        return Err(crate::grants::GrantFileError::Duplicate { module }.into());
+    }
+    if args.grant_declared {
+        tracing::warn!(
+            "--grant-declared: local modules get exactly the permissions they declare; for local development only"
+        );
+    }
     let config = OperatorConfig {
+        grants,
+        grant_declared: args.grant_declared,
         modules: args.modules.clone(),
         modules_dir: args.modules_dir.clone(),
         modules_from_cluster: args.modules_from_cluster,
@@ -138,8 +172,10 @@ async fn operate(args: &RunArgs, engine: Engine) -> anyhow::Result<ExitCode> {
             paused: false,
             quarantine_after: args.quarantine_after,
             namespaces: Vec::new(),
+            http: Vec::new(),
         },
         telemetry: Some(listener),
+        api_server,
         leader,
         shutdown_grace: args.shutdown_grace,
     };
@@ -153,6 +189,15 @@ async fn operate(args: &RunArgs, engine: Engine) -> anyhow::Result<ExitCode> {
         }
         Err(error) => Err(error.into()),
     }
+}
+
+/// A module named by two grants, if any.
+fn duplicate_module(grants: &[crate::grants::GrantFile]) -> Option<String> {
+    let mut seen = std::collections::HashSet::new();
+    grants
+        .iter()
+        .find(|g| !seen.insert(g.module.as_str()))
+        .map(|g| g.module.clone())
 }
 
 /// The namespace of the pod this runs in, from its service account; else `default`.

@@ -1,0 +1,589 @@
+//! `bosun new`: a reconciler crate that builds and passes its own tests
+//! out of the box — a custom resource with a status that has conditions, a
+//! reconciler with a small real behaviour for the kinds it owns, native
+//! tests through the SDK's harness, a sample object, its CRD (generated
+//! from the Rust type, with the test that keeps it so) and a README with
+//! the next commands.
+
+mod kinds;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context as _, bail};
+
+use super::EXIT_BAD_INPUT;
+use super::output::fail;
+use crate::meta::is_dns_label;
+use kinds::{Field, Owned, catalogue, function_name};
+
+/// The SDK version a crate made outside this repository depends on.
+const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Arguments of `bosun new`.
+#[derive(Debug, clap::Args)]
+pub struct NewArgs {
+    /// The module's name: a DNS label (`my-app`); also the crate's.
+    pub name: String,
+    /// Where to create the crate (default: `./NAME`).
+    #[arg(long, value_name = "DIR")]
+    pub path: Option<PathBuf>,
+    /// The custom resource's API group.
+    #[arg(long, default_value = "example.com")]
+    pub group: String,
+    /// The custom resource's version.
+    #[arg(long, default_value = "v1alpha1")]
+    pub version: String,
+    /// The custom resource's kind (default: NAME in CamelCase).
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Kinds the reconciler owns, comma-separated: ConfigMap, Secret,
+    /// ServiceAccount, Service, Deployment, StatefulSet, Job, Pod.
+    #[arg(long, value_delimiter = ',')]
+    pub owns: Vec<String>,
+    /// Depend on bosun-sdk by this path (default: by path when the crate is
+    /// made inside the bosun repository, else by version).
+    #[arg(long, value_name = "DIR")]
+    pub sdk_path: Option<PathBuf>,
+    /// Do not run `cargo test` to generate the CRD (do it yourself:
+    /// `BOSUN_UPDATE_CRDS=1 cargo test`).
+    #[arg(long)]
+    pub no_crd: bool,
+}
+
+pub(super) fn run(args: &NewArgs) -> anyhow::Result<ExitCode> {
+    let plan = match Scaffold::plan(args) {
+        Ok(plan) => plan,
+        Err(error) => return Ok(fail(EXIT_BAD_INPUT, &format!("{error:#}"))),
+    };
+    plan.write()?;
+    eprintln!(
+        "created {} ({} {}/{}, owns {})",
+        plan.dir.display(),
+        plan.kind,
+        plan.group,
+        plan.version,
+        if plan.owned.is_empty() {
+            "nothing".to_owned()
+        } else {
+            plan.owned
+                .iter()
+                .map(|o| o.kind)
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    );
+    if args.no_crd {
+        eprintln!(
+            "generate its CRD with: cd {} && BOSUN_UPDATE_CRDS=1 cargo test",
+            plan.dir.display()
+        );
+    } else {
+        eprintln!(
+            "generating crd.yaml from the Rust type (cargo test; the first build takes a few minutes)"
+        );
+        let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .current_dir(&plan.dir)
+            .env("BOSUN_UPDATE_CRDS", "1")
+            .args([
+                "test",
+                "--quiet",
+                "--test",
+                &plan.crate_name,
+                "crd_yaml_is_up_to_date",
+            ])
+            .status()
+            .context("running cargo to generate the CRD")?;
+        if !status.success() {
+            bail!(
+                "generating the CRD failed ({status}); the crate is in {}",
+                plan.dir.display()
+            );
+        }
+    }
+    println!("{}", plan.next_steps());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `bosun new` writes.
+struct Scaffold {
+    name: String,
+    crate_name: String,
+    dir: PathBuf,
+    group: String,
+    version: String,
+    kind: String,
+    owned: Vec<Owned>,
+    sdk: String,
+    /// The repository's lock file, when made inside it: the same versions
+    /// it builds with.
+    lock: Option<PathBuf>,
+}
+
+impl Scaffold {
+    fn plan(args: &NewArgs) -> anyhow::Result<Scaffold> {
+        if !is_dns_label(&args.name) || args.name.starts_with(|c: char| c.is_ascii_digit()) {
+            bail!(
+                "{:?} cannot be a module's name: a DNS label (lower-case letters, digits and '-'), starting with a letter",
+                args.name
+            );
+        }
+        let kind = args.kind.clone().unwrap_or_else(|| camel_case(&args.name));
+        if !kind.starts_with(|c: char| c.is_ascii_uppercase())
+            || !kind.chars().all(|c| c.is_ascii_alphanumeric())
+        {
+            bail!("{kind:?} cannot be a kind: CamelCase letters and digits, like MyApp");
+        }
+        let known = catalogue();
+        let mut owned = Vec::new();
+        for wanted in &args.owns {
+            let Some(index) = known.iter().position(|o| o.kind == wanted) else {
+                bail!(
+                    "bosun new does not know how to own {wanted:?}; it knows {}",
+                    known.iter().map(|o| o.kind).collect::<Vec<_>>().join(", ")
+                );
+            };
+            if owned.iter().any(|o: &Owned| o.kind == wanted) {
+                continue;
+            }
+            owned.push(catalogue().swap_remove(index));
+        }
+        let dir = args
+            .path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(&args.name));
+        if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
+            bail!("{} exists and is not empty", dir.display());
+        }
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let dir = dir.canonicalize()?;
+        let repository = repository_of(&dir);
+        let sdk_path = args
+            .sdk_path
+            .clone()
+            .or_else(|| repository.as_ref().map(|repo| repo.join("guest-sdk")));
+        let sdk = match sdk_path {
+            Some(path) => {
+                let path = path
+                    .canonicalize()
+                    .with_context(|| format!("the SDK path {} does not exist", path.display()))?;
+                let relative = relative_to(&path, &dir);
+                format!(
+                    "bosun-sdk = {{ path = {:?} }}",
+                    relative.display().to_string()
+                )
+            }
+            None => format!("bosun-sdk = \"{SDK_VERSION}\""),
+        };
+        Ok(Scaffold {
+            crate_name: args.name.replace('-', "_"),
+            name: args.name.clone(),
+            dir,
+            group: args.group.clone(),
+            version: args.version.clone(),
+            kind,
+            owned,
+            sdk,
+            lock: repository.map(|repo| repo.join("Cargo.lock")),
+        })
+    }
+
+    fn fields(&self) -> BTreeSet<Field> {
+        self.owned
+            .iter()
+            .flat_map(|o| o.uses.iter().copied())
+            .collect()
+    }
+
+    fn substitute(&self, template: &str) -> String {
+        template
+            .replace("{{Kind}}", &self.kind)
+            .replace("{{kind}}", &self.kind.to_lowercase())
+            .replace("{{name}}", &self.name)
+            .replace("{{crate}}", &self.crate_name)
+            .replace("{{group}}", &self.group)
+            .replace("{{version}}", &self.version)
+    }
+
+    fn lib(&self) -> String {
+        let fields = self.fields();
+        let spec_fields: String = if fields.is_empty() {
+            "    /// What the object asks for; add your fields here.\n    #[serde(default)]\n    pub note: String,\n".to_owned()
+        } else {
+            fields.iter().map(|f| f.declaration()).collect()
+        };
+        let defaults: String = fields
+            .iter()
+            .filter_map(|f| f.default_fn())
+            .map(|f| format!("\n{f}"))
+            .collect();
+        let owns: String = self
+            .owned
+            .iter()
+            .map(|o| format!("\n            .owns::<{}>()", o.kind))
+            .collect();
+        let validation = if fields.contains(&Field::Replicas) {
+            "        if object.spec.replicas < 0 {\n            // No retry can fix this: the user must change the object.\n            return Err(Error::permanent(\n                \"InvalidSpec\",\n                format!(\"spec.replicas is {}; it cannot be negative\", object.spec.replicas),\n            ));\n        }\n"
+        } else {
+            ""
+        };
+        let children: String = self
+            .owned
+            .iter()
+            .map(|o| {
+                let function = function_name(o.kind);
+                format!(
+                    "        let observed = ctx.child::<{kind}>(&name)?;\n        let child_ready = {ready};\n        if !child_ready {{\n            waiting.push(\"{kind}\");\n        }}\n        response = response.child({function}(object, &labels));\n",
+                    kind = o.kind,
+                    ready = o.ready,
+                )
+            })
+            .collect();
+        let (prelude, std_imports, builders) = if self.owned.is_empty() {
+            (
+                "        let waiting: Vec<&str> = Vec::new();\n        let mut response = Response::new();\n",
+                if fields.contains(&Field::Data) {
+                    "use std::collections::BTreeMap;\n\n"
+                } else {
+                    ""
+                },
+                String::new(),
+            )
+        } else {
+            (
+                "        let name = object.name_any();\n        let labels = labels(object);\n        let mut response = Response::new();\n        // What is not ready yet, for the Ready condition.\n        let mut waiting: Vec<&str> = Vec::new();\n",
+                "use std::collections::BTreeMap;\n\n",
+                std::iter::once(LABELS_FN.to_owned())
+                    .chain(self.owned.iter().map(|o| o.builder.clone()))
+                    .collect(),
+            )
+        };
+        self.substitute(include_str!("new/lib.rs.tmpl"))
+            .replace("{{summary}}", &self.summary())
+            .replace("{{imports}}", &imports(&self.owned))
+            .replace("{{spec_fields}}", &spec_fields)
+            .replace("{{defaults}}", &defaults)
+            .replace("{{owns}}", &owns)
+            .replace("{{validation}}", validation)
+            .replace("{{prelude}}", prelude)
+            .replace("{{std_imports}}", std_imports)
+            .replace("{{children}}", &children)
+            .replace("{{builders}}", &self.substitute(&builders))
+    }
+
+    fn summary(&self) -> String {
+        if self.owned.is_empty() {
+            "a custom resource reconciled by a bosun module.".to_owned()
+        } else {
+            format!(
+                "a custom resource that keeps a {} of its name.",
+                self.owned
+                    .iter()
+                    .map(|o| o.kind)
+                    .collect::<Vec<_>>()
+                    .join(" and a ")
+            )
+        }
+    }
+
+    fn tests(&self) -> String {
+        let test_imports: String = self
+            .owned
+            .iter()
+            .map(|o| format!("use k8s_openapi::api::{};\n", o.imports[0]))
+            .collect();
+        let child_asserts: String = self
+            .owned
+            .iter()
+            .map(|o| {
+                format!(
+                    "    assert!(outcome.child::<{kind}>(\"example\").is_some(), \"a {kind}\");\n",
+                    kind = o.kind
+                )
+            })
+            .collect();
+        let ready_children: String = self
+            .owned
+            .iter()
+            .map(|o| {
+                format!(
+                    "        .child({{\n            let name = \"example\";\n            {}\n        }})\n",
+                    o.ready_example
+                )
+            })
+            .collect();
+        let extra = if self.fields().contains(&Field::Replicas) {
+            format!(
+                "\n#[test]\nfn negative_replicas_are_a_permanent_error() {{\n    let mut broken = object();\n    broken.spec.replicas = -1;\n    let error = Harness::<{kind}Reconciler>::new().reconcile(&broken).unwrap_err();\n    assert!(error.to_string().contains(\"cannot be negative\"), \"{{error}}\");\n}}\n",
+                kind = self.kind
+            )
+        } else {
+            String::new()
+        };
+        self.substitute(include_str!("new/tests.rs.tmpl"))
+            .replace("{{test_imports}}", &test_imports)
+            .replace("{{child_asserts}}", &child_asserts)
+            .replace(
+                "{{ready_assert}}",
+                if self.owned.is_empty() {
+                    "    assert!(conditions::is_true(&status.conditions, \"Ready\"), \"nothing to wait for\");"
+                } else {
+                    "    assert!(\n        !conditions::is_true(&status.conditions, \"Ready\"),\n        \"not ready before its children are\"\n    );"
+                },
+            )
+            .replace("{{ready_children}}", &ready_children)
+            .replace("{{extra_tests}}", &extra)
+    }
+
+    fn cargo_toml(&self) -> String {
+        format!(
+            r#"[package]
+name = "{name}"
+description = "{summary}"
+version = "0.1.0"
+edition = "2024"
+publish = false
+
+# A crate of its own, even inside another workspace.
+[workspace]
+
+[lib]
+# cdylib: the Wasm component; rlib: the native tests.
+crate-type = ["cdylib", "rlib"]
+
+[dependencies]
+{sdk}
+k8s-openapi = {{ version = "0.29", default-features = false, features = ["std", "v1_35"] }}
+kube = {{ version = "5", default-features = false, features = ["derive"] }}
+schemars = "1"
+serde = {{ version = "1", features = ["derive"] }}
+serde_json = "1"
+
+# Native tests build heavy dependencies: optimised, they stay quick.
+[profile.dev.package."*"]
+opt-level = 1
+
+# What `bosun build` builds: a small component (it fits a ConfigMap and
+# compiles fast in the host), as bosun's own examples are built.
+[profile.guest]
+inherits = "release"
+opt-level = "s"
+lto = true
+codegen-units = 1
+debug = false
+strip = true
+"#,
+            name = self.name,
+            summary = self.summary(),
+            sdk = self.sdk,
+        )
+    }
+
+    fn sample(&self) -> String {
+        let fields = self.fields();
+        let mut spec = BTreeMap::new();
+        if fields.contains(&Field::Image) {
+            spec.insert("image", "nginx:1.27".to_owned());
+        }
+        if fields.contains(&Field::Replicas) {
+            spec.insert("replicas", "2".to_owned());
+        }
+        if fields.contains(&Field::Port) {
+            spec.insert("port", "8080".to_owned());
+        }
+        if fields.contains(&Field::Data) {
+            spec.insert("data", "{greeting: hello}".to_owned());
+        }
+        if fields.is_empty() {
+            spec.insert("note", "hello".to_owned());
+        }
+        let spec: String = spec.iter().map(|(k, v)| format!("  {k}: {v}\n")).collect();
+        format!(
+            "apiVersion: {group}/{version}\nkind: {kind}\nmetadata:\n  name: example\nspec:\n{spec}",
+            group = self.group,
+            version = self.version,
+            kind = self.kind,
+        )
+    }
+
+    fn next_steps(&self) -> String {
+        let dir = self.dir.display();
+        let kind = self.kind.to_lowercase();
+        format!(
+            "next:\n  cd {dir}\n  cargo test                                  # the reconciler, natively\n  bosun build                                 # the Wasm component, checked\n  bosun reconcile target/wasm32-wasip2/guest/{crate_name}.wasm --object samples/{kind}.yaml\n  kubectl apply -f crd.yaml                   # then, in a cluster:\n  bosun push target/wasm32-wasip2/guest/{crate_name}.wasm --name {name}",
+            crate_name = self.crate_name,
+            name = self.name,
+        )
+    }
+
+    fn readme(&self) -> String {
+        format!(
+            "# {name}\n\n{summary_upper}\n\nA [bosun](https://github.com/bosun-dev/bosun) reconciler module, made by `bosun new`.\n\n```sh\ncargo test        # the reconciler, natively, through the SDK's harness\nbosun build       # the Wasm component, checked against the host's world\n```\n\n{steps}\n\n- `src/lib.rs`: the `{kind}` custom resource and its reconciler.\n- `tests/{crate_name}.rs`: its tests; they also keep `crd.yaml` in step with the Rust type\n  (`BOSUN_UPDATE_CRDS=1 cargo test` rewrites it).\n- `samples/{lower}.yaml`: an object to try.\n",
+            name = self.name,
+            summary_upper = capitalize(&self.summary()),
+            steps = self
+                .next_steps()
+                .replace("next:\n", "Then:\n\n```sh\n")
+                .replace("\n  ", "\n")
+                + "\n```",
+            kind = self.kind,
+            crate_name = self.crate_name,
+            lower = self.kind.to_lowercase(),
+        )
+    }
+
+    fn write(&self) -> anyhow::Result<()> {
+        let files = [
+            ("Cargo.toml".to_owned(), self.cargo_toml()),
+            ("src/lib.rs".to_owned(), self.lib()),
+            (format!("tests/{}.rs", self.crate_name), self.tests()),
+            (
+                format!("samples/{}.yaml", self.kind.to_lowercase()),
+                self.sample(),
+            ),
+            ("README.md".to_owned(), self.readme()),
+            (".gitignore".to_owned(), "/target\n".to_owned()),
+            // Written by the CRD test; present so a crate made with
+            // --no-crd fails that test until it is generated.
+            ("crd.yaml".to_owned(), String::new()),
+        ];
+        for (path, contents) in files {
+            let path = self.dir.join(path);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(&path, contents)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        if let Some(lock) = self.lock.as_ref().filter(|lock| lock.is_file()) {
+            std::fs::copy(lock, self.dir.join("Cargo.lock"))?;
+        }
+        // Formatted as rustfmt would; it is the author's code from now on.
+        let _ = Command::new("rustfmt")
+            .args(["--edition", "2024"])
+            .arg(self.dir.join("src/lib.rs"))
+            .arg(self.dir.join(format!("tests/{}.rs", self.crate_name)))
+            .status();
+        Ok(())
+    }
+}
+
+/// The labels every child carries.
+const LABELS_FN: &str = r#"
+/// The labels every child carries.
+fn labels(object: &{{Kind}}) -> BTreeMap<String, String> {
+    [
+        ("app.kubernetes.io/name".to_owned(), object.name_any()),
+        ("app.kubernetes.io/managed-by".to_owned(), "bosun".to_owned()),
+    ]
+    .into()
+}
+"#;
+
+/// The `use` lines for the k8s-openapi items the owned kinds use.
+fn imports(owned: &[Owned]) -> String {
+    let mut by_module: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for item in owned.iter().flat_map(|o| o.imports.iter()) {
+        if *item == "LabelSelector" {
+            by_module
+                .entry("apimachinery::pkg::apis::meta::v1")
+                .or_default()
+                .insert("LabelSelector");
+            continue;
+        }
+        if let Some((module, name)) = item.rsplit_once("::") {
+            by_module.entry(module).or_default().insert(name);
+        }
+    }
+    by_module
+        .into_iter()
+        .map(|(module, names)| {
+            let prefix = if module.starts_with("apimachinery") {
+                "k8s_openapi"
+            } else {
+                "k8s_openapi::api"
+            };
+            let names: Vec<&str> = names.into_iter().collect();
+            if names.len() == 1 {
+                format!("use {prefix}::{module}::{};\n", names[0])
+            } else {
+                format!("use {prefix}::{module}::{{{}}};\n", names.join(", "))
+            }
+        })
+        .collect()
+}
+
+/// The bosun repository `dir` is in, if any.
+fn repository_of(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .find(|d| {
+            std::fs::read_to_string(d.join("guest-sdk/Cargo.toml"))
+                .is_ok_and(|toml| toml.contains("name = \"bosun-sdk\""))
+        })
+        .map(Path::to_owned)
+}
+
+/// `path` relative to `base` (both absolute).
+fn relative_to(path: &Path, base: &Path) -> PathBuf {
+    let path: Vec<_> = path.components().collect();
+    let base: Vec<_> = base.components().collect();
+    let common = path.iter().zip(&base).take_while(|(a, b)| a == b).count();
+    let mut relative = PathBuf::new();
+    for _ in common..base.len() {
+        relative.push("..");
+    }
+    for part in &path[common..] {
+        relative.push(part);
+    }
+    relative
+}
+
+fn camel_case(name: &str) -> String {
+    name.split('-').map(capitalize).collect()
+}
+
+fn capitalize(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_become_kinds_and_functions() {
+        assert_eq!(camel_case("my-app"), "MyApp");
+        assert_eq!(function_name("StatefulSet"), "stateful_set");
+        assert_eq!(function_name("ConfigMap"), "config_map");
+    }
+
+    #[test]
+    fn relative_paths_climb_to_the_common_ancestor() {
+        assert_eq!(
+            relative_to(Path::new("/repo/guest-sdk"), Path::new("/repo/apps/mine")),
+            PathBuf::from("../../guest-sdk")
+        );
+    }
+
+    #[test]
+    fn imports_are_grouped_by_module() {
+        let owned: Vec<Owned> = catalogue()
+            .into_iter()
+            .filter(|o| o.kind == "Deployment" || o.kind == "Service")
+            .collect();
+        let text = imports(&owned);
+        assert!(
+            text.contains("use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};"),
+            "{text}"
+        );
+        assert!(
+            text.contains("use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;"),
+            "{text}"
+        );
+    }
+}
