@@ -1,0 +1,58 @@
+//! `native-controller`: the benchmark's native baseline. One example
+//! reconciler (cnat or webapp) run as a team would run it without bosun: a
+//! kube-runtime `Controller` in its own process, with its own watches and
+//! caches, writing by server-side apply under its own field manager.
+//!
+//! The reconcile logic is the example crate's, linked natively and called
+//! through the SDK's native entry point (the path `bosun_sdk::testing::Harness`
+//! takes), so both sides of the benchmark run literally the same code; only
+//! what surrounds it differs. See `controller.rs` for what this process does
+//! per object and `writes.rs` for the writes.
+
+mod controller;
+mod writes;
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+
+/// Runs one example reconciler natively against the cluster of `KUBECONFIG`.
+#[derive(Debug, Parser)]
+#[command(name = "native-controller")]
+struct Args {
+    /// The example to run: `cnat` or `webapp`.
+    #[arg(long)]
+    module: String,
+    /// Reconciles in flight at once: the host's default.
+    #[arg(long, default_value_t = 4)]
+    concurrency: u16,
+    /// The field manager; default `native/<module>`.
+    #[arg(long)]
+    field_manager: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let args = Args::parse();
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the cluster (KUBECONFIG)")?;
+    let options = controller::Options {
+        concurrency: args.concurrency,
+        field_manager: args.field_manager,
+        backoff_base: Duration::from_millis(5),
+        backoff_max: Duration::from_secs(1000),
+    };
+    match args.module.as_str() {
+        "cnat" => controller::run::<cnat::Cnat>(client, options).await,
+        "webapp" => controller::run::<webapp::WebApps>(client, options).await,
+        other => anyhow::bail!("unknown module {other:?}: cnat or webapp"),
+    }
+}

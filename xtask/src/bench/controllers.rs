@@ -1,0 +1,168 @@
+//! The two controllers under test, run as processes, and what `/proc` says
+//! of them (CPU seconds, resident memory).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+/// Which side of the comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The bosun host running the cnat component.
+    Bosun,
+    /// `native-controller --module cnat`: kube-runtime's Controller.
+    Native,
+}
+
+impl Side {
+    /// Both sides, in the order each scenario runs them.
+    pub const BOTH: [Side; 2] = [Side::Bosun, Side::Native];
+
+    /// The name used in the table and the JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Bosun => "bosun",
+            Side::Native => "native",
+        }
+    }
+}
+
+/// The programs and files a run starts.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    /// The `bosun` host.
+    pub bosun: PathBuf,
+    /// The native baseline, `native-controller`.
+    pub native: PathBuf,
+    /// The cnat component the host loads.
+    pub cnat: PathBuf,
+    /// The host's compile cache, kept across runs so that only the first
+    /// start compiles the component.
+    pub cache_dir: PathBuf,
+}
+
+/// A running controller, killed when dropped.
+pub struct Controller {
+    child: Child,
+    side: Side,
+    /// The host's telemetry port (bosun only).
+    pub telemetry_port: Option<u16>,
+    log: PathBuf,
+}
+
+impl Controller {
+    /// Starts `side` against the cluster of `kubeconfig`, logging to `log`.
+    /// `extra` goes to the host only (`--resync 5s`).
+    pub fn start(
+        side: Side,
+        binaries: &Binaries,
+        kubeconfig: &Path,
+        log: &Path,
+        extra: &[&str],
+    ) -> Result<Controller> {
+        let log_file =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let (mut command, telemetry_port) = match side {
+            Side::Bosun => {
+                let port = free_port()?;
+                let mut command = Command::new(&binaries.bosun);
+                command
+                    .arg("run")
+                    .arg("--module")
+                    .arg(&binaries.cnat)
+                    .arg("--grant-declared")
+                    .args(["--telemetry-addr", &format!("127.0.0.1:{port}")])
+                    .args(extra)
+                    .env("BOSUN_CACHE_DIR", &binaries.cache_dir);
+                (command, Some(port))
+            }
+            Side::Native => {
+                let mut command = Command::new(&binaries.native);
+                command.args(["--module", "cnat"]);
+                (command, None)
+            }
+        };
+        command
+            .env("KUBECONFIG", kubeconfig)
+            // What an operator runs in production: warnings only, on both sides.
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file);
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting the {} controller", side.name()))?;
+        Ok(Controller {
+            child,
+            side,
+            telemetry_port,
+            log: log.to_owned(),
+        })
+    }
+
+    /// Fails, quoting the log, when the process has exited.
+    pub fn check_alive(&mut self) -> Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            bail!(
+                "the {} controller exited ({status}); the end of its log:\n{}",
+                self.side.name(),
+                tail.join("\n")
+            );
+        }
+        Ok(())
+    }
+
+    /// CPU seconds (user + system) the process has used so far.
+    pub fn cpu_seconds(&self) -> Result<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
+        // The command name may hold spaces; the fields start after its ')'.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        // utime and stime are fields 14 and 15 of the file, 12 and 13 after the name.
+        let ticks = |i: usize| -> Result<f64> {
+            Ok(fields
+                .get(i)
+                .context("a short /proc/PID/stat")?
+                .parse::<f64>()?)
+        };
+        // SAFETY: sysconf has no preconditions.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        Ok((ticks(11)? + ticks(12)?) / per_second)
+    }
+
+    /// (resident now, peak resident) in bytes.
+    pub fn rss(&self) -> Result<(u64, u64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let field = |name: &str| -> Result<u64> {
+            let line = status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .with_context(|| format!("no {name} in /proc/PID/status"))?;
+            let kib: u64 = line
+                .split_whitespace()
+                .nth(1)
+                .context("a field without a value")?
+                .parse()?;
+            Ok(kib * 1024)
+        };
+        Ok((field("VmRSS:")?, field("VmHWM:")?))
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
