@@ -35,13 +35,11 @@ pub fn run(args: Args) -> Result<()> {
     if args.offline {
         return crate::demo_offline::run();
     }
-    crate::control_plane::ensure(false)?;
-    let guests = crate::guests::build()?;
-    step("building the bosun host");
-    let bosun = bosun_testenv::guests::host_binary().context("building bosun")?;
-    step("building a second version of the webapp module, for the hot swap");
-    let webapp_next = bosun_testenv::guests::webapp_revision("2")
-        .context("building the second webapp version")?;
+    let prepared = crate::prepare::prepare(step)?;
+    let guests = prepared.guests;
+    let bosun = prepared.bosun;
+    let webapp_next =
+        bosun_testenv::guests::webapp_next().context("finding the second webapp version")?;
     tokio::runtime::Runtime::new()?.block_on(async {
         step("starting kube-apiserver and etcd");
         let env = TestEnv::start()
@@ -57,10 +55,13 @@ pub fn run(args: Args) -> Result<()> {
             env.startup_duration().unwrap_or_default().as_secs_f64()
         ));
         let root = bosun_testenv::guests::workspace_root();
-        step("installing the CRDs (At, WebApp)");
+        step("installing the CRDs (At, WebApp, ReconcilerModule)");
         env.install_crds([
             root.join("examples/cnat/crd.yaml"),
             root.join("examples/webapp/crd.yaml"),
+            // So that `bosun push` (README: Writing a reconciler) loads
+            // modules into the demo's host.
+            root.join("deploy/base/reconcilermodule-crd.yaml"),
         ])
         .await?;
         let client = env.client();
@@ -82,14 +83,30 @@ pub fn run(args: Args) -> Result<()> {
             .map(|d| d.join("modules"))
             .context("no environment directory")?;
         std::fs::create_dir_all(&modules)?;
-        for name in ["cnat.wasm", "webapp.wasm"] {
-            std::fs::copy(guests.join(name), modules.join(name))?;
+        for name in ["cnat", "webapp"] {
+            let module = modules.join(format!("{name}.wasm"));
+            std::fs::copy(guests.join(format!("{name}.wasm")), &module)?;
+            // What each module may do is granted beside it; here, exactly
+            // what it asks for, as `bosun inspect --grant` prints it.
+            let grant = Command::new(&bosun)
+                .args(["inspect", "--grant"])
+                .arg(&module)
+                .output()
+                .context("running bosun inspect --grant")?;
+            anyhow::ensure!(
+                grant.status.success(),
+                "bosun inspect --grant {name}.wasm: {}",
+                String::from_utf8_lossy(&grant.stderr)
+            );
+            std::fs::write(modules.join(format!("{name}.grant.yaml")), &grant.stdout)?;
         }
+        done("granted each module what `bosun inspect --grant` says it needs (cnat.grant.yaml, webapp.grant.yaml)");
         let log_file = std::fs::File::create(&log)?;
         let mut host = HostProcess(
             Command::new(&bosun)
                 .arg("run")
                 .args(["--modules-dir", &modules.display().to_string()])
+                .arg("--modules-from-cluster")
                 .args(["--telemetry-addr", &format!("127.0.0.1:{port}")])
                 .env("KUBECONFIG", &kubeconfig)
                 .stdin(Stdio::null())
@@ -121,6 +138,7 @@ pub fn run(args: Args) -> Result<()> {
         println!("\nThe cluster stays up. Try:");
         println!("  export KUBECONFIG={}", kubeconfig.display());
         println!("  kubectl -n {NAMESPACE} get ats,webapps,pods,deployments,services");
+        println!("  bosun push MODULE.wasm --name NAME   # README: Writing a reconciler");
         println!("  curl -s 127.0.0.1:{port}/metrics | grep controller_runtime_reconcile_total");
         println!("Ctrl-C stops bosun and the control plane.");
         tokio::signal::ctrl_c().await?;
@@ -254,6 +272,63 @@ async fn tell(
     .await?;
     done("Service shop pruned; the Deployment stays");
 
+    step(
+        "the trust boundary: a WebApp named `kubernetes` in `default` wants the API server's own Service",
+    );
+    let defaults = api_in(
+        client,
+        "default",
+        "examples.bosun.dev",
+        "v1alpha1",
+        "WebApp",
+        "webapps",
+    );
+    let default_services = api_in(client, "default", "", "v1", "Service", "services");
+    let before = default_services
+        .get("kubernetes")
+        .await?
+        .metadata
+        .resource_version;
+    defaults
+        .create(
+            &PostParams::default(),
+            &object(json!({
+                "apiVersion": "examples.bosun.dev/v1alpha1", "kind": "WebApp",
+                "metadata": {"name": "kubernetes"},
+                "spec": {"image": "nginx", "replicas": 1, "port": 8080}
+            }))?,
+        )
+        .await?;
+    let refusal = || async {
+        let app = defaults.get("kubernetes").await?;
+        Ok::<_, anyhow::Error>(
+            app.data
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .and_then(|c| c.iter().find(|c| c["type"] == "Reconciled"))
+                .and_then(|c| c["message"].as_str())
+                .map(str::to_owned),
+        )
+    };
+    wait_until("the refusal on the WebApp", || async {
+        Ok(refusal().await?.is_some())
+    })
+    .await?;
+    let refusal = refusal().await?.unwrap_or_default();
+    let after = default_services
+        .get("kubernetes")
+        .await?
+        .metadata
+        .resource_version;
+    anyhow::ensure!(before == after, "the kubernetes Service was written");
+    done(&format!("Reconciled=False, ChildExists: {refusal}"));
+    done(
+        "the kubernetes Service is untouched (same resourceVersion); `kubectl -n default describe webapp kubernetes` shows the Warning event",
+    );
+    defaults
+        .delete("kubernetes", &kube::api::DeleteParams::default())
+        .await?;
+
     step("hot swap: dropping a new version of webapp (revision 2) into the modules directory");
     let staging = modules.join(".webapp.wasm.partial");
     std::fs::copy(webapp_next, &staging)?;
@@ -283,8 +358,9 @@ async fn tell(
     Ok(())
 }
 
-fn api(
+fn api_in(
     client: &Client,
+    namespace: &str,
     group: &str,
     version: &str,
     kind: &str,
@@ -301,7 +377,17 @@ fn api(
         kind: kind.into(),
         plural: plural.into(),
     };
-    Api::namespaced_with(client.clone(), NAMESPACE, &resource)
+    Api::namespaced_with(client.clone(), namespace, &resource)
+}
+
+fn api(
+    client: &Client,
+    group: &str,
+    version: &str,
+    kind: &str,
+    plural: &str,
+) -> Api<DynamicObject> {
+    api_in(client, NAMESPACE, group, version, kind, plural)
 }
 
 fn object(value: Value) -> Result<DynamicObject> {
