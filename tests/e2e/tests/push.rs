@@ -244,6 +244,15 @@ async fn push_to_a_config_map_loads_a_re_push_writes_nothing_new_bytes_swap() {
     .delete("documents.kube.rs", &Default::default())
     .await
     .unwrap();
+    // Deleting a CRD is asynchronous: it is served until the API server has
+    // removed it, and a host asked before then would find it.
+    eventually("the Document kind no longer served", LONG, || async {
+        match cluster.client.list_api_group_resources("kube.rs/v1").await {
+            Ok(served) => (!served.resources.iter().any(|r| r.name == "documents")).then_some(()),
+            Err(_) => Some(()),
+        }
+    })
+    .await;
     let out = bosun(
         &cluster,
         &[
