@@ -18,6 +18,12 @@
 //! Each ReconcilerModule is handled by a task of its own, which always
 //! works on the newest spec seen: a slow download or compile holds up only
 //! its own module, never the others.
+//!
+//! ReconcilerModules are watched untyped and read one by one: the CRD's
+//! schema cannot say everything the host checks (an origin whose wildcard
+//! covers IP addresses, say), and a typed watch would fail whole on one
+//! such object, stalling every other module. Such a spec gets
+//! `Loaded=False`, reason `InvalidSpec`, like any other refused spec.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,7 +31,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::json;
@@ -33,7 +39,8 @@ use tokio::sync::watch;
 
 use super::registry::{Change, Registry, RegistryError};
 use super::resource::{
-    CONDITION_LOADED, CONDITION_READY, ReconcilerModule, ReconcilerModuleStatus,
+    CONDITION_LOADED, CONDITION_READY, ReconcilerModule, ReconcilerModuleSpec,
+    ReconcilerModuleStatus,
 };
 use super::source;
 use crate::controller::ControllerSettings;
@@ -48,6 +55,35 @@ fn key(name: &str) -> String {
     format!("reconcilermodule/{name}")
 }
 
+/// One ReconcilerModule as the watch saw it: its spec, or why the host
+/// cannot read a spec the API server admitted.
+#[derive(Debug, Clone)]
+struct Seen {
+    name: String,
+    generation: Option<i64>,
+    status: ReconcilerModuleStatus,
+    spec: Result<ReconcilerModuleSpec, String>,
+}
+
+impl Seen {
+    fn read(object: &DynamicObject) -> Seen {
+        let field = |name: &str| object.data.get(name).cloned().unwrap_or_default();
+        Seen {
+            name: object.name_any(),
+            generation: object.metadata.generation,
+            // A status the host cannot read is one it rewrites.
+            status: serde_json::from_value(field("status")).unwrap_or_default(),
+            spec: serde_json::from_value(field("spec"))
+                .map_err(|e| format!("the host cannot read spec: {e}")),
+        }
+    }
+}
+
+/// The ReconcilerModules of the cluster, untyped (see the module's notes).
+pub fn untyped_api(client: Client) -> Api<DynamicObject> {
+    Api::all_with(client, &ApiResource::erase::<ReconcilerModule>(&()))
+}
+
 /// Reconciles ReconcilerModules until `stop` resolves.
 pub async fn run(
     client: Client,
@@ -55,12 +91,12 @@ pub async fn run(
     defaults: ControllerSettings,
     stop: impl Future<Output = ()> + Send,
 ) {
-    let api: Api<ReconcilerModule> = Api::all(client.clone());
+    let api = untyped_api(client.clone());
     let mut events =
         std::pin::pin!(watcher(api.clone(), watcher::Config::default()).default_backoff());
     // The generation each resource was last handed to its worker at.
     let mut handled: HashMap<String, Option<i64>> = HashMap::new();
-    let mut workers: HashMap<String, watch::Sender<Option<ReconcilerModule>>> = HashMap::new();
+    let mut workers: HashMap<String, watch::Sender<Option<Seen>>> = HashMap::new();
     let mut tasks = tokio::task::JoinSet::new();
     let mut stats = tokio::time::interval(STATS_PERIOD);
     let mut stop = std::pin::pin!(stop);
@@ -85,7 +121,7 @@ pub async fn run(
                     });
                     // The worker takes the newest spec when it is free;
                     // specs it did not get to are skipped.
-                    worker.send_replace(Some(module));
+                    worker.send_replace(Some(Seen::read(&module)));
                 }
                 Some(Ok(watcher::Event::Delete(module))) => {
                     let name = module.name_any();
@@ -115,14 +151,14 @@ pub async fn run(
 /// module starts once the world is right without anyone editing its spec.
 async fn work(
     name: String,
-    mut latest: watch::Receiver<Option<ReconcilerModule>>,
+    mut latest: watch::Receiver<Option<Seen>>,
     client: Client,
-    api: Api<ReconcilerModule>,
+    api: Api<DynamicObject>,
     registry: Arc<Registry>,
     defaults: ControllerSettings,
 ) {
     let mut retry = RetryDelay::default();
-    let mut current: Option<ReconcilerModule> = None;
+    let mut current: Option<Seen> = None;
     loop {
         let changed = match (&current, retry.next()) {
             (Some(_), Some(delay)) => tokio::select! {
@@ -197,36 +233,35 @@ impl RetryDelay {
 /// Fetches, loads and reports one ReconcilerModule.
 async fn load(
     client: &Client,
-    api: &Api<ReconcilerModule>,
+    api: &Api<DynamicObject>,
     registry: &Registry,
     defaults: &ControllerSettings,
-    module: &ReconcilerModule,
+    module: &Seen,
 ) -> Result<(), &'static str> {
-    let name = module.name_any();
-    let generation = module.metadata.generation;
-    let mut status = module.status.clone().unwrap_or_default();
+    let name = module.name.clone();
+    let generation = module.generation;
+    let mut status = module.status.clone();
     status.observed_generation = generation;
 
     let outcome = async {
-        module
+        let spec = module
             .spec
-            .validate()
+            .as_ref()
+            .map_err(|e| ("InvalidSpec", e.clone()))?;
+        spec.validate()
             .map_err(|e| ("InvalidSpec", e.to_string()))?;
         let grant = Grant::Granted {
             module: None,
-            permissions: Box::new(module.spec.permissions.clone()),
+            permissions: Box::new(spec.permissions.clone()),
         };
-        let fetched = source::fetch(client, &module.spec.source)
-            .await
-            .map_err(|e| {
-                let reason = if matches!(e, source::SourceError::Digest { .. }) {
-                    "DigestMismatch"
-                } else {
-                    "FetchFailed"
-                };
-                (reason, e.to_string())
-            })?;
-        let spec = &module.spec;
+        let fetched = source::fetch(client, &spec.source).await.map_err(|e| {
+            let reason = if matches!(e, source::SourceError::Digest { .. }) {
+                "DigestMismatch"
+            } else {
+                "FetchFailed"
+            };
+            (reason, e.to_string())
+        })?;
         let settings = ControllerSettings {
             settings: spec.settings.as_ref().map(|s| s.to_string()),
             limits: Limits {
@@ -282,7 +317,8 @@ async fn load(
                 generation,
                 &now,
             );
-            let ready_message = if module.spec.paused {
+            let paused = module.spec.as_ref().is_ok_and(|spec| spec.paused);
+            let ready_message = if paused {
                 "paused: caches warm, no work handed out"
             } else {
                 "reconciling"
@@ -290,12 +326,8 @@ async fn load(
             set_condition(
                 &mut status.conditions,
                 CONDITION_READY,
-                !module.spec.paused,
-                if module.spec.paused {
-                    "Paused"
-                } else {
-                    "Running"
-                },
+                !paused,
+                if paused { "Paused" } else { "Running" },
                 ready_message,
                 generation,
                 &now,
@@ -356,7 +388,7 @@ async fn load(
 
 /// Refreshes the counts and quarantine state of every loaded module.
 async fn refresh_stats(
-    api: &Api<ReconcilerModule>,
+    api: &Api<DynamicObject>,
     registry: &Registry,
     handled: &HashMap<String, Option<i64>>,
 ) {
@@ -379,7 +411,7 @@ async fn refresh_stats(
     }
 }
 
-async fn write_status(api: &Api<ReconcilerModule>, name: &str, status: &ReconcilerModuleStatus) {
+async fn write_status(api: &Api<DynamicObject>, name: &str, status: &ReconcilerModuleStatus) {
     let patch = json!({"status": status});
     if let Err(error) = api
         .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))

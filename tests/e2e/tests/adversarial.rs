@@ -955,6 +955,37 @@ async fn hostile_declarations_and_reconciler_modules_are_refused_one_by_one() {
         "{message}"
     );
 
+    // HTTP grants the CRD's schema admits but the host will not read: each
+    // refused alone, by name, and the watch goes on (cnat, created after
+    // them below, loads).
+    for (name, origin, says) in [
+        (
+            "grants-ip-wildcard",
+            "http://*.10.0.0.1",
+            "a wildcard cannot cover IP addresses",
+        ),
+        (
+            "grants-tld-wildcard",
+            "https://*.com",
+            "not a whole top-level domain",
+        ),
+        (
+            "grants-bad-port",
+            "http://dns.example:99999",
+            "the port is not a number from 1 to 65535",
+        ),
+    ] {
+        let mut permissions = here(&guest("cnat"));
+        permissions["http"] = json!([{"origin": origin}]);
+        create(
+            name,
+            json!({"source": file(&guest("cnat")), "permissions": permissions}),
+        )
+        .await;
+        let message = refused(&modules, name, "InvalidSpec").await;
+        assert!(message.contains(says), "{name}: {message}");
+    }
+
     // Sources that would make the host a probe, or stall it.
     let cnat = std::fs::read(guest("cnat")).unwrap();
     let elsewhere = serve(vec![("/cnat.wasm", Answer::Bytes(cnat.clone()))]).await;
