@@ -25,6 +25,9 @@ pub struct Need {
     pub resource: String,
     /// The verb.
     pub verb: &'static str,
+    /// The namespace of the one object it is needed on, so a Role in that
+    /// namespace is enough (the host's review asks about that namespace).
+    pub namespace: Option<String>,
     /// The one object it is needed on (`resourceNames`), when it is not
     /// needed on every object of the resource: the Secrets a grant names.
     pub name: Option<String>,
@@ -38,8 +41,10 @@ impl std::fmt::Display for Need {
             &self.group
         };
         write!(f, "{} {} ({group})", self.verb, self.resource)?;
-        if let Some(name) = &self.name {
-            write!(f, " named {name}")?;
+        match (&self.namespace, &self.name) {
+            (Some(namespace), Some(name)) => write!(f, " named {namespace}/{name}")?,
+            (None, Some(name)) => write!(f, " named {name}")?,
+            _ => {}
         }
         Ok(())
     }
@@ -57,8 +62,20 @@ fn needs_on(kind: &Kind, subresource: Option<&str>, verbs: &[&'static str]) -> V
             resource: resource.clone(),
             verb,
             name: None,
+            namespace: None,
         })
         .collect()
+}
+
+/// `get` on one Secret, by name.
+fn get_secret(namespace: &str, name: &str) -> Need {
+    Need {
+        group: String::new(),
+        resource: "secrets".into(),
+        verb: "get",
+        name: Some(name.to_owned()),
+        namespace: Some(namespace.to_owned()),
+    }
 }
 
 /// What the host needs to run `meta`: watch and patch its primary (the
@@ -151,16 +168,25 @@ pub fn http_needs(permissions: &crate::grants::Permissions) -> Vec<Need> {
             };
             credentials.into_iter().chain(bundle)
         })
-        .map(|key| Need {
-            group: String::new(),
-            resource: "secrets".into(),
-            verb: "get",
-            name: Some(key.name.clone()),
-        })
+        .map(|key| get_secret(&key.namespace, &key.name))
         .collect();
     needs.sort();
     needs.dedup();
     needs
+}
+
+/// What the host needs to fetch a module from `source`: `get` on the pull
+/// secret an OCI source names (ConfigMap sources are covered by the host's
+/// own `get` on ConfigMaps; URL and file sources need nothing).
+pub fn source_needs(source: &crate::modules::resource::ModuleSource) -> Vec<Need> {
+    match source {
+        crate::modules::resource::ModuleSource::Oci(oci) => oci
+            .pull_secret
+            .iter()
+            .map(|secret| get_secret(&secret.namespace, &secret.name))
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// What the host needs for itself, whatever its modules: ReconcilerModules
@@ -175,6 +201,7 @@ pub fn host_needs() -> Vec<Need> {
                 resource: resource.to_owned(),
                 verb,
                 name: None,
+                namespace: None,
             })
             .collect()
     };
@@ -279,6 +306,7 @@ pub async fn check(client: &Client, module: &str, needs: &[Need]) -> Result<(), 
                     resource: Some(resource),
                     subresource,
                     name: need.name.clone(),
+                    namespace: need.namespace.clone(),
                     verb: Some(need.verb.to_owned()),
                     ..ResourceAttributes::default()
                 }),
@@ -367,5 +395,44 @@ mod tests {
             json!(["get", "list", "watch", "create", "patch", "delete"])
         );
         assert_eq!(role["metadata"]["name"], "bosun-webapp");
+    }
+
+    #[test]
+    fn secrets_a_module_is_granted_or_pulled_with_are_read_by_name_only() {
+        let permissions: crate::grants::Permissions = serde_json::from_value(json!({
+            "http": [
+                {"origin": "https://dns.example",
+                 "credentials": {"header": "X-API-Key",
+                                 "secretRef": {"namespace": "dns", "name": "pdns-key", "key": "key"}},
+                 "caBundle": {"secretRef": {"namespace": "dns", "name": "pdns-ca", "key": "ca.crt"}}},
+                {"origin": "https://open.example"}
+            ]
+        }))
+        .unwrap();
+        let source: crate::modules::resource::ModuleSource = serde_json::from_value(json!({
+            "oci": {"ref": "registry.example/dnsrecord:1",
+                    "digest": format!("sha256:{}", "0".repeat(64)),
+                    "pullSecret": {"namespace": "bosun-system", "name": "registry-auth"}}
+        }))
+        .unwrap();
+        let mut needs = http_needs(&permissions);
+        needs.extend(source_needs(&source));
+        needs.sort();
+        let named: Vec<String> = needs.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            named,
+            [
+                "get secrets (core) named bosun-system/registry-auth",
+                "get secrets (core) named dns/pdns-ca",
+                "get secrets (core) named dns/pdns-key",
+            ],
+        );
+        let role = cluster_role("bosun-modules", &needs);
+        assert_eq!(
+            role["rules"],
+            json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"],
+                    "resourceNames": ["pdns-ca", "pdns-key", "registry-auth"]}]),
+            "no rule reads Secrets other than those named"
+        );
     }
 }

@@ -53,3 +53,41 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
   name: {{ include "bosun.serviceAccountName" . }}
   namespace: {{ .Release.Namespace }}
 {{- end }}
+
+{{/*
+A Role and RoleBinding letting the host get one Secret, by name, in its
+namespace, and no other: for pull secrets and HTTP credentials.
+Takes a dict: root (the chart's context), secret ({namespace, name}),
+role (the Role's name), why (a comment).
+*/}}
+{{- define "bosun.secretReader" -}}
+{{- $root := .root }}
+---
+# {{ .secret.namespace }}/{{ .secret.name }}, {{ .why }}: get, by name only.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: {{ .role }}
+  namespace: {{ required "each Secret needs a namespace" .secret.namespace }}
+  labels:
+    {{- include "bosun.labels" $root | nindent 4 }}
+rules:
+  - apiGroups: [""]
+    resources: ["secrets"]
+    resourceNames: [{{ required "each Secret needs a name" .secret.name | quote }}]
+    verbs: ["get"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: {{ .role }}
+  namespace: {{ .secret.namespace }}
+  labels:
+    {{- include "bosun.labels" $root | nindent 4 }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: {{ .role }}
+subjects:
+  {{- include "bosun.subjects" $root | nindent 2 }}
+{{- end }}

@@ -4,13 +4,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use kube::api::{Api, ListParams};
+use kube::ResourceExt as _;
+use kube::api::ListParams;
 
 use super::output::{fail, print};
 use super::{EXIT_LOAD_FAILED, OutputFormat};
 use crate::discovery::Discovery;
 use crate::engine::Engine;
-use crate::modules::resource::ReconcilerModule;
+use crate::modules::resource::ReconcilerModuleSpec;
 use crate::rbac::{Need, cluster_role, grant_needs, host_needs, module_needs};
 
 /// Arguments of `bosun rbac`.
@@ -21,7 +22,8 @@ pub struct RbacArgs {
     #[arg(long = "module", value_name = "FILE")]
     pub modules: Vec<PathBuf>,
     /// Cover every ReconcilerModule of the cluster (kubeconfig or in-cluster
-    /// config), by what each is granted in `spec.permissions`.
+    /// config), by what each is granted in `spec.permissions`, and the pull
+    /// secret its OCI source names.
     #[arg(long)]
     pub from_cluster: bool,
     /// Also cover what the host needs for itself: ReconcilerModules and
@@ -66,16 +68,29 @@ async fn from_cluster() -> anyhow::Result<Vec<Need>> {
         "connecting to the cluster (set KUBECONFIG, or run in a pod with a service account)",
     )?;
     let discovery = Discovery::new(client.clone());
-    let modules = Api::<ReconcilerModule>::all(client)
+    // Untyped, then read one by one: one spec the host cannot read (and
+    // would not run) must not hide what the others need.
+    let modules = crate::modules::cluster::untyped_api(client)
         .list(&ListParams::default())
         .await
         .context("listing ReconcilerModules")?;
     let mut needs = Vec::new();
     for module in modules {
-        let name = module.metadata.name.clone().unwrap_or_default();
-        needs.extend(crate::rbac::http_needs(&module.spec.permissions));
+        let name = module.name_any();
+        let spec = module.data.get("spec").cloned().unwrap_or_default();
+        let spec: ReconcilerModuleSpec = match serde_json::from_value(spec) {
+            Ok(spec) => spec,
+            Err(error) => {
+                eprintln!(
+                    "skipping ReconcilerModule {name}: the host cannot read its spec: {error}"
+                );
+                continue;
+            }
+        };
+        needs.extend(crate::rbac::http_needs(&spec.permissions));
+        needs.extend(crate::rbac::source_needs(&spec.source));
         needs.extend(
-            grant_needs(&module.spec.permissions, &discovery)
+            grant_needs(&spec.permissions, &discovery)
                 .await
                 .with_context(|| format!("the kinds ReconcilerModule {name} is granted"))?,
         );

@@ -576,6 +576,7 @@ rbac:
       resources: [carts, carts/status]
       verbs: [get, list, watch, patch]
   pullSecrets: [{namespace: bosun-system, name: registry}]
+  httpSecrets: [{namespace: default, name: pdns-api}]
 podAnnotations: {prometheus.io/scrape: "true"}
 nodeSelector: {kubernetes.io/os: linux}
 tolerations: [{key: dedicated, operator: Equal, value: operators, effect: NoSchedule}]
@@ -641,6 +642,17 @@ affinity:
         find(&rendered, "RoleBinding", "bosun-pull-secret-registry")["subjects"][0]["name"],
         "platform-operator"
     );
+    // An HTTP credential: the same, for that Secret in its own namespace.
+    let credential = find(&rendered, "Role", "bosun-http-secret-pdns-api");
+    assert_eq!(credential["metadata"]["namespace"], "default");
+    assert_eq!(
+        credential["rules"],
+        json!([{"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["pdns-api"], "verbs": ["get"]}])
+    );
+    assert_eq!(
+        find(&rendered, "RoleBinding", "bosun-http-secret-pdns-api")["subjects"][0]["name"],
+        "platform-operator"
+    );
     let secrets = |object: &Value| {
         object["rules"]
             .as_array()
@@ -651,8 +663,8 @@ affinity:
     };
     assert_eq!(
         rendered.iter().map(secrets).sum::<usize>(),
-        1,
-        "no rule but the pull secret's touches Secrets"
+        2,
+        "no rule but the pull secret's and the HTTP credential's touches Secrets"
     );
     dry_run(&kubectl, env, Source::Stream(&text));
 }
