@@ -4,6 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -128,23 +129,39 @@ fn get(
     follow: bool,
     timeout: Duration,
 ) -> (Value, Duration) {
+    let module = misbehave_reaching(declared);
+    let outbound = Outbound::new(
+        module.meta(),
+        &granted,
+        HttpLimits {
+            response_bytes: 1 << 20,
+            ..HttpLimits::default()
+        },
+        env,
+    );
+    call(&module, &outbound, url, follow, timeout)
+}
+
+fn misbehave_reaching(declared: &[&str]) -> Module {
     let path = bosun_testenv::guests::misbehave_reaching(declared).expect("guest builds");
-    let module: Module = ENGINE.load_file(&path).expect("loads");
-    let limits = Limits {
-        timeout,
-        ..Limits::default()
-    };
+    ENGINE.load_file(&path).expect("loads")
+}
+
+/// One reconcile of `module` under `outbound`, GETting `url`; what it
+/// wrote to its status, and how long the call took.
+fn call(
+    module: &Module,
+    outbound: &Arc<Outbound>,
+    url: &str,
+    follow: bool,
+    timeout: Duration,
+) -> (Value, Duration) {
     let ctx = CallContext {
-        limits,
-        http: Some(Outbound::new(
-            module.meta(),
-            &granted,
-            HttpLimits {
-                response_bytes: 1 << 20,
-                ..HttpLimits::default()
-            },
-            env,
-        )),
+        limits: Limits {
+            timeout,
+            ..Limits::default()
+        },
+        http: Some(outbound.clone()),
         ..CallContext::default()
     };
     let object = json!({
@@ -361,4 +378,123 @@ fn credentials_reach_the_server_never_the_guest_and_rotation_takes_effect() {
         "{:?}",
         server.requests()
     );
+}
+
+/// A loopback server that keeps each connection open for as long as the
+/// client does (HTTP/1.1 keep-alive), answering every request `200 hello`
+/// (or, with `close_after_each`, closing the connection after each answer
+/// without saying so); counts connections and requests.
+struct KeepAlive {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
+}
+
+impl KeepAlive {
+    fn start(close_after_each: bool) -> KeepAlive {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (opened, served) = (connections.clone(), requests.clone());
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                opened.fetch_add(1, Ordering::SeqCst);
+                let served = served.clone();
+                thread::spawn(move || {
+                    loop {
+                        let mut head = Vec::new();
+                        let mut byte = [0u8; 1];
+                        while !head.ends_with(b"\r\n\r\n") {
+                            match stream.read(&mut byte) {
+                                Ok(1) => head.push(byte[0]),
+                                _ => return,
+                            }
+                        }
+                        served.fetch_add(1, Ordering::SeqCst);
+                        if stream
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
+                            .is_err()
+                            || close_after_each
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        KeepAlive {
+            addr,
+            connections,
+            requests,
+        }
+    }
+
+    fn origin(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn counts(&self) -> (usize, usize) {
+        (
+            self.connections.load(Ordering::SeqCst),
+            self.requests.load(Ordering::SeqCst),
+        )
+    }
+}
+
+#[test]
+fn a_modules_calls_reuse_its_connections_and_no_other_module_shares_them() {
+    let server = KeepAlive::start(false);
+    let origin = server.origin();
+    let url = format!("{origin}/zone");
+    let module = misbehave_reaching(&[&origin]);
+    let outbound = || {
+        Outbound::new(
+            module.meta(),
+            &[grant(&origin)],
+            HttpLimits::default(),
+            Environment::default(),
+        )
+    };
+    let first = outbound();
+    for _ in 0..3 {
+        let (answer, _) = call(&module, &first, &url, false, Duration::from_secs(5));
+        assert_eq!(answer["status"], 200, "{answer}");
+        assert_eq!(answer["body"], "hello", "{answer}");
+    }
+    assert_eq!(
+        server.counts(),
+        (1, 3),
+        "three calls, one connection (connections, requests)"
+    );
+    assert_eq!(first.idle_connections(), 1);
+
+    // Another module, or this one reloaded under a new grant, has a pool of
+    // its own.
+    let second = outbound();
+    let (answer, _) = call(&module, &second, &url, false, Duration::from_secs(5));
+    assert_eq!(answer["status"], 200, "{answer}");
+    assert_eq!(server.counts(), (2, 4));
+}
+
+#[test]
+fn a_connection_the_server_closed_is_not_reused() {
+    let server = KeepAlive::start(true);
+    let origin = server.origin();
+    let url = format!("{origin}/zone");
+    let module = misbehave_reaching(&[&origin]);
+    let outbound = Outbound::new(
+        module.meta(),
+        &[grant(&origin)],
+        HttpLimits::default(),
+        Environment::default(),
+    );
+    for _ in 0..3 {
+        let (answer, _) = call(&module, &outbound, &url, false, Duration::from_secs(5));
+        assert_eq!(answer["status"], 200, "{answer}");
+        // The next reconcile comes later than the server's close.
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(server.counts(), (3, 3));
 }

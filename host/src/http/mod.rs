@@ -4,12 +4,14 @@
 //! ([`crate::grants::HttpGrant`]). Only requests to an origin both declared
 //! and granted leave the host ([`policy`]), to addresses the host checked,
 //! within the call's budget ([`budget`]), with the granted credentials
-//! added by the host ([`credentials`], [`send`]).
+//! added by the host ([`credentials`], [`send`]), over connections each
+//! module keeps open between its calls (`pool`).
 
 pub mod budget;
 pub mod credentials;
 mod origin;
 pub mod policy;
+mod pool;
 pub mod send;
 
 use std::net::IpAddr;
@@ -47,6 +49,7 @@ pub struct Outbound {
     policy: Policy,
     limits: HttpLimits,
     env: Environment,
+    pool: Arc<pool::Pool>,
 }
 
 impl Outbound {
@@ -63,7 +66,13 @@ impl Outbound {
             policy: Policy::new(meta, grants),
             limits,
             env,
+            pool: Arc::default(),
         })
+    }
+
+    /// Idle connections this module's requests may reuse now.
+    pub fn idle_connections(&self) -> usize {
+        self.pool.idle()
     }
 
     fn refused<B>(&self, object: &str, request: &http::Request<B>, refusal: Refusal) {

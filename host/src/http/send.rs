@@ -24,6 +24,7 @@ use super::budget::{CallBudget, Direction, Metered};
 use super::credentials::Holder;
 use super::origin::Scheme;
 use super::policy::{Refusal, check_address};
+use super::pool::{Connection, Key, Returning};
 use crate::grants::{CaBundle, HttpGrant};
 
 type SendFuture = Box<
@@ -146,11 +147,15 @@ async fn send(
     let started = StdInstant::now();
     let origin = admitted.grant.origin.to_string();
     let method = request.method().clone();
+    // What a refusal reports: the request itself goes to the wire.
+    let mut head = http::Request::new(());
+    *head.method_mut() = method.clone();
+    *head.uri_mut() = request.uri().clone();
     let result = exchange(&outbound, &admitted, &budget, &mut request, options).await;
     let code = match &result {
         Ok((response, _)) => response.status().as_u16().to_string(),
         Err(Failure::Refused(refusal)) => {
-            outbound.refused(&object, &request, *refusal);
+            outbound.refused(&object, &head, *refusal);
             return Err(Error::HttpRequestDenied);
         }
         Err(Failure::Error(error)) => error_name(error).to_owned(),
@@ -218,6 +223,65 @@ async fn exchange(
         request.headers_mut().insert(name, value);
     }
 
+    let (mut parts, body) = std::mem::replace(
+        request,
+        http::Request::new(
+            http_body_util::Empty::new()
+                .map_err(|e| match e {})
+                .boxed_unsync(),
+        ),
+    )
+    .into_parts();
+    parts.uri = http::Uri::builder()
+        .path_and_query(parts.uri.path_and_query().map_or("/", |p| p.as_str()))
+        .build()
+        .map_err(|_| Error::HttpRequestUriInvalid)?;
+    let body = Metered::new(body, budget.clone(), Direction::Request, None);
+    let mut wire = http::Request::from_parts(parts, body);
+
+    let key = Key {
+        scheme: admitted.scheme,
+        host: admitted.host.to_ascii_lowercase(),
+        port: admitted.port,
+    };
+    let respond = |response: http::Response<hyper::body::Incoming>, connection: Connection| {
+        let response = response.map(|incoming| {
+            let incoming = Returning::new(incoming, outbound.pool.clone(), key.clone(), connection);
+            Metered::new(incoming, budget.clone(), Direction::Response, between).boxed_unsync()
+        });
+        // The connection is driven by its own task, owned by the pool or the
+        // response body: nothing is left for the guest's store to drive.
+        let io: Box<dyn Future<Output = Result<(), Error>> + Send> = Box::new(async { Ok(()) });
+        (response, io)
+    };
+
+    if let Some(mut connection) = outbound.pool.take(&key).await {
+        match tokio::time::timeout(first_byte, connection.sender.try_send_request(wire)).await {
+            Err(_) => return Err(Error::ConnectionReadTimeout.into()),
+            Ok(Ok(response)) => return Ok(respond(response, connection)),
+            Ok(Err(mut failed)) => match failed.take_message() {
+                // The server closed it before the request went out: a fresh
+                // connection below.
+                Some(unsent) => wire = unsent,
+                None => return Err(Error::from(failed.into_error()).into()),
+            },
+        }
+    }
+    let mut connection = connect(outbound, admitted, connect_timeout).await?;
+    let response = tokio::time::timeout(first_byte, connection.sender.send_request(wire))
+        .await
+        .map_err(|_| Error::ConnectionReadTimeout)?
+        .map_err(Error::from)?;
+    Ok(respond(response, connection))
+}
+
+/// A new connection to an address of the admitted host that passes the
+/// address check, with TLS when the scheme asks for it.
+async fn connect(
+    outbound: &Outbound,
+    admitted: &Admitted,
+    connect_timeout: Duration,
+) -> Result<Connection, Failure> {
     let addresses = resolve(&admitted.host, admitted.port, connect_timeout).await?;
     let mut refusal = None;
     let mut stream = None;
@@ -261,7 +325,7 @@ async fn exchange(
             Box::new(stream)
         }
     };
-    let (mut sender, conn) = tokio::time::timeout_at(
+    let (sender, conn) = tokio::time::timeout_at(
         deadline,
         hyper::client::conn::http1::Builder::new()
             .handshake::<_, Metered<WasiBody>>(TokioIo::new(io)),
@@ -269,36 +333,14 @@ async fn exchange(
     .await
     .map_err(|_| Error::ConnectionTimeout)?
     .map_err(Error::from)?;
-    // Driven on its own task, which the guest's store owns through the
-    // returned future: dropping the call drops the connection.
-    let conn = wasmtime_wasi::runtime::spawn(conn);
-
-    let (mut parts, body) = std::mem::replace(
-        request,
-        http::Request::new(
-            http_body_util::Empty::new()
-                .map_err(|e| match e {})
-                .boxed_unsync(),
-        ),
-    )
-    .into_parts();
-    parts.uri = http::Uri::builder()
-        .path_and_query(parts.uri.path_and_query().map_or("/", |p| p.as_str()))
-        .build()
-        .map_err(|_| Error::HttpRequestUriInvalid)?;
-    let body = Metered::new(body, budget.clone(), Direction::Request, None);
-    let response = tokio::time::timeout(
-        first_byte,
-        sender.send_request(http::Request::from_parts(parts, body)),
-    )
-    .await
-    .map_err(|_| Error::ConnectionReadTimeout)?
-    .map_err(Error::from)?;
-    let response = response.map(|incoming| {
-        Metered::new(incoming, budget.clone(), Direction::Response, between).boxed_unsync()
+    // Driven on a task of its own, which lives as long as the connection:
+    // with the response body while it is read, then in the pool.
+    let driver = wasmtime_wasi::runtime::spawn(async move {
+        if let Err(error) = conn.await {
+            tracing::debug!(%error, "guest HTTP connection ended");
+        }
     });
-    let io = async move { conn.await.map_err(Error::from) };
-    Ok((response, Box::new(io)))
+    Ok(Connection::new(sender, driver))
 }
 
 trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
