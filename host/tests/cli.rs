@@ -446,3 +446,76 @@ fn build_of_a_directory_without_a_crate_says_how_to_make_one() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("bosun new"), "{}", stderr(&out));
 }
+
+/// A loopback HTTP server answering every request `200 hello`, counting
+/// the requests it read. Stops with the process.
+fn hello_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let served = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = served.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                match stream.read(&mut byte) {
+                    Ok(1) => head.push(byte[0]),
+                    _ => break,
+                }
+            }
+            count.fetch_add(1, Ordering::SeqCst);
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello",
+            );
+        }
+    });
+    (origin, served)
+}
+
+#[test]
+fn reconcile_sends_http_only_to_origins_given_with_allow_http() {
+    use std::sync::atomic::Ordering;
+    let (origin, served) = hello_server();
+    let module = bosun_testenv::guests::misbehave_reaching(&[&origin])
+        .unwrap()
+        .display()
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let caller = write(
+        dir.path(),
+        "caller.yaml",
+        &json!({"apiVersion": "tests.bosun.dev/v1", "kind": "Misbehave",
+                "metadata": {"name": "caller", "namespace": "default"},
+                "spec": {"mode": "http", "url": format!("{origin}/hello")}}),
+    );
+
+    // Declared is not enough: without --allow-http the request is refused
+    // at once, and the guest is told so.
+    let refused = yaml(&bosun(&["reconcile", &module, "--object", &caller]));
+    let outcome = &refused["status"]["http"];
+    assert!(outcome["error"].is_string(), "not refused: {refused}");
+    assert!(outcome["status"].is_null(), "{refused}");
+    assert_eq!(
+        served.load(Ordering::SeqCst),
+        0,
+        "a refused request went out"
+    );
+
+    // Allowed: it reaches the server, and the guest reads the answer.
+    let allowed = yaml(&bosun(&[
+        "reconcile",
+        &module,
+        "--object",
+        &caller,
+        "--allow-http",
+        &origin,
+    ]));
+    let outcome = &allowed["status"]["http"];
+    assert_eq!(outcome["status"], 200, "{allowed}");
+    assert_eq!(outcome["bytes"], 5, "{allowed}");
+    assert_eq!(served.load(Ordering::SeqCst), 1);
+}
