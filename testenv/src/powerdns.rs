@@ -76,6 +76,18 @@ impl PowerDns {
     /// missing (saying what to install), when it exits during startup
     /// (quoting its log), or when the API does not answer within 30 s.
     pub fn start() -> Result<PowerDns, Error> {
+        Self::start_with(None)
+    }
+
+    /// Starts PowerDNS with its API on `127.0.0.1:api_port` (its DNS port
+    /// free), for a module built to reach that origin: the demo runs it
+    /// where `examples/dnsrecord` looks by default (8081). Fails as
+    /// [`PowerDns::start`] does, and when that port is taken.
+    pub fn start_at(api_port: u16) -> Result<PowerDns, Error> {
+        Self::start_with(Some(api_port))
+    }
+
+    fn start_with(fixed_api_port: Option<u16>) -> Result<PowerDns, Error> {
         let binary = find_server().ok_or(Error::ToolMissing {
             tool: PDNS_SERVER,
             install: INSTALL,
@@ -101,7 +113,8 @@ impl PowerDns {
                 std::env::temp_dir(),
             ))?;
         create_database(&sqlite, schema, &dir.path().join("pdns.sqlite3"))?;
-        let [dns_port, api_port] = crate::env::free_ports()?;
+        let [dns_port, free_api_port] = crate::env::free_ports()?;
+        let api_port = fixed_api_port.unwrap_or(free_api_port);
         let mut server = PowerDns {
             process: None,
             binary,
@@ -119,7 +132,9 @@ impl PowerDns {
                             || failure.tail.contains("Unable to bind")) =>
                 {
                     attempt += 1;
-                    [server.dns_port, server.api_port] = crate::env::free_ports()?;
+                    let [dns_port, api_port] = crate::env::free_ports()?;
+                    server.dns_port = dns_port;
+                    server.api_port = fixed_api_port.unwrap_or(api_port);
                 }
                 Err(e) => return Err(e),
                 Ok(()) => return Ok(server),
