@@ -12,10 +12,12 @@
 //! `cargo bench -p bosun --bench http` prints the medians and the ratio;
 //! `cargo test --benches` runs each side once.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bosun::engine::bindings::{Request, Trigger};
 use bosun::engine::{CallContext, Engine, EngineConfig, Limits, Module};
@@ -89,21 +91,6 @@ fn guest_call(module: &Module, ctx: &CallContext, request: &Request, expect_http
     }
 }
 
-/// Median of `rounds` timings of `f`, each over `batch` calls.
-fn median_per_call(rounds: usize, batch: u32, mut f: impl FnMut()) -> Duration {
-    let mut samples: Vec<Duration> = (0..rounds)
-        .map(|_| {
-            let started = Instant::now();
-            for _ in 0..batch {
-                f();
-            }
-            started.elapsed() / batch
-        })
-        .collect();
-    samples.sort();
-    samples[rounds / 2]
-}
-
 fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
@@ -166,11 +153,11 @@ fn main() {
             native_get();
             guest_call(&module, &ctx, &fetching, true);
         }
-        let native_time = median_per_call(rounds, batch, native_get);
-        let with_request = median_per_call(rounds, batch, || {
+        let native_time = common::median_per_call(rounds, batch, native_get);
+        let with_request = common::median_per_call(rounds, batch, || {
             guest_call(&module, &ctx, &fetching, true);
         });
-        let without = median_per_call(rounds, batch, || {
+        let without = common::median_per_call(rounds, batch, || {
             guest_call(&module, &ctx, &idle, false);
         });
         let guest_time = with_request.saturating_sub(without);

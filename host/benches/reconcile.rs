@@ -9,7 +9,7 @@
 //! `cargo bench -p bosun --bench reconcile` prints criterion's figures and,
 //! at the end, the engine/native ratio for each size.
 
-use std::time::{Duration, Instant};
+mod common;
 
 use bosun::engine::bindings::{Request, Trigger};
 use bosun::engine::{CallContext, Engine, EngineConfig, Module};
@@ -101,21 +101,6 @@ fn bench(c: &mut Criterion, module: &Module, ctx: &CallContext) {
     group.finish();
 }
 
-/// Median of `rounds` timings of `f`, each over `batch` calls.
-fn median_per_call(rounds: usize, batch: u32, mut f: impl FnMut()) -> Duration {
-    let mut samples: Vec<Duration> = (0..rounds)
-        .map(|_| {
-            let started = Instant::now();
-            for _ in 0..batch {
-                f();
-            }
-            started.elapsed() / batch
-        })
-        .collect();
-    samples.sort();
-    samples[rounds / 2]
-}
-
 /// The figures the project tracks: engine time over native time, per size,
 /// measured back to back in this run.
 fn print_ratios(module: &Module, ctx: &CallContext) {
@@ -128,8 +113,8 @@ fn print_ratios(module: &Module, ctx: &CallContext) {
     for kb in SIZES_KB {
         let at = at_of_size(kb);
         let batch = if kb >= 100 { 20 } else { 100 };
-        let native = median_per_call(21, batch, || native_call(&harness, &at));
-        let engine = median_per_call(21, batch, || engine_call(module, ctx, &at));
+        let native = common::median_per_call(21, batch, || native_call(&harness, &at));
+        let engine = common::median_per_call(21, batch, || engine_call(module, ctx, &at));
         println!(
             "{:>6}KB {:>10.1}µs {:>10.1}µs {:>7.2}x",
             kb,

@@ -37,14 +37,9 @@ impl Server {
                 let Ok(mut stream) = stream else { continue };
                 let seen = seen.clone();
                 thread::spawn(move || {
-                    let mut head = Vec::new();
-                    let mut byte = [0u8; 1];
-                    while !head.ends_with(b"\r\n\r\n") {
-                        match stream.read(&mut byte) {
-                            Ok(1) => head.push(byte[0]),
-                            _ => return,
-                        }
-                    }
+                    let Some(head) = read_head(&mut stream) else {
+                        return;
+                    };
                     seen.lock()
                         .unwrap()
                         .push(String::from_utf8_lossy(&head).into_owned());
@@ -62,6 +57,20 @@ impl Server {
     fn requests(&self) -> Vec<String> {
         self.heads.lock().unwrap().clone()
     }
+}
+
+/// The next request head on `stream` (a byte at a time, so nothing of the
+/// next request is read), or None when the client closed it.
+fn read_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    Some(head)
 }
 
 fn ok(stream: &mut TcpStream) {
@@ -403,15 +412,7 @@ impl KeepAlive {
                 opened.fetch_add(1, Ordering::SeqCst);
                 let served = served.clone();
                 thread::spawn(move || {
-                    loop {
-                        let mut head = Vec::new();
-                        let mut byte = [0u8; 1];
-                        while !head.ends_with(b"\r\n\r\n") {
-                            match stream.read(&mut byte) {
-                                Ok(1) => head.push(byte[0]),
-                                _ => return,
-                            }
-                        }
+                    while read_head(&mut stream).is_some() {
                         served.fetch_add(1, Ordering::SeqCst);
                         if stream
                             .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
