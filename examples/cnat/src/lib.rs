@@ -92,11 +92,14 @@ impl Reconciler for Cnat {
         let observed = ctx.child::<Pod>(&pod_name(at))?;
         match phase {
             PHASE_DONE => {
-                // Done for good: keep the finished Pod (so it is not pruned),
-                // but never start it again.
-                Ok(observed
-                    .into_iter()
-                    .fold(status(PHASE_DONE), Response::child))
+                // Done for good: keep the finished Pod (so it is not pruned)
+                // as it was asked for — not as observed, whose defaulted
+                // fields would be claimed and written again — but never
+                // start it again once it is gone.
+                Ok(match observed {
+                    Some(_) => status(PHASE_DONE).child(pod(at)),
+                    None => status(PHASE_DONE),
+                })
             }
             PHASE_RUNNING => {
                 let finished = observed

@@ -101,6 +101,26 @@ fn stays_running_while_the_pod_runs_and_is_done_when_it_finishes() {
 }
 
 #[test]
+fn done_keeps_the_pod_as_it_was_applied_not_as_observed() {
+    let done = at("2026-12-01T10:00:00Z", Some(PHASE_DONE));
+    let applied = cnat::pod(&done);
+    // The Pod as the API server holds it: fields it defaulted, a status.
+    let mut observed = applied.clone();
+    observed.spec.as_mut().unwrap().dns_policy = Some("ClusterFirst".into());
+    observed.status = Some(PodStatus {
+        phase: Some("Succeeded".into()),
+        ..PodStatus::default()
+    });
+    let outcome = Harness::<Cnat>::new()
+        .child(&observed)
+        .reconcile(&done)
+        .unwrap();
+    assert_eq!(phase(&outcome), PHASE_DONE);
+    // The body the host applied while it ran, so the host writes nothing.
+    assert_eq!(outcome.children::<Pod>(), vec![applied]);
+}
+
+#[test]
 fn done_is_final() {
     let done = at("2026-12-01T10:00:00Z", Some(PHASE_DONE));
     let outcome = Harness::<Cnat>::new().reconcile(&done).unwrap();
