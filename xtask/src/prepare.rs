@@ -28,7 +28,7 @@ pub fn prepare(step: impl Fn(&str)) -> Result<Prepared> {
     let started = Instant::now();
     let control_plane = std::thread::spawn(|| control_plane::ensure(false, Output::Background));
     step(
-        "building the guests: the examples and the test reconcilers as Wasm components (cold: about 4 min on 2 cores; then seconds)",
+        "building the guests: the examples and the test reconcilers as Wasm components (cold: about 3 min on 2 cores; then seconds)",
     );
     let guests = crate::guests::build()?;
     step("building the bosun host (cold: about 8 min on 2 cores; then seconds)");
