@@ -16,8 +16,9 @@ pub const TARGET: &str = "wasm32-wasip2";
 /// The guest packages: the examples (cnat, webapp, the PowerDNS operator
 /// dnsrecord), webapp's second version, the deliberately bad test guest, the
 /// test guest with a finalizer, and ports of k8s.io/sample-controller and
-/// kube-rs's controller-rs run against their own CRDs.
-pub const PACKAGES: [&str; 8] = [
+/// kube-rs's controller-rs run against their own CRDs, and cnat under a
+/// kind patched in per copy for the benchmark's many-modules scenario.
+pub const PACKAGES: [&str; 9] = [
     "cnat",
     "webapp",
     "webapp-next",
@@ -26,6 +27,7 @@ pub const PACKAGES: [&str; 8] = [
     "janitor",
     "samplecontroller",
     "documents",
+    "cnat-fleet",
 ];
 
 /// Why the guests could not be built.
@@ -226,7 +228,8 @@ pub fn misbehave_declaring(variant: &str) -> Result<PathBuf, BuildError> {
             "{variant:?} is not a misbehave variant name"
         )));
     }
-    patched_misbehave(
+    patched(
+        "misbehave",
         VARIANT_MARKER,
         VARIANT_BYTES,
         variant,
@@ -254,7 +257,8 @@ pub fn misbehave_reaching(origins: &[&str]) -> Result<PathBuf, BuildError> {
     let tag: u64 = list.bytes().fold(0xcbf29ce484222325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
     });
-    patched_misbehave(
+    patched(
+        "misbehave",
         ORIGINS_MARKER,
         ORIGINS_BYTES,
         &list,
@@ -262,29 +266,77 @@ pub fn misbehave_reaching(origins: &[&str]) -> Result<PathBuf, BuildError> {
     )
 }
 
-/// A copy of the built misbehave component with the `room` bytes after
+/// The marker before the kind in cnat-fleet's data.
+const FLEET_KIND_MARKER: &[u8] = b"FLEET-KIND=";
+
+/// The room for the kind after the marker.
+const FLEET_KIND_BYTES: usize = 16;
+
+/// cnat's reconciler as module `cnat-<kind in lower case>`, reconciling
+/// `fleet.bench.bosun.dev/v1alpha1` `kind` (plural: the kind in lower case
+/// plus `s`) instead of `At` (`tests/guests/cnat-fleet`): a copy of the
+/// built component with the kind patched in place, so the benchmark gets M
+/// distinct modules from one build. `kind` is an upper-case letter then
+/// letters and digits, at most 16. Written to
+/// `target/guest-variants/cnat-fleet-<kind>.wasm`.
+pub fn cnat_fleet(kind: &str) -> Result<PathBuf, BuildError> {
+    let valid = kind.len() <= FLEET_KIND_BYTES
+        && kind.starts_with(|c: char| c.is_ascii_uppercase())
+        && kind.bytes().all(|b| b.is_ascii_alphanumeric());
+    if !valid {
+        return Err(BuildError(format!("{kind:?} is not a cnat-fleet kind")));
+    }
+    patched(
+        "cnat-fleet",
+        FLEET_KIND_MARKER,
+        FLEET_KIND_BYTES,
+        kind,
+        &format!("cnat-fleet-{kind}.wasm"),
+    )
+}
+
+/// A copy of the built component of `package` with the `room` bytes after
 /// `marker` replaced by `value` (space-padded), written to
 /// `target/guest-variants/<file_name>`.
-fn patched_misbehave(
+fn patched(
+    package: &str,
     marker: &[u8],
     room: usize,
     value: &str,
     file_name: &str,
 ) -> Result<PathBuf, BuildError> {
-    let built = path("misbehave")?;
+    let built = path(package)?;
     let mut bytes = std::fs::read(&built)
         .map_err(|e| BuildError(format!("reading {}: {e}", built.display())))?;
-    let at = bytes
+    let mut found = bytes
         .windows(marker.len())
-        .position(|w| w == marker)
-        .ok_or_else(|| {
-            BuildError(format!(
+        .enumerate()
+        .filter(|(_, w)| *w == marker)
+        .map(|(at, _)| at);
+    let at = match (found.next(), found.next()) {
+        (Some(at), None) => at + marker.len(),
+        (None, _) => {
+            return Err(BuildError(format!(
                 "{} has no {} marker",
                 built.display(),
                 String::from_utf8_lossy(marker)
-            ))
-        })?
-        + marker.len();
+            )));
+        }
+        (Some(_), Some(_)) => {
+            return Err(BuildError(format!(
+                "{} holds the {} marker more than once",
+                built.display(),
+                String::from_utf8_lossy(marker)
+            )));
+        }
+    };
+    if at + room > bytes.len() {
+        return Err(BuildError(format!(
+            "{} ends inside its {} room",
+            built.display(),
+            String::from_utf8_lossy(marker)
+        )));
+    }
     let mut padded = vec![b' '; room];
     padded[..value.len()].copy_from_slice(value.as_bytes());
     bytes[at..at + room].copy_from_slice(&padded);
