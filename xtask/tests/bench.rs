@@ -3,20 +3,22 @@
 //! not converge fails). Figures from such a run mean nothing, and nothing
 //! here looks at them.
 //!
-//! Ignored by default — it starts five control planes and builds the
+//! Ignored by default — it starts nine control planes and builds the
 //! native baseline — so CI skips it:
 //! `cargo test -p xtask --test bench -- --ignored`.
 
 use xtask::bench::{self, Args};
 
 #[test]
-#[ignore = "starts five control planes and builds the native baseline; run with --ignored"]
+#[ignore = "starts nine control planes and builds the native baseline; run with --ignored"]
 fn every_row_is_produced_and_both_sides_converge() {
     let out = tempfile::tempdir().expect("a temporary directory");
     let outcome = bench::run(Args {
         quick: true,
         objects: vec![10, 20],
         repeats: Some(1),
+        modules: vec![1, 3],
+        objects_per_module: Some(2),
         debug: true,
         out: Some(out.path().to_owned()),
     })

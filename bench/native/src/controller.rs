@@ -42,6 +42,18 @@ pub struct Options {
     pub backoff_base: Duration,
     /// The most a key's backoff grows to.
     pub backoff_max: Duration,
+    /// Another primary kind for the same logic, under another name.
+    pub primary: Option<Primary>,
+}
+
+/// A primary kind the logic runs under in place of the one it declares
+/// (its objects must deserialize as the logic's own kind).
+#[derive(Debug, Clone)]
+pub struct Primary {
+    /// The kind.
+    pub resource: ApiResource,
+    /// The controller's name, in place of the module's.
+    pub name: String,
 }
 
 /// Why a reconcile failed.
@@ -85,11 +97,14 @@ pub async fn run<R: Reconciler + 'static>(
     options: Options,
 ) -> anyhow::Result<()> {
     let info = bosun_sdk::__private::metadata::<R>();
-    let primary = api_resource(&info.primary);
+    let (primary, name) = match &options.primary {
+        Some(other) => (other.resource.clone(), other.name.clone()),
+        None => (api_resource(&info.primary), info.name.clone()),
+    };
     let field_manager = options
         .field_manager
         .clone()
-        .unwrap_or_else(|| format!("native/{}", info.name));
+        .unwrap_or_else(|| format!("native/{name}"));
     let config = watcher::Config::default();
 
     let mut owned = Vec::new();
@@ -131,7 +146,7 @@ pub async fn run<R: Reconciler + 'static>(
             client.clone(),
             primary.clone(),
             field_manager,
-            Recorder::new(client, Reporter::from(format!("native-{}", info.name))),
+            Recorder::new(client, Reporter::from(format!("native-{name}"))),
         ),
         owned,
         failures: Mutex::default(),

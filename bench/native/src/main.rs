@@ -30,6 +30,26 @@ struct Args {
     /// The field manager; default `native/<module>`.
     #[arg(long)]
     field_manager: Option<String>,
+    /// Runs cnat's logic for `fleet.bench.bosun.dev/v1alpha1` KIND (plural:
+    /// KIND in lower case plus `s`) instead of `At`, as the benchmark's
+    /// `cnat-fleet` guest does: one of the M controllers of the
+    /// many-modules scenario.
+    #[arg(long, value_name = "KIND")]
+    fleet_kind: Option<String>,
+}
+
+/// A kind of the many-modules scenario, as `tests/guests/cnat-fleet` declares it.
+fn fleet_kind(kind: &str) -> controller::Primary {
+    controller::Primary {
+        resource: kube::api::ApiResource {
+            group: "fleet.bench.bosun.dev".into(),
+            version: "v1alpha1".into(),
+            api_version: "fleet.bench.bosun.dev/v1alpha1".into(),
+            kind: kind.into(),
+            plural: format!("{}s", kind.to_lowercase()),
+        },
+        name: format!("cnat-{}", kind.to_lowercase()),
+    }
 }
 
 #[tokio::main]
@@ -49,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
         field_manager: args.field_manager,
         backoff_base: Duration::from_millis(5),
         backoff_max: Duration::from_secs(1000),
+        primary: args.fleet_kind.as_deref().map(fleet_kind),
     };
     match args.module.as_str() {
         "cnat" => controller::run::<cnat::Cnat>(client, options).await,

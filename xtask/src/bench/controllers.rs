@@ -61,28 +61,61 @@ impl Controller {
         log: &Path,
         extra: &[&str],
     ) -> Result<Controller> {
+        match side {
+            Side::Bosun => Controller::host(
+                binaries,
+                std::slice::from_ref(&binaries.cnat),
+                kubeconfig,
+                log,
+                extra,
+            ),
+            Side::Native => Controller::native(binaries, &["--module", "cnat"], kubeconfig, log),
+        }
+    }
+
+    /// Starts one host running `modules`, each granted what it declares.
+    pub fn host(
+        binaries: &Binaries,
+        modules: &[PathBuf],
+        kubeconfig: &Path,
+        log: &Path,
+        extra: &[&str],
+    ) -> Result<Controller> {
+        let port = free_port()?;
+        let mut command = Command::new(&binaries.bosun);
+        command.arg("run");
+        for module in modules {
+            command.arg("--module").arg(module);
+        }
+        command
+            .arg("--grant-declared")
+            .args(["--telemetry-addr", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .env("BOSUN_CACHE_DIR", &binaries.cache_dir);
+        Controller::spawn(Side::Bosun, command, Some(port), kubeconfig, log)
+    }
+
+    /// Starts one native controller process with `args`.
+    pub fn native(
+        binaries: &Binaries,
+        args: &[&str],
+        kubeconfig: &Path,
+        log: &Path,
+    ) -> Result<Controller> {
+        let mut command = Command::new(&binaries.native);
+        command.args(args);
+        Controller::spawn(Side::Native, command, None, kubeconfig, log)
+    }
+
+    fn spawn(
+        side: Side,
+        mut command: Command,
+        telemetry_port: Option<u16>,
+        kubeconfig: &Path,
+        log: &Path,
+    ) -> Result<Controller> {
         let log_file =
             std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-        let (mut command, telemetry_port) = match side {
-            Side::Bosun => {
-                let port = free_port()?;
-                let mut command = Command::new(&binaries.bosun);
-                command
-                    .arg("run")
-                    .arg("--module")
-                    .arg(&binaries.cnat)
-                    .arg("--grant-declared")
-                    .args(["--telemetry-addr", &format!("127.0.0.1:{port}")])
-                    .args(extra)
-                    .env("BOSUN_CACHE_DIR", &binaries.cache_dir);
-                (command, Some(port))
-            }
-            Side::Native => {
-                let mut command = Command::new(&binaries.native);
-                command.args(["--module", "cnat"]);
-                (command, None)
-            }
-        };
         command
             .env("KUBECONFIG", kubeconfig)
             // What an operator runs in production: warnings only, on both sides.

@@ -9,13 +9,15 @@
 //! sides share whatever else the machine is doing; the ratios are the
 //! result, not the absolute figures. A last step checks that a resync of
 //! converged objects writes nothing (the host only: kube-runtime's
-//! Controller has no periodic resync).
+//! Controller has no periodic resync). Last, the memory of many modules:
+//! one host running M modules beside M native processes ([`fleet`]).
 //!
 //! Prints one table and writes `target/bench/bench.md` and
 //! `target/bench/bench.json`.
 
 pub mod controllers;
 pub mod counters;
+pub mod fleet;
 pub mod report;
 pub mod scenario;
 
@@ -42,6 +44,14 @@ pub struct Args {
     /// Runs of each side per burst size; default 3 (2 with --quick).
     #[arg(long)]
     pub repeats: Option<usize>,
+    /// Module counts of the many-modules scenario; default 1, 10 and 50
+    /// (1 and 10 with --quick).
+    #[arg(long, value_delimiter = ',')]
+    pub modules: Vec<usize>,
+    /// Objects of each module's kind in the many-modules scenario;
+    /// default 20 (10 with --quick).
+    #[arg(long)]
+    pub objects_per_module: Option<usize>,
     /// Build and run the debug binaries instead of release ones (for the
     /// harness's own test; figures from debug builds mean little).
     #[arg(long)]
@@ -91,6 +101,7 @@ async fn run_async(args: Args) -> Result<Outcome> {
         .unwrap_or_else(|| bosun_testenv::guests::target_dir().join("bench"));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let binaries = build(args.debug, &out)?;
+    fleet::compile_into_cache(&binaries, &binaries.cnat)?;
 
     let mut runs: Vec<(Side, usize, Run)> = Vec::new();
     for &objects in &sizes {
@@ -127,6 +138,50 @@ async fn run_async(args: Args) -> Result<Outcome> {
             }
         }
     }
+    let module_counts = if !args.modules.is_empty() {
+        args.modules.clone()
+    } else if args.quick {
+        vec![1, 10]
+    } else {
+        vec![1, 10, 50]
+    };
+    let per_module = args
+        .objects_per_module
+        .unwrap_or(if args.quick { 10 } else { 20 })
+        .max(1);
+    // Memory varies little between runs: two per side are enough for a spread.
+    let fleet_repeats = repeats.min(2);
+    let max_modules = module_counts.iter().copied().max().unwrap_or(1);
+    eprintln!("bench: compiling {max_modules} cnat-fleet modules into the host's cache …");
+    let fleet_modules = fleet::modules(&binaries, max_modules)?;
+    let mut fleet_runs = Vec::new();
+    for &count in &module_counts {
+        for repeat in 0..fleet_repeats {
+            for side in Side::BOTH {
+                eprintln!(
+                    "bench: {count} modules × {per_module} objects, {} (repeat {}/{fleet_repeats}) …",
+                    side.name(),
+                    repeat + 1
+                );
+                let run = match fleet::run(side, &binaries, &fleet_modules, count, per_module, &out)
+                    .await
+                {
+                    Ok(run) => run,
+                    Err(error) => {
+                        eprintln!("bench:   failed, trying once more: {error:#}");
+                        fleet::run(side, &binaries, &fleet_modules, count, per_module, &out)
+                            .await
+                            .with_context(|| format!("{count} modules, {}", side.name()))?
+                    }
+                };
+                eprintln!(
+                    "bench:   {:.1} MiB resident",
+                    run.rss as f64 / (1024.0 * 1024.0)
+                );
+                fleet_runs.push((side, run));
+            }
+        }
+    }
     eprintln!("bench: resync of {resync_objects} converged objects (bosun) …");
     let (resync_reconciles, resync_cost) =
         scenario::resync(&binaries, resync_objects, &out).await?;
@@ -136,15 +191,16 @@ async fn run_async(args: Args) -> Result<Outcome> {
         );
     }
 
-    let rows = rows(
+    let mut rows = rows(
         &runs,
         &sizes,
         resync_objects,
         resync_reconciles,
         resync_cost.writes,
     );
+    rows.extend(fleet_rows(&fleet_runs, &module_counts));
     let note = format!(
-        "`cargo xtask bench{}`: cnat, {} builds, bursts of {} objects created 32 at a time, {repeats} runs per side alternating, a control plane per run; {} idle samples; bosun/native < 1 is better for time, requests, CPU and memory, > 1 for rates. Took {:.0} s.",
+        "`cargo xtask bench{}`: cnat, {} builds, bursts of {} objects created 32 at a time, {repeats} runs per side alternating, a control plane per run; {} idle samples; many modules: {} modules with {per_module} objects each, one host against as many native processes, {fleet_repeats} runs per side; bosun/native < 1 is better for time, requests, CPU and memory, > 1 for rates. Took {:.0} s.",
         if args.quick { " --quick" } else { "" },
         if args.debug { "debug" } else { "release" },
         sizes
@@ -153,6 +209,11 @@ async fn run_async(args: Args) -> Result<Outcome> {
             .collect::<Vec<_>>()
             .join(" and "),
         idle_samples,
+        module_counts
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
         started.elapsed().as_secs_f64()
     );
     let table = report::text(&rows);
@@ -165,6 +226,9 @@ async fn run_async(args: Args) -> Result<Outcome> {
         "repeats": repeats,
         "idle_samples": idle_samples,
         "resync_objects": resync_objects,
+        "modules": module_counts,
+        "objects_per_module": per_module,
+        "fleet_repeats": fleet_repeats,
         "profile": if args.debug { "debug" } else { "release" },
     });
     std::fs::write(
@@ -323,6 +387,68 @@ fn rows(
     }
     for &n in sizes {
         rows.push(row(format!("(e) CPU converging {n}"), "s", n, &|r| r.cpu));
+    }
+    rows
+}
+
+fn fleet_rows(runs: &[(Side, fleet::FleetRun)], counts: &[usize]) -> Vec<Row> {
+    let values = |side: Side, count: usize, f: &dyn Fn(&fleet::FleetRun) -> f64| -> Vec<f64> {
+        runs.iter()
+            .filter(|(s, run)| *s == side && run.modules == count)
+            .map(|(_, run)| f(run))
+            .collect()
+    };
+    let per_module = runs.first().map_or(0, |(_, run)| run.objects_per_module);
+    let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+    let mut rows = Vec::new();
+    let row = |metric: String,
+               unit: &'static str,
+               count: usize,
+               f: &dyn Fn(&fleet::FleetRun) -> f64| Row {
+        metric,
+        unit,
+        bosun: values(Side::Bosun, count, f),
+        native: values(Side::Native, count, f),
+    };
+    for &count in counts {
+        rows.push(row(
+            format!("(d) RSS of {count} modules, {per_module} objects each, once converged"),
+            "MiB",
+            count,
+            &|r| mib(r.rss),
+        ));
+        rows.push(row(
+            format!("(d) peak RSS of {count} modules, {per_module} objects each"),
+            "MiB",
+            count,
+            &|r| mib(r.rss_peak),
+        ));
+    }
+    if let (Some(&fewest), Some(&most)) = (counts.iter().min(), counts.iter().max())
+        && most > fewest
+    {
+        let per_added = |side: Side| -> Vec<f64> {
+            let a = values(side, fewest, &|r| r.rss as f64);
+            let b = values(side, most, &|r| r.rss as f64);
+            a.iter()
+                .zip(&b)
+                .map(|(a, b)| mib((b - a).max(0.0) as u64) / (most - fewest) as f64)
+                .collect()
+        };
+        rows.push(Row {
+            metric: format!("(d) RSS per added module, {fewest} to {most} modules"),
+            unit: "MiB",
+            bosun: per_added(Side::Bosun),
+            native: per_added(Side::Native),
+        });
+    }
+    for &count in counts {
+        rows.push(row(
+            format!("(e) CPU starting {count} modules and converging {per_module} objects each"),
+            "s",
+            count,
+            &|r| r.cpu,
+        ));
     }
     rows
 }

@@ -26,7 +26,7 @@ use super::controllers::{Binaries, Controller, Side};
 use super::counters::{self, Cost, Requests};
 
 /// The namespace every run works in.
-const NAMESPACE: &str = "bench";
+pub const NAMESPACE: &str = "bench";
 /// Creates in flight at once: a fast client, as a CI job or a GitOps tool.
 const CONCURRENT_CREATES: usize = 32;
 /// How long a burst may take to converge before the run fails.
@@ -76,7 +76,7 @@ fn at(name: &str) -> Result<DynamicObject> {
     }))?)
 }
 
-fn is_converged(object: &DynamicObject) -> bool {
+pub fn is_converged(object: &DynamicObject) -> bool {
     let status = object.data.get("status");
     status.and_then(|s| s.get("phase")).and_then(Value::as_str) == Some("RUNNING")
         && status
