@@ -80,6 +80,22 @@ fn inspect_prints_the_module_metadata() {
 }
 
 #[test]
+fn inspect_shows_the_origins_a_module_declares_and_the_grant_they_need() {
+    let report = yaml(&bosun(&["inspect", &guest("dnsrecord")]));
+    assert_eq!(
+        report["module"]["httpOrigins"],
+        json!(["http://127.0.0.1:8081"])
+    );
+    assert_eq!(
+        report["permissions"]["http"],
+        json!([{"origin": "http://127.0.0.1:8081"}])
+    );
+    // A module that declares none shows none.
+    let report = yaml(&bosun(&["inspect", &guest("cnat")]));
+    assert!(report["module"].get("httpOrigins").is_none(), "{report:?}");
+}
+
+#[test]
 fn inspect_grant_prints_a_grant_file_bosun_run_accepts() {
     let out = bosun(&["inspect", &guest("webapp"), "--grant"]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -499,3 +499,99 @@ fn a_connection_the_server_closed_is_not_reused() {
     }
     assert_eq!(server.counts(), (3, 3));
 }
+
+/// The line of `rendered` for `series` whose labels hold every one of
+/// `labels`; its value.
+fn series_value(rendered: &str, series: &str, labels: &[&str]) -> Option<f64> {
+    rendered
+        .lines()
+        .filter(|line| line.starts_with(&format!("{series}{{")))
+        .find(|line| labels.iter().all(|label| line.contains(label)))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn the_request_budget_holds_and_every_request_and_refusal_is_counted() {
+    // A server that sends the caller back to itself: the guest's own
+    // follow is a second request, over a budget of one.
+    static LOCATION: Mutex<String> = Mutex::new(String::new());
+    let server = Server::start(|stream| {
+        let location = LOCATION.lock().unwrap().clone();
+        let _ = stream.write_all(
+            format!("HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\n\r\n")
+                .as_bytes(),
+        );
+    });
+    let origin = server.origin();
+    *LOCATION.lock().unwrap() = format!("{origin}/again");
+    let metrics = bosun::telemetry::Metrics::new();
+    let module = misbehave_reaching(&[&origin]);
+    let outbound = Outbound::new(
+        module.meta(),
+        &[grant(&origin)],
+        HttpLimits {
+            requests: 1,
+            ..HttpLimits::default()
+        },
+        Environment {
+            metrics: Some(metrics.clone()),
+            ..Environment::default()
+        },
+    );
+    let (outcome, took) = call(
+        &module,
+        &outbound,
+        &format!("{origin}/first"),
+        true,
+        Duration::from_secs(5),
+    );
+    assert_eq!(outcome["status"], 302, "{outcome}");
+    assert_eq!(outcome["follow"]["error"], "HttpRequestDenied", "{outcome}");
+    assert!(
+        took < Duration::from_secs(2),
+        "refused at once, took {took:?}"
+    );
+    assert_eq!(server.requests().len(), 1, "{:?}", server.requests());
+
+    // The budget is per call: the next call may send one again.
+    let (again, _) = call(
+        &module,
+        &outbound,
+        &format!("{origin}/first"),
+        false,
+        Duration::from_secs(5),
+    );
+    assert_eq!(again["status"], 302, "{again}");
+    assert_eq!(server.requests().len(), 2);
+
+    let rendered = metrics.render();
+    let module_label = "module=\"misbehave\"";
+    let origin_label = format!("origin=\"{origin}\"");
+    assert_eq!(
+        series_value(
+            &rendered,
+            "bosun_guest_http_requests_total",
+            &[module_label, &origin_label, "code=\"302\""]
+        ),
+        Some(2.0),
+        "{rendered}"
+    );
+    assert_eq!(
+        series_value(
+            &rendered,
+            "bosun_guest_http_request_duration_seconds_count",
+            &[module_label, &origin_label]
+        ),
+        Some(2.0),
+        "{rendered}"
+    );
+    assert_eq!(
+        series_value(
+            &rendered,
+            "bosun_guest_http_refused_total",
+            &[module_label, "reason=\"request_budget\""]
+        ),
+        Some(1.0),
+        "{rendered}"
+    );
+}

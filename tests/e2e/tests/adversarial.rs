@@ -166,6 +166,76 @@ async fn an_at_whose_pod_name_is_taken_says_so_and_leaves_the_pod() {
     );
 }
 
+/// The grant of `module`, confined to `cluster`'s namespace, as a file in `dir`.
+fn confined_grant(cluster: &Cluster, module: &str, dir: &std::path::Path, name: &str) -> String {
+    let mut grant = common::grant_of(&guest(module));
+    grant["permissions"]["namespaces"] = json!([cluster.namespace]);
+    let file = dir.join(name);
+    std::fs::write(&file, grant.to_string()).unwrap();
+    file.display().to_string()
+}
+
+#[tokio::test]
+async fn a_local_module_runs_only_under_a_grant_the_operator_gave() {
+    let cluster = Cluster::tenant("adv-local").await;
+    let grants = tempfile::tempdir().unwrap();
+    // Grants for webapp only: cnat on the command line is refused, by name,
+    // and the host does not start rather than run it with powers nobody gave.
+    let webapp_grant = confined_grant(&cluster, "webapp", grants.path(), "webapp.grant.json");
+    let mut refused = Host::spawn(&cluster, &["cnat"], &["--grant", &webapp_grant]);
+    let started = std::time::Instant::now();
+    while refused.is_running() {
+        assert!(
+            started.elapsed() < LONG,
+            "a host with an ungranted module kept running; its log:\n{}",
+            refused.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = refused.log();
+    assert!(
+        log.contains("module cnat declares more than it was granted"),
+        "{log}"
+    );
+    assert!(log.contains("own Pod"), "{log}");
+
+    // A modules directory: cnat beside its grant file runs; janitor, with
+    // no grant file, is refused and the host carries on without it.
+    let modules = tempfile::tempdir().unwrap();
+    confined_grant(&cluster, "cnat", modules.path(), "cnat.grant.yaml");
+    std::fs::copy(guest("cnat"), modules.path().join("cnat.wasm")).unwrap();
+    std::fs::copy(guest("janitor"), modules.path().join("janitor.wasm")).unwrap();
+    let host = Host::start(
+        &cluster,
+        &[],
+        &[
+            "--modules-dir",
+            modules.path().to_str().unwrap(),
+            "--grant",
+            &webapp_grant,
+        ],
+    )
+    .await;
+    cluster
+        .ats()
+        .create(&PostParams::default(), &at("granted", &schedule_in(0)))
+        .await
+        .unwrap();
+    eventually("the granted module reconciles", LONG, || async {
+        get(&cluster.ats(), "granted")
+            .await
+            .filter(|at| at.data["status"]["phase"] == "RUNNING")
+    })
+    .await;
+    eventually("janitor refused, by name", LONG, || async {
+        let log = host.log();
+        log.contains("module janitor declares more than it was granted")
+            .then_some(())
+    })
+    .await;
+    assert_eq!(host.get("/readyz").await.unwrap().0, 200, "{}", host.log());
+}
+
 #[tokio::test]
 async fn a_bad_schedule_is_a_condition_and_an_event_and_no_failing_write() {
     let cluster = Cluster::tenant("adv-schedule").await;

@@ -236,6 +236,54 @@ async fn push_to_a_config_map_loads_a_re_push_writes_nothing_new_bytes_swap() {
     })
     .await;
 
+    // Settings from a file: the same bytes, new settings, applied without a
+    // new component; a later push without --settings keeps them.
+    let settings = dir.path().join("settings.yaml");
+    std::fs::write(&settings, "commonLabels:\n  team: shop\n").unwrap();
+    let out = bosun(
+        &cluster,
+        &[
+            "push",
+            &next,
+            "--name",
+            "webapp",
+            "-n",
+            &ns,
+            "--settings",
+            settings.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("ReconcilerModule webapp updated"),
+        "{}",
+        stdout(&out)
+    );
+    let module = get(&modules, "webapp").await.unwrap();
+    assert_eq!(
+        module.data["spec"]["settings"],
+        json!({"commonLabels": {"team": "shop"}})
+    );
+    assert_eq!(
+        module.data["status"]["digest"], next_sha,
+        "no new component"
+    );
+    eventually("the settings reach the children", LONG, || async {
+        get(&deployments, "shop")
+            .await
+            .filter(|d| label(d, "team").as_deref() == Some("shop"))
+    })
+    .await;
+    let out = bosun(&cluster, &["push", &next, "--name", "webapp", "-n", &ns]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("nothing written"), "{}", stdout(&out));
+    let module = get(&modules, "webapp").await.unwrap();
+    assert_eq!(
+        module.data["spec"]["settings"],
+        json!({"commonLabels": {"team": "shop"}}),
+        "a push without --settings keeps them"
+    );
+
     // A module whose CRD is not installed: the host says why (and tries
     // again by itself), and push gives up at its timeout with its words.
     Api::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>::all(
