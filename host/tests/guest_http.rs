@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bosun::engine::bindings::{Request, Trigger};
 use bosun::engine::{CallContext, Engine, EngineConfig, Limits, Module};
-use bosun::grants::{HttpCredentials, HttpGrant, KeyRef};
+use bosun::grants::{CaBundle, HttpCredentials, HttpGrant, KeyRef};
 use bosun::http::credentials::{Holder, KeySource};
 use bosun::http::{Environment, HttpLimits, Origin, Outbound};
 use serde_json::{Value, json};
@@ -61,7 +61,7 @@ impl Server {
 
 /// The next request head on `stream` (a byte at a time, so nothing of the
 /// next request is read), or None when the client closed it.
-fn read_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
+fn read_head(stream: &mut impl Read) -> Option<Vec<u8>> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -594,4 +594,126 @@ fn the_request_budget_holds_and_every_request_and_refusal_is_counted() {
         Some(1.0),
         "{rendered}"
     );
+}
+
+/// A TLS server on loopback whose certificate, for `localhost`, is signed
+/// by a CA of its own; answers `hello` and records the request heads.
+/// Returns the server and the CA's PEM.
+fn tls_server() -> (Server, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::default();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let ca = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+        )
+        .unwrap(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().unwrap();
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let seen = heads.clone();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let (config, seen) = (config.clone(), seen.clone());
+            thread::spawn(move || {
+                let connection = rustls::ServerConnection::new(config).unwrap();
+                let mut tls = rustls::StreamOwned::new(connection, stream);
+                // A client that refuses the certificate ends here.
+                let Some(head) = read_head(&mut tls) else {
+                    return;
+                };
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&head).into_owned());
+                let _ = tls.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello",
+                );
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            });
+        }
+    });
+    (Server { addr, heads }, ca_cert.pem())
+}
+
+/// A key source holding one CA bundle, in ConfigMap `bosun-system/ca`.
+struct Bundle(String);
+
+impl KeySource for Bundle {
+    fn read(
+        &self,
+        holder: Holder,
+        key: &KeyRef,
+    ) -> futures::future::BoxFuture<'static, Result<Vec<u8>, String>> {
+        let value = if holder == Holder::ConfigMap && key.name == "ca" {
+            Ok(self.0.clone().into_bytes())
+        } else {
+            Err(format!("no key {}", key.name))
+        };
+        Box::pin(async move { value })
+    }
+}
+
+#[test]
+fn https_is_verified_against_the_system_roots_and_the_grants_ca_bundle() {
+    let (server, ca) = tls_server();
+    let origin = format!("https://localhost:{}", server.addr.port());
+    let env = Environment {
+        keys: Some(Arc::new(Bundle(ca))),
+        ..Environment::default()
+    };
+
+    // The system's roots alone do not know the server's CA: refused in the
+    // handshake, before any request is sent.
+    let (untrusted, _) = get(
+        &[&origin],
+        vec![grant(&origin)],
+        env.clone(),
+        &format!("{origin}/zone"),
+        false,
+        Duration::from_secs(5),
+    );
+    assert!(
+        untrusted["error"].as_str().unwrap_or("").contains("Tls"),
+        "{untrusted}"
+    );
+    assert!(server.requests().is_empty(), "{:?}", server.requests());
+
+    // The grant's CA bundle (a ConfigMap key, read by the host) trusts it.
+    let with_bundle = HttpGrant {
+        ca_bundle: Some(CaBundle::ConfigMapRef(KeyRef {
+            namespace: "bosun-system".into(),
+            name: "ca".into(),
+            key: "ca.crt".into(),
+        })),
+        ..grant(&origin)
+    };
+    let (trusted, _) = get(
+        &[&origin],
+        vec![with_bundle],
+        env,
+        &format!("{origin}/zone"),
+        false,
+        Duration::from_secs(5),
+    );
+    assert_eq!(trusted["status"], 200, "{trusted}");
+    assert_eq!(trusted["body"], "hello");
+    assert!(server.requests()[0].starts_with("GET /zone HTTP/1.1"));
 }
