@@ -177,3 +177,73 @@ where
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::{BodyExt, Full};
+
+    use super::*;
+
+    fn limits(requests: u32, request_bytes: u64) -> HttpLimits {
+        HttpLimits {
+            requests,
+            request_bytes,
+            ..HttpLimits::default()
+        }
+    }
+
+    #[test]
+    fn requests_are_counted_per_call() {
+        let call = CallBudget::new(limits(2, 1 << 20), Duration::from_secs(5));
+        assert!(call.take_request());
+        assert!(call.take_request());
+        assert!(!call.take_request(), "the third of two");
+        assert!(!call.take_request(), "and every one after it");
+        let next = CallBudget::new(limits(2, 1 << 20), Duration::from_secs(5));
+        assert!(next.take_request(), "the next call starts afresh");
+    }
+
+    #[tokio::test]
+    async fn request_bodies_of_one_call_share_its_byte_budget() {
+        let call = CallBudget::new(limits(16, 100), Duration::from_secs(5));
+        let first = Metered::new(
+            Full::new(Bytes::from(vec![b'a'; 60])),
+            call.clone(),
+            Direction::Request,
+            None,
+        );
+        assert_eq!(first.collect().await.unwrap().to_bytes().len(), 60);
+        // 60 + 60 is over 100: the second body fails, worded as wasi:http's
+        // own body-size error the guest knows.
+        let second = Metered::new(
+            Full::new(Bytes::from(vec![b'b'; 60])),
+            call.clone(),
+            Direction::Request,
+            None,
+        );
+        match second.collect().await {
+            Err(Error::HttpRequestBodySize(Some(100))) => {}
+            other => panic!("expected HttpRequestBodySize(100), got {other:?}"),
+        }
+        // Response bytes are a budget of their own.
+        let response = Metered::new(
+            Full::new(Bytes::from(vec![b'c'; 60])),
+            call,
+            Direction::Response,
+            None,
+        );
+        assert!(response.collect().await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_deadline_bounds_every_wait() {
+        let call = CallBudget::new(HttpLimits::default(), Duration::from_secs(1));
+        let left = call.bound(None);
+        assert!(left <= Duration::from_secs(1) - margin(Duration::from_secs(1)));
+        assert_eq!(
+            call.bound(Some(Duration::from_millis(10))),
+            Duration::from_millis(10)
+        );
+        assert!(call.bound(Some(Duration::from_secs(60))) <= left);
+    }
+}
