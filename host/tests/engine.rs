@@ -655,7 +655,7 @@ fn the_compile_cache_loads_only_what_it_wrote_from_a_directory_of_its_own() {
         .unwrap();
     for entry in std::fs::read_dir(theirs.path()).unwrap() {
         let entry = entry.unwrap();
-        if entry.file_name().to_string_lossy().ends_with(".cwasm") {
+        if entry.file_name().to_string_lossy().contains(".cwasm") {
             std::fs::copy(entry.path(), ours.path().join(entry.file_name())).unwrap();
         }
     }
@@ -669,6 +669,29 @@ fn the_compile_cache_loads_only_what_it_wrote_from_a_directory_of_its_own() {
         engine.load_file(&path).unwrap().compile_source(),
         CompileSource::Cache,
         "what this cache wrote itself is"
+    );
+    // Its own entry, changed on disk after it was written: dropped, compiled.
+    for entry in std::fs::read_dir(ours.path()).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name().to_string_lossy().ends_with(".cwasm") {
+            let mut bytes = std::fs::read(entry.path()).unwrap();
+            let middle = bytes.len() / 2;
+            bytes[middle] ^= 0xff;
+            // Renamed over it: a module already loaded keeps the file it mapped.
+            let changed = ours.path().join("changed");
+            std::fs::write(&changed, bytes).unwrap();
+            std::fs::rename(&changed, entry.path()).unwrap();
+        }
+    }
+    assert_eq!(
+        engine.load_file(&path).unwrap().compile_source(),
+        CompileSource::Compiled,
+        "a changed entry is not loaded"
+    );
+    assert_eq!(
+        engine.load_file(&path).unwrap().compile_source(),
+        CompileSource::Cache,
+        "and is written again"
     );
 
     // A directory others may write to is refused: everything compiles.

@@ -10,11 +10,18 @@
 //!   and the host compiles every module instead);
 //! - every entry carries an HMAC-SHA256 of its bytes under a key that only
 //!   this cache knows (`key`, created on first use, readable by its owner
-//!   alone): an entry someone else put there, or a damaged one, fails the
-//!   check and is dropped.
+//!   alone), in a file beside it (`.tag`): an entry someone else put there,
+//!   or a damaged one, fails the check and is dropped.
+//!
+//! A verified entry is mapped from the file rather than read into memory,
+//! so only the pages a module's calls touch stay resident: a host running
+//! many modules would otherwise hold every artifact whole (2.6 MB for
+//! cnat). It is mapped through the descriptor it was verified through, and
+//! entries are only ever replaced by rename, never written in place.
 
 use std::fs;
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -82,6 +89,16 @@ impl CompileCache {
         self.dir.join(format!("{digest}-{}.cwasm", self.engine_key))
     }
 
+    fn tag_path(&self, digest: &str) -> PathBuf {
+        self.dir
+            .join(format!("{digest}-{}.cwasm.tag", self.engine_key))
+    }
+
+    fn drop_entry(&self, digest: &str) {
+        let _ = fs::remove_file(self.path(digest));
+        let _ = fs::remove_file(self.tag_path(digest));
+    }
+
     /// The key, checking the directory the first time; None (logged once)
     /// when the cache is refused.
     fn key(&self) -> Option<&[u8; TAG_BYTES]> {
@@ -106,24 +123,28 @@ impl CompileCache {
     pub fn get(&self, engine: &wasmtime::Engine, digest: &str) -> Option<Component> {
         let key = self.key()?;
         let path = self.path(digest);
-        let mut bytes = Vec::new();
-        match fs::File::open(&path) {
-            Ok(mut file) => file.read_to_end(&mut bytes).ok()?,
-            Err(_) => return None,
-        };
-        if bytes.len() < TAG_BYTES || hmac_sha256(key, &bytes[TAG_BYTES..]) != bytes[..TAG_BYTES] {
+        let file = fs::File::open(&path).ok()?;
+        let tag = fs::read(self.tag_path(digest)).unwrap_or_default();
+        let verified = hmac_sha256(key, &file).is_ok_and(|mac| mac[..] == tag[..]);
+        if !verified {
             tracing::warn!(path = %path.display(), "dropping a compile cache entry that this host did not write (or that is damaged)");
-            let _ = fs::remove_file(&path);
+            self.drop_entry(digest);
             return None;
         }
-        // SAFETY: the bytes are an artifact this host serialized itself
-        // (their tag is under this cache's own key); wasmtime also checks
-        // the artifact's engine compatibility and refuses a mismatch.
-        match unsafe { Component::deserialize(engine, &bytes[TAG_BYTES..]) } {
+        // The descriptor the bytes were verified through: a rename of
+        // another file to this name since then maps nothing new.
+        let verified_file = format!("/proc/self/fd/{}", file.as_raw_fd());
+        // SAFETY: the file is an artifact this host serialized itself (its
+        // tag is under this cache's own key); wasmtime also checks the
+        // artifact's engine compatibility and refuses a mismatch. The cache
+        // replaces entries by rename only, so the mapped file is never
+        // modified while a module uses it; only the host's own user could,
+        // in a directory no one else may write.
+        match unsafe { Component::deserialize_file(engine, &verified_file) } {
             Ok(component) => Some(component),
             Err(error) => {
                 tracing::warn!(path = %path.display(), %error, "dropping unusable compile cache entry");
-                let _ = fs::remove_file(&path);
+                self.drop_entry(digest);
                 None
             }
         }
@@ -137,11 +158,16 @@ impl CompileCache {
         };
         let result = (|| -> anyhow::Result<()> {
             let bytes = component.serialize()?;
+            // Each renamed into place, so that a concurrent reader never sees
+            // half a file (and a mapped entry is never written in place); a
+            // reader between the two renames finds a tag that does not match
+            // and compiles.
             let mut file = tempfile::NamedTempFile::new_in(&self.dir)?;
-            file.write_all(&hmac_sha256(key, &bytes))?;
             file.write_all(&bytes)?;
-            // Rename into place so that a concurrent reader never sees half a file.
             file.persist(self.path(digest))?;
+            let mut tag = tempfile::NamedTempFile::new_in(&self.dir)?;
+            tag.write_all(&hmac_sha256(key, &bytes[..])?)?;
+            tag.persist(self.tag_path(digest))?;
             Ok(())
         })();
         if let Err(error) = result {
@@ -220,20 +246,26 @@ fn check_private(path: &Path, forbidden: u32) -> Result<(), CacheError> {
 }
 
 /// HMAC-SHA256 (RFC 2104) of `message` under `key`.
-fn hmac_sha256(key: &[u8; TAG_BYTES], message: &[u8]) -> [u8; TAG_BYTES] {
+fn hmac_sha256(key: &[u8; TAG_BYTES], mut message: impl Read) -> io::Result<[u8; TAG_BYTES]> {
     const BLOCK: usize = 64;
     let mut padded = [0u8; BLOCK];
     padded[..TAG_BYTES].copy_from_slice(key);
     let pad = |byte: u8| padded.map(|k| k ^ byte);
-    let inner = Sha256::new()
-        .chain_update(pad(0x36))
-        .chain_update(message)
-        .finalize();
-    Sha256::new()
+    let mut inner = Sha256::new().chain_update(pad(0x36));
+    let mut chunk = vec![0u8; 64 << 10];
+    loop {
+        match message.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => inner.update(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Sha256::new()
         .chain_update(pad(0x5c))
-        .chain_update(inner)
+        .chain_update(inner.finalize())
         .finalize()
-        .into()
+        .into())
 }
 
 #[cfg(test)]
@@ -246,7 +278,7 @@ mod tests {
         let mut key = [0u8; TAG_BYTES];
         key[..4].copy_from_slice(b"Jefe");
         assert_eq!(
-            hex::encode(hmac_sha256(&key, b"what do ya want for nothing?")),
+            hex::encode(hmac_sha256(&key, &b"what do ya want for nothing?"[..]).unwrap()),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
     }
