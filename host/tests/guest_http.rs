@@ -28,26 +28,48 @@ struct Server {
 
 impl Server {
     fn start(respond: fn(&mut TcpStream)) -> Server {
+        Server::serve(move |mut stream, heads| {
+            if record_head(&mut stream, heads) {
+                respond(&mut stream);
+            }
+        })
+    }
+
+    /// Accepts connections on loopback, each handed to `handle` on a thread
+    /// of its own with the log of request heads.
+    fn serve(handle: impl Fn(TcpStream, &Mutex<Vec<String>>) + Send + Sync + 'static) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().unwrap();
         let heads = Arc::new(Mutex::new(Vec::new()));
         let seen = heads.clone();
+        let handle = Arc::new(handle);
         thread::spawn(move || {
             for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let seen = seen.clone();
-                thread::spawn(move || {
-                    let Some(head) = read_head(&mut stream) else {
-                        return;
-                    };
-                    seen.lock()
-                        .unwrap()
-                        .push(String::from_utf8_lossy(&head).into_owned());
-                    respond(&mut stream);
-                });
+                let Ok(stream) = stream else { continue };
+                let (seen, handle) = (seen.clone(), handle.clone());
+                thread::spawn(move || handle(stream, &seen));
             }
         });
         Server { addr, heads }
+    }
+
+    /// A server answering every request with a redirect to what the
+    /// returned location holds at the time.
+    fn redirecting() -> (Server, Arc<Mutex<String>>) {
+        let location = Arc::new(Mutex::new(String::new()));
+        let to = location.clone();
+        let server = Server::serve(move |mut stream, heads| {
+            if record_head(&mut stream, heads) {
+                let location = to.lock().unwrap().clone();
+                let _ = stream.write_all(
+                    format!(
+                        "HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\n\r\n"
+                    )
+                    .as_bytes(),
+                );
+            }
+        });
+        (server, location)
     }
 
     fn origin(&self) -> String {
@@ -73,7 +95,20 @@ fn read_head(stream: &mut impl Read) -> Option<Vec<u8>> {
     Some(head)
 }
 
-fn ok(stream: &mut TcpStream) {
+/// Reads the next request head on `stream` into `heads`; false when the
+/// client closed it first.
+fn record_head(stream: &mut impl Read, heads: &Mutex<Vec<String>>) -> bool {
+    let Some(head) = read_head(stream) else {
+        return false;
+    };
+    heads
+        .lock()
+        .unwrap()
+        .push(String::from_utf8_lossy(&head).into_owned());
+    true
+}
+
+fn ok(stream: &mut impl Write) {
     let _ =
         stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello");
 }
@@ -265,15 +300,8 @@ fn the_api_server_address_is_refused_even_through_a_granted_name() {
 #[test]
 fn redirects_are_not_followed_by_the_host_and_the_guests_own_follow_is_checked() {
     let target = Server::start(ok);
-    static LOCATION: Mutex<String> = Mutex::new(String::new());
-    *LOCATION.lock().unwrap() = format!("{}/secret", target.origin());
-    let redirector = Server::start(|stream| {
-        let location = LOCATION.lock().unwrap().clone();
-        let _ = stream.write_all(
-            format!("HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\n\r\n")
-                .as_bytes(),
-        );
-    });
+    let (redirector, location) = Server::redirecting();
+    *location.lock().unwrap() = format!("{}/secret", target.origin());
     let origin = redirector.origin();
     let (outcome, _) = get(
         &[&origin],
@@ -514,16 +542,9 @@ fn series_value(rendered: &str, series: &str, labels: &[&str]) -> Option<f64> {
 fn the_request_budget_holds_and_every_request_and_refusal_is_counted() {
     // A server that sends the caller back to itself: the guest's own
     // follow is a second request, over a budget of one.
-    static LOCATION: Mutex<String> = Mutex::new(String::new());
-    let server = Server::start(|stream| {
-        let location = LOCATION.lock().unwrap().clone();
-        let _ = stream.write_all(
-            format!("HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\n\r\n")
-                .as_bytes(),
-        );
-    });
+    let (server, location) = Server::redirecting();
     let origin = server.origin();
-    *LOCATION.lock().unwrap() = format!("{origin}/again");
+    *location.lock().unwrap() = format!("{origin}/again");
     let metrics = bosun::telemetry::Metrics::new();
     let module = misbehave_reaching(&[&origin]);
     let outbound = Outbound::new(
@@ -624,33 +645,17 @@ fn tls_server() -> (Server, String) {
         )
         .unwrap(),
     );
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().unwrap();
-    let heads = Arc::new(Mutex::new(Vec::new()));
-    let seen = heads.clone();
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            let (config, seen) = (config.clone(), seen.clone());
-            thread::spawn(move || {
-                let connection = rustls::ServerConnection::new(config).unwrap();
-                let mut tls = rustls::StreamOwned::new(connection, stream);
-                // A client that refuses the certificate ends here.
-                let Some(head) = read_head(&mut tls) else {
-                    return;
-                };
-                seen.lock()
-                    .unwrap()
-                    .push(String::from_utf8_lossy(&head).into_owned());
-                let _ = tls.write_all(
-                    b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello",
-                );
-                tls.conn.send_close_notify();
-                let _ = tls.flush();
-            });
+    let server = Server::serve(move |stream, heads| {
+        let connection = rustls::ServerConnection::new(config.clone()).unwrap();
+        let mut tls = rustls::StreamOwned::new(connection, stream);
+        // A client that refuses the certificate ends here.
+        if record_head(&mut tls, heads) {
+            ok(&mut tls);
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
         }
     });
-    (Server { addr, heads }, ca_cert.pem())
+    (server, ca_cert.pem())
 }
 
 /// A key source holding one CA bundle, in ConfigMap `bosun-system/ca`.
