@@ -166,22 +166,13 @@ async fn an_at_whose_pod_name_is_taken_says_so_and_leaves_the_pod() {
     );
 }
 
-/// The grant of `module`, confined to `cluster`'s namespace, as a file in `dir`.
-fn confined_grant(cluster: &Cluster, module: &str, dir: &std::path::Path, name: &str) -> String {
-    let mut grant = common::grant_of(&guest(module));
-    grant["permissions"]["namespaces"] = json!([cluster.namespace]);
-    let file = dir.join(name);
-    std::fs::write(&file, grant.to_string()).unwrap();
-    file.display().to_string()
-}
-
 #[tokio::test]
 async fn a_local_module_runs_only_under_a_grant_the_operator_gave() {
     let cluster = Cluster::tenant("adv-local").await;
     let grants = tempfile::tempdir().unwrap();
     // Grants for webapp only: cnat on the command line is refused, by name,
     // and the host does not start rather than run it with powers nobody gave.
-    let webapp_grant = confined_grant(&cluster, "webapp", grants.path(), "webapp.grant.json");
+    let webapp_grant = cluster.confined_grant("webapp", &grants.path().join("webapp.grant.json"));
     let mut refused = Host::spawn(&cluster, &["cnat"], &["--grant", &webapp_grant]);
     let started = std::time::Instant::now();
     while refused.is_running() {
@@ -202,7 +193,7 @@ async fn a_local_module_runs_only_under_a_grant_the_operator_gave() {
     // A modules directory: cnat beside its grant file runs; janitor, with
     // no grant file, is refused and the host carries on without it.
     let modules = tempfile::tempdir().unwrap();
-    confined_grant(&cluster, "cnat", modules.path(), "cnat.grant.yaml");
+    cluster.confined_grant("cnat", &modules.path().join("cnat.grant.yaml"));
     std::fs::copy(guest("cnat"), modules.path().join("cnat.wasm")).unwrap();
     std::fs::copy(guest("janitor"), modules.path().join("janitor.wasm")).unwrap();
     let host = Host::start(

@@ -87,6 +87,15 @@ impl Cluster {
         Cluster::with_namespace(Env::Own(Box::new(env)), client, "e2e").await
     }
 
+    /// Writes to `file` the grant of `module` (a guest package) confined to
+    /// this cluster's namespace: what it declares, there only. Returns the path.
+    pub fn confined_grant(&self, module: &str, file: &Path) -> String {
+        let mut grant = grant_of(&guest(module));
+        grant["permissions"]["namespaces"] = json!([self.namespace]);
+        std::fs::write(file, grant.to_string()).unwrap();
+        file.display().to_string()
+    }
+
     /// A namespace `name` of its own on the control plane this test binary
     /// shares.
     pub async fn tenant(name: &str) -> Cluster {
@@ -213,11 +222,9 @@ impl Host {
         let dir = tempfile::tempdir().unwrap();
         let mut args: Vec<String> = Vec::new();
         for module in modules {
-            let mut grant = grant_of(&guest(module));
-            grant["permissions"]["namespaces"] = json!([cluster.namespace]);
-            let file = dir.path().join(format!("{module}.grant.json"));
-            std::fs::write(&file, grant.to_string()).unwrap();
-            args.extend(["--grant".to_owned(), file.display().to_string()]);
+            let file =
+                cluster.confined_grant(module, &dir.path().join(format!("{module}.grant.json")));
+            args.extend(["--grant".to_owned(), file]);
         }
         args.extend(extra.iter().map(|s| s.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
