@@ -174,11 +174,8 @@ async fn run_async(args: Args) -> Result<Outcome> {
                             .with_context(|| format!("{count} modules, {}", side.name()))?
                     }
                 };
-                eprintln!(
-                    "bench:   {:.1} MiB resident",
-                    run.rss as f64 / (1024.0 * 1024.0)
-                );
-                fleet_runs.push((side, run));
+                eprintln!("bench:   {:.1} MiB resident", mib(run.rss));
+                fleet_runs.push((side, count, run));
             }
         }
     }
@@ -285,19 +282,11 @@ fn rows(
     resync_reconciles: f64,
     resync_writes: f64,
 ) -> Vec<Row> {
-    let values = |side: Side, objects: usize, f: &dyn Fn(&Run) -> f64| -> Vec<f64> {
-        runs.iter()
-            .filter(|(s, n, _)| *s == side && *n == objects)
-            .map(|(_, _, run)| f(run))
-            .collect()
+    let values =
+        |side: Side, objects: usize, f: &dyn Fn(&Run) -> f64| figures(runs, side, objects, f);
+    let row = |metric: String, unit: &'static str, objects: usize, f: &dyn Fn(&Run) -> f64| {
+        both(runs, metric, unit, objects, f)
     };
-    let row = |metric: String, unit: &'static str, objects: usize, f: &dyn Fn(&Run) -> f64| Row {
-        metric,
-        unit,
-        bosun: values(Side::Bosun, objects, f),
-        native: values(Side::Native, objects, f),
-    };
-    let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
     let mut rows = Vec::new();
     for &n in sizes {
         rows.push(row(
@@ -370,14 +359,7 @@ fn rows(
     if let (Some(&small), Some(&large)) = (sizes.first(), sizes.last())
         && large > small
     {
-        let per_object = |side: Side| -> Vec<f64> {
-            let a = values(side, small, &|r| r.rss as f64);
-            let b = values(side, large, &|r| r.rss as f64);
-            a.iter()
-                .zip(&b)
-                .map(|(a, b)| (b - a) / (large - small) as f64)
-                .collect()
-        };
+        let per_object = |side: Side| growth(runs, side, small, large, &|r| r.rss as f64);
         rows.push(Row {
             metric: format!("(d) RSS per cached object, {small} to {large}"),
             unit: "bytes",
@@ -391,33 +373,19 @@ fn rows(
     rows
 }
 
-fn fleet_rows(runs: &[(Side, fleet::FleetRun)], counts: &[usize]) -> Vec<Row> {
-    let values = |side: Side, count: usize, f: &dyn Fn(&fleet::FleetRun) -> f64| -> Vec<f64> {
-        runs.iter()
-            .filter(|(s, run)| *s == side && run.modules == count)
-            .map(|(_, run)| f(run))
-            .collect()
-    };
-    let per_module = runs.first().map_or(0, |(_, run)| run.objects_per_module);
-    let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+fn fleet_rows(runs: &[(Side, usize, fleet::FleetRun)], counts: &[usize]) -> Vec<Row> {
+    let per_module = runs.first().map_or(0, |(_, _, run)| run.objects_per_module);
     let mut rows = Vec::new();
-    let row = |metric: String,
-               unit: &'static str,
-               count: usize,
-               f: &dyn Fn(&fleet::FleetRun) -> f64| Row {
-        metric,
-        unit,
-        bosun: values(Side::Bosun, count, f),
-        native: values(Side::Native, count, f),
-    };
     for &count in counts {
-        rows.push(row(
+        rows.push(both(
+            runs,
             format!("(d) RSS of {count} modules, {per_module} objects each, once converged"),
             "MiB",
             count,
             &|r| mib(r.rss),
         ));
-        rows.push(row(
+        rows.push(both(
+            runs,
             format!("(d) peak RSS of {count} modules, {per_module} objects each"),
             "MiB",
             count,
@@ -428,11 +396,9 @@ fn fleet_rows(runs: &[(Side, fleet::FleetRun)], counts: &[usize]) -> Vec<Row> {
         && most > fewest
     {
         let per_added = |side: Side| -> Vec<f64> {
-            let a = values(side, fewest, &|r| r.rss as f64);
-            let b = values(side, most, &|r| r.rss as f64);
-            a.iter()
-                .zip(&b)
-                .map(|(a, b)| mib((b - a).max(0.0) as u64) / (most - fewest) as f64)
+            growth(runs, side, fewest, most, &|r| mib(r.rss))
+                .into_iter()
+                .map(|g| g.max(0.0))
                 .collect()
         };
         rows.push(Row {
@@ -443,7 +409,8 @@ fn fleet_rows(runs: &[(Side, fleet::FleetRun)], counts: &[usize]) -> Vec<Row> {
         });
     }
     for &count in counts {
-        rows.push(row(
+        rows.push(both(
+            runs,
             format!("(e) CPU starting {count} modules and converging {per_module} objects each"),
             "s",
             count,
@@ -451,4 +418,55 @@ fn fleet_rows(runs: &[(Side, fleet::FleetRun)], counts: &[usize]) -> Vec<Row> {
         ));
     }
     rows
+}
+
+/// `bytes` in MiB.
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// `f` of each of `side`'s runs at `size` (objects, or modules), one per repeat.
+fn figures<R>(
+    runs: &[(Side, usize, R)],
+    side: Side,
+    size: usize,
+    f: &dyn Fn(&R) -> f64,
+) -> Vec<f64> {
+    runs.iter()
+        .filter(|(s, n, _)| *s == side && *n == size)
+        .map(|(_, _, run)| f(run))
+        .collect()
+}
+
+/// A row of `f` on both sides at `size`.
+fn both<R>(
+    runs: &[(Side, usize, R)],
+    metric: String,
+    unit: &'static str,
+    size: usize,
+    f: &dyn Fn(&R) -> f64,
+) -> Row {
+    Row {
+        metric,
+        unit,
+        bosun: figures(runs, Side::Bosun, size, f),
+        native: figures(runs, Side::Native, size, f),
+    }
+}
+
+/// How much `f` grows per unit of size from `small` to `large`, repeat by
+/// repeat.
+fn growth<R>(
+    runs: &[(Side, usize, R)],
+    side: Side,
+    small: usize,
+    large: usize,
+    f: &dyn Fn(&R) -> f64,
+) -> Vec<f64> {
+    let a = figures(runs, side, small, f);
+    let b = figures(runs, side, large, f);
+    a.iter()
+        .zip(&b)
+        .map(|(a, b)| (b - a) / (large - small) as f64)
+        .collect()
 }
