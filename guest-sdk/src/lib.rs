@@ -57,6 +57,8 @@ mod context;
 mod error;
 mod host;
 pub mod http;
+#[cfg(any(test, target_arch = "wasm32"))]
+mod mem;
 mod metadata;
 mod response;
 pub mod testing;

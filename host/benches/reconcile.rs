@@ -102,25 +102,32 @@ fn bench(c: &mut Criterion, module: &Module, ctx: &CallContext) {
 }
 
 /// The figures the project tracks: engine time over native time, per size,
-/// measured back to back in this run.
+/// measured in alternating rounds in this run (the ratio's quartiles show
+/// how much the machine moved while it ran).
 fn print_ratios(module: &Module, ctx: &CallContext) {
     let harness = Harness::<Cnat>::new().now(NOW);
     println!("\nengine (fresh pooled instance) vs native, median per call:");
     println!(
-        "{:>8} {:>12} {:>12} {:>8}",
-        "object", "native", "engine", "ratio"
+        "{:>8} {:>12} {:>12} {:>8} {:>14}",
+        "object", "native", "engine", "ratio", "ratio p25-p75"
     );
     for kb in SIZES_KB {
         let at = at_of_size(kb);
-        let batch = if kb >= 100 { 20 } else { 100 };
-        let native = common::median_per_call(21, batch, || native_call(&harness, &at));
-        let engine = common::median_per_call(21, batch, || engine_call(module, ctx, &at));
+        let batch = if kb >= 100 { 10 } else { 50 };
+        let paired = common::paired(
+            41,
+            batch,
+            || native_call(&harness, &at),
+            || engine_call(module, ctx, &at),
+        );
         println!(
-            "{:>6}KB {:>10.1}µs {:>10.1}µs {:>7.2}x",
+            "{:>6}KB {:>10.1}µs {:>10.1}µs {:>7.2}x {:>6.2}-{:.2}x",
             kb,
-            native.as_secs_f64() * 1e6,
-            engine.as_secs_f64() * 1e6,
-            engine.as_secs_f64() / native.as_secs_f64()
+            paired.a.as_secs_f64() * 1e6,
+            paired.b.as_secs_f64() * 1e6,
+            paired.ratio[1],
+            paired.ratio[0],
+            paired.ratio[2],
         );
     }
 }
