@@ -712,3 +712,88 @@ fn the_compile_cache_loads_only_what_it_wrote_from_a_directory_of_its_own() {
         "the refusal says why"
     );
 }
+
+/// Waits until `module`'s code is let go, or fails after `within`.
+fn wait_unloaded(module: &Module, within: Duration) {
+    let started = std::time::Instant::now();
+    while module.is_resident() {
+        assert!(
+            started.elapsed() < within,
+            "the idle module's code was not let go within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn an_idle_modules_code_is_let_go_and_mapped_again_from_the_cache_on_its_next_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let idle = Duration::from_millis(300);
+    let engine = Engine::new(EngineConfig {
+        cache_dir: Some(dir.path().to_owned()),
+        unload_idle_after: Some(idle),
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let cnat = engine
+        .load_file(bosun_testenv::guests::path("cnat").unwrap())
+        .unwrap();
+    let due = || {
+        cnat.reconcile(&request(&at(None), &[]), &at_clock("2026-12-01T10:00:01Z"))
+            .expect("the call completes")
+            .expect("cnat succeeds")
+    };
+    let before = due();
+    assert!(cnat.is_resident());
+
+    // A module in use keeps its code: calls closer together than `idle`.
+    for _ in 0..6 {
+        std::thread::sleep(idle / 3);
+        due();
+        assert!(cnat.is_resident(), "a module in use was unloaded");
+    }
+
+    wait_unloaded(&cnat, idle * 10);
+    let after = due();
+    assert!(cnat.is_resident(), "the call mapped the code again");
+    assert_eq!(after.children, before.children);
+    assert_eq!(after.status, before.status);
+
+    // Code the cache no longer holds cannot come back: the call says so,
+    // and what to do, instead of running something else.
+    wait_unloaded(&cnat, idle * 10);
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().contains(".cwasm") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let error = cnat
+        .reconcile(&request(&at(None), &[]), &at_clock("2026-12-01T10:00:01Z"))
+        .expect_err("nothing to map the code from");
+    assert!(matches!(error, CallError::Reload { .. }), "{error}");
+    let message = error.to_string();
+    assert!(
+        message.contains("no longer in the compile cache")
+            && message.contains("re-apply its ReconcilerModule"),
+        "{message}"
+    );
+}
+
+#[test]
+fn without_a_cache_a_modules_code_stays() {
+    let engine = Engine::new(EngineConfig {
+        cache_dir: None,
+        unload_idle_after: Some(Duration::from_millis(100)),
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let cnat = engine
+        .load_file(bosun_testenv::guests::path("cnat").unwrap())
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(cnat.is_resident(), "there is nothing to map it again from");
+    cnat.reconcile(&request(&at(None), &[]), &at_clock("2026-12-01T10:00:01Z"))
+        .expect("the call completes")
+        .expect("cnat succeeds");
+}

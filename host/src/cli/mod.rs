@@ -123,21 +123,27 @@ pub enum OutputFormat {
 impl Cli {
     /// Runs the chosen subcommand.
     pub fn run(self) -> anyhow::Result<ExitCode> {
-        let engine = || -> anyhow::Result<Engine> {
-            let cache_dir = match (self.no_cache, &self.cache_dir) {
-                (true, _) => None,
-                (false, Some(dir)) => Some(dir.clone()),
-                (false, None) => EngineConfig::default_cache_dir(),
+        let engine_unloading =
+            |unload_idle_after: Option<std::time::Duration>| -> anyhow::Result<Engine> {
+                let cache_dir = match (self.no_cache, &self.cache_dir) {
+                    (true, _) => None,
+                    (false, Some(dir)) => Some(dir.clone()),
+                    (false, None) => EngineConfig::default_cache_dir(),
+                };
+                Engine::new(EngineConfig {
+                    cache_dir,
+                    unload_idle_after,
+                    ..EngineConfig::default()
+                })
             };
-            Engine::new(EngineConfig {
-                cache_dir,
-                ..EngineConfig::default()
-            })
-        };
+        let engine = || engine_unloading(None);
         match &self.command {
             Command::Reconcile(args) => reconcile::run(args, &engine()?),
             Command::Inspect(args) => inspect::run(args, &engine()?),
-            Command::Run(args) => run::run(args, engine()?),
+            Command::Run(args) => run::run(
+                args,
+                engine_unloading(Some(args.unload_idle_after).filter(|idle| !idle.is_zero()))?,
+            ),
             Command::Rbac(args) => rbac::run(args, &engine()?),
             Command::New(args) => new::run(args),
             Command::Build(args) => build::run(args, &engine()?),

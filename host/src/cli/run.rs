@@ -92,6 +92,11 @@ pub struct RunArgs {
     /// How long in-flight reconciles may take to finish on shutdown.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
     pub shutdown_grace: Duration,
+    /// Let go of a module's compiled code after this long without a call,
+    /// and map it again from the compile cache on its next event (a few
+    /// milliseconds, once); `0s` keeps every module's code in memory.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10m")]
+    pub unload_idle_after: Duration,
 }
 
 /// Durations as Go and kubectl write them (`15s`, `1m30s`, `2h`) or ISO 8601.

@@ -117,6 +117,12 @@ impl CompileCache {
         self.key.get().and_then(|k| k.as_ref().err().cloned())
     }
 
+    /// Whether the cache holds an entry for this digest (not yet checked:
+    /// [`CompileCache::get`] does that).
+    pub fn contains(&self, digest: &str) -> bool {
+        self.key().is_some() && self.path(digest).is_file() && self.tag_path(digest).is_file()
+    }
+
     /// The cached compilation of the component with this digest, if any.
     /// An entry that fails its integrity check or does not deserialize is
     /// removed and reported as a miss.

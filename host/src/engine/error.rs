@@ -152,6 +152,17 @@ pub enum CallError {
         /// The limit.
         limit: usize,
     },
+    /// The module's code was let go while it was idle and could not be
+    /// mapped again.
+    #[error(
+        "module {module} was unloaded while idle and could not be loaded again: {reason}; re-apply its ReconcilerModule (or restart the host) to load it afresh"
+    )]
+    Reload {
+        /// The module's name.
+        module: String,
+        /// Why.
+        reason: String,
+    },
     /// A fresh instance could not be created.
     #[error("module {module} could not be instantiated: {reason:#}")]
     Instantiate {
@@ -191,6 +202,7 @@ impl CallError {
             CallError::Trap { .. } => "Trap",
             CallError::OutputTooLarge { .. } => "OutputTooLarge",
             CallError::Instantiate { .. } => "Instantiate",
+            CallError::Reload { .. } => "Reload",
         }
     }
 
@@ -208,7 +220,7 @@ impl CallError {
                 request_bytes,
                 ..
             } if request_bytes.saturating_mul(32) >= limit_mib << 20 => Fault::Input,
-            CallError::Instantiate { .. } => Fault::Host,
+            CallError::Instantiate { .. } | CallError::Reload { .. } => Fault::Host,
             _ => Fault::Guest,
         }
     }

@@ -13,6 +13,7 @@ mod budget;
 mod cache;
 mod error;
 mod module;
+mod resident;
 mod sandbox;
 
 use std::path::PathBuf;
@@ -30,6 +31,7 @@ pub use cache::CompileCache;
 pub use error::{CallError, Fault, LoadError};
 pub use module::{CallContext, Limits, Module, Outcome};
 
+use resident::{Reloader, Unloader};
 use sandbox::Sandbox;
 
 /// How much of each linear memory slot stays resident between calls: with
@@ -70,6 +72,10 @@ pub struct EngineConfig {
     pub max_memory_bytes: usize,
     /// Where compiled components are cached; None disables the cache.
     pub cache_dir: Option<PathBuf>,
+    /// Let go of a module's compiled code once no call has used it for this
+    /// long, and map it again from the cache on its next call. Needs the
+    /// cache; None keeps every module's code in memory.
+    pub unload_idle_after: Option<Duration>,
 }
 
 impl Default for EngineConfig {
@@ -78,6 +84,7 @@ impl Default for EngineConfig {
             max_instances: 64,
             max_memory_bytes: 256 << 20,
             cache_dir: None,
+            unload_idle_after: None,
         }
     }
 }
@@ -100,6 +107,8 @@ pub struct Engine {
     cache: Option<CompileCache>,
     max_memory_bytes: usize,
     max_instances: u32,
+    /// Present when idle modules' code is let go.
+    unloader: Option<Unloader>,
     _ticker: EpochTicker,
 }
 
@@ -158,6 +167,10 @@ impl Engine {
         let cache = config
             .cache_dir
             .map(|dir| CompileCache::new(dir, &wasmtime));
+        let unloader = match (&cache, config.unload_idle_after) {
+            (Some(_), Some(idle)) => Some(Unloader::start(idle)),
+            _ => None,
+        };
         let ticker = EpochTicker::start(wasmtime.clone());
         Ok(Engine {
             wasmtime,
@@ -165,6 +178,7 @@ impl Engine {
             cache,
             max_memory_bytes: config.max_memory_bytes,
             max_instances: config.max_instances,
+            unloader,
             _ticker: ticker,
         })
     }
@@ -225,14 +239,27 @@ impl Engine {
                 source_name: source_name.to_owned(),
                 reason,
             })?;
+        // Only code the cache holds may be let go: it is mapped again from there.
+        let reloader = match (&self.unloader, &self.cache) {
+            (Some(_), Some(cache)) if cache.contains(&digest) => Some(Reloader {
+                cache: cache.clone(),
+                linker: self.linker.clone(),
+                engine: self.wasmtime.clone(),
+            }),
+            _ => None,
+        };
         let module = Module::new(
             pre,
             digest,
+            reloader,
             source_name,
             compiled,
             started,
             self.max_memory_bytes,
         )?;
+        if let Some(unloader) = &self.unloader {
+            unloader.watch(module.resident());
+        }
         tracing::info!(
             module = %module.meta().name,
             version = %module.meta().version,

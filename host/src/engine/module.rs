@@ -7,6 +7,7 @@ use jiff::Timestamp;
 use wasmtime::Store;
 
 use super::bindings::{self, FinalizeResponse, ReconcileError, ReconcilerPre, Request, Response};
+use super::resident::{Reloader, Resident};
 use super::sandbox::Sandbox;
 use super::{CallError, CompileSource, EPOCH_TICK, LoadError, budget};
 use crate::meta::{ModuleMeta, Scope};
@@ -96,22 +97,25 @@ pub struct Module {
 /// Runs calls in fresh instances; knows the module only by name.
 #[derive(Clone)]
 struct Runner {
-    pre: ReconcilerPre<Sandbox>,
+    code: Arc<Resident>,
     name: Arc<str>,
     max_memory_bytes: usize,
 }
 
 impl Module {
+    /// `reloader`: where to map the code from again once it was let go
+    /// while idle; None keeps it for the module's life.
     pub(super) fn new(
         pre: ReconcilerPre<Sandbox>,
         digest: String,
+        reloader: Option<Reloader>,
         source_name: &str,
         compiled: CompileSource,
         started: Instant,
         max_memory_bytes: usize,
     ) -> Result<Self, LoadError> {
         let mut runner = Runner {
-            pre,
+            code: Arc::new(Resident::new(pre, digest.clone(), reloader)),
             name: Arc::from(source_name),
             max_memory_bytes,
         };
@@ -160,6 +164,19 @@ impl Module {
     /// How long loading took, compile (or cache read) and metadata call included.
     pub fn load_time(&self) -> Duration {
         self.load_time
+    }
+
+    /// Whether the module's compiled code is in memory now; false after it
+    /// was let go while idle (see [`EngineConfig::unload_idle_after`]), until
+    /// the next call maps it again.
+    ///
+    /// [`EngineConfig::unload_idle_after`]: super::EngineConfig::unload_idle_after
+    pub fn is_resident(&self) -> bool {
+        self.runner.code.is_loaded()
+    }
+
+    pub(super) fn resident(&self) -> &Arc<Resident> {
+        &self.runner.code
     }
 
     /// Runs `reconcile` in a fresh instance.
@@ -264,6 +281,10 @@ impl Runner {
                 limit_mib: limits.memory_bytes >> 20,
             });
         }
+        let (pre, _in_use) = self.code.acquire().map_err(|reason| CallError::Reload {
+            module: self.name.to_string(),
+            reason,
+        })?;
         let sandbox = Sandbox::new(
             self.name.clone(),
             Arc::from(object),
@@ -272,7 +293,7 @@ impl Runner {
             reads,
             ctx.http.clone(),
         );
-        let mut store = Store::new(self.pre.engine(), sandbox);
+        let mut store = Store::new(pre.engine(), sandbox);
         store.limiter(|sandbox| &mut sandbox.limiter);
         store.set_epoch_deadline(deadline_ticks(limits.timeout));
         store.epoch_deadline_trap();
@@ -282,8 +303,7 @@ impl Runner {
         let wall = limits.timeout + EPOCH_TICK;
         let outcome = wasmtime_wasi::runtime::in_tokio(async {
             tokio::time::timeout(wall, async {
-                let guest = self
-                    .pre
+                let guest = pre
                     .instantiate_async(&mut store)
                     .await
                     .map_err(|error| (error, true))?;

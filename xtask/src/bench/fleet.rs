@@ -9,7 +9,9 @@
 //! `native-controller --fleet-kind` once per kind, as M teams each running
 //! their own kube-rs controller would. Each run creates K due objects of
 //! every kind and waits until the API server holds every one converged,
-//! then reads the resident memory of every process of the side.
+//! then reads the resident memory of every process of the side: once
+//! converged, and again after a few seconds idle, by which time the host
+//! has let go of the idle modules' compiled code (`--unload-idle-after`).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -29,6 +31,12 @@ const GROUP: &str = "fleet.bench.bosun.dev";
 const CONCURRENT_CREATES: usize = 32;
 /// How long the objects of a run may take to converge.
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(600);
+/// The host's `--unload-idle-after` in this scenario (10 minutes by
+/// default): short, so that a run sees what an idle fleet costs.
+const UNLOAD_IDLE_AFTER: &str = "5s";
+/// How long both sides are left idle, once converged, before their idle
+/// memory is read: the unload delay, and a sweep of the host's unloader.
+const IDLE: Duration = Duration::from_secs(8);
 
 /// What one run of one side measured.
 #[derive(Debug, Clone)]
@@ -37,8 +45,11 @@ pub struct FleetRun {
     pub modules: usize,
     /// Objects of each module's kind.
     pub objects_per_module: usize,
-    /// Resident memory of the side's processes once converged and idle, summed.
+    /// Resident memory of the side's processes once converged, summed.
     pub rss: u64,
+    /// The same after [`IDLE`] more without work: the host has let go of
+    /// its idle modules' code by then.
+    pub rss_idle: u64,
     /// Peak resident memory of each process, summed.
     pub rss_peak: u64,
     /// CPU seconds the side spent starting and converging every object.
@@ -184,7 +195,7 @@ pub async fn run(
             &modules[..count],
             kubeconfig,
             &out.join(format!("bosun-fleet-{count}.log")),
-            &[],
+            &["--unload-idle-after", UNLOAD_IDLE_AFTER],
         )?],
         Side::Native => kinds
             .iter()
@@ -257,7 +268,10 @@ pub async fn run(
     // Idle: the watch events of the last status writes handled.
     tokio::time::sleep(Duration::from_secs(3)).await;
     fleet.check_alive()?;
-    let (rss, rss_peak) = fleet.rss()?;
+    let (rss, _) = fleet.rss()?;
+    tokio::time::sleep(IDLE).await;
+    fleet.check_alive()?;
+    let (rss_idle, rss_peak) = fleet.rss()?;
 
     let pods = Api::<Pod>::namespaced(client.clone(), NAMESPACE)
         .list(&ListParams::default())
@@ -283,6 +297,7 @@ pub async fn run(
         modules: count,
         objects_per_module: per_module,
         rss,
+        rss_idle,
         rss_peak,
         cpu,
     })

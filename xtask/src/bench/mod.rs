@@ -386,6 +386,15 @@ fn fleet_rows(runs: &[(Side, usize, fleet::FleetRun)], counts: &[usize]) -> Vec<
         ));
         rows.push(both(
             runs,
+            format!(
+                "(d) RSS of {count} modules, {per_module} objects each, idle (bosun: code unloaded)"
+            ),
+            "MiB",
+            count,
+            &|r| mib(r.rss_idle),
+        ));
+        rows.push(both(
+            runs,
             format!("(d) peak RSS of {count} modules, {per_module} objects each"),
             "MiB",
             count,
@@ -395,17 +404,25 @@ fn fleet_rows(runs: &[(Side, usize, fleet::FleetRun)], counts: &[usize]) -> Vec<
     if let (Some(&fewest), Some(&most)) = (counts.iter().min(), counts.iter().max())
         && most > fewest
     {
-        let per_added = |side: Side| -> Vec<f64> {
-            growth(runs, side, fewest, most, &|r| mib(r.rss))
+        let per_added = |side: Side, f: &dyn Fn(&fleet::FleetRun) -> f64| -> Vec<f64> {
+            growth(runs, side, fewest, most, f)
                 .into_iter()
                 .map(|g| g.max(0.0))
                 .collect()
         };
+        let in_use = |r: &fleet::FleetRun| mib(r.rss);
+        let idle = |r: &fleet::FleetRun| mib(r.rss_idle);
         rows.push(Row {
             metric: format!("(d) RSS per added module, {fewest} to {most} modules"),
             unit: "MiB",
-            bosun: per_added(Side::Bosun),
-            native: per_added(Side::Native),
+            bosun: per_added(Side::Bosun, &in_use),
+            native: per_added(Side::Native, &in_use),
+        });
+        rows.push(Row {
+            metric: format!("(d) RSS per added module, {fewest} to {most} modules, idle"),
+            unit: "MiB",
+            bosun: per_added(Side::Bosun, &idle),
+            native: per_added(Side::Native, &idle),
         });
     }
     for &count in counts {
