@@ -697,3 +697,39 @@ async fn a_permanent_error_is_reported_and_not_retried_until_the_spec_changes() 
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_module_unloaded_while_idle_reconciles_the_next_object_as_before() {
+    let cluster = Cluster::start().await;
+    let host = Host::start(&cluster, &["cnat"], &["--unload-idle-after", "1s"]).await;
+    let (ats, pods) = (
+        cluster.ats(),
+        Api::<Pod>::namespaced(cluster.client.clone(), &cluster.namespace),
+    );
+    let due = "2020-01-01T00:00:00Z";
+
+    ats.create(&PostParams::default(), &at("before", due))
+        .await
+        .unwrap();
+    wait_phase(&cluster, "before", "RUNNING").await;
+    eventually("the idle module's code let go", LONG, || async {
+        host.log()
+            .contains("let go of idle modules' code")
+            .then_some(())
+    })
+    .await;
+
+    ats.create(&PostParams::default(), &at("after", due))
+        .await
+        .unwrap();
+    wait_phase(&cluster, "after", "RUNNING").await;
+    assert!(
+        pods.get_opt("after-pod").await.unwrap().is_some(),
+        "the Pod of the object reconciled after the unload"
+    );
+    assert!(
+        host.log().contains("mapped an idle module's code again"),
+        "{}",
+        host.log()
+    );
+}
