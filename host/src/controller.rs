@@ -31,9 +31,7 @@ use crate::discovery::{Discovery, Resolved};
 use crate::engine::bindings::{ReconcileError, Request, Trigger};
 use crate::engine::{CallContext, CallError, Fault, Limits, Module};
 use crate::hotloop::{self, HotLoops};
-use crate::informers::{
-    CachedObjects, Informer, Informers, ObjectKey, to_json, without_managed_fields,
-};
+use crate::informers::{CachedObjects, Informer, Informers, ObjectKey, guest_json, to_json};
 use crate::meta::{ModuleMeta, Scope, group_of};
 use crate::objects::ConfinedObjects;
 use crate::plan::{PlanContext, plan_response};
@@ -557,11 +555,8 @@ impl Controller {
             .map(|child| to_json(&child, false))
             .collect();
         let request = Request {
-            object: to_json(&object, true).to_string(),
-            children: observed
-                .iter()
-                .map(|child| without_managed_fields(child.clone()).to_string())
-                .collect(),
+            object: guest_json(&host_view),
+            children: observed.iter().map(guest_json).collect(),
             settings: self.settings().settings,
             trigger,
             attempt: self.queue.retries(key) + 1,
@@ -690,7 +685,7 @@ impl Controller {
             .map(|child| to_json(&child, true).to_string())
             .collect();
         let request = Request {
-            object: to_json(object, true).to_string(),
+            object: guest_json(host_view),
             children,
             settings: self.settings().settings,
             trigger,

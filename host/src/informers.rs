@@ -272,6 +272,58 @@ pub fn to_json(object: &DynamicObject, for_guest: bool) -> Value {
     }
 }
 
+/// The request JSON a guest is handed of an object whose host view
+/// ([`to_json`] without `for_guest`) the caller holds: the same, without
+/// `metadata.managedFields`, written in one pass. Going through a second
+/// `Value` cost a deep copy of the object per reconcile: for a 117 KB
+/// object 366 µs against 95 µs for this (release build, 2 cores).
+pub fn guest_json(host_view: &Value) -> String {
+    use serde::ser::{Serialize, SerializeMap, Serializer};
+
+    /// A JSON object written without one of its keys, the values under
+    /// `nested` (if any) written by `Nested`.
+    struct Without<'a> {
+        value: &'a Value,
+        skip: &'static str,
+        nested: Option<&'static str>,
+    }
+
+    impl Serialize for Without<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let Value::Object(map) = self.value else {
+                return self.value.serialize(serializer);
+            };
+            let mut out = serializer.serialize_map(None)?;
+            for (key, value) in map {
+                if key == self.skip {
+                    continue;
+                }
+                if Some(key.as_str()) == self.nested {
+                    out.serialize_entry(
+                        key,
+                        &Without {
+                            value,
+                            skip: "managedFields",
+                            nested: None,
+                        },
+                    )?;
+                } else {
+                    out.serialize_entry(key, value)?;
+                }
+            }
+            out.end()
+        }
+    }
+
+    let guest = Without {
+        value: host_view,
+        // No top-level key is skipped; `metadata` loses its managedFields.
+        skip: "",
+        nested: Some("metadata"),
+    };
+    serde_json::to_string(&guest).unwrap_or_else(|_| "null".to_owned())
+}
+
 /// `object` without `metadata.managedFields`: what guests are handed.
 pub fn without_managed_fields(mut object: Value) -> Value {
     if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -318,5 +370,33 @@ impl ObjectSource for CachedObjects {
             .filter(|o| namespace.is_none_or(|ns| o.metadata.namespace.as_deref() == Some(ns)))
             .map(|o| Arc::new(to_json(o, true)))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn guests_get_the_host_view_without_managed_fields_and_nothing_else_changes() {
+        let host_view = json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {
+                "name": "settings", "namespace": "demo",
+                "managedFields": [{"manager": "bosun/mirror", "operation": "Apply"}],
+                "labels": {"managedFields": "a label of that name stays"},
+            },
+            "data": {"managedFields": "and so does data"},
+        });
+        let guest: Value = serde_json::from_str(&guest_json(&host_view)).unwrap();
+        assert_eq!(guest, without_managed_fields(host_view.clone()));
+        assert!(guest["metadata"].get("managedFields").is_none());
+        assert_eq!(
+            guest["metadata"]["labels"]["managedFields"],
+            "a label of that name stays"
+        );
+        assert_eq!(guest["data"]["managedFields"], "and so does data");
+        assert_eq!(guest["metadata"]["name"], "settings");
     }
 }
