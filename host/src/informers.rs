@@ -280,12 +280,12 @@ pub fn to_json(object: &DynamicObject, for_guest: bool) -> Value {
 pub fn guest_json(host_view: &Value) -> String {
     use serde::ser::{Serialize, SerializeMap, Serializer};
 
-    /// A JSON object written without one of its keys, the values under
-    /// `nested` (if any) written by `Nested`.
+    /// A JSON object written without the key `skip`, and the object under
+    /// `metadata` (when `nested_metadata`) without its `managedFields`.
     struct Without<'a> {
         value: &'a Value,
-        skip: &'static str,
-        nested: Option<&'static str>,
+        skip: Option<&'static str>,
+        nested_metadata: bool,
     }
 
     impl Serialize for Without<'_> {
@@ -295,18 +295,16 @@ pub fn guest_json(host_view: &Value) -> String {
             };
             let mut out = serializer.serialize_map(None)?;
             for (key, value) in map {
-                if key == self.skip {
+                if Some(key.as_str()) == self.skip {
                     continue;
                 }
-                if Some(key.as_str()) == self.nested {
-                    out.serialize_entry(
-                        key,
-                        &Without {
-                            value,
-                            skip: "managedFields",
-                            nested: None,
-                        },
-                    )?;
+                if self.nested_metadata && key == "metadata" {
+                    let metadata = Without {
+                        value,
+                        skip: Some("managedFields"),
+                        nested_metadata: false,
+                    };
+                    out.serialize_entry(key, &metadata)?;
                 } else {
                     out.serialize_entry(key, value)?;
                 }
@@ -317,9 +315,8 @@ pub fn guest_json(host_view: &Value) -> String {
 
     let guest = Without {
         value: host_view,
-        // No top-level key is skipped; `metadata` loses its managedFields.
-        skip: "",
-        nested: Some("metadata"),
+        skip: None,
+        nested_metadata: true,
     };
     serde_json::to_string(&guest).unwrap_or_else(|_| "null".to_owned())
 }

@@ -231,14 +231,10 @@ impl Engine {
                 (component, CompileSource::Compiled)
             }
         };
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .and_then(bindings::ReconcilerPre::new)
-            .map_err(|reason| LoadError::WrongWorld {
-                source_name: source_name.to_owned(),
-                reason,
-            })?;
+        let pre = link(&self.linker, &component).map_err(|reason| LoadError::WrongWorld {
+            source_name: source_name.to_owned(),
+            reason,
+        })?;
         // Only code the cache holds may be let go: it is mapped again from there.
         let reloader = match (&self.unloader, &self.cache) {
             (Some(_), Some(cache)) if cache.contains(&digest) => Some(Reloader {
@@ -271,6 +267,17 @@ impl Engine {
         );
         Ok(module)
     }
+}
+
+/// `component` linked against the host's imports, ready to instantiate;
+/// an error if it does not implement the reconciler world.
+fn link(
+    linker: &Linker<Sandbox>,
+    component: &Component,
+) -> wasmtime::Result<bindings::ReconcilerPre<Sandbox>> {
+    linker
+        .instantiate_pre(component)
+        .and_then(bindings::ReconcilerPre::new)
 }
 
 /// Rejects what is not a component before Cranelift sees it, with a

@@ -89,7 +89,6 @@ impl Default for CallContext {
 pub struct Module {
     runner: Runner,
     meta: Arc<ModuleMeta>,
-    digest: String,
     compiled: CompileSource,
     load_time: Duration,
 }
@@ -115,7 +114,7 @@ impl Module {
         max_memory_bytes: usize,
     ) -> Result<Self, LoadError> {
         let mut runner = Runner {
-            code: Arc::new(Resident::new(pre, digest.clone(), reloader)),
+            code: Arc::new(Resident::new(pre, digest, reloader)),
             name: Arc::from(source_name),
             max_memory_bytes,
         };
@@ -140,7 +139,6 @@ impl Module {
         Ok(Module {
             runner,
             meta: Arc::new(meta),
-            digest,
             compiled,
             load_time: started.elapsed(),
         })
@@ -153,7 +151,7 @@ impl Module {
 
     /// The sha256 of the component's bytes, hex-encoded.
     pub fn digest(&self) -> &str {
-        &self.digest
+        self.runner.code.digest()
     }
 
     /// Whether the load compiled the component or took it from the cache.

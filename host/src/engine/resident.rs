@@ -108,10 +108,7 @@ impl Resident {
                     reloader.cache.dir().display()
                 )
             })?;
-        let pre = reloader
-            .linker
-            .instantiate_pre(&component)
-            .and_then(ReconcilerPre::new)
+        let pre = super::link(&reloader.linker, &component)
             .map_err(|error| format!("its compiled code no longer links: {error:#}"))?;
         tracing::debug!(
             digest = %self.digest,
@@ -132,6 +129,11 @@ impl Resident {
         }
         state.pre = None;
         true
+    }
+
+    /// The sha256 of the component's bytes, hex-encoded.
+    pub fn digest(&self) -> &str {
+        &self.digest
     }
 
     /// Whether the code is in memory now.
@@ -160,15 +162,13 @@ impl Unloader {
             .spawn({
                 let (modules, stop) = (modules.clone(), stop.clone());
                 move || {
-                    let mut slept = Duration::ZERO;
-                    while !stop.load(Ordering::Relaxed) {
-                        // Short sleeps, so that dropping the engine is quick.
-                        std::thread::sleep(Duration::from_millis(50));
-                        slept += Duration::from_millis(50);
-                        if slept >= every {
-                            slept = Duration::ZERO;
-                            sweep(&modules, idle);
+                    loop {
+                        // Dropping the unloader unparks the thread at once.
+                        std::thread::park_timeout(every);
+                        if stop.load(Ordering::Relaxed) {
+                            break;
                         }
+                        sweep(&modules, idle);
                     }
                 }
             })
@@ -221,6 +221,7 @@ impl Drop for Unloader {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
             let _ = thread.join();
         }
     }
