@@ -760,24 +760,52 @@ fn an_idle_modules_code_is_let_go_and_mapped_again_from_the_cache_on_its_next_ca
     assert_eq!(after.status, before.status);
 
     // Code the cache no longer holds cannot come back: the call says so,
-    // and what to do, instead of running something else.
+    // and what to do, instead of running something else — whether the
+    // artifact was changed on disk while the module was idle, or removed.
+    let artifacts = || {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.to_string_lossy().ends_with(".cwasm"))
+            .collect::<Vec<_>>()
+    };
+    let refused = |what: &str| {
+        let error = cnat
+            .reconcile(&request(&at(None), &[]), &at_clock("2026-12-01T10:00:01Z"))
+            .expect_err(&format!("an artifact {what} on disk is not run"));
+        assert!(matches!(error, CallError::Reload { .. }), "{what}: {error}");
+        let message = error.to_string();
+        assert!(
+            message.contains("no longer in the compile cache")
+                && message.contains("re-apply its ReconcilerModule"),
+            "{what}: {message}"
+        );
+        assert!(!cnat.is_resident(), "{what}: nothing was mapped");
+    };
+
     wait_unloaded(&cnat, idle * 10);
-    for entry in std::fs::read_dir(dir.path()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.to_string_lossy().contains(".cwasm") {
-            std::fs::remove_file(path).unwrap();
-        }
+    for path in artifacts() {
+        let mut bytes = std::fs::read(&path).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        std::fs::write(&path, bytes).unwrap();
     }
-    let error = cnat
-        .reconcile(&request(&at(None), &[]), &at_clock("2026-12-01T10:00:01Z"))
-        .expect_err("nothing to map the code from");
-    assert!(matches!(error, CallError::Reload { .. }), "{error}");
-    let message = error.to_string();
-    assert!(
-        message.contains("no longer in the compile cache")
-            && message.contains("re-apply its ReconcilerModule"),
-        "{message}"
-    );
+    refused("changed");
+
+    // Loading the component again (what re-applying its ReconcilerModule
+    // does) writes a good artifact, and the module runs from it again.
+    engine
+        .load_file(bosun_testenv::guests::path("cnat").unwrap())
+        .unwrap();
+    assert_eq!(due().children, before.children);
+
+    wait_unloaded(&cnat, idle * 10);
+    let removed = artifacts();
+    assert!(!removed.is_empty());
+    removed
+        .iter()
+        .for_each(|path| std::fs::remove_file(path).unwrap());
+    refused("removed");
 }
 
 #[test]
