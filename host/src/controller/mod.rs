@@ -1,0 +1,417 @@
+//! One module's controller: watch events in, queue keys, guest calls, writes
+//! out, requeue decisions.
+//!
+//! Data flows one way: an informer change becomes a queue key (owned
+//! children map to their controller owner); a worker takes the key, reads
+//! the object and its children from the cache, calls the guest off the
+//! async runtime, validates and plans what it returned, hands the plan to
+//! the [`Applier`], and decides when to look again.
+//!
+//! Whatever fails — the guest's call, its output, a write — is reported on
+//! the primary, where the user looks (a Warning event, and a `Reconciled`
+//! condition where the status has room), and retried as the failure
+//! warrants. Two policies live in rooms of their own: when failures
+//! quarantine the module ([`crate::quarantine`]) and when a key's own
+//! writes hold it back ([`crate::hotloop`]).
+
+mod failures;
+mod finalize;
+mod triggers;
+mod worker;
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+use crate::apply::Applier;
+use crate::discovery::{Discovery, Resolved};
+use crate::engine::bindings::Trigger;
+use crate::engine::{Limits, Module};
+use crate::hotloop::HotLoops;
+use crate::informers::{CachedObjects, Informer, Informers, ObjectKey};
+use crate::meta::ModuleMeta;
+use crate::quarantine::Quarantine;
+use crate::queue::{QueueConfig, WorkQueue};
+use crate::telemetry::Metrics;
+
+/// What one controller needs besides its module.
+#[derive(Clone)]
+pub struct ControllerContext {
+    /// The host's shared informers.
+    pub informers: Arc<Informers>,
+    /// Where writes go.
+    pub applier: Arc<Applier>,
+    /// Where measurements go.
+    pub metrics: Metrics,
+    /// One permit per instance the engine's pool holds: a call waits for a
+    /// free instance instead of failing to get one.
+    pub guest_slots: Arc<Semaphore>,
+    /// What the API server says of kinds.
+    pub discovery: Arc<Discovery>,
+    /// What every module's outbound HTTP shares (key reads, guarded
+    /// addresses, metrics).
+    pub http: crate::http::Environment,
+}
+
+/// How often a controller whose primary's status schema was not published
+/// when it loaded looks for it again.
+const SCHEMA_RETRY: Duration = Duration::from_secs(5);
+
+/// Per-module settings an operator chooses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControllerSettings {
+    /// The module's settings JSON, handed to every call.
+    pub settings: Option<String>,
+    /// Limits on each guest call.
+    pub limits: Limits,
+    /// Queue behaviour: concurrency, backoff, rate limit.
+    pub queue: QueueConfig,
+    /// Reconcile every object again this often; None: only on changes.
+    /// Fixed when the controller starts.
+    pub resync: Option<Duration>,
+    /// Stop handing out work (the caches stay warm).
+    pub paused: bool,
+    /// Stop handing out work after this many guest calls in a row failed by
+    /// the guest's own fault (see [`crate::quarantine`]); 0 never
+    /// quarantines. A new version of the module lifts the quarantine.
+    pub quarantine_after: u32,
+    /// Reconcile and write only in these namespaces; empty: every
+    /// namespace. Set from the module's grant.
+    pub namespaces: Vec<String>,
+    /// The origins the module may reach over HTTP, with their credentials.
+    /// Set from the module's grant.
+    pub http: Vec<crate::grants::HttpGrant>,
+}
+
+impl Default for ControllerSettings {
+    fn default() -> Self {
+        ControllerSettings {
+            settings: None,
+            limits: Limits::default(),
+            queue: QueueConfig::default(),
+            resync: None,
+            paused: false,
+            quarantine_after: 10,
+            namespaces: Vec::new(),
+            http: Vec::new(),
+        }
+    }
+}
+
+/// Why a new version cannot replace the running one in place.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "module {name} {old_version} cannot be swapped in place for {new_name} {new_version}: {reason}; start a new controller instead"
+)]
+pub struct SwapError {
+    name: String,
+    old_version: String,
+    new_name: String,
+    new_version: String,
+    reason: &'static str,
+}
+
+/// A running controller for one module.
+///
+/// The module and its settings can be replaced while it runs
+/// ([`Controller::swap`]): each reconcile takes the version current when it
+/// starts, so in-flight reconciles finish on the old one.
+pub struct Controller {
+    /// The declaration the watches were started for; a swap keeps it.
+    meta: ModuleMeta,
+    module: RwLock<Module>,
+    /// What discovery said of the module's kinds when it loaded.
+    resolved: RwLock<Resolved>,
+    settings: RwLock<ControllerSettings>,
+    stats: Stats,
+    quarantine: Quarantine,
+    hot_loops: HotLoops<ObjectKey>,
+    ctx: ControllerContext,
+    queue: WorkQueue<ObjectKey>,
+    primary: Arc<Informer>,
+    owned: Vec<Arc<Informer>>,
+    reads: Arc<CachedObjects>,
+    /// Why each queued key is queued; the guest sees it as a hint.
+    triggers: Mutex<HashMap<ObjectKey, Trigger>>,
+    /// Keys whose last reconcile failed permanently, with the generation it
+    /// failed at: they are not reconciled again until the generation moves.
+    failed: Mutex<HashMap<ObjectKey, Option<i64>>>,
+}
+
+impl Controller {
+    /// A controller for `module`, whose kinds discovery confirmed
+    /// (`resolved`); starts (or shares) the watches of its primary, owned
+    /// and read kinds.
+    pub fn new(
+        module: Module,
+        resolved: Resolved,
+        settings: ControllerSettings,
+        ctx: ControllerContext,
+    ) -> Arc<Self> {
+        let meta = module.meta();
+        let primary = ctx.informers.informer(&meta.primary);
+        let owned: Vec<_> = meta
+            .owns
+            .iter()
+            .map(|kind| ctx.informers.informer(kind))
+            .collect();
+        let read: Vec<_> = meta
+            .reads
+            .iter()
+            .map(|kind| ctx.informers.informer(kind))
+            .collect();
+        let readable = std::iter::once(primary.clone())
+            .chain(owned.iter().cloned())
+            .chain(read)
+            .collect();
+        let queue = WorkQueue::new(
+            settings.queue.clone(),
+            ctx.metrics.queue_observer(&meta.name),
+        );
+        ctx.metrics
+            .set_max_concurrent(&meta.name, settings.queue.concurrency);
+        if settings.paused {
+            queue.set_concurrency(0);
+        }
+        Arc::new(Controller {
+            meta: meta.clone(),
+            module: RwLock::new(module),
+            resolved: RwLock::new(resolved),
+            settings: RwLock::new(settings),
+            stats: Stats::default(),
+            quarantine: Quarantine::default(),
+            hot_loops: HotLoops::default(),
+            ctx,
+            queue,
+            primary,
+            owned,
+            reads: Arc::new(CachedObjects::new(readable)),
+            triggers: Mutex::default(),
+            failed: Mutex::default(),
+        })
+    }
+
+    /// The module's declaration.
+    pub fn meta(&self) -> &ModuleMeta {
+        &self.meta
+    }
+
+    /// The module version running now.
+    pub fn module(&self) -> Module {
+        self.module
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The settings in force now.
+    pub fn settings(&self) -> ControllerSettings {
+        self.settings
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Counts since the controller started: (reconciles, errors, traps).
+    pub fn stats(&self) -> (u64, u64, u64) {
+        (
+            self.stats.reconciles.load(Ordering::Relaxed),
+            self.stats.errors.load(Ordering::Relaxed),
+            self.stats.traps.load(Ordering::Relaxed),
+        )
+    }
+
+    /// True while the module is quarantined after repeated traps.
+    pub fn is_quarantined(&self) -> bool {
+        self.quarantine.is_quarantined()
+    }
+
+    fn resolved(&self) -> Resolved {
+        self.resolved
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the module (when `module` is given) and its settings, then
+    /// reconciles every object again. The new version must have the same
+    /// name and kinds: the watches and queue stay. In-flight reconciles
+    /// finish on the version they started with. A new version lifts a
+    /// quarantine.
+    pub fn swap(
+        &self,
+        module: Option<(Module, Resolved)>,
+        settings: ControllerSettings,
+    ) -> Result<(), SwapError> {
+        if let Some((module, resolved)) = module {
+            let new = module.meta();
+            let reason = if new.name != self.meta.name {
+                Some("its name differs")
+            } else if new.primary != self.meta.primary
+                || new.owns != self.meta.owns
+                || new.reads != self.meta.reads
+            {
+                Some("its kinds differ")
+            } else if new.finalizer != self.meta.finalizer {
+                Some("its finalizer differs")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                let old = self.module();
+                return Err(SwapError {
+                    name: self.meta.name.clone(),
+                    old_version: old.meta().version.clone(),
+                    new_name: new.name.clone(),
+                    new_version: new.version.clone(),
+                    reason,
+                });
+            }
+            *self.module.write().unwrap_or_else(PoisonError::into_inner) = module;
+            *self
+                .resolved
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = resolved;
+            if self.quarantine.is_quarantined() {
+                self.ctx.metrics.set_quarantined(&self.meta.name, false);
+            }
+            self.quarantine.lift();
+        }
+        let concurrency = if settings.paused || self.is_quarantined() {
+            0
+        } else {
+            settings.queue.concurrency
+        };
+        self.queue.set_concurrency(concurrency);
+        self.ctx
+            .metrics
+            .set_max_concurrent(&self.meta.name, settings.queue.concurrency);
+        *self
+            .settings
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = settings;
+        // Permanent failures were the old version's verdict.
+        self.failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        for object in self.primary.objects() {
+            self.enqueue(ObjectKey::of(&object), Trigger::ModuleChanged);
+        }
+        Ok(())
+    }
+
+    /// True once the caches of every kind this controller watches are synced.
+    pub fn is_synced(&self) -> bool {
+        self.primary.is_synced() && self.owned.iter().all(|i| i.is_synced())
+    }
+
+    /// Runs until `stop` resolves, then lets in-flight reconciles finish.
+    pub async fn run(self: Arc<Self>, stop: impl Future<Output = ()> + Send) {
+        let name = self.meta().name.clone();
+        let mut primary_changes = self.primary.subscribe();
+        let (child_tx, mut child_changes) = mpsc::unbounded_channel();
+        let mut forwarders = JoinSet::new();
+        for informer in &self.owned {
+            let mut rx = informer.subscribe();
+            let tx = child_tx.clone();
+            forwarders.spawn(async move {
+                while let Some(change) = rx.recv().await {
+                    if tx.send(change).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(child_tx);
+
+        self.primary.synced().await;
+        for informer in &self.owned {
+            informer.synced().await;
+        }
+        // Everything already cached gets a first reconcile; changes that
+        // arrived meanwhile merge into the same queue slots.
+        for object in self.primary.objects() {
+            self.enqueue(ObjectKey::of(&object), Trigger::ObjectChanged);
+        }
+        tracing::info!(module = %name, objects = self.queue.len(), "caches synced; reconciling");
+
+        // Hand-outs run in a task of their own, so that the event loop below
+        // never drops a half-finished `next()`.
+        let dispatcher = tokio::spawn({
+            let this = self.clone();
+            async move {
+                let mut workers = JoinSet::new();
+                while let Some(claim) = this.queue.next().await {
+                    let worker = this.clone();
+                    workers.spawn(async move { worker.reconcile(claim).await });
+                    while workers.try_join_next().is_some() {}
+                }
+                let in_flight = workers.len();
+                if in_flight > 0 {
+                    tracing::info!(module = %this.meta().name, in_flight, "finishing in-flight reconciles");
+                }
+                while workers.join_next().await.is_some() {}
+            }
+        });
+
+        let mut resync = self
+            .settings()
+            .resync
+            .map(|period| tokio::time::interval_at(tokio::time::Instant::now() + period, period));
+        let mut schema_retry =
+            tokio::time::interval_at(tokio::time::Instant::now() + SCHEMA_RETRY, SCHEMA_RETRY);
+        let mut stop = std::pin::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => break,
+                _ = schema_retry.tick(), if self.resolved().provisional => self.look_for_status_schema().await,
+                Some(change) = primary_changes.recv() => self.enqueue(ObjectKey::of(&change), Trigger::ObjectChanged),
+                Some(change) = child_changes.recv() => {
+                    if let Some(owner) = self.owner_key(&change) {
+                        self.enqueue(owner, Trigger::ChildChanged);
+                    }
+                }
+                _ = async { resync.as_mut().expect("guarded by the condition").tick().await }, if resync.is_some() => {
+                    for object in self.primary.objects() {
+                        self.enqueue(ObjectKey::of(&object), Trigger::Resync);
+                    }
+                }
+            }
+        }
+        tracing::info!(module = %name, "stopping");
+        self.queue.shutdown();
+        forwarders.abort_all();
+        let _ = dispatcher.await;
+    }
+
+    /// A status schema not published at load may be by now: once found, the
+    /// host adds what it has room for, and every object is reconciled again.
+    async fn look_for_status_schema(&self) {
+        let Some(room) = self.ctx.discovery.status_room(&self.meta).await else {
+            return;
+        };
+        tracing::info!(module = %self.meta.name, status = ?room, "the status schema is published now");
+        *self
+            .resolved
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Resolved {
+            status: room,
+            provisional: false,
+        };
+        for object in self.primary.objects() {
+            self.enqueue(ObjectKey::of(&object), Trigger::ModuleChanged);
+        }
+    }
+}
+
+#[derive(Default)]
+struct Stats {
+    reconciles: std::sync::atomic::AtomicU64,
+    errors: std::sync::atomic::AtomicU64,
+    traps: std::sync::atomic::AtomicU64,
+}

@@ -1,0 +1,270 @@
+//! The worker: one claimed key taken from the cache to the guest and its
+//! answer to the API server — read the object and its children, call the
+//! guest off the async runtime, validate and plan, apply, and decide when
+//! to look again.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
+use std::time::Instant;
+
+use jiff::Timestamp;
+use kube::api::DynamicObject;
+use serde_json::Value;
+use tracing::Instrument;
+
+use super::Controller;
+use crate::engine::bindings::{Request, Trigger};
+use crate::engine::{CallContext, CallError, Fault, Module};
+use crate::hotloop;
+use crate::informers::{ObjectKey, guest_json, to_json};
+use crate::meta::Scope;
+use crate::objects::ConfinedObjects;
+use crate::plan::{PlanContext, plan_response};
+use crate::queue::Claim;
+use crate::telemetry::{GuestCall, ReconcileResult};
+
+impl Controller {
+    pub(super) async fn reconcile(self: Arc<Self>, claim: Claim<ObjectKey>) {
+        let key = claim.key().clone();
+        let trigger = self
+            .triggers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&key)
+            .unwrap_or(Trigger::ObjectChanged);
+        let span =
+            tracing::info_span!("reconcile", module = %self.meta().name, object = %key, ?trigger);
+        let started = Instant::now();
+        let result = self.reconcile_key(&key, trigger).instrument(span).await;
+        self.stats.reconciles.fetch_add(1, Ordering::Relaxed);
+        if result == ReconcileResult::Error {
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        self.ctx
+            .metrics
+            .reconciled(&self.meta().name, result, started.elapsed());
+        drop(claim);
+    }
+
+    pub(super) async fn reconcile_key(&self, key: &ObjectKey, trigger: Trigger) -> ReconcileResult {
+        let Some(object) = self.primary.get(key) else {
+            // Deleted: nothing to do, and nothing to remember.
+            self.queue.forget(key);
+            self.hot_loops.forget(key);
+            self.ctx
+                .applier
+                .forget(self.meta(), key.namespace.as_deref(), &key.name);
+            self.failed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(key);
+            return ReconcileResult::Success;
+        };
+        let host_view = to_json(&object, false);
+        let finalizer = self.meta().finalizer.clone();
+        let has_finalizer = |f: &str| object.metadata.finalizers.iter().flatten().any(|x| x == f);
+
+        if object.metadata.deletion_timestamp.is_some() {
+            return match finalizer {
+                Some(f) if has_finalizer(&f) => {
+                    self.finalize(key, &object, &host_view, &f, trigger).await
+                }
+                _ => ReconcileResult::Success,
+            };
+        }
+        if let Some(f) = &finalizer
+            && !has_finalizer(f)
+        {
+            // Added before the first reconcile; the update event brings the
+            // object back.
+            return match self
+                .ctx
+                .applier
+                .add_finalizer(self.meta(), &host_view, f)
+                .await
+            {
+                Ok(()) => ReconcileResult::Success,
+                Err(error) => self.write_failed(key, &host_view, None, error).await,
+            };
+        }
+
+        let generation = object.metadata.generation;
+        {
+            let failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+            if failed.get(key).is_some_and(|g| *g == generation) {
+                tracing::debug!("skipping: the last reconcile failed for good at this generation");
+                return ReconcileResult::Success;
+            }
+        }
+
+        let observed: Vec<Value> = self
+            .children_of(&object)
+            .map(|child| to_json(&child, false))
+            .collect();
+        let request = Request {
+            object: guest_json(&host_view),
+            children: observed.iter().map(guest_json).collect(),
+            settings: self.settings().settings,
+            trigger,
+            attempt: self.queue.retries(key) + 1,
+        };
+        let started = Instant::now();
+        let outcome = self
+            .call(GuestCall::Reconcile, request, |module, request, ctx| {
+                module.reconcile(request, ctx)
+            })
+            .await;
+        let response = match outcome {
+            Err(error) => return self.call_failed(key, &host_view, &error).await,
+            Ok(Err(error)) => return self.guest_error(key, &host_view, generation, error).await,
+            Ok(Ok(response)) => response,
+        };
+        let room = self.resolved().status;
+        let namespaces = self.settings().namespaces;
+        let plan_context = PlanContext {
+            status: room,
+            namespaces: &namespaces,
+        };
+        let plan = match plan_response(
+            self.meta(),
+            &plan_context,
+            &host_view,
+            &observed,
+            response,
+            Timestamp::now(),
+        ) {
+            Ok(plan) => plan,
+            Err(error) => {
+                let error = format!(
+                    "module {} returned invalid output, nothing was written: {error}",
+                    self.meta().name
+                );
+                return self
+                    .guest_fault(key, &host_view, "InvalidOutput", Fault::Guest, &error)
+                    .await;
+            }
+        };
+        match self
+            .ctx
+            .applier
+            .apply(self.meta(), room, &host_view, &observed, &plan)
+            .await
+        {
+            Ok(report) => {
+                tracing::debug!(
+                    applied = report.applied,
+                    unchanged = report.unchanged,
+                    pruned = report.pruned,
+                    status_written = report.status_written,
+                    "reconciled"
+                );
+                self.queue.forget(key);
+                self.failed
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(key);
+                self.note_writes(key, &host_view, started, report.wrote())
+                    .await;
+                match plan.requeue_after {
+                    Some(after) => {
+                        self.enqueue_after(key.clone(), Trigger::Requeue, after);
+                        ReconcileResult::RequeueAfter
+                    }
+                    None => ReconcileResult::Success,
+                }
+            }
+            Err(error) => self.write_failed(key, &host_view, generation, error).await,
+        }
+    }
+
+    /// The observed children of `object`: objects of the owned kinds whose
+    /// controller ownerReference is its uid and, for a namespaced primary,
+    /// that live in its namespace. An ownerReference across namespaces is
+    /// invalid in Kubernetes, and one made by hand must not bring an object
+    /// of another namespace into this module's reach.
+    pub(super) fn children_of<'a>(
+        &'a self,
+        object: &'a DynamicObject,
+    ) -> impl Iterator<Item = Arc<DynamicObject>> + 'a {
+        let uid = object.metadata.uid.clone().unwrap_or_default();
+        let namespace = match self.meta.primary.scope {
+            Scope::Namespaced => Some(object.metadata.namespace.clone()),
+            Scope::Cluster => None,
+        };
+        self.owned
+            .iter()
+            .flat_map(move |informer| informer.controlled_by(&uid))
+            .filter(move |child| {
+                namespace
+                    .as_ref()
+                    .is_none_or(|ns| child.metadata.namespace == *ns)
+            })
+    }
+
+    /// Tells the hot-loop tracker how a reconcile ended, and the user when
+    /// the key's own writes keep bringing it back.
+    pub(super) async fn note_writes(&self, key: &ObjectKey, object: &Value, started: Instant, wrote: bool) {
+        if let hotloop::Verdict::Looping {
+            writes,
+            hold,
+            entered: true,
+        } = self.hot_loops.record(key, started, wrote)
+        {
+            let message = format!(
+                "the last {writes} reconciles of this object each wrote something, and each write brought the next reconcile: the module's output changes every time (a timestamp or counter in its status?); holding further reconciles back, {}s at first, until one writes nothing",
+                hold.as_secs()
+            );
+            tracing::warn!(writes, hold = ?hold, "hot loop: the object's own writes keep reconciling it");
+            self.report(object, "HotLoop", &message).await;
+        }
+    }
+
+    /// Runs a guest call on the blocking pool, once an instance of the
+    /// engine's pool is free: compiling and running Wasm must never stall
+    /// the async runtime, and no call may fail for want of an instance.
+    pub(super) async fn call<T: Send + 'static>(
+        &self,
+        call: GuestCall,
+        request: Request,
+        f: impl FnOnce(&Module, &Request, &CallContext) -> Result<T, CallError> + Send + 'static,
+    ) -> Result<T, CallError> {
+        let module = self.module();
+        let settings = self.settings();
+        let ctx = CallContext {
+            // Reads only where the grant lets the module reconcile: a
+            // cluster-scoped primary has no namespace to confine them to.
+            objects: ConfinedObjects::over(self.reads.clone(), settings.namespaces),
+            clock: None,
+            limits: settings.limits,
+            http: (!module.meta().http_origins.is_empty()).then(|| {
+                crate::http::Outbound::new(
+                    module.meta(),
+                    &settings.http,
+                    settings.limits.http,
+                    self.ctx.http.clone(),
+                )
+            }),
+        };
+        let started = Instant::now();
+        let slot = self.ctx.guest_slots.clone().acquire_owned().await;
+        let span = tracing::Span::current();
+        let result = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            span.in_scope(|| f(&module, &request, &ctx))
+        })
+        .await
+        .unwrap_or_else(|join| {
+            Err(CallError::Instantiate {
+                module: self.meta().name.clone(),
+                reason: wasmtime::Error::msg(format!("the guest call's thread failed: {join}")),
+            })
+        });
+        self.ctx
+            .metrics
+            .guest_call(&self.meta().name, call, started.elapsed());
+        if result.is_ok() {
+            self.quarantine.succeeded();
+        }
+        result
+    }
+}
