@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use wasmtime::Store;
 
-use super::bindings::{self, FinalizeResponse, ReconcileError, ReconcilerPre, Request, Response};
+use super::bindings::{FinalizeResponse, ReconcileError, Request, Response};
+use super::contract::{Contract, Guest, Pre};
 use super::resident::{Reloader, Resident};
 use super::sandbox::Sandbox;
 use super::{CallError, CompileSource, EPOCH_TICK, LoadError, budget};
@@ -105,7 +106,7 @@ impl Module {
     /// `reloader`: where to map the code from again once it was let go
     /// while idle; None keeps it for the module's life.
     pub(super) fn new(
-        pre: ReconcilerPre<Sandbox>,
+        pre: Pre,
         digest: String,
         reloader: Option<Reloader>,
         source_name: &str,
@@ -152,6 +153,11 @@ impl Module {
     /// The sha256 of the component's bytes, hex-encoded.
     pub fn digest(&self) -> &str {
         self.runner.code.digest()
+    }
+
+    /// The version of the `bosun:reconciler` contract the component targets.
+    pub fn contract(&self) -> Contract {
+        self.runner.code.contract()
     }
 
     /// Whether the load compiled the component or took it from the cache.
@@ -264,7 +270,7 @@ impl Runner {
         object: String,
         request_bytes: usize,
         what: &str,
-        f: impl AsyncFnOnce(&bindings::Reconciler, &mut Store<Sandbox>) -> wasmtime::Result<R>,
+        f: impl AsyncFnOnce(&Guest, &mut Store<Sandbox>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         let limits = self.limits(ctx);
         let _span =
