@@ -17,8 +17,10 @@ pub const TARGET: &str = "wasm32-wasip2";
 /// dnsrecord), webapp's second version, the deliberately bad test guest, the
 /// test guest with a finalizer, and ports of k8s.io/sample-controller and
 /// kube-rs's controller-rs run against their own CRDs, and cnat under a
-/// kind patched in per copy for the benchmark's many-modules scenario.
-pub const PACKAGES: [&str; 9] = [
+/// kind patched in per copy for the benchmark's many-modules scenario, and
+/// a reconciler built directly against the frozen `bosun:reconciler@0.1.0`
+/// (the host must keep serving it).
+pub const PACKAGES: [&str; 10] = [
     "cnat",
     "webapp",
     "webapp-next",
@@ -28,6 +30,7 @@ pub const PACKAGES: [&str; 9] = [
     "samplecontroller",
     "documents",
     "cnat-fleet",
+    "contract-0-1",
 ];
 
 /// Why the guests could not be built.
