@@ -12,6 +12,9 @@
 //! `tests.bosun.dev/source` there. `spec.mode` `permanent` or `retryable`
 //! makes it answer with that error instead.
 
+// The generated canonical-ABI shims take a parameter per flattened field.
+#![allow(clippy::too_many_arguments)]
+
 wit_bindgen::generate!({
     world: "reconciler",
     path: "../../../wit/versions/0.1.0",
