@@ -512,6 +512,7 @@ fn build_reports_the_component_as_the_engine_loaded_it() {
         bytes.len()
     );
     assert_eq!(report["module"]["name"], "cnat");
+    assert_eq!(report["contract"], "bosun:reconciler@0.2.0");
     assert_eq!(report["permissions"]["reconciles"]["kind"], "At");
     assert_eq!(report["permissions"]["owns"][0]["kind"], "Pod");
 }
