@@ -1213,6 +1213,26 @@ fn a_component_importing_two_versions_at_once_is_refused() {
     );
 }
 
+#[test]
+fn the_versions_a_component_names_are_quoted_back_within_bounds() {
+    // The message ends up in a ReconcilerModule's status.
+    let long = format!("bosun:reconciler/host@0.9.0-{}", "x".repeat(10_000));
+    let message = load_error(&importing(&[&long])).to_string();
+    assert!(message.contains("bosun:reconciler@0.9.0-xxx"), "{message}");
+    assert!(message.len() < 1024, "{} bytes", message.len());
+
+    let many: Vec<String> = (3..40)
+        .map(|minor| format!("bosun:reconciler/host@0.{minor}.0"))
+        .collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let error = load_error(&importing(&many));
+    assert!(
+        matches!(&error, LoadError::MixedContracts { asked, more: 33, .. } if asked.len() == 4),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("and 33 more"), "{error}");
+}
+
 /// A component that imports `bosun:reconciler@0.1.0` and exports only
 /// `metadata`, returning 0.1.0's module-info, with `http-origins` or (as
 /// before 0.1.0 gained it) without.

@@ -105,14 +105,33 @@ fn semver_track(version: &str) -> Option<(u64, u64)> {
     }
 }
 
-/// Why a component's imports name no version the host serves.
+/// Why a component's imports name no version the host serves. The
+/// versions are the component's words, and end up in a ReconcilerModule's
+/// status: each is cut to [`SHOWN_VERSION_BYTES`], and at most
+/// [`SHOWN_VERSIONS`] of them are kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Unserved {
     /// It names one version, and the host does not serve it.
     Version(String),
     /// It names several versions that are not one served version: a
-    /// component targets exactly one.
-    Mixed(Vec<String>),
+    /// component targets exactly one. `more` were not kept.
+    Mixed { asked: Vec<String>, more: usize },
+}
+
+/// The longest version quoted back: a real one is a dozen bytes, a
+/// pre-release or build suffix may be as long as a component likes.
+const SHOWN_VERSION_BYTES: usize = 64;
+/// The most versions quoted back when a component names several.
+const SHOWN_VERSIONS: usize = 4;
+
+/// `version` as an error quotes it.
+fn shown(version: &str) -> String {
+    let kept = crate::meta::truncate_at_char_boundary(version, SHOWN_VERSION_BYTES);
+    if kept.len() < version.len() {
+        format!("{kept}…")
+    } else {
+        kept.to_owned()
+    }
 }
 
 /// The version a `bosun:reconciler` import names (`bosun:reconciler/host@0.1.0`
@@ -144,12 +163,19 @@ pub(super) fn detect(
         .filter_map(|(name, _)| imported_version(name))
         .collect();
     let serving: BTreeSet<Option<Contract>> = asked.iter().map(|v| Contract::serving(v)).collect();
-    let mut asked: Vec<String> = asked.into_iter().map(str::to_owned).collect();
     match (serving.len(), serving.first()) {
         (0, _) => Ok(Contract::CURRENT),
         (1, Some(Some(contract))) => Ok(*contract),
-        _ if asked.len() == 1 => Err(Unserved::Version(asked.remove(0))),
-        _ => Err(Unserved::Mixed(asked)),
+        _ => {
+            let more = asked.len().saturating_sub(SHOWN_VERSIONS);
+            let mut asked: Vec<String> =
+                asked.into_iter().take(SHOWN_VERSIONS).map(shown).collect();
+            if asked.len() == 1 {
+                Err(Unserved::Version(asked.remove(0)))
+            } else {
+                Err(Unserved::Mixed { asked, more })
+            }
+        }
     }
 }
 
@@ -360,6 +386,13 @@ mod tests {
         assert_eq!(imported_version("bosun:reconcilers/host@0.1.0"), None);
         assert_eq!(imported_version("wasi:io/streams@0.2.6"), None);
         assert_eq!(imported_version("bosun:reconciler"), None);
+    }
+
+    #[test]
+    fn versions_are_quoted_back_cut_to_size() {
+        assert_eq!(shown("0.9.0"), "0.9.0");
+        let long = format!("1.0.0-{}", "a".repeat(100));
+        assert_eq!(shown(&long), format!("{}…", &long[..SHOWN_VERSION_BYTES]));
     }
 
     #[test]

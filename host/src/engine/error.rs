@@ -48,20 +48,24 @@ pub enum LoadError {
     UnservedContract {
         /// Where the bytes came from.
         source_name: String,
-        /// The version its imports name (`unversioned` when they name none).
+        /// The version its imports name (`unversioned` when they name
+        /// none), cut to size.
         asked: String,
     },
     /// The component imports more than one version of the contract.
     #[error(
-        "{source_name} imports bosun:reconciler at several versions ({}), but a component targets exactly one; rebuild it against one version this host serves ({served})",
+        "{source_name} imports bosun:reconciler at several versions ({}{}), but a component targets exactly one; rebuild it against one version this host serves ({served})",
         asked.join(", "),
+        if *more > 0 { format!(" and {more} more") } else { String::new() },
         served = Contract::served()
     )]
     MixedContracts {
         /// Where the bytes came from.
         source_name: String,
-        /// The versions its imports name.
+        /// The versions its imports name (the first few, each cut to size).
         asked: Vec<String>,
+        /// How many more it names.
+        more: usize,
     },
     /// The component was built against `bosun:reconciler@0.1.0` as it was
     /// before `module-info` gained `http-origins` (the one change ever made
@@ -107,7 +111,11 @@ impl LoadError {
         let source_name = source_name.to_owned();
         match unserved {
             Unserved::Version(asked) => LoadError::UnservedContract { source_name, asked },
-            Unserved::Mixed(asked) => LoadError::MixedContracts { source_name, asked },
+            Unserved::Mixed { asked, more } => LoadError::MixedContracts {
+                source_name,
+                asked,
+                more,
+            },
         }
     }
 }
