@@ -32,6 +32,7 @@
 //! ```
 
 mod limiter;
+mod line;
 mod slots;
 
 use std::fmt;

@@ -3,15 +3,12 @@
 //! the ordering rules are tested with made-up instants.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 
 use tokio::time::Instant;
 
-/// A waiting key's place in line: due time, then arrival. Ready and delayed
-/// keys share one ordered map, so "first ready, first served" and "earliest
-/// deadline" are both its first entry.
-type Place = (Instant, u64);
+use super::line::{Lines, Place};
 
 /// A key that waits for its (next) turn.
 #[derive(Debug, Clone, Copy)]
@@ -35,9 +32,8 @@ impl Waiting {
 #[derive(Debug)]
 pub(super) struct Slots<K> {
     waiting: HashMap<K, Waiting>,
-    line: BTreeMap<Place, K>,
+    lines: Lines<K>,
     claimed: HashSet<K>,
-    arrivals: u64,
 }
 
 // Counting needs no bounds, so the queue's `Debug` can report them for any key.
@@ -57,9 +53,8 @@ impl<K: Clone + Eq + Hash> Slots<K> {
     pub(super) fn new() -> Self {
         Slots {
             waiting: HashMap::new(),
-            line: BTreeMap::new(),
+            lines: Lines::new(),
             claimed: HashSet::new(),
-            arrivals: 0,
         }
     }
 
@@ -73,17 +68,20 @@ impl<K: Clone + Eq + Hash> Slots<K> {
                 if due >= slot.get().due() {
                     return false;
                 }
-                match slot.get_mut() {
-                    Waiting::Parked(parked) => {
-                        *parked = due;
+                match *slot.get() {
+                    Waiting::Parked(_) => {
+                        slot.insert(Waiting::Parked(due));
                         false
                     }
                     Waiting::Scheduled(place) => {
-                        if let Some(key) = self.line.remove(place) {
-                            self.arrivals += 1;
-                            *place = (due, self.arrivals);
-                            self.line.insert(*place, key);
-                        }
+                        // The slot and the lines agree on every place, so
+                        // the key is found; the slot's own copy keeps the
+                        // key in line if they ever do not.
+                        let key = self
+                            .lines
+                            .remove(place)
+                            .unwrap_or_else(|| slot.key().clone());
+                        slot.insert(Waiting::Scheduled(self.lines.push(due, key)));
                         true
                     }
                 }
@@ -93,9 +91,7 @@ impl<K: Clone + Eq + Hash> Slots<K> {
                     slot.insert(Waiting::Parked(due));
                     false
                 } else {
-                    self.arrivals += 1;
-                    let place = (due, self.arrivals);
-                    self.line.insert(place, slot.key().clone());
+                    let place = self.lines.push(due, slot.key().clone());
                     slot.insert(Waiting::Scheduled(place));
                     true
                 }
@@ -106,19 +102,16 @@ impl<K: Clone + Eq + Hash> Slots<K> {
     /// Takes the first key due at `now`, marking it out with a worker, and
     /// returns it with the time it became ready.
     pub(super) fn take(&mut self, now: Instant) -> Option<(K, Instant)> {
-        let (&(due, _), _) = self.line.first_key_value()?;
-        if due > now {
-            return None;
-        }
-        let (_, key) = self.line.pop_first()?;
+        let (key, ready_since) = self.lines.pop(now)?;
         self.waiting.remove(&key);
         self.claimed.insert(key.clone());
-        Some((key, due))
+        Some((key, ready_since))
     }
 
-    /// When the first delayed key falls due, if any key is in line.
+    /// The earliest time a waiting key is due, if any key is in line; in the
+    /// past while one is ready.
     pub(super) fn next_due(&self) -> Option<Instant> {
-        self.line.first_key_value().map(|(&(due, _), _)| due)
+        self.lines.next_due()
     }
 
     /// The worker let go of `key`. If it was re-added meanwhile it joins the
@@ -132,17 +125,14 @@ impl<K: Clone + Eq + Hash> Slots<K> {
         let Waiting::Parked(due) = *waiting else {
             return false;
         };
-        self.arrivals += 1;
-        let place = (due.max(now), self.arrivals);
-        self.line.insert(place, key.clone());
-        *waiting = Waiting::Scheduled(place);
+        *waiting = Waiting::Scheduled(self.lines.push(due.max(now), key.clone()));
         true
     }
 
     /// Drops every waiting key; keys out stay out until released.
     pub(super) fn clear_waiting(&mut self) {
         self.waiting.clear();
-        self.line.clear();
+        self.lines.clear();
     }
 }
 
