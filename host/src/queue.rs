@@ -93,6 +93,18 @@ pub struct QueueConfig {
     /// Retries the shared bucket lets through at once. Default 100; 0 is
     /// taken as 1.
     pub burst: u32,
+    /// How long a [`Priority::Low`] key may be overtaken: it goes ahead of
+    /// `High` keys that became ready more than this after it did, so it
+    /// waits at most this long behind later `High` work.
+    ///
+    /// Default 2 minutes. It has to outlast a storm, or real changes made
+    /// late in the storm queue behind what is left of it: a 10,000-object
+    /// first list drained at a few hundred reconciles a second takes 30 to
+    /// 50 s, and 2 minutes still covers it at 85 a second. It is also the
+    /// most a resync or a new module version is held back by a steady
+    /// stream of real changes, which is short beside the minutes or hours
+    /// between resyncs.
+    pub low_priority_lag: Duration,
 }
 
 impl Default for QueueConfig {
@@ -103,12 +115,14 @@ impl Default for QueueConfig {
             backoff_max: Duration::from_secs(1000),
             qps: 10.0,
             burst: 100,
+            low_priority_lag: Duration::from_secs(120),
         }
     }
 }
 
-/// How urgent a key is. Among keys ready at once, `High` ones go first;
-/// see [`WorkQueue::add_with`].
+/// How urgent a key is. Among ready keys, `High` ones go first, unless a
+/// `Low` key has been ready for longer than
+/// [`QueueConfig::low_priority_lag`] before them; see the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Priority {
     /// Work that sweeps over everything: the first list, a resync, a new
@@ -187,7 +201,7 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> WorkQueue<K> {
         WorkQueue {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
-                    slots: Slots::new(),
+                    slots: Slots::new(config.low_priority_lag),
                     concurrency: config.concurrency,
                     shut_down: false,
                 }),
@@ -198,30 +212,33 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> WorkQueue<K> {
         }
     }
 
-    /// Makes `key` ready now. A key already waiting keeps its slot and
-    /// becomes ready now if it was delayed; a key held by a worker comes back
-    /// once the worker is done. Ignored after [`shutdown`](Self::shutdown).
+    /// Makes `key` ready now, at [`Priority::High`]. A key already waiting
+    /// keeps its slot and becomes ready now if it was delayed; a key held by
+    /// a worker comes back once the worker is done. Ignored after
+    /// [`shutdown`](Self::shutdown).
     pub fn add(&self, key: K) {
-        self.enqueue(key, Instant::now(), false);
+        self.add_with(key, Priority::High);
     }
 
-    /// Makes `key` ready after `delay`. A key already waiting keeps its slot
-    /// and whichever time is earlier, so this never postpones it. Ignored
-    /// after [`shutdown`](Self::shutdown).
+    /// Makes `key` ready after `delay`, at [`Priority::High`]. A key already
+    /// waiting keeps its slot and whichever time is earlier, so this never
+    /// postpones it. Ignored after [`shutdown`](Self::shutdown).
     pub fn add_after(&self, key: K, delay: Duration) {
-        self.enqueue(key, deadline(delay), false);
+        self.add_after_with(key, delay, Priority::High);
     }
 
-    /// [`add`](Self::add) at `priority`.
+    /// [`add`](Self::add) at `priority`. A key already waiting, or held by a
+    /// worker, keeps the higher of its priority and this one: `Low` never
+    /// lowers a key, `High` raises one, which keeps the time it has been
+    /// ready since.
     pub fn add_with(&self, key: K, priority: Priority) {
-        let _ = priority;
-        self.add(key);
+        self.enqueue(key, Instant::now(), priority, false);
     }
 
-    /// [`add_after`](Self::add_after) at `priority`.
+    /// [`add_after`](Self::add_after) at `priority`, merged as in
+    /// [`add_with`](Self::add_with).
     pub fn add_after_with(&self, key: K, delay: Duration, priority: Priority) {
-        let _ = priority;
-        self.add_after(key, delay);
+        self.enqueue(key, deadline(delay), priority, false);
     }
 
     /// Re-adds `key` after a failed reconcile and returns its delay: the
@@ -230,7 +247,7 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> WorkQueue<K> {
     /// keys. Counts a retry, until [`forget`](Self::forget).
     pub fn add_rate_limited(&self, key: K) -> Duration {
         let delay = self.shared.retries().when(key.clone(), Instant::now());
-        self.enqueue(key, deadline(delay), true);
+        self.enqueue(key, deadline(delay), Priority::High, true);
         delay
     }
 
@@ -246,14 +263,14 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> WorkQueue<K> {
         self.shared.retries().retries(key)
     }
 
-    fn enqueue(&self, key: K, due: Instant, retry: bool) {
+    fn enqueue(&self, key: K, due: Instant, priority: Priority, retry: bool) {
         let shared = &*self.shared;
         let mut state = shared.state();
         if state.shut_down {
             return;
         }
         let before = state.slots.len();
-        let moved = state.slots.add(key, due);
+        let moved = state.slots.add(key, due, priority);
         shared.observer.added();
         if retry {
             shared.observer.retried();
@@ -269,7 +286,9 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> WorkQueue<K> {
     }
 
     /// Waits for a ready key and a free worker slot, and hands the key out.
-    /// Among ready keys, the one ready first goes first. Returns `None` once
+    /// Among ready keys, `High` ones go first and each priority is first
+    /// ready, first served, until a `Low` key ages past the lag (see the
+    /// module docs). Returns `None` once
     /// the queue is shut down, at once: keys still waiting are dropped.
     ///
     /// Cancel safe: a key is taken only in the poll that returns it.
@@ -367,8 +386,8 @@ fn deadline(delay: Duration) -> Instant {
 ///
 /// While the claim lives the key is not handed out again; adds of the same
 /// key meanwhile are merged and remembered, and the key becomes ready again
-/// (at the earliest requested time) when the claim is dropped, as with
-/// client-go's dirty and processing sets. Dropping the claim, also by a
+/// (at the earliest requested time, at the highest requested priority) when
+/// the claim is dropped, as with client-go's dirty and processing sets. Dropping the claim, also by a
 /// panic unwinding the worker, frees the worker slot.
 #[must_use = "dropping the claim at once ends the work on its key"]
 pub struct Claim<K: Clone + Eq + Hash> {
@@ -468,6 +487,19 @@ mod tests {
             ..QueueConfig::default()
         };
         WorkQueue::new(config, Arc::new(Quiet))
+    }
+
+    fn queue_with_lag(low_priority_lag: Duration) -> WorkQueue<&'static str> {
+        let config = QueueConfig {
+            low_priority_lag,
+            ..QueueConfig::default()
+        };
+        WorkQueue::new(config, Arc::new(Quiet))
+    }
+
+    fn drain(queue: &WorkQueue<&'static str>) -> Vec<&'static str> {
+        let claims: Vec<_> = std::iter::from_fn(|| ready_now(queue)).collect();
+        claims.iter().map(|claim| *claim.key()).collect()
     }
 
     async fn within<F: Future>(future: F) -> F::Output {
@@ -736,5 +768,119 @@ mod tests {
 
         queue.shutdown();
         assert_eq!(recorder.take(), [Depth(0)]);
+    }
+
+    #[tokio::test]
+    async fn high_priority_keys_go_ahead_of_ready_low_ones() {
+        let queue = queue(16);
+        queue.add_with("list-1", Priority::Low);
+        queue.add_with("list-2", Priority::Low);
+        queue.add_with("change-1", Priority::High);
+        queue.add("change-2");
+        queue.add_with("list-3", Priority::Low);
+        queue.add_with("change-3", Priority::High);
+        assert_eq!(
+            drain(&queue),
+            [
+                "change-1", "change-2", "change-3", "list-1", "list-2", "list-3"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn low_key_goes_ahead_of_newer_high_keys_only_once_older_than_the_lag() {
+        let young = queue_with_lag(HOUR);
+        young.add_with("list", Priority::Low);
+        young.add("change");
+        assert_eq!(drain(&young), ["change", "list"]);
+
+        let lag = Duration::from_millis(20);
+        let aged = queue_with_lag(lag);
+        aged.add_with("list", Priority::Low);
+        tokio::time::sleep(2 * lag).await;
+        aged.add("change");
+        assert_eq!(drain(&aged), ["list", "change"]);
+    }
+
+    #[tokio::test]
+    async fn delayed_high_key_does_not_hold_back_a_ready_low_key() {
+        let queue = queue(4);
+        queue.add_after("requeue", HOUR);
+        queue.add_with("list", Priority::Low);
+        assert_eq!(drain(&queue), ["list"]);
+        assert_eq!(queue.len(), 1, "the delayed key still waits");
+    }
+
+    #[tokio::test]
+    async fn adding_high_raises_a_waiting_low_key() {
+        let queue = queue(4);
+        queue.add_with("a", Priority::Low);
+        queue.add_with("b", Priority::Low);
+        queue.add_after_with("c", HOUR, Priority::Low);
+        queue.add_with("d", Priority::Low);
+
+        queue.add("b");
+        queue.add_with("c", Priority::High);
+        queue.add_with("b", Priority::Low);
+        assert_eq!(queue.len(), 4);
+        assert_eq!(drain(&queue), ["b", "c", "a", "d"]);
+    }
+
+    #[tokio::test]
+    async fn key_readded_while_claimed_keeps_the_higher_priority() {
+        let queue = queue(4);
+        queue.add("a");
+        let claim = ready_now(&queue).expect("a is ready");
+        queue.add("a");
+        queue.add_with("a", Priority::Low);
+        queue.add_with("list", Priority::Low);
+        assert_eq!(queue.len(), 2);
+
+        drop(claim);
+        assert_eq!(drain(&queue), ["a", "list"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn storm_of_low_keys_lets_a_real_change_through_among_the_first_hand_outs() {
+        const STORM: usize = 10_000;
+        const CHANGE: usize = STORM;
+        const ADDED_AFTER: usize = 100;
+        let queue = WorkQueue::new(QueueConfig::default(), Arc::new(Quiet));
+        for key in 0..STORM {
+            queue.add_with(key, Priority::Low);
+        }
+        let handed_out = Arc::new(Mutex::new(Vec::new()));
+        let mut workers = Vec::new();
+        for _ in 0..QueueConfig::default().concurrency {
+            let (queue, handed_out) = (queue.clone(), Arc::clone(&handed_out));
+            workers.push(tokio::spawn(async move {
+                while let Some(claim) = queue.next().await {
+                    {
+                        let mut order = handed_out.lock().unwrap();
+                        order.push(*claim.key());
+                        if order.len() == ADDED_AFTER {
+                            queue.add(CHANGE);
+                        }
+                        if order.len() == STORM + 1 {
+                            queue.shutdown();
+                        }
+                    }
+                    tokio::task::yield_now().await;
+                }
+            }));
+        }
+        for worker in workers {
+            within(worker).await.expect("a worker failed");
+        }
+
+        let order = handed_out.lock().unwrap();
+        assert_eq!(order.len(), STORM + 1);
+        let position = order.iter().position(|&key| key == CHANGE);
+        // The other three workers may each have taken a storm key before the
+        // change came and recorded it after; no one takes another before it.
+        assert!(
+            position.is_some_and(|at| at < ADDED_AFTER + 4),
+            "the change was handed out at {position:?}"
+        );
     }
 }
