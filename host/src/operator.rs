@@ -130,7 +130,11 @@ pub async fn run(
     let modules_loaded = health.check("modules-loaded");
     let caches_synced = health.check("caches-synced");
 
-    let informers = Arc::new(Informers::new(client.clone(), watcher::Config::default()));
+    let informers = Arc::new(Informers::new(
+        client.clone(),
+        watcher::Config::default(),
+        metrics.cache_observer(),
+    ));
     let applier = Arc::new(Applier::new(client.clone(), "bosun"));
     let ctx = ControllerContext {
         informers,

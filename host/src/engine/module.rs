@@ -41,6 +41,10 @@ pub struct Limits {
     pub min_requeue: Duration,
     /// What one call may spend on outbound HTTP.
     pub http: crate::http::HttpLimits,
+    /// Reads of one call tracked precisely for event-driven reconciles;
+    /// past them, reads are tracked per kind and namespace (see
+    /// [`crate::reads::ReadLog`]).
+    pub tracked_reads: u32,
 }
 
 impl Default for Limits {
@@ -55,6 +59,7 @@ impl Default for Limits {
             message_bytes: 4096,
             min_requeue: super::budget::DEFAULT_MIN_REQUEUE,
             http: crate::http::HttpLimits::default(),
+            tracked_reads: crate::reads::DEFAULT_MAX_TRACKED_READS,
         }
     }
 }
@@ -70,6 +75,9 @@ pub struct CallContext {
     pub limits: Limits,
     /// What the module may reach over HTTP; None: nothing.
     pub http: Option<Arc<crate::http::Outbound>>,
+    /// Where the call's reads are recorded before they are answered (read
+    /// tracking); None: not recorded.
+    pub read_log: Option<Arc<crate::reads::ReadLog>>,
 }
 
 impl Default for CallContext {
@@ -79,6 +87,7 @@ impl Default for CallContext {
             clock: None,
             limits: Limits::default(),
             http: None,
+            read_log: None,
         }
     }
 }
@@ -235,6 +244,7 @@ impl Module {
             meta: self.meta.clone(),
             namespace,
             source: ctx.objects.clone(),
+            log: ctx.read_log.clone(),
         };
         (reads, label)
     }

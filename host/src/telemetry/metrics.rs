@@ -12,6 +12,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use super::reads::ReadFamilies;
+use crate::informers::CacheObserver;
 use crate::queue::QueueObserver;
 
 /// controller-runtime's buckets for `controller_runtime_reconcile_time_seconds`
@@ -206,6 +208,7 @@ struct Families {
 struct Inner {
     registry: Registry,
     families: Families,
+    reads: ReadFamilies,
     /// The `bosun_module_info` labels last set per module, so a reload with
     /// a new version or digest replaces the old series instead of adding one.
     module_info: Mutex<HashMap<String, InfoLabels>>,
@@ -362,10 +365,12 @@ impl Metrics {
             "Total number of guest HTTP requests the host refused, by reason",
             f.http_refused.clone(),
         );
+        let reads = ReadFamilies::register(&mut registry);
         Metrics {
             inner: Arc::new(Inner {
                 registry,
                 families,
+                reads,
                 module_info: Mutex::new(HashMap::new()),
             }),
         }
@@ -391,6 +396,29 @@ impl Metrics {
         let labels = controller_labels(controller);
         drop(f.reconcile_errors.get_or_create(&labels));
         drop(f.active_workers.get_or_create(&labels));
+        self.inner.reads.init_module(controller);
+    }
+
+    /// What the informers report the sizes of their caches to
+    /// (`bosun_cached_objects`).
+    pub fn cache_observer(&self) -> Arc<dyn CacheObserver> {
+        Arc::new(self.inner.reads.clone())
+    }
+
+    /// Sets how many reads `module`'s primaries are tracked by.
+    pub fn set_tracked_reads(&self, module: &str, reads: usize) {
+        self.inner.reads.set_tracked(module, reads);
+    }
+
+    /// Counts a reconcile of `module` queued because something a primary
+    /// read changed.
+    pub fn read_triggered(&self, module: &str) {
+        self.inner.reads.read_triggered(module);
+    }
+
+    /// Counts a call of `module` that read more than its tracked-reads cap.
+    pub fn tracked_reads_overflowed(&self, module: &str) {
+        self.inner.reads.overflowed(module);
     }
 
     /// Counts a reconcile of `module` held back as a hot loop.
@@ -556,6 +584,8 @@ impl Metrics {
         if let Some(previous) = loaded.remove(module) {
             self.families().module_info.remove(&previous);
         }
+        // Its reads were tracked by the controller that is gone.
+        self.inner.reads.set_tracked(module, 0);
     }
 
     /// Records whether `module` is quarantined (no work handed out after
@@ -904,6 +934,11 @@ mod tests {
         metrics.guest_call("cnat", GuestCall::Reconcile, Duration::ZERO);
         metrics.guest_trap("cnat", "Panic");
         metrics.module_loaded("cnat", "0.1.0", "sha256:aaa", true, Duration::ZERO);
+        metrics.cache_observer().cached(
+            &crate::meta::Kind::for_test("", "ConfigMap", crate::meta::Scope::Namespaced),
+            Some("shop"),
+            3,
+        );
         let out = metrics.render();
         let types: Vec<&str> = out
             .lines()
@@ -928,8 +963,47 @@ mod tests {
                 "bosun_guest_traps counter",
                 "bosun_module_load_duration_seconds histogram",
                 "bosun_module_info gauge",
+                "bosun_cached_objects gauge",
+                "bosun_tracked_reads gauge",
+                "bosun_read_triggers counter",
+                "bosun_tracked_reads_overflows counter",
             ]
         );
+    }
+
+    #[test]
+    fn caches_and_read_tracking_are_measured() {
+        let metrics = Metrics::new();
+        let config_maps =
+            crate::meta::Kind::for_test("", "ConfigMap", crate::meta::Scope::Namespaced);
+        let observer = metrics.cache_observer();
+        observer.cached(&config_maps, Some("shop"), 3);
+        observer.cached(&config_maps, None, 7);
+        metrics.set_max_concurrent("mirror", 4);
+        metrics.set_tracked_reads("mirror", 12);
+        metrics.read_triggered("mirror");
+        metrics.tracked_reads_overflowed("mirror");
+        let out = metrics.render();
+        assert_line(
+            &out,
+            r#"bosun_cached_objects{kind="ConfigMap.v1",namespace="shop"} 3"#,
+        );
+        assert_line(
+            &out,
+            r#"bosun_cached_objects{kind="ConfigMap.v1",namespace=""} 7"#,
+        );
+        assert_line(&out, r#"bosun_tracked_reads{module="mirror"} 12"#);
+        assert_line(&out, r#"bosun_read_triggers_total{module="mirror"} 1"#);
+        assert_line(
+            &out,
+            r#"bosun_tracked_reads_overflows_total{module="mirror"} 1"#,
+        );
+
+        observer.stopped(&config_maps, Some("shop"));
+        metrics.module_unloaded("mirror");
+        let out = metrics.render();
+        assert!(!out.contains(r#"namespace="shop""#), "{out}");
+        assert_line(&out, r#"bosun_tracked_reads{module="mirror"} 0"#);
     }
 
     #[test]
