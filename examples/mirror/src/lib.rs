@@ -1,8 +1,10 @@
-//! `Mirror`: the data of a ConfigMap, copied into the Mirror's status, and
-//! the names of the ConfigMaps a label selector picks.
+//! `Mirror`: the data of a ConfigMap, copied into the Mirror's status, the
+//! names of the ConfigMaps a label selector picks, and the keys (never the
+//! values) of a Secret.
 //!
 //! The example shows event-driven reads: it declares `reads::<ConfigMap>()`
-//! and reads through `ctx.get` and `ctx.list`, and nothing else. The host
+//! and `reads::<Secret>()` and reads through `ctx.get` and `ctx.list`, and
+//! nothing else. The host
 //! records what each reconcile read — a ConfigMap by name, found or not,
 //! and a list by selector — and reconciles the Mirror again when one of
 //! them is created, changed or deleted, or a ConfigMap's labels move it
@@ -14,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use bosun_sdk::prelude::*;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -40,6 +42,9 @@ pub struct MirrorSpec {
     /// are named in the status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
+    /// A Secret whose keys (never its values) the status lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
 }
 
 /// What the Mirror saw.
@@ -58,6 +63,9 @@ pub struct MirrorStatus {
     /// The names of the ConfigMaps the selector picks, sorted.
     #[serde(default)]
     pub selected: Vec<String>,
+    /// The keys of the Secret's data, sorted; empty when it does not exist.
+    #[serde(default)]
+    pub secret_keys: Vec<String>,
 }
 
 /// The mirror reconciler.
@@ -67,7 +75,9 @@ impl Reconciler for Mirrors {
     type Object = Mirror;
 
     fn metadata() -> Metadata {
-        Metadata::new("mirror", env!("CARGO_PKG_VERSION")).reads::<ConfigMap>()
+        Metadata::new("mirror", env!("CARGO_PKG_VERSION"))
+            .reads::<ConfigMap>()
+            .reads::<Secret>()
     }
 
     fn reconcile(mirror: &Mirror, ctx: &Context) -> Result<Response, Error> {
@@ -89,11 +99,20 @@ impl Reconciler for Mirrors {
             None => Vec::new(),
         };
         selected.sort();
+        let secret_keys = match &mirror.spec.secret_name {
+            Some(name) => ctx
+                .get::<Secret>(name)?
+                .and_then(|secret| secret.data)
+                .map(|data| data.into_keys().collect())
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
         Ok(Response::new().status(MirrorStatus {
             observed_generation: None,
             found: source.is_some(),
             data: source.and_then(|c| c.data).unwrap_or_default(),
             selected,
+            secret_keys,
         }))
     }
 }

@@ -18,6 +18,7 @@ fn mirror(selector: Option<&str>) -> Mirror {
         spec: MirrorSpec {
             config_map_name: "settings".into(),
             selector: selector.map(str::to_owned),
+            secret_name: None,
         },
         status: None,
     }
@@ -95,6 +96,44 @@ fn names_the_config_maps_its_selector_picks() {
         .unwrap();
     let status: MirrorStatus = outcome.status().unwrap();
     assert_eq!(status.selected, ["a", "b"]);
+}
+
+#[test]
+fn lists_the_keys_of_a_secret_and_never_its_values() {
+    let secret = k8s_openapi::api::core::v1::Secret {
+        metadata: ObjectMeta {
+            name: Some("credentials".into()),
+            namespace: Some("team-a".into()),
+            ..ObjectMeta::default()
+        },
+        data: Some(
+            [
+                (
+                    "password".to_owned(),
+                    k8s_openapi::ByteString(b"hunter2".to_vec()),
+                ),
+                (
+                    "user".to_owned(),
+                    k8s_openapi::ByteString(b"admin".to_vec()),
+                ),
+            ]
+            .into(),
+        ),
+        ..Default::default()
+    };
+    let mut with_secret = mirror(None);
+    with_secret.spec.secret_name = Some("credentials".into());
+    let outcome = Harness::<Mirrors>::new()
+        .object(secret)
+        .reconcile(&with_secret)
+        .unwrap();
+    let status: MirrorStatus = outcome.status().unwrap();
+    assert_eq!(status.secret_keys, ["password", "user"]);
+    let written = serde_json::to_string(&status).unwrap();
+    assert!(
+        !written.contains("hunter2") && !written.contains("aHVudGVyMg"),
+        "{written}"
+    );
 }
 
 #[test]
