@@ -29,7 +29,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::apply::Applier;
@@ -61,6 +61,10 @@ pub struct ControllerContext {
     /// What every module's outbound HTTP shares (key reads, guarded
     /// addresses, metrics).
     pub http: crate::http::Environment,
+    /// True while this host leads. Before that a controller watches,
+    /// caches and queues but hands nothing out (a warm standby); without
+    /// leader election it is true from the start.
+    pub leading: watch::Receiver<bool>,
 }
 
 /// How often a controller whose primary's status schema was not published
@@ -370,10 +374,18 @@ impl Controller {
         tracing::info!(module = %name, objects = self.queue.len(), "caches synced; reconciling");
 
         // Hand-outs run in a task of their own, so that the event loop below
-        // never drops a half-finished `next()`.
+        // never drops a half-finished `next()`. A standby hands out nothing
+        // until it leads: its queue fills, its caches stay warm.
+        let (stopping, mut stopped) = watch::channel(false);
         let dispatcher = tokio::spawn({
             let this = self.clone();
+            let mut leading = self.ctx.leading.clone();
             async move {
+                tokio::select! {
+                    led = leading.wait_for(|leads| *leads) => if led.is_err() { return },
+                    _ = stopped.wait_for(|stop| *stop) => return,
+                }
+                tracing::info!(module = %this.meta().name, queued = this.queue.len(), "leading; reconciling");
                 let mut workers = JoinSet::new();
                 while let Some(claim) = this.queue.next().await {
                     let worker = this.clone();
@@ -406,6 +418,7 @@ impl Controller {
             }
         }
         tracing::info!(module = %name, "stopping");
+        let _ = stopping.send(true);
         self.queue.shutdown();
         let _ = dispatcher.await;
     }
