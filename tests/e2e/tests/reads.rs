@@ -443,3 +443,71 @@ async fn a_module_confined_to_a_namespace_watches_caches_and_needs_rbac_there_on
     let log = host.log().to_lowercase();
     assert!(!log.contains("forbidden"), "the host met a refusal:\n{log}");
 }
+
+#[tokio::test]
+async fn a_guest_that_reads_without_bound_is_tracked_coarsely_within_its_cap() {
+    let cluster = Cluster::tenant("reads-flood").await;
+    let host = Host::start_confined(&cluster, &["misbehave"], &[]).await;
+    let post = PostParams::default();
+    cluster
+        .misbehaves()
+        .create(&post, &common::misbehave("greedy", "read-many"))
+        .await
+        .unwrap();
+    let note = common::warning(&cluster, "greedy", "TooManyReads").await;
+    assert!(note.contains("more than 256"), "{note}");
+    eventually("greedy reports its reads", SOON, || async {
+        let status = status(&cluster.misbehaves(), "greedy").await;
+        (status["read"] == 22_000).then_some(())
+    })
+    .await;
+    let tracked = host
+        .metric("bosun_tracked_reads{module=\"misbehave\"}")
+        .await;
+    assert!(
+        (1.0..=2.0 * 256.0 + 8.0).contains(&tracked),
+        "22,000 reads tracked as {tracked} entries"
+    );
+    assert!(
+        host.metric("bosun_tracked_reads_overflows_total{module=\"misbehave\"}")
+            .await
+            >= 1.0
+    );
+    // Past the cap, any ConfigMap of the namespace brings it back: coarse,
+    // never lost.
+    quiet_module(&host, "misbehave").await;
+    let triggers = host
+        .metric("bosun_read_triggers_total{module=\"misbehave\"}")
+        .await;
+    cluster
+        .config_maps()
+        .create(&post, &config_map("x-19999", json!({}), json!({})))
+        .await
+        .unwrap();
+    eventually("the greedy reader is reconciled again", SOON, || async {
+        (host
+            .metric("bosun_read_triggers_total{module=\"misbehave\"}")
+            .await
+            > triggers)
+            .then_some(())
+    })
+    .await;
+    let (status, _) = host.get("/healthz").await.unwrap();
+    assert_eq!(status, 200);
+}
+
+/// Waits until `module` has reconciled nothing for [`QUIET`].
+async fn quiet_module(host: &Host, module: &str) {
+    let sample =
+        format!("controller_runtime_reconcile_total{{controller=\"{module}\",result=\"success\"}}");
+    let mut last = host.metric(&sample).await;
+    let mut since = Instant::now();
+    while since.elapsed() < QUIET {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = host.metric(&sample).await;
+        if now != last {
+            last = now;
+            since = Instant::now();
+        }
+    }
+}
