@@ -309,11 +309,15 @@ async fn metric_sum(host: &Host, series: &str, label: &str) -> f64 {
 
 /// Waits until PowerDNS holds `content` for `name` (fully qualified).
 async fn holds(pdns: &PowerDns, name: &str, content: &str) {
-    eventually(&format!("PowerDNS holding {name} {content}"), WAIT, || async {
-        let rrset = pdns.rrset(ZONE, name, "A").ok().flatten()?;
-        (rrset["records"].as_array()?.len() == 1 && rrset["records"][0]["content"] == content)
-            .then_some(())
-    })
+    eventually(
+        &format!("PowerDNS holding {name} {content}"),
+        WAIT,
+        || async {
+            let rrset = pdns.rrset(ZONE, name, "A").ok().flatten()?;
+            (rrset["records"].as_array()?.len() == 1 && rrset["records"][0]["content"] == content)
+                .then_some(())
+        },
+    )
     .await;
 }
 
@@ -430,7 +434,10 @@ async fn a_modules_reconciles_reuse_a_handful_of_connections() {
         requests >= 3 * RECORDS * (1 + CHANGES),
         "every change read, replaced and read back: {requests} requests"
     );
-    assert_eq!(sent, requests as f64, "every request the host sent reached the proxy");
+    assert_eq!(
+        sent, requests as f64,
+        "every request the host sent reached the proxy"
+    );
     // Four reconciles at once need four connections; two more for a
     // connection that the pool let go of by its rules (a closed or half-read
     // one) or that a reconcile opened while the others were busy.
