@@ -89,8 +89,12 @@ impl ModuleOutbound {
         };
         let replaced =
             std::mem::replace(&mut *current, Current::build(module, settings, &self.env));
+        let reaches = replaced.outbound.is_some() || current.outbound.is_some();
         drop(current);
-        if replaced.outbound.is_some() {
+        // The old pool, if no call holds it any more: its idle connections
+        // close here, outside the lock.
+        drop(replaced);
+        if reaches {
             tracing::info!(module = %module.meta().name, version = %module.meta().version, reason, "outbound HTTP: a new connection pool; the old one closes once its calls end");
         }
     }
