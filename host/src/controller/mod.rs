@@ -21,6 +21,7 @@
 
 mod failures;
 mod finalize;
+mod outbound;
 mod triggers;
 mod worker;
 
@@ -157,6 +158,8 @@ pub struct Controller {
     /// Keys whose last reconcile failed permanently, with the generation it
     /// failed at: they are not reconciled again until the generation moves.
     failed: Mutex<HashMap<ObjectKey, Option<i64>>>,
+    /// The module's outbound HTTP and its connection pool, kept across calls.
+    outbound: outbound::ModuleOutbound,
 }
 
 impl Controller {
@@ -191,6 +194,7 @@ impl Controller {
         if settings.paused {
             queue.set_concurrency(0);
         }
+        let outbound = outbound::ModuleOutbound::new(&module, &settings, ctx.http.clone());
         Arc::new(Controller {
             meta: meta.clone(),
             module: RwLock::new(module),
@@ -207,6 +211,7 @@ impl Controller {
             reads: Tracker::default(),
             triggers: Mutex::default(),
             failed: Mutex::default(),
+            outbound,
         })
     }
 
@@ -325,6 +330,7 @@ impl Controller {
         self.ctx
             .metrics
             .set_max_concurrent(&self.meta.name, settings.queue.concurrency);
+        self.outbound.update(&self.module(), &settings);
         *self
             .settings
             .write()

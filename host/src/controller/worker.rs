@@ -251,20 +251,13 @@ impl Controller {
             .reads
             .begin(key, settings.limits.tracked_reads as usize);
         let ctx = CallContext {
+            http: self.outbound.for_call(&module, &settings),
             // Reads only where the grant lets the module reconcile: a
             // cluster-scoped primary has no namespace to confine them to.
             objects: ConfinedObjects::over(self.objects.clone(), settings.namespaces),
             read_log: Some(read_log.clone()),
             clock: None,
             limits: settings.limits,
-            http: (!module.meta().http_origins.is_empty()).then(|| {
-                crate::http::Outbound::new(
-                    module.meta(),
-                    &settings.http,
-                    settings.limits.http,
-                    self.ctx.http.clone(),
-                )
-            }),
         };
         let started = Instant::now();
         let slot = self.ctx.guest_slots.clone().acquire_owned().await;

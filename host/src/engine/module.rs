@@ -163,6 +163,12 @@ impl Module {
         self.runner.code.digest()
     }
 
+    /// Whether `other` is this very load (a clone of it), not another load
+    /// of the module, even of the same bytes.
+    pub fn is_same_load(&self, other: &Module) -> bool {
+        Arc::ptr_eq(&self.runner.code, &other.runner.code)
+    }
+
     /// Whether the load compiled the component or took it from the cache.
     pub fn compile_source(&self) -> CompileSource {
         self.compiled
