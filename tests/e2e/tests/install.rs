@@ -695,7 +695,10 @@ rbac:
         .find(|o| o["kind"] == "Role" && o["metadata"]["name"] == "bosun-modules")
         .expect("a Role for the modules");
     assert_eq!(role["metadata"]["namespace"], "default");
-    assert_eq!(role["rules"][1]["resources"], json!(["configmaps", "secrets"]));
+    assert_eq!(
+        role["rules"][1]["resources"],
+        json!(["configmaps", "secrets"])
+    );
     let binding = rendered
         .iter()
         .find(|o| o["kind"] == "RoleBinding" && o["metadata"]["name"] == "bosun-modules")

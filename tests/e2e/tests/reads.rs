@@ -511,3 +511,40 @@ async fn quiet_module(host: &Host, module: &str) {
         }
     }
 }
+
+#[tokio::test]
+async fn what_finalize_read_brings_it_back_too() {
+    let cluster = Cluster::tenant("reads-finalize").await;
+    let _host = Host::start_confined(&cluster, &["janitor"], &[]).await;
+    let tidies = cluster.api("tests.bosun.dev", "v1", "Tidy", "tidies");
+    let post = PostParams::default();
+    tidies
+        .create(
+            &post,
+            &object(json!({"apiVersion": "tests.bosun.dev/v1", "kind": "Tidy",
+                "metadata": {"name": "held"}, "spec": {"release": false}})),
+        )
+        .await
+        .unwrap();
+    eventually("the Tidy's ConfigMap", SOON, || async {
+        get(&cluster.config_maps(), "held-data").await
+    })
+    .await;
+    tidies
+        .delete("held", &DeleteParams::default())
+        .await
+        .unwrap();
+    let note = common::warning_or_normal(&cluster, "held", "Holding").await;
+    assert!(note.contains("held-release"), "{note}");
+    // finalize read `held-release` and missed; its creation is what brings
+    // finalize back (it asked to be called again only after a minute).
+    cluster
+        .config_maps()
+        .create(&post, &config_map("held-release", json!({}), json!({})))
+        .await
+        .unwrap();
+    eventually("the deletion finished", SOON, || async {
+        get(&tidies, "held").await.is_none().then_some(())
+    })
+    .await;
+}

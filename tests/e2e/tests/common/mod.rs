@@ -627,17 +627,27 @@ pub fn reconciled_condition(object: &DynamicObject) -> Option<serde_json::Value>
 /// Waits for a Warning event with `reason` about the object `name` in the
 /// cluster's namespace, and returns its note.
 pub async fn warning(cluster: &Cluster, name: &str, reason: &str) -> String {
+    event(cluster, name, reason, Some("Warning")).await
+}
+
+/// Waits for an event of any type with `reason` about the object `name` in
+/// the cluster's namespace, and returns its note.
+pub async fn warning_or_normal(cluster: &Cluster, name: &str, reason: &str) -> String {
+    event(cluster, name, reason, None).await
+}
+
+async fn event(cluster: &Cluster, name: &str, reason: &str, type_: Option<&str>) -> String {
     let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(
         cluster.client.clone(),
         &cluster.namespace,
     );
     eventually(
-        &format!("a Warning {reason} about {name}"),
+        &format!("a {} {reason} event about {name}", type_.unwrap_or("")),
         Duration::from_secs(60),
         || async {
             let list = events.list(&kube::api::ListParams::default()).await.ok()?;
             list.items.into_iter().find_map(|e| {
-                (e.type_.as_deref() == Some("Warning")
+                (type_.is_none_or(|t| e.type_.as_deref() == Some(t))
                     && e.reason.as_deref() == Some(reason)
                     && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
                 .then(|| e.note.unwrap_or_default())
