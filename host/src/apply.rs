@@ -87,8 +87,9 @@ pub struct Applier {
     client: Client,
     recorder: Recorder,
     last_applied: Arc<LastApplied>,
-    /// Open while this host may write; closed for good when it loses
-    /// leadership.
+    /// Open while this host may write: from the start without leader
+    /// election, from taking the Lease with it (a standby writes nothing),
+    /// closed for good when it loses leadership.
     open: Arc<AtomicBool>,
 }
 
@@ -109,6 +110,21 @@ impl Applier {
             last_applied: Arc::default(),
             open: Arc::new(AtomicBool::new(true)),
         }
+    }
+
+    /// This applier, refusing every write until [`Applier::open`]: a
+    /// standby replica's, which loads its modules and fills its caches
+    /// while another replica leads.
+    #[must_use]
+    pub fn standing_by(self) -> Self {
+        self.open.store(false, Ordering::SeqCst);
+        self
+    }
+
+    /// Lets writes through from now on, in every clone of this applier:
+    /// this host has taken the Lease.
+    pub fn open(&self) {
+        self.open.store(true, Ordering::SeqCst);
     }
 
     /// Stops every write from now on, in every clone of this applier: a

@@ -171,17 +171,24 @@ impl Discovery {
         &self.client
     }
 
-    /// The plural of `kind` in `group` at the group's preferred version
-    /// (for permissions, which name resources, granted by group and kind).
+    /// The plural and scope of `kind` in `group` at the group's preferred
+    /// version (for permissions, which name resources, granted by group and
+    /// kind).
     ///
     /// # Errors
     ///
     /// When the group is not served or has no such kind.
-    pub async fn plural_of(&self, group: &str, kind: &str) -> Result<String, kube::Error> {
+    pub async fn plural_of(&self, group: &str, kind: &str) -> Result<(String, Scope), kube::Error> {
         let api_group = kube::discovery::group(&self.client, group).await?;
         api_group
             .recommended_kind(kind)
-            .map(|(resource, _)| resource.plural)
+            .map(|(resource, capabilities)| {
+                let scope = match capabilities.scope {
+                    kube::discovery::Scope::Cluster => Scope::Cluster,
+                    kube::discovery::Scope::Namespaced => Scope::Namespaced,
+                };
+                (resource.plural, scope)
+            })
             .ok_or_else(|| {
                 kube::Error::Discovery(kube::error::DiscoveryError::MissingKind(format!(
                     "{kind} in group {group:?}"

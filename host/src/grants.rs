@@ -130,6 +130,12 @@ pub struct LimitOverrides {
     /// Bytes of HTTP response bodies one call may receive, in total.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_response_bytes: Option<u64>,
+    /// Reads of one call the host tracks one by one to reconcile the
+    /// object again when what it read changes; past them, any change of
+    /// the kind in the namespace read brings it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65536))]
+    pub tracked_reads: Option<u32>,
 }
 
 /// One origin a module may reach over HTTP.
@@ -217,6 +223,7 @@ impl LimitOverrides {
                     .http_response_bytes
                     .unwrap_or(limits.http.response_bytes),
             },
+            tracked_reads: self.tracked_reads.unwrap_or(limits.tracked_reads).max(1),
             ..limits
         }
     }

@@ -35,5 +35,6 @@ pub mod plan;
 pub mod quarantine;
 pub mod queue;
 pub mod rbac;
+pub mod reads;
 pub mod telemetry;
 pub mod validate;

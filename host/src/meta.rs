@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::engine::bindings as wit;
 use crate::http::Origin;
+use crate::reads::KindId;
 
 /// Whether objects of a kind live in a namespace or at cluster scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -147,6 +148,12 @@ impl ModuleMeta {
             ));
         }
         meta.primary.check("primary")?;
+        let kinds = 1 + meta.owns.len() + meta.reads.len();
+        if kinds > MAX_KINDS {
+            return Err(format!(
+                "the module declares {kinds} kinds (its primary, owned and read kinds); at most {MAX_KINDS} are allowed"
+            ));
+        }
         for kind in &meta.owns {
             kind.check("owned")?;
             if kind.group == meta.primary.group && kind.kind == meta.primary.kind {
@@ -187,10 +194,37 @@ impl ModuleMeta {
     /// The readable kind (primary, owned or declared read) with this
     /// `apiVersion` and `kind`.
     pub fn readable(&self, api_version: &str, kind: &str) -> Option<&Kind> {
-        std::iter::once(&self.primary)
+        self.readable_id(api_version, kind).map(|(_, kind)| kind)
+    }
+
+    /// The kinds a guest may read, each once, in a fixed order: the
+    /// primary, the owned kinds, the declared read kinds. A kind's place in
+    /// this list is how read tracking numbers it ([`KindId`]), and the
+    /// controller watches them in the same order.
+    pub fn readable_kinds(&self) -> Vec<&Kind> {
+        let mut kinds: Vec<&Kind> = Vec::new();
+        for kind in std::iter::once(&self.primary)
             .chain(&self.owns)
             .chain(&self.reads)
-            .find(|k| k.matches(api_version, kind))
+        {
+            let seen = kinds
+                .iter()
+                .any(|k| k.group == kind.group && k.version == kind.version && k.kind == kind.kind);
+            if !seen {
+                kinds.push(kind);
+            }
+        }
+        kinds
+    }
+
+    /// [`ModuleMeta::readable`], with the kind's place among
+    /// [`ModuleMeta::readable_kinds`].
+    pub fn readable_id(&self, api_version: &str, kind: &str) -> Option<(KindId, &Kind)> {
+        self.readable_kinds()
+            .into_iter()
+            .enumerate()
+            .find(|(_, k)| k.matches(api_version, kind))
+            .map(|(at, kind)| (KindId(at as u16), kind))
     }
 }
 
@@ -215,6 +249,11 @@ fn parse_origins(declared: Vec<String>) -> Result<Vec<Origin>, String> {
 
 /// The most HTTP origins a module may declare.
 pub const MAX_ORIGINS: usize = 64;
+
+/// The most kinds a module may declare, primary, owned and read together:
+/// each is a watch per granted namespace, and read tracking numbers them
+/// in 16 bits.
+pub const MAX_KINDS: usize = 128;
 
 /// The group of an `apiVersion` (`apps/v1` → `apps`; `v1` → the core group, ``).
 pub fn group_of(api_version: &str) -> &str {

@@ -12,6 +12,7 @@ use kube::core::SelectorExt;
 use serde_json::Value;
 
 use crate::meta::{Kind, ModuleMeta, Scope};
+use crate::reads::{KindId, ReadLog};
 
 /// A read-only view of cached objects.
 pub trait ObjectSource: Send + Sync {
@@ -154,6 +155,9 @@ pub(crate) struct GuestReads {
     /// The primary object's namespace, when the primary is namespaced.
     pub(crate) namespace: Option<String>,
     pub(crate) source: Arc<dyn ObjectSource>,
+    /// Where each read is recorded before it is answered, for read
+    /// tracking; None records nothing (the command line, loads).
+    pub(crate) log: Option<Arc<ReadLog>>,
 }
 
 impl GuestReads {
@@ -162,8 +166,8 @@ impl GuestReads {
         api_version: &str,
         kind: &str,
         namespace: Option<&str>,
-    ) -> Result<(&Kind, Option<String>), String> {
-        let declared = self.meta.readable(api_version, kind).ok_or_else(|| {
+    ) -> Result<(KindId, &Kind, Option<String>), String> {
+        let (id, declared) = self.meta.readable_id(api_version, kind).ok_or_else(|| {
             format!("{kind}.{api_version} is not a kind module {} declared; declare it with Metadata::reads", self.meta.name)
         })?;
         let namespace = match (declared.scope, &self.namespace, namespace) {
@@ -187,7 +191,7 @@ impl GuestReads {
             }
             (Scope::Namespaced, None, asked) => asked.map(str::to_owned),
         };
-        Ok((declared, namespace))
+        Ok((id, declared, namespace))
     }
 
     pub(crate) fn get(
@@ -197,7 +201,12 @@ impl GuestReads {
         namespace: Option<&str>,
         name: &str,
     ) -> Result<Option<String>, String> {
-        let (declared, namespace) = self.resolve(api_version, kind, namespace)?;
+        let (id, declared, namespace) = self.resolve(api_version, kind, namespace)?;
+        // Recorded before the cache is asked: a change that lands after
+        // this line finds the read (see crate::reads).
+        if let Some(log) = &self.log {
+            log.get(id, namespace.as_deref(), name);
+        }
         Ok(self
             .source
             .get(declared, namespace.as_deref(), name)
@@ -212,9 +221,12 @@ impl GuestReads {
         label_selector: Option<&str>,
         max_bytes: usize,
     ) -> Result<Vec<String>, String> {
-        let (declared, namespace) = self.resolve(api_version, kind, namespace)?;
-        let selector =
-            bosun_selector::parse(label_selector.unwrap_or_default()).map_err(|e| e.to_string())?;
+        let (id, declared, namespace) = self.resolve(api_version, kind, namespace)?;
+        let text = label_selector.unwrap_or_default();
+        let selector = bosun_selector::parse(text).map_err(|e| e.to_string())?;
+        if let Some(log) = &self.log {
+            log.list(id, namespace.as_deref(), text.trim(), &selector);
+        }
         let mut total = 0usize;
         let mut listed = Vec::new();
         for object in self.source.list(declared, namespace.as_deref()) {
@@ -292,6 +304,7 @@ mod tests {
             meta: meta(),
             namespace: None,
             source: ConfinedObjects::over(objects(), namespaces),
+            log: None,
         }
     }
 
@@ -378,6 +391,7 @@ mod tests {
             meta: Arc::new(meta),
             namespace: Some("a".into()),
             source: ConfinedObjects::over(objects(), vec!["a".into(), "b".into()]),
+            log: None,
         };
         assert!(reads.get("v1", "ConfigMap", Some("b"), "in-b").is_err());
         let listed = reads

@@ -102,36 +102,32 @@ pub async fn run(
     // campaigning (the second load below comes from the compile cache).
     let files = read_module_files(&engine, &config.modules).await?;
 
-    let mut shutdown = std::pin::pin!(shutdown);
-    let mut election = None;
-    if let Some(leader) = config.leader {
-        let (elector, mut leading) = LeaderElection::start(client.clone(), leader)
-            .map_err(|e| OperatorError::Leader(e.to_string()))?;
-        tracing::info!("waiting to become the leader");
-        tokio::select! {
-            () = &mut shutdown => {
-                elector.step_down().await;
-                let _ = stop_telemetry.send(true);
-                return Ok(());
-            }
-            result = leading.wait_for(|leads| *leads) => {
-                if result.is_err() {
-                    return Err(OperatorError::LostLeadership);
-                }
-            }
+    // A replica waiting for the Lease is a warm standby (controller-runtime's
+    // warm replicas): it loads its modules, lists and watches their kinds
+    // and queues their keys now, and writes nothing — no reconcile is
+    // handed out, the applier refuses, no ReconcilerModule status is
+    // written — until it leads. Taking over then costs no LIST.
+    let (mut election, leading, _always) = match config.leader {
+        Some(leader) => {
+            let (elector, leading) = LeaderElection::start(client.clone(), leader)
+                .map_err(|e| OperatorError::Leader(e.to_string()))?;
+            (Some(elector), leading, None)
         }
-        tracing::info!("became the leader");
-        election = Some((elector, leading));
+        None => {
+            let (always, leading) = watch::channel(true);
+            (None, leading, Some(always))
+        }
+    };
+    let informers = Arc::new(Informers::new(
+        client.clone(),
+        watcher::Config::default(),
+        metrics.cache_observer(),
+    ));
+    let mut applier = Applier::new(client.clone(), "bosun");
+    if election.is_some() {
+        applier = applier.standing_by();
     }
-    // Registered only now, so a standby waiting for the Lease has no failing
-    // check and is ready (as controller-runtime's are): a two-replica
-    // Deployment could otherwise never finish a rollout, and its
-    // PodDisruptionBudget would never let the leader be evicted.
-    let modules_loaded = health.check("modules-loaded");
-    let caches_synced = health.check("caches-synced");
-
-    let informers = Arc::new(Informers::new(client.clone(), watcher::Config::default()));
-    let applier = Arc::new(Applier::new(client.clone(), "bosun"));
+    let applier = Arc::new(applier);
     let ctx = ControllerContext {
         informers,
         applier: applier.clone(),
@@ -146,6 +142,7 @@ pub async fn run(
             metrics: Some(metrics.clone()),
             hint: None,
         },
+        leading: leading.clone(),
     };
     let registry = Arc::new(Registry::new(engine.clone(), ctx));
     let local = LocalGrants {
@@ -183,9 +180,45 @@ pub async fn run(
             client.clone(),
             registry.clone(),
             config.controller.clone(),
+            leading.clone(),
             std::future::pending(),
         ));
     }
+
+    let mut shutdown = std::pin::pin!(shutdown);
+    if let Some(elector) = election {
+        tracing::info!("waiting to become the leader; modules load and caches fill meanwhile");
+        let mut waiting = leading.clone();
+        let led = tokio::select! {
+            () = &mut shutdown => None,
+            result = async { waiting.wait_for(|leads| *leads).await.is_ok() } => Some(result),
+        };
+        match led {
+            None => {
+                sources.abort_all();
+                registry.stop_all(config.shutdown_grace).await;
+                elector.step_down().await;
+                let _ = stop_telemetry.send(true);
+                return Ok(());
+            }
+            Some(false) => {
+                sources.abort_all();
+                registry.stop_all(config.shutdown_grace).await;
+                return Err(OperatorError::LostLeadership);
+            }
+            Some(true) => {}
+        }
+        applier.open();
+        tracing::info!("became the leader");
+        election = Some(elector);
+    }
+    let mut election = election.map(|elector| (elector, leading.clone()));
+    // Registered only now, so a standby waiting for the Lease has no failing
+    // check and is ready (as controller-runtime's are): a two-replica
+    // Deployment could otherwise never finish a rollout, and its
+    // PodDisruptionBudget would never let the leader be evicted.
+    let modules_loaded = health.check("modules-loaded");
+    let caches_synced = health.check("caches-synced");
     modules_loaded.set(true);
 
     let readiness = tokio::spawn({

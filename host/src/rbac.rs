@@ -1,9 +1,14 @@
 //! The Kubernetes permissions the host needs to run a module, derived from
-//! the module's (checked) declaration: what `bosun rbac` prints as a
-//! ClusterRole, and what the host asks the API server it holds
+//! the module's (checked) declaration and the namespaces it is granted:
+//! what `bosun rbac` prints, and what the host asks the API server it holds
 //! (SelfSubjectAccessReview) before it starts a module — a missing
 //! permission fails that module's load with `MissingRBAC`, naming the verb,
 //! the resource and the rule to add, instead of 403s in a loop.
+//!
+//! The host watches a module's kinds only in the namespaces its grant
+//! names ([`crate::informers`]), so a confined module needs a Role in each
+//! of them and no ClusterRole at all for its namespaced kinds;
+//! [`rbac_objects`] prints exactly that.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +19,7 @@ use kube::Client;
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 
-use crate::meta::{Kind, ModuleMeta};
+use crate::meta::{Kind, ModuleMeta, Scope};
 
 /// One permission: a verb on a resource (or subresource) of a group.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -50,21 +55,37 @@ impl std::fmt::Display for Need {
     }
 }
 
-fn needs_on(kind: &Kind, subresource: Option<&str>, verbs: &[&'static str]) -> Vec<Need> {
+/// `verbs` on `kind` (or its `subresource`): in each of `namespaces` for
+/// a namespaced kind when some are named, else cluster-wide.
+fn needs_on(
+    kind: &Kind,
+    subresource: Option<&str>,
+    verbs: &[&'static str],
+    namespaces: &[String],
+) -> Vec<Need> {
     let resource = match subresource {
         Some(sub) => format!("{}/{sub}", kind.plural),
         None => kind.plural.clone(),
     };
-    verbs
-        .iter()
-        .map(|verb| Need {
-            group: kind.group.clone(),
-            resource: resource.clone(),
-            verb,
-            name: None,
-            namespace: None,
-        })
-        .collect()
+    let scopes: Vec<Option<String>> = match kind.scope {
+        Scope::Namespaced if !namespaces.is_empty() => {
+            namespaces.iter().cloned().map(Some).collect()
+        }
+        _ => vec![None],
+    };
+    let mut needs = Vec::new();
+    for namespace in scopes {
+        for verb in verbs {
+            needs.push(Need {
+                group: kind.group.clone(),
+                resource: resource.clone(),
+                verb,
+                name: None,
+                namespace: namespace.clone(),
+            });
+        }
+    }
+    needs
 }
 
 /// `get` on one Secret, by name.
@@ -78,30 +99,46 @@ fn get_secret(namespace: &str, name: &str) -> Need {
     }
 }
 
-/// What the host needs to run `meta`: watch and patch its primary (the
-/// finalizer), write its status, update its finalizers subresource (which
-/// setting `blockOwnerDeletion` on a child requires), and read, create,
-/// apply and delete its owned kinds, read its read kinds.
-pub fn module_needs(meta: &ModuleMeta) -> Vec<Need> {
-    let mut needs = needs_on(&meta.primary, None, &["get", "list", "watch", "patch"]);
-    needs.extend(needs_on(&meta.primary, Some("status"), &["get", "patch"]));
+/// What the host needs to run `meta` within `namespaces` (empty: every
+/// namespace): watch and patch its primary (the finalizer), write its
+/// status, update its finalizers subresource (which setting
+/// `blockOwnerDeletion` on a child requires), and read, create, apply and
+/// delete its owned kinds, read its read kinds.
+pub fn module_needs(meta: &ModuleMeta, namespaces: &[String]) -> Vec<Need> {
+    let primary = &meta.primary;
+    let mut needs = needs_on(
+        primary,
+        None,
+        &["get", "list", "watch", "patch"],
+        namespaces,
+    );
+    needs.extend(needs_on(
+        primary,
+        Some("status"),
+        &["get", "patch"],
+        namespaces,
+    ));
     if !meta.owns.is_empty() {
-        needs.extend(needs_on(&meta.primary, Some("finalizers"), &["update"]));
-    }
-    for kind in &meta.owns {
         needs.extend(needs_on(
-            kind,
-            None,
-            &["get", "list", "watch", "create", "patch", "delete"],
+            primary,
+            Some("finalizers"),
+            &["update"],
+            namespaces,
         ));
     }
+    for kind in &meta.owns {
+        needs.extend(needs_on(kind, None, OWNED_VERBS, namespaces));
+    }
     for kind in &meta.reads {
-        needs.extend(needs_on(kind, None, &["get", "list", "watch"]));
+        needs.extend(needs_on(kind, None, READ_VERBS, namespaces));
     }
     needs.sort();
     needs.dedup();
     needs
 }
+
+const OWNED_VERBS: &[&str] = &["get", "list", "watch", "create", "patch", "delete"];
+const READ_VERBS: &[&str] = &["get", "list", "watch"];
 
 /// What the host needs to run a module granted `permissions` (for
 /// ReconcilerModules, whose declarations are only known once fetched): the
@@ -115,37 +152,55 @@ pub async fn grant_needs(
     permissions: &crate::grants::Permissions,
     discovery: &crate::discovery::Discovery,
 ) -> Result<Vec<Need>, kube::Error> {
-    let kind = |plural: String, group: &str| Kind {
+    let kind = |(plural, scope): (String, Scope), group: &str| Kind {
         group: group.to_owned(),
         version: String::new(),
         kind: String::new(),
         plural,
-        scope: crate::meta::Scope::Namespaced,
+        scope,
     };
+    let namespaces = &permissions.namespaces;
     let mut needs = Vec::new();
     if let Some(primary) = &permissions.reconciles {
-        let plural = discovery.plural_of(&primary.group, &primary.kind).await?;
-        let primary = kind(plural, &primary.group);
-        needs.extend(needs_on(&primary, None, &["get", "list", "watch", "patch"]));
-        needs.extend(needs_on(&primary, Some("status"), &["get", "patch"]));
+        let served = discovery.plural_of(&primary.group, &primary.kind).await?;
+        let primary = kind(served, &primary.group);
+        needs.extend(needs_on(
+            &primary,
+            None,
+            &["get", "list", "watch", "patch"],
+            namespaces,
+        ));
+        needs.extend(needs_on(
+            &primary,
+            Some("status"),
+            &["get", "patch"],
+            namespaces,
+        ));
         if !permissions.owns.is_empty() {
-            needs.extend(needs_on(&primary, Some("finalizers"), &["update"]));
+            needs.extend(needs_on(
+                &primary,
+                Some("finalizers"),
+                &["update"],
+                namespaces,
+            ));
         }
     }
     for owned in &permissions.owns {
-        let plural = discovery.plural_of(&owned.group, &owned.kind).await?;
+        let served = discovery.plural_of(&owned.group, &owned.kind).await?;
         needs.extend(needs_on(
-            &kind(plural, &owned.group),
+            &kind(served, &owned.group),
             None,
-            &["get", "list", "watch", "create", "patch", "delete"],
+            OWNED_VERBS,
+            namespaces,
         ));
     }
     for read in &permissions.reads {
-        let plural = discovery.plural_of(&read.group, &read.kind).await?;
+        let served = discovery.plural_of(&read.group, &read.kind).await?;
         needs.extend(needs_on(
-            &kind(plural, &read.group),
+            &kind(served, &read.group),
             None,
-            &["get", "list", "watch"],
+            READ_VERBS,
+            namespaces,
         ));
     }
     needs.sort();
@@ -221,6 +276,53 @@ pub fn host_needs() -> Vec<Need> {
 
 /// A ClusterRole granting `needs`, rules grouped by group and resource.
 pub fn cluster_role(name: &str, needs: &[Need]) -> Value {
+    json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": name},
+        "rules": rules(needs),
+    })
+}
+
+/// A Role in `namespace` granting `needs`.
+pub fn role(name: &str, namespace: &str, needs: &[Need]) -> Value {
+    json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": name, "namespace": namespace},
+        "rules": rules(needs),
+    })
+}
+
+/// The roles granting `needs`, least privilege first: a Role named `name`
+/// in each namespace where something is needed there only, and a
+/// ClusterRole named `name` for what is needed cluster-wide (none when
+/// nothing is). Needs on one named object (a Secret a grant names) stay in
+/// the ClusterRole by name, as `bosun rbac` has always printed them.
+pub fn rbac_objects(name: &str, needs: &[Need]) -> Vec<Value> {
+    let mut cluster_wide: Vec<Need> = Vec::new();
+    let mut by_namespace: BTreeMap<&str, Vec<Need>> = BTreeMap::new();
+    for need in needs {
+        match (&need.namespace, &need.name) {
+            (Some(namespace), None) => by_namespace
+                .entry(namespace.as_str())
+                .or_default()
+                .push(need.clone()),
+            _ => cluster_wide.push(need.clone()),
+        }
+    }
+    let mut objects: Vec<Value> = by_namespace
+        .into_iter()
+        .map(|(namespace, needs)| role(name, namespace, &needs))
+        .collect();
+    if !cluster_wide.is_empty() || objects.is_empty() {
+        objects.push(cluster_role(name, &cluster_wide));
+    }
+    objects
+}
+
+/// The rules granting `needs`, grouped by group and verbs.
+fn rules(needs: &[Need]) -> Vec<Value> {
     let mut rules: BTreeMap<(String, Vec<&'static str>), Vec<String>> = BTreeMap::new();
     let mut verbs: BTreeMap<(String, String), Vec<&'static str>> = BTreeMap::new();
     // Needs on named objects get rules of their own, with resourceNames.
@@ -249,18 +351,13 @@ pub fn cluster_role(name: &str, needs: &[Need]) -> Value {
         names.dedup();
         json!({"apiGroups": [group], "resources": [resource], "resourceNames": names, "verbs": [verb]})
     });
-    json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRole",
-        "metadata": {"name": name},
-        "rules": rules
-            .into_iter()
-            .map(|((group, verbs), resources)| {
-                json!({"apiGroups": [group], "resources": resources, "verbs": verbs})
-            })
-            .chain(named_rules)
-            .collect::<Vec<_>>(),
-    })
+    rules
+        .into_iter()
+        .map(|((group, verbs), resources)| {
+            json!({"apiGroups": [group], "resources": resources, "verbs": verbs})
+        })
+        .chain(named_rules)
+        .collect()
 }
 
 /// The order verbs are written in, as in Kubernetes' own roles.
@@ -271,7 +368,7 @@ const VERB_ORDER: [&str; 7] = [
 /// Some permissions the host lacks for a module.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "the host's service account lacks what module {module} needs: {}; add to the host's ClusterRole (bosun rbac prints it):\n{rules}",
+    "the host's service account lacks what module {module} needs: {}; bind the host to these roles (bosun rbac prints them for a module and its grant):\n{rules}",
     missing.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 )]
 pub struct MissingRbac {
@@ -279,12 +376,13 @@ pub struct MissingRbac {
     pub module: String,
     /// Each missing permission.
     pub missing: Vec<Need>,
-    /// The rules to add, as YAML.
+    /// The roles to bind the host to, as YAML documents.
     pub rules: String,
 }
 
 /// Asks the API server, by SelfSubjectAccessReview, whether the host holds
-/// every permission in `needs` (cluster-wide: the host's watches are).
+/// every permission in `needs`, each where it is needed: in its namespace,
+/// or cluster-wide.
 ///
 /// # Errors
 ///
@@ -326,8 +424,11 @@ pub async fn check(client: &Client, module: &str, needs: &[Need]) -> Result<(), 
     if missing.is_empty() {
         return Ok(());
     }
-    let role = cluster_role("bosun-modules", &missing);
-    let rules = serde_yaml::to_string(&role["rules"]).unwrap_or_default();
+    let rules = rbac_objects("bosun-modules", &missing)
+        .iter()
+        .map(|role| serde_yaml::to_string(role).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("---\n");
     Err(MissingRbac {
         module: module.to_owned(),
         missing,
@@ -367,7 +468,7 @@ mod tests {
 
     #[test]
     fn a_module_needs_its_primary_its_status_and_its_children() {
-        let needs = module_needs(&meta());
+        let needs = module_needs(&meta(), &[]);
         let has = |group: &str, resource: &str, verb: &str| {
             needs
                 .iter()
@@ -383,8 +484,62 @@ mod tests {
     }
 
     #[test]
+    fn a_module_confined_to_namespaces_needs_a_role_in_each_and_no_cluster_role() {
+        let namespaces = ["shop".to_owned(), "blog".to_owned()];
+        let needs = module_needs(&meta(), &namespaces);
+        assert!(needs.iter().all(|n| n.namespace.is_some()), "{needs:?}");
+        let objects = rbac_objects("bosun-webapp", &needs);
+        let kinds: Vec<(&str, &str)> = objects
+            .iter()
+            .map(|o| {
+                (
+                    o["kind"].as_str().unwrap(),
+                    o["metadata"]["namespace"].as_str().unwrap_or_default(),
+                )
+            })
+            .collect();
+        assert_eq!(kinds, [("Role", "blog"), ("Role", "shop")]);
+        let shop = &objects[1];
+        assert!(
+            shop["rules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["resources"] == json!(["configmaps"])
+                    && r["verbs"] == json!(["get", "list", "watch"])),
+            "{shop}"
+        );
+    }
+
+    #[test]
+    fn cluster_scoped_kinds_stay_cluster_wide_under_a_confined_grant() {
+        let mut meta = meta();
+        meta.reads.push(Kind {
+            scope: Scope::Cluster,
+            ..kind("", "Node", "nodes")
+        });
+        let objects = rbac_objects("m", &module_needs(&meta, &["shop".to_owned()]));
+        let cluster_role = objects
+            .iter()
+            .find(|o| o["kind"] == "ClusterRole")
+            .expect("a ClusterRole for the cluster-scoped kind");
+        assert_eq!(
+            cluster_role["rules"],
+            json!([{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}])
+        );
+        assert!(objects.iter().any(|o| o["kind"] == "Role"));
+    }
+
+    #[test]
+    fn an_unconfined_module_gets_one_cluster_role() {
+        let objects = rbac_objects("bosun-webapp", &module_needs(&meta(), &[]));
+        assert_eq!(objects.len(), 1);
+        assert_eq!(objects[0]["kind"], "ClusterRole");
+    }
+
+    #[test]
     fn the_cluster_role_groups_rules_by_group_and_verbs() {
-        let role = cluster_role("bosun-webapp", &module_needs(&meta()));
+        let role = cluster_role("bosun-webapp", &module_needs(&meta(), &[]));
         let rules = role["rules"].as_array().unwrap();
         let core_owned = rules
             .iter()

@@ -528,6 +528,52 @@ fn a_connection_the_server_closed_is_not_reused() {
     assert_eq!(server.counts(), (3, 3));
 }
 
+#[test]
+fn an_answer_a_server_sends_ahead_is_never_read_as_the_next_calls() {
+    // Each connection's first request is answered twice: `hello`, then at
+    // once an unasked-for `evil`, as if to answer the next call's request
+    // before it is sent. Later requests get `hello` alone.
+    let connections = Arc::new(AtomicUsize::new(0));
+    let opened = connections.clone();
+    let server = Server::serve(move |mut stream, heads| {
+        opened.fetch_add(1, Ordering::SeqCst);
+        let mut first = true;
+        while record_head(&mut stream, heads) {
+            let mut answer = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello".to_vec();
+            if first {
+                answer.extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nevil");
+                first = false;
+            }
+            if stream.write_all(&answer).is_err() {
+                return;
+            }
+        }
+    });
+    let origin = server.origin();
+    let module = misbehave_reaching(&[&origin]);
+    let outbound = Outbound::new(
+        module.meta(),
+        &[grant(&origin)],
+        HttpLimits::default(),
+        Environment::default(),
+    );
+    for _ in 0..2 {
+        let (answer, _) = call(
+            &module,
+            &outbound,
+            &format!("{origin}/zone"),
+            false,
+            Duration::from_secs(5),
+        );
+        assert_eq!(answer["body"], "hello", "{answer}");
+        thread::sleep(Duration::from_millis(100));
+    }
+    // The connection that carried bytes nobody asked for was closed, not
+    // pooled: the second call had to open its own.
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+    assert_eq!(server.requests().len(), 2);
+}
+
 /// The line of `rendered` for `series` whose labels hold every one of
 /// `labels`; its value.
 fn series_value(rendered: &str, series: &str, labels: &[&str]) -> Option<f64> {

@@ -125,7 +125,7 @@ async fn a_module_the_hosts_account_cannot_serve_is_refused_naming_each_permissi
         json!([{"apiGroups": ["examples.bosun.dev"], "resources": ["webapps"], "verbs": ["get", "list", "watch"]}]),
     )
     .await;
-    let missing = check(&limited, "webapp", &module_needs(&webapp()))
+    let missing = check(&limited, "webapp", &module_needs(&webapp(), &[]))
         .await
         .expect_err("the account cannot write");
     let named: Vec<String> = missing.missing.iter().map(ToString::to_string).collect();
@@ -151,7 +151,7 @@ async fn a_module_the_hosts_account_cannot_serve_is_refused_naming_each_permissi
     );
 
     // The admin holds everything.
-    check(&admin, "webapp", &module_needs(&webapp()))
+    check(&admin, "webapp", &module_needs(&webapp(), &[]))
         .await
         .expect("the admin may do it all");
 }

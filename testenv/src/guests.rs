@@ -13,16 +13,17 @@ use std::sync::OnceLock;
 /// The target guests are built for.
 pub const TARGET: &str = "wasm32-wasip2";
 
-/// The guest packages: the examples (cnat, webapp, the PowerDNS operator
-/// dnsrecord), webapp's second version, the deliberately bad test guest, the
+/// The guest packages: the examples (cnat, webapp, mirror, the PowerDNS
+/// operator dnsrecord), webapp's second version, the deliberately bad test guest, the
 /// test guest with a finalizer, and ports of k8s.io/sample-controller and
 /// kube-rs's controller-rs run against their own CRDs, and cnat under a
 /// kind patched in per copy for the benchmark's many-modules scenario, and
 /// a reconciler built directly against the frozen `bosun:reconciler@0.1.0`
 /// (the host must keep serving it).
-pub const PACKAGES: [&str; 10] = [
+pub const PACKAGES: [&str; 11] = [
     "cnat",
     "webapp",
+    "mirror",
     "webapp-next",
     "dnsrecord",
     "misbehave",

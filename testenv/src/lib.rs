@@ -24,8 +24,9 @@
 //! per test process. [`registry::Registry`] runs a container registry on
 //! loopback the same way, for the image tests, and [`powerdns::PowerDns`] a
 //! PowerDNS server with its HTTP API (queried over DNS with [`dns`]), for
-//! the DNS-record operator; [`tools`] finds the external programs such
-//! tests need.
+//! the DNS-record operator; [`CountingProxy`] stands in front of such a
+//! server and counts the connections a client opens; [`tools`] finds the
+//! external programs such tests need.
 //!
 //! Without the default `harness` feature only [`assets`] and [`guests`] are
 //! compiled (std and sha2), which is what `xtask` depends on.
@@ -38,6 +39,8 @@ pub mod tools;
 
 #[cfg(feature = "harness")]
 mod certs;
+#[cfg(feature = "harness")]
+pub mod counting_proxy;
 #[cfg(feature = "harness")]
 mod crds;
 #[cfg(feature = "harness")]
@@ -53,6 +56,8 @@ mod process;
 #[cfg(feature = "harness")]
 pub mod registry;
 
+#[cfg(feature = "harness")]
+pub use counting_proxy::CountingProxy;
 #[cfg(feature = "harness")]
 pub use crds::CrdSource;
 #[cfg(feature = "harness")]

@@ -236,6 +236,11 @@ loglevel=4
         format!("http://127.0.0.1:{}", self.api_port)
     }
 
+    /// `127.0.0.1:<port>`, where the API answers.
+    pub fn api_address(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.api_port))
+    }
+
     /// The API key of this run (`X-API-Key`).
     pub fn api_key(&self) -> &str {
         &self.api_key

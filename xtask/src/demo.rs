@@ -1,8 +1,9 @@
 //! `cargo xtask demo`: the main job, end to end. Builds (or reuses) the
 //! control plane, the host and the example guests; starts kube-apiserver +
-//! etcd; installs the CRDs; runs `bosun run` with both examples; creates
-//! sample objects and shows, step by step, what the reconcilers did —
-//! including, when PowerDNS is installed, the DNS-record operator changing
+//! etcd; installs the CRDs; runs `bosun run` with the examples; creates
+//! sample objects and shows, step by step, what the reconcilers did — a
+//! Mirror following what it read ([`reads`]), and, when PowerDNS is
+//! installed, the DNS-record operator changing
 //! the world outside the cluster through outbound HTTP. Then it
 //! leaves everything up, printing the kubeconfig, until Ctrl-C (or exits at
 //! once with `--once`, which CI uses).
@@ -10,6 +11,8 @@
 //! There is no kubelet and no Deployment controller here, so the demo plays
 //! them where the story needs it: it marks the cnat Pod Succeeded and the
 //! WebApp's Deployment ready.
+
+mod reads;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -63,10 +66,11 @@ pub fn run(args: Args) -> Result<()> {
             env.startup_duration().unwrap_or_default().as_secs_f64()
         ));
         let root = bosun_testenv::guests::workspace_root();
-        step("installing the CRDs (At, WebApp, DnsRecord, ReconcilerModule)");
+        step("installing the CRDs (At, WebApp, Mirror, DnsRecord, ReconcilerModule)");
         env.install_crds([
             root.join("examples/cnat/crd.yaml"),
             root.join("examples/webapp/crd.yaml"),
+            root.join("examples/mirror/crd.yaml"),
             root.join("examples/dnsrecord/crd.yaml"),
             // So that `bosun push` (README: Writing a reconciler) loads
             // modules into the demo's host.
@@ -80,7 +84,7 @@ pub fn run(args: Args) -> Result<()> {
             .await?;
 
         step(
-            "starting `bosun run`, watching a modules directory holding cnat.wasm and webapp.wasm",
+            "starting `bosun run`, watching a modules directory holding cnat.wasm, webapp.wasm and mirror.wasm",
         );
         let port = free_port()?;
         let log = env
@@ -92,13 +96,14 @@ pub fn run(args: Args) -> Result<()> {
             .map(|d| d.join("modules"))
             .context("no environment directory")?;
         std::fs::create_dir_all(&modules)?;
-        for name in ["cnat", "webapp"] {
+        for name in ["cnat", "webapp", "mirror"] {
             let module = modules.join(format!("{name}.wasm"));
             std::fs::copy(guests.join(format!("{name}.wasm")), &module)?;
             // What each module may do is granted beside it; here, exactly
-            // what it asks for, as `bosun inspect --grant` prints it.
+            // what it asks for, as `bosun inspect --grant` prints it —
+            // mirror, which reads Secrets, within the demo namespace only.
             let grant = Command::new(&bosun)
-                .args(["inspect", "--grant"])
+                .args(["inspect", "--grant", "-o", "json"])
                 .arg(&module)
                 .output()
                 .context("running bosun inspect --grant")?;
@@ -107,9 +112,17 @@ pub fn run(args: Args) -> Result<()> {
                 "bosun inspect --grant {name}.wasm: {}",
                 String::from_utf8_lossy(&grant.stderr)
             );
-            std::fs::write(modules.join(format!("{name}.grant.yaml")), &grant.stdout)?;
+            let mut grant: Value = serde_json::from_slice(&grant.stdout)?;
+            if name == "mirror" {
+                grant["permissions"]["namespaces"] = json!([NAMESPACE]);
+            }
+            // JSON is YAML.
+            std::fs::write(
+                modules.join(format!("{name}.grant.yaml")),
+                serde_json::to_string_pretty(&grant)?,
+            )?;
         }
-        done("granted each module what `bosun inspect --grant` says it needs (cnat.grant.yaml, webapp.grant.yaml)");
+        done(&format!("granted each module what `bosun inspect --grant` says it needs (cnat.grant.yaml, webapp.grant.yaml; mirror.grant.yaml confined to namespace {NAMESPACE})"));
         let log_file = std::fs::File::create(&log)?;
         let mut host = HostProcess(
             Command::new(&bosun)
@@ -133,6 +146,7 @@ pub fn run(args: Args) -> Result<()> {
         let dns = start_powerdns();
         let story = async {
             tell(&client, &modules, &webapp_next).await?;
+            reads::tell(&client, port).await?;
             match &dns {
                 Ok(pdns) => tell_dns(&client, pdns, &guests.join("dnsrecord.wasm")).await,
                 Err(why) => {
@@ -159,7 +173,10 @@ pub fn run(args: Args) -> Result<()> {
         }
         println!("\nThe cluster stays up. Try:");
         println!("  export KUBECONFIG={}", kubeconfig.display());
-        println!("  kubectl -n {NAMESPACE} get ats,webapps,pods,deployments,services");
+        println!("  kubectl -n {NAMESPACE} get ats,webapps,mirrors,pods,deployments,services");
+        println!(
+            "  kubectl -n {NAMESPACE} create configmap extra2 --from-literal=k=v && kubectl -n {NAMESPACE} label configmap extra2 app=shop   # then: kubectl -n {NAMESPACE} get mirror shop"
+        );
         if let Ok(pdns) = &dns {
             println!(
                 "  kubectl -n {NAMESPACE} apply -f examples/dnsrecord/samples/dnsrecord.yaml   # with zone: demo.example"

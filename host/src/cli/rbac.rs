@@ -1,4 +1,6 @@
-//! `bosun rbac`: the ClusterRole the host needs to run the given modules.
+//! `bosun rbac`: the roles the host needs to run the given modules: a Role
+//! in each namespace a module is confined to, a ClusterRole for what is
+//! needed cluster-wide.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,8 +13,9 @@ use super::output::{fail, print};
 use super::{EXIT_LOAD_FAILED, OutputFormat};
 use crate::discovery::Discovery;
 use crate::engine::Engine;
+use crate::grants::read_grant_file;
 use crate::modules::resource::ReconcilerModuleSpec;
-use crate::rbac::{Need, cluster_role, grant_needs, host_needs, module_needs};
+use crate::rbac::{Need, grant_needs, host_needs, http_needs, module_needs, rbac_objects};
 
 /// Arguments of `bosun rbac`.
 #[derive(Debug, clap::Args)]
@@ -21,6 +24,12 @@ pub struct RbacArgs {
     /// A reconciler component to cover, by what it declares (repeatable).
     #[arg(long = "module", value_name = "FILE")]
     pub modules: Vec<PathBuf>,
+    /// A grant file (as `bosun inspect --grant` prints and `bosun run
+    /// --grant` takes) for the `--module` of the same name: its namespaces
+    /// confine the roles, its HTTP credentials add the Secrets they name
+    /// (repeatable).
+    #[arg(long = "grant", value_name = "FILE", requires = "modules")]
+    pub grants: Vec<PathBuf>,
     /// Cover every ReconcilerModule of the cluster (kubeconfig or in-cluster
     /// config), by what each is granted in `spec.permissions`, and the pull
     /// secret its OCI source names.
@@ -30,7 +39,7 @@ pub struct RbacArgs {
     /// their status, ConfigMaps (module sources), Leases, Events.
     #[arg(long)]
     pub with_host: bool,
-    /// The ClusterRole's name.
+    /// The name of the roles printed.
     #[arg(long, default_value = "bosun-modules")]
     pub name: String,
     /// Output format.
@@ -39,11 +48,24 @@ pub struct RbacArgs {
 }
 
 pub(super) fn run(args: &RbacArgs, engine: &Engine) -> anyhow::Result<ExitCode> {
+    let mut grants = Vec::new();
+    for path in &args.grants {
+        grants
+            .extend(read_grant_file(path).with_context(|| format!("reading {}", path.display()))?);
+    }
     let mut needs: Vec<Need> = Vec::new();
     for path in &args.modules {
-        match engine.load_file(path) {
-            Ok(module) => needs.extend(module_needs(module.meta())),
+        let module = match engine.load_file(path) {
+            Ok(module) => module,
             Err(error) => return Ok(fail(EXIT_LOAD_FAILED, &error)),
+        };
+        let meta = module.meta();
+        match grants.iter().find(|grant| grant.module == meta.name) {
+            Some(grant) => {
+                needs.extend(module_needs(meta, &grant.permissions.namespaces));
+                needs.extend(http_needs(&grant.permissions));
+            }
+            None => needs.extend(module_needs(meta, &[])),
         }
     }
     if args.from_cluster {
@@ -58,7 +80,16 @@ pub(super) fn run(args: &RbacArgs, engine: &Engine) -> anyhow::Result<ExitCode> 
     }
     needs.sort();
     needs.dedup();
-    print(args.output, &cluster_role(&args.name, &needs))?;
+    // One object prints as itself (a ClusterRole, as before namespaced
+    // roles existed); several as a List, which kubectl applies whole.
+    let objects = rbac_objects(&args.name, &needs);
+    match objects.as_slice() {
+        [one] => print(args.output, one)?,
+        _ => print(
+            args.output,
+            &serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects}),
+        )?,
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -135,6 +135,7 @@ pub(super) fn run(args: &ReconcileArgs, engine: &Engine) -> anyhow::Result<ExitC
                 },
             )
         }),
+        read_log: None,
     };
     let header = json!({
         "module": format!("{} {}", meta.name, meta.version),

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::Controller;
 use super::triggers::serves;
 use crate::apply::{ApplyError, Retry};
-use crate::engine::bindings::ReconcileError;
+use crate::engine::bindings::{Event, EventType, ReconcileError};
 use crate::engine::{CallError, Fault};
 use crate::informers::ObjectKey;
 use crate::quarantine;
@@ -66,7 +66,7 @@ impl Controller {
     pub(super) fn tenants(&self) -> usize {
         let namespaces = self.settings().namespaces;
         tenants(
-            self.primary
+            self.primary()
                 .objects()
                 .iter()
                 .map(|o| o.metadata.namespace.as_deref()),
@@ -156,6 +156,25 @@ impl Controller {
             .await
         {
             tracing::warn!(%error, "could not report the failure on the object");
+        }
+    }
+
+    /// Warns on `object` about something that did not fail the reconcile:
+    /// a Warning event only, no condition.
+    pub(super) async fn report_warning(&self, object: &Value, reason: &str, message: &str) {
+        let event = Event {
+            event_type: EventType::Warning,
+            reason: reason.to_owned(),
+            note: message.to_owned(),
+            action: "Reconcile".to_owned(),
+        };
+        if let Err(error) = self
+            .ctx
+            .applier
+            .record_events(self.meta(), object, &[event])
+            .await
+        {
+            tracing::warn!(%error, "could not record the warning on the object");
         }
     }
 }

@@ -37,9 +37,13 @@ impl Controller {
             attempt: self.queue.retries(key) + 1,
         };
         let outcome = self
-            .call(GuestCall::Finalize, request, |module, request, ctx| {
-                module.finalize(request, ctx)
-            })
+            .call(
+                GuestCall::Finalize,
+                key,
+                host_view,
+                request,
+                |module, request, ctx| module.finalize(request, ctx),
+            )
             .await;
         let response = match outcome {
             Err(error) => return self.call_failed(key, host_view, &error).await,
@@ -86,5 +90,4 @@ impl Controller {
             Err(error) => self.write_failed(key, host_view, None, error).await,
         }
     }
-
 }

@@ -2,10 +2,15 @@
 //! out, requeue decisions.
 //!
 //! Data flows one way: an informer change becomes a queue key (owned
-//! children map to their controller owner); a worker takes the key, reads
+//! children map to their controller owner, any object to the primaries
+//! whose last call read it: [`crate::reads`]); a worker takes the key, reads
 //! the object and its children from the cache, calls the guest off the
 //! async runtime, validates and plans what it returned, hands the plan to
 //! the [`Applier`], and decides when to look again.
+//!
+//! A controller watches its kinds through [`KindView`]s scoped to the
+//! namespaces its grant names; a grant naming other namespaces needs a new
+//! controller ([`Controller::swap`] refuses it).
 //!
 //! Whatever fails — the guest's call, its output, a write — is reported on
 //! the primary, where the user looks (a Warning event, and a `Reconciled`
@@ -16,6 +21,7 @@
 
 mod failures;
 mod finalize;
+mod outbound;
 mod triggers;
 mod worker;
 
@@ -24,7 +30,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::apply::Applier;
@@ -32,10 +38,11 @@ use crate::discovery::{Discovery, Resolved};
 use crate::engine::bindings::Trigger;
 use crate::engine::{Limits, Module};
 use crate::hotloop::HotLoops;
-use crate::informers::{CachedObjects, Informer, Informers, ObjectKey};
+use crate::informers::{CachedObjects, Change, Informers, KindView, ObjectKey};
 use crate::meta::ModuleMeta;
 use crate::quarantine::Quarantine;
-use crate::queue::{QueueConfig, WorkQueue};
+use crate::queue::{Priority, QueueConfig, WorkQueue};
+use crate::reads::{KindId, Tracker};
 use crate::telemetry::Metrics;
 
 /// What one controller needs besides its module.
@@ -55,6 +62,10 @@ pub struct ControllerContext {
     /// What every module's outbound HTTP shares (key reads, guarded
     /// addresses, metrics).
     pub http: crate::http::Environment,
+    /// True while this host leads. Before that a controller watches,
+    /// caches and queues but hands nothing out (a warm standby); without
+    /// leader election it is true from the start.
+    pub leading: watch::Receiver<bool>,
 }
 
 /// How often a controller whose primary's status schema was not published
@@ -132,20 +143,30 @@ pub struct Controller {
     hot_loops: HotLoops<ObjectKey>,
     ctx: ControllerContext,
     queue: WorkQueue<ObjectKey>,
-    primary: Arc<Informer>,
-    owned: Vec<Arc<Informer>>,
-    reads: Arc<CachedObjects>,
+    /// The module's views of the kinds it may read, in the order of
+    /// [`ModuleMeta::readable_kinds`]: the primary first. A view's place is
+    /// its [`KindId`] in read tracking.
+    views: Vec<KindView>,
+    /// Which of `views` are of owned kinds.
+    owned: Vec<KindId>,
+    /// Guest reads, answered from `views`.
+    objects: Arc<CachedObjects>,
+    /// What each primary's last call read.
+    reads: Tracker<ObjectKey>,
     /// Why each queued key is queued; the guest sees it as a hint.
-    triggers: Mutex<HashMap<ObjectKey, Trigger>>,
+    triggers: Mutex<HashMap<ObjectKey, (Trigger, Priority)>>,
     /// Keys whose last reconcile failed permanently, with the generation it
     /// failed at: they are not reconciled again until the generation moves.
     failed: Mutex<HashMap<ObjectKey, Option<i64>>>,
+    /// The module's outbound HTTP and its connection pool, kept across calls.
+    outbound: outbound::ModuleOutbound,
 }
 
 impl Controller {
     /// A controller for `module`, whose kinds discovery confirmed
     /// (`resolved`); starts (or shares) the watches of its primary, owned
-    /// and read kinds.
+    /// and read kinds, in the namespaces `settings` names (every namespace
+    /// when it names none).
     pub fn new(
         module: Module,
         resolved: Resolved,
@@ -153,20 +174,16 @@ impl Controller {
         ctx: ControllerContext,
     ) -> Arc<Self> {
         let meta = module.meta();
-        let primary = ctx.informers.informer(&meta.primary);
-        let owned: Vec<_> = meta
-            .owns
-            .iter()
-            .map(|kind| ctx.informers.informer(kind))
+        let views: Vec<KindView> = meta
+            .readable_kinds()
+            .into_iter()
+            .map(|kind| ctx.informers.view(kind, &settings.namespaces))
             .collect();
-        let read: Vec<_> = meta
-            .reads
+        let owned = views
             .iter()
-            .map(|kind| ctx.informers.informer(kind))
-            .collect();
-        let readable = std::iter::once(primary.clone())
-            .chain(owned.iter().cloned())
-            .chain(read)
+            .enumerate()
+            .filter(|(_, view)| meta.owns.iter().any(|kind| kind == view.kind()))
+            .map(|(at, _)| KindId(at as u16))
             .collect();
         let queue = WorkQueue::new(
             settings.queue.clone(),
@@ -177,6 +194,7 @@ impl Controller {
         if settings.paused {
             queue.set_concurrency(0);
         }
+        let outbound = outbound::ModuleOutbound::new(&module, &settings, ctx.http.clone());
         Arc::new(Controller {
             meta: meta.clone(),
             module: RwLock::new(module),
@@ -187,11 +205,13 @@ impl Controller {
             hot_loops: HotLoops::default(),
             ctx,
             queue,
-            primary,
+            objects: Arc::new(CachedObjects::new(views.clone())),
+            views,
             owned,
-            reads: Arc::new(CachedObjects::new(readable)),
+            reads: Tracker::default(),
             triggers: Mutex::default(),
             failed: Mutex::default(),
+            outbound,
         })
     }
 
@@ -230,7 +250,13 @@ impl Controller {
         self.quarantine.is_quarantined()
     }
 
-    fn resolved(&self) -> Resolved {
+    /// The view of the primary kind.
+    fn primary(&self) -> &KindView {
+        &self.views[0]
+    }
+
+    /// What discovery said of the module's kinds.
+    pub fn resolved(&self) -> Resolved {
         self.resolved
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -239,14 +265,28 @@ impl Controller {
 
     /// Replaces the module (when `module` is given) and its settings, then
     /// reconciles every object again. The new version must have the same
-    /// name and kinds: the watches and queue stay. In-flight reconciles
-    /// finish on the version they started with. A new version lifts a
-    /// quarantine.
+    /// name and kinds, and the settings the same namespaces: the watches
+    /// and queue stay. In-flight reconciles finish on the version they
+    /// started with. A new version lifts a quarantine.
     pub fn swap(
         &self,
         module: Option<(Module, Resolved)>,
         settings: ControllerSettings,
     ) -> Result<(), SwapError> {
+        if settings.namespaces != self.settings().namespaces {
+            let version = self.module().meta().version.clone();
+            let (new_name, new_version) = match &module {
+                Some((module, _)) => (module.meta().name.clone(), module.meta().version.clone()),
+                None => (self.meta.name.clone(), version.clone()),
+            };
+            return Err(SwapError {
+                name: self.meta.name.clone(),
+                old_version: version,
+                new_name,
+                new_version,
+                reason: "its grant names other namespaces, which its watches follow",
+            });
+        }
         if let Some((module, resolved)) = module {
             let new = module.meta();
             let reason = if new.name != self.meta.name {
@@ -290,6 +330,7 @@ impl Controller {
         self.ctx
             .metrics
             .set_max_concurrent(&self.meta.name, settings.queue.concurrency);
+        self.outbound.update(&self.module(), &settings);
         *self
             .settings
             .write()
@@ -299,52 +340,58 @@ impl Controller {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
-        for object in self.primary.objects() {
-            self.enqueue(ObjectKey::of(&object), Trigger::ModuleChanged);
-        }
+        self.enqueue_all(Trigger::ModuleChanged);
         Ok(())
     }
 
     /// True once the caches of every kind this controller watches are synced.
     pub fn is_synced(&self) -> bool {
-        self.primary.is_synced() && self.owned.iter().all(|i| i.is_synced())
+        self.views.iter().all(KindView::is_synced)
+    }
+
+    /// The namespaces each kind is watched in (None: cluster-wide), in
+    /// the order of [`ModuleMeta::readable_kinds`].
+    pub fn watches(&self) -> Vec<(crate::meta::Kind, Vec<Option<String>>)> {
+        self.views
+            .iter()
+            .map(|view| {
+                let namespaces = view.namespaces().map(|ns| ns.map(str::to_owned)).collect();
+                (view.kind().clone(), namespaces)
+            })
+            .collect()
     }
 
     /// Runs until `stop` resolves, then lets in-flight reconciles finish.
     pub async fn run(self: Arc<Self>, stop: impl Future<Output = ()> + Send) {
         let name = self.meta().name.clone();
-        let mut primary_changes = self.primary.subscribe();
-        let (child_tx, mut child_changes) = mpsc::unbounded_channel();
-        let mut forwarders = JoinSet::new();
-        for informer in &self.owned {
-            let mut rx = informer.subscribe();
-            let tx = child_tx.clone();
-            forwarders.spawn(async move {
-                while let Some(change) = rx.recv().await {
-                    if tx.send(change).is_err() {
-                        break;
-                    }
-                }
-            });
+        let (tx, mut changes) = mpsc::unbounded_channel::<(KindId, Change)>();
+        for (at, view) in self.views.iter().enumerate() {
+            let kind = KindId(at as u16);
+            view.subscribe(&tx, move |change| (kind, change));
         }
-        drop(child_tx);
+        drop(tx);
 
-        self.primary.synced().await;
-        for informer in &self.owned {
-            informer.synced().await;
+        for view in &self.views {
+            view.synced().await;
         }
-        // Everything already cached gets a first reconcile; changes that
-        // arrived meanwhile merge into the same queue slots.
-        for object in self.primary.objects() {
-            self.enqueue(ObjectKey::of(&object), Trigger::ObjectChanged);
-        }
+        // Everything already cached gets a first reconcile, behind any real
+        // change; changes that arrived meanwhile merge into the same slots.
+        self.enqueue_all(Trigger::ObjectChanged);
         tracing::info!(module = %name, objects = self.queue.len(), "caches synced; reconciling");
 
         // Hand-outs run in a task of their own, so that the event loop below
-        // never drops a half-finished `next()`.
+        // never drops a half-finished `next()`. A standby hands out nothing
+        // until it leads: its queue fills, its caches stay warm.
+        let (stopping, mut stopped) = watch::channel(false);
         let dispatcher = tokio::spawn({
             let this = self.clone();
+            let mut leading = self.ctx.leading.clone();
             async move {
+                tokio::select! {
+                    led = leading.wait_for(|leads| *leads) => if led.is_err() { return },
+                    _ = stopped.wait_for(|stop| *stop) => return,
+                }
+                tracing::info!(module = %this.meta().name, queued = this.queue.len(), "leading; reconciling");
                 let mut workers = JoinSet::new();
                 while let Some(claim) = this.queue.next().await {
                     let worker = this.clone();
@@ -370,22 +417,15 @@ impl Controller {
             tokio::select! {
                 () = &mut stop => break,
                 _ = schema_retry.tick(), if self.resolved().provisional => self.look_for_status_schema().await,
-                Some(change) = primary_changes.recv() => self.enqueue(ObjectKey::of(&change), Trigger::ObjectChanged),
-                Some(change) = child_changes.recv() => {
-                    if let Some(owner) = self.owner_key(&change) {
-                        self.enqueue(owner, Trigger::ChildChanged);
-                    }
-                }
+                Some((kind, change)) = changes.recv() => self.changed(kind, &change),
                 _ = async { resync.as_mut().expect("guarded by the condition").tick().await }, if resync.is_some() => {
-                    for object in self.primary.objects() {
-                        self.enqueue(ObjectKey::of(&object), Trigger::Resync);
-                    }
+                    self.enqueue_all(Trigger::Resync);
                 }
             }
         }
         tracing::info!(module = %name, "stopping");
+        let _ = stopping.send(true);
         self.queue.shutdown();
-        forwarders.abort_all();
         let _ = dispatcher.await;
     }
 
@@ -403,9 +443,7 @@ impl Controller {
             status: room,
             provisional: false,
         };
-        for object in self.primary.objects() {
-            self.enqueue(ObjectKey::of(&object), Trigger::ModuleChanged);
-        }
+        self.enqueue_all(Trigger::ModuleChanged);
     }
 }
 

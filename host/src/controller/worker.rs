@@ -21,6 +21,7 @@ use crate::meta::Scope;
 use crate::objects::ConfinedObjects;
 use crate::plan::{PlanContext, plan_response};
 use crate::queue::Claim;
+use crate::reads::ReadLog;
 use crate::telemetry::{GuestCall, ReconcileResult};
 
 impl Controller {
@@ -31,7 +32,7 @@ impl Controller {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&key)
-            .unwrap_or(Trigger::ObjectChanged);
+            .map_or(Trigger::ObjectChanged, |(trigger, _)| trigger);
         let span =
             tracing::info_span!("reconcile", module = %self.meta().name, object = %key, ?trigger);
         let started = Instant::now();
@@ -47,10 +48,14 @@ impl Controller {
     }
 
     pub(super) async fn reconcile_key(&self, key: &ObjectKey, trigger: Trigger) -> ReconcileResult {
-        let Some(object) = self.primary.get(key) else {
+        let Some(object) = self.primary().get(key) else {
             // Deleted: nothing to do, and nothing to remember.
             self.queue.forget(key);
             self.hot_loops.forget(key);
+            self.reads.forget(key);
+            self.ctx
+                .metrics
+                .set_tracked_reads(&self.meta.name, self.reads.tracked());
             self.ctx
                 .applier
                 .forget(self.meta(), key.namespace.as_deref(), &key.name);
@@ -110,9 +115,13 @@ impl Controller {
         };
         let started = Instant::now();
         let outcome = self
-            .call(GuestCall::Reconcile, request, |module, request, ctx| {
-                module.reconcile(request, ctx)
-            })
+            .call(
+                GuestCall::Reconcile,
+                key,
+                &host_view,
+                request,
+                |module, request, ctx| module.reconcile(request, ctx),
+            )
             .await;
         let response = match outcome {
             Err(error) => return self.call_failed(key, &host_view, &error).await,
@@ -187,23 +196,27 @@ impl Controller {
         object: &'a DynamicObject,
     ) -> impl Iterator<Item = Arc<DynamicObject>> + 'a {
         let uid = object.metadata.uid.clone().unwrap_or_default();
+        // A namespaced primary's children live in its namespace; a
+        // cluster-scoped one's in the namespaces its views watch, which are
+        // those it is granted.
         let namespace = match self.meta.primary.scope {
-            Scope::Namespaced => Some(object.metadata.namespace.clone()),
+            Scope::Namespaced => Some(object.metadata.namespace.clone().unwrap_or_default()),
             Scope::Cluster => None,
         };
-        self.owned
-            .iter()
-            .flat_map(move |informer| informer.controlled_by(&uid))
-            .filter(move |child| {
-                namespace
-                    .as_ref()
-                    .is_none_or(|ns| child.metadata.namespace == *ns)
-            })
+        self.owned.iter().flat_map(move |kind| {
+            self.views[usize::from(kind.0)].controlled_by(&uid, namespace.as_deref())
+        })
     }
 
     /// Tells the hot-loop tracker how a reconcile ended, and the user when
     /// the key's own writes keep bringing it back.
-    pub(super) async fn note_writes(&self, key: &ObjectKey, object: &Value, started: Instant, wrote: bool) {
+    pub(super) async fn note_writes(
+        &self,
+        key: &ObjectKey,
+        object: &Value,
+        started: Instant,
+        wrote: bool,
+    ) {
         if let hotloop::Verdict::Looping {
             writes,
             hold,
@@ -219,31 +232,32 @@ impl Controller {
         }
     }
 
-    /// Runs a guest call on the blocking pool, once an instance of the
-    /// engine's pool is free: compiling and running Wasm must never stall
-    /// the async runtime, and no call may fail for want of an instance.
+    /// Runs a guest call about `key` (whose object is `object`) on the
+    /// blocking pool, once an instance of the engine's pool is free:
+    /// compiling and running Wasm must never stall the async runtime, and
+    /// no call may fail for want of an instance. What the call reads
+    /// becomes what `key`'s primary is reconciled again for.
     pub(super) async fn call<T: Send + 'static>(
         &self,
         call: GuestCall,
+        key: &ObjectKey,
+        object: &Value,
         request: Request,
         f: impl FnOnce(&Module, &Request, &CallContext) -> Result<T, CallError> + Send + 'static,
     ) -> Result<T, CallError> {
         let module = self.module();
         let settings = self.settings();
+        let read_log = self
+            .reads
+            .begin(key, settings.limits.tracked_reads as usize);
         let ctx = CallContext {
+            http: self.outbound.for_call(&module, &settings),
             // Reads only where the grant lets the module reconcile: a
             // cluster-scoped primary has no namespace to confine them to.
-            objects: ConfinedObjects::over(self.reads.clone(), settings.namespaces),
+            objects: ConfinedObjects::over(self.objects.clone(), settings.namespaces),
+            read_log: Some(read_log.clone()),
             clock: None,
             limits: settings.limits,
-            http: (!module.meta().http_origins.is_empty()).then(|| {
-                crate::http::Outbound::new(
-                    module.meta(),
-                    &settings.http,
-                    settings.limits.http,
-                    self.ctx.http.clone(),
-                )
-            }),
         };
         let started = Instant::now();
         let slot = self.ctx.guest_slots.clone().acquire_owned().await;
@@ -265,6 +279,47 @@ impl Controller {
         if result.is_ok() {
             self.quarantine.succeeded();
         }
+        self.take_reads(key, object, &read_log, &result).await;
         result
+    }
+
+    /// Takes what a call read into the index: its reads replace the
+    /// primary's last ones, unless the guest never ran (then nothing was
+    /// read, and the last reads still say what the primary depends on). A
+    /// call that read past the cap is reported on the object the first
+    /// time.
+    async fn take_reads<T>(
+        &self,
+        key: &ObjectKey,
+        object: &Value,
+        log: &Arc<ReadLog>,
+        result: &Result<T, CallError>,
+    ) {
+        let ran = !matches!(
+            result,
+            Err(CallError::RequestTooLarge { .. }
+                | CallError::Instantiate { .. }
+                | CallError::Reload { .. })
+        );
+        if !ran {
+            self.reads.abandon(key, log);
+            return;
+        }
+        let finished = self.reads.finish(key, log);
+        self.ctx
+            .metrics
+            .set_tracked_reads(&self.meta.name, self.reads.tracked());
+        if finished.overflowed {
+            self.ctx.metrics.tracked_reads_overflowed(&self.meta.name);
+        }
+        if finished.newly_overflowed {
+            let cap = self.settings().limits.tracked_reads;
+            let message = format!(
+                "a call about this object read more than {cap} objects or selections; the host tracks the rest by kind and namespace, so any change of those kinds there reconciles this object again (raise limits.trackedReads in module {}'s grant to track each read)",
+                self.meta.name
+            );
+            tracing::warn!(cap, "reads past the tracked-reads cap");
+            self.report_warning(object, "TooManyReads", &message).await;
+        }
     }
 }

@@ -42,6 +42,10 @@ pub struct Limits {
     pub min_requeue: Duration,
     /// What one call may spend on outbound HTTP.
     pub http: crate::http::HttpLimits,
+    /// Reads of one call tracked precisely for event-driven reconciles;
+    /// past them, reads are tracked per kind and namespace (see
+    /// [`crate::reads::ReadLog`]).
+    pub tracked_reads: u32,
 }
 
 impl Default for Limits {
@@ -56,6 +60,7 @@ impl Default for Limits {
             message_bytes: 4096,
             min_requeue: super::budget::DEFAULT_MIN_REQUEUE,
             http: crate::http::HttpLimits::default(),
+            tracked_reads: crate::reads::DEFAULT_MAX_TRACKED_READS,
         }
     }
 }
@@ -71,6 +76,9 @@ pub struct CallContext {
     pub limits: Limits,
     /// What the module may reach over HTTP; None: nothing.
     pub http: Option<Arc<crate::http::Outbound>>,
+    /// Where the call's reads are recorded before they are answered (read
+    /// tracking); None: not recorded.
+    pub read_log: Option<Arc<crate::reads::ReadLog>>,
 }
 
 impl Default for CallContext {
@@ -80,6 +88,7 @@ impl Default for CallContext {
             clock: None,
             limits: Limits::default(),
             http: None,
+            read_log: None,
         }
     }
 }
@@ -158,6 +167,12 @@ impl Module {
     /// The version of the `bosun:reconciler` contract the component targets.
     pub fn contract(&self) -> Contract {
         self.runner.code.contract()
+    }
+
+    /// Whether `other` is this very load (a clone of it), not another load
+    /// of the module, even of the same bytes.
+    pub fn is_same_load(&self, other: &Module) -> bool {
+        Arc::ptr_eq(&self.runner.code, &other.runner.code)
     }
 
     /// Whether the load compiled the component or took it from the cache.
@@ -241,6 +256,7 @@ impl Module {
             meta: self.meta.clone(),
             namespace,
             source: ctx.objects.clone(),
+            log: ctx.read_log.clone(),
         };
         (reads, label)
     }

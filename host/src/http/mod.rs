@@ -43,7 +43,11 @@ pub struct Environment {
     pub hint: Option<&'static str>,
 }
 
-/// One module's outbound HTTP: what it may reach and with what budget.
+/// One module's outbound HTTP: what it may reach, with what budget per
+/// call, and its connection pool. Its controller keeps one across calls
+/// and builds a new one for a new load, grant or limits
+/// (`controller/outbound.rs`), so connections outlive a call but never the
+/// grant they were made under.
 pub struct Outbound {
     module: Arc<str>,
     policy: Policy,

@@ -84,11 +84,14 @@ pub fn untyped_api(client: Client) -> Api<DynamicObject> {
     Api::all_with(client, &ApiResource::erase::<ReconcilerModule>(&()))
 }
 
-/// Reconciles ReconcilerModules until `stop` resolves.
+/// Reconciles ReconcilerModules until `stop` resolves. Modules load
+/// whether or not this host leads (a warm standby runs them, handing out
+/// no work); their status is written only while `leading`.
 pub async fn run(
     client: Client,
     registry: Arc<Registry>,
     defaults: ControllerSettings,
+    leading: watch::Receiver<bool>,
     stop: impl Future<Output = ()> + Send,
 ) {
     let api = untyped_api(client.clone());
@@ -106,7 +109,7 @@ pub async fn run(
                 tasks.abort_all();
                 return;
             }
-            _ = stats.tick() => refresh_stats(&api, &registry, &handled).await,
+            _ = stats.tick(), if *leading.borrow() => refresh_stats(&api, &registry, &handled).await,
             event = events.next() => match event {
                 Some(Ok(watcher::Event::Apply(module) | watcher::Event::InitApply(module))) => {
                     let name = module.name_any();
@@ -116,7 +119,7 @@ pub async fn run(
                     handled.insert(name.clone(), module.metadata.generation);
                     let worker = workers.entry(name.clone()).or_insert_with(|| {
                         let (latest, rx) = watch::channel(None);
-                        tasks.spawn(work(name.clone(), rx, client.clone(), api.clone(), registry.clone(), defaults.clone()));
+                        tasks.spawn(work(name.clone(), rx, client.clone(), api.clone(), registry.clone(), defaults.clone(), leading.clone()));
                         latest
                     });
                     // The worker takes the newest spec when it is free;
@@ -149,6 +152,9 @@ pub async fn run(
 /// answer, a CRD not installed yet, an RBAC rule not bound yet, a module
 /// that held the kind and has gone — is tried again with backoff, so the
 /// module starts once the world is right without anyone editing its spec.
+///
+/// The status of the last load waits for `leading`: a standby loads, and
+/// writes what it found once it leads (unless a newer spec came first).
 async fn work(
     name: String,
     mut latest: watch::Receiver<Option<Seen>>,
@@ -156,16 +162,26 @@ async fn work(
     api: Api<DynamicObject>,
     registry: Arc<Registry>,
     defaults: ControllerSettings,
+    mut leading: watch::Receiver<bool>,
 ) {
     let mut retry = RetryDelay::default();
     let mut current: Option<Seen> = None;
+    let mut unwritten: Option<ReconcilerModuleStatus> = None;
     loop {
-        let changed = match (&current, retry.next()) {
-            (Some(_), Some(delay)) => tokio::select! {
-                changed = latest.changed() => Some(changed),
-                () = tokio::time::sleep(delay) => None,
-            },
-            _ => Some(latest.changed().await),
+        let delay = retry.next().filter(|_| current.is_some());
+        let changed = tokio::select! {
+            changed = latest.changed() => Some(changed),
+            () = async { tokio::time::sleep(delay.unwrap_or_default()).await }, if delay.is_some() => None,
+            led = async { leading.wait_for(|leads| *leads).await.is_ok() }, if unwritten.is_some() => {
+                if !led {
+                    // The host is stopping.
+                    return;
+                }
+                if let Some(status) = unwritten.take() {
+                    write_status(&api, &name, &status).await;
+                }
+                continue;
+            }
         };
         match changed {
             // The sender is gone: the host is stopping.
@@ -183,11 +199,10 @@ async fn work(
         }
         let Some(module) = &current else { continue };
         let span = tracing::info_span!("reconcilermodule", name = %name);
-        let outcome = tracing::Instrument::instrument(
-            load(&client, &api, &registry, &defaults, module),
-            span,
-        )
-        .await;
+        let (outcome, status) =
+            tracing::Instrument::instrument(load(&client, &registry, &defaults, module), span)
+                .await;
+        unwritten = Some(status);
         match outcome {
             Err(reason) if heals_by_itself(reason) => retry.arm(),
             _ => retry = RetryDelay::default(),
@@ -230,14 +245,14 @@ impl RetryDelay {
     }
 }
 
-/// Fetches, loads and reports one ReconcilerModule.
+/// Fetches and loads one ReconcilerModule; returns how it went and the
+/// status that says so.
 async fn load(
     client: &Client,
-    api: &Api<DynamicObject>,
     registry: &Registry,
     defaults: &ControllerSettings,
     module: &Seen,
-) -> Result<(), &'static str> {
+) -> (Result<(), &'static str>, ReconcilerModuleStatus) {
     let name = module.name.clone();
     let generation = module.generation;
     let mut status = module.status.clone();
@@ -382,8 +397,7 @@ async fn load(
             Err(reason)
         }
     };
-    write_status(api, &name, &status).await;
-    result
+    (result, status)
 }
 
 /// Refreshes the counts and quarantine state of every loaded module.

@@ -223,11 +223,7 @@ impl Registry {
         let resolved = self.ctx.discovery.resolve(&meta).await?;
         let effective = effective_settings(&settings, &grant, &meta, &self.engine)?;
         // Better a clear refusal now than 403s on every reconcile.
-        let mut needs = rbac::module_needs(&meta);
-        if let Ok(permissions) = grant.check(&meta) {
-            needs.extend(rbac::http_needs(&permissions));
-        }
-        rbac::check(self.ctx.discovery.client(), &meta.name, &needs).await?;
+        self.check_rbac(&meta, &grant, &effective).await?;
         self.claim(key, source_name, &meta)?;
         self.ctx.metrics.module_loaded(
             &meta.name,
@@ -314,10 +310,37 @@ impl Registry {
         };
         let unchanged = current.controller.settings() == effective && current.grant == *grant;
         if !unchanged {
-            // Same name and kinds by construction: this cannot fail.
-            let _ = current.controller.swap(None, effective);
-            current.grant = grant.clone();
-            tracing::info!(module = %meta.name, "settings changed; reconciling every object again");
+            // Same name and kinds by construction; only other namespaces,
+            // which the watches follow, need a new controller.
+            match current.controller.swap(None, effective.clone()) {
+                Ok(()) => {
+                    current.grant = grant.clone();
+                    tracing::info!(module = %meta.name, "settings changed; reconciling every object again");
+                }
+                Err(reason) => {
+                    tracing::info!(module = %meta.name, %reason, "replacing the controller");
+                    let resolved = current.controller.resolved();
+                    drop(running);
+                    // Other namespaces are other permissions: checked
+                    // before the running controller goes.
+                    if let Err(missing) = self.check_rbac(meta, grant, &effective).await {
+                        return Some(Err(missing.into()));
+                    }
+                    let current = self.running.lock().await.remove(key)?;
+                    drain(current).await;
+                    // Watches of namespaces both grants name are still
+                    // registered, and the new controller shares them.
+                    let started = self.start(
+                        module.clone(),
+                        resolved,
+                        effective,
+                        digest.to_owned(),
+                        grant.clone(),
+                    );
+                    self.running.lock().await.insert(key.to_owned(), started);
+                    self.ctx.informers.release_unused();
+                }
+            }
         }
         Some(Ok(Loaded {
             change: if unchanged {
@@ -331,6 +354,21 @@ impl Registry {
             load_time: Duration::ZERO,
             from_cache: true,
         }))
+    }
+
+    /// Whether the host's own account may do what `meta` needs under
+    /// `grant`, in the namespaces `effective` confines it to.
+    async fn check_rbac(
+        &self,
+        meta: &ModuleMeta,
+        grant: &Grant,
+        effective: &ControllerSettings,
+    ) -> Result<(), MissingRbac> {
+        let mut needs = rbac::module_needs(meta, &effective.namespaces);
+        if let Ok(permissions) = grant.check(meta) {
+            needs.extend(rbac::http_needs(&permissions));
+        }
+        rbac::check(self.ctx.discovery.client(), &meta.name, &needs).await
     }
 
     /// Records what `key`'s module will hold, unless another key holds it.

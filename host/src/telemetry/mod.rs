@@ -35,6 +35,7 @@
 
 mod health;
 mod metrics;
+mod reads;
 mod server;
 
 pub use health::{Check, Health};

@@ -2,16 +2,18 @@
 //! plane: `bosun run --modules-from-cluster` with the dnsrecord module
 //! granted the PowerDNS API's origin, its key bound from a Secret.
 //!
-//! One control plane and one PowerDNS for the binary's one scenario, told
-//! in steps: create, change, hand edit corrected on resync, PowerDNS down
-//! and back, the Secret rotated, the grant withdrawn, delete.
+//! One control plane and one PowerDNS per test: the scenario, told in
+//! steps (create, change, hand edit corrected on resync, PowerDNS down and
+//! back, the Secret rotated, the grant withdrawn, delete), and the
+//! connections a burst of reconciles opens, counted by a proxy in front of
+//! PowerDNS.
 
 mod common;
 
 use std::time::Duration;
 
-use bosun_testenv::PowerDns;
 use bosun_testenv::dns::RecordKind;
+use bosun_testenv::{CountingProxy, PowerDns};
 use common::{Cluster, Host, eventually, get};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
@@ -20,6 +22,32 @@ use serde_json::{Value, json};
 const ZONE: &str = "example.org.";
 const WWW: &str = "www.example.org.";
 const WAIT: Duration = Duration::from_secs(60);
+
+/// The API port the shipped component reaches (8081), held by one test at
+/// a time: whichever serves there runs the component as shipped, and the
+/// other would otherwise build a variant for a port of its own.
+static DEFAULT_PORT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The port of [`dnsrecord::DEFAULT_API_URL`].
+fn default_port() -> Option<u16> {
+    dnsrecord::DEFAULT_API_URL
+        .rsplit(':')
+        .next()
+        .and_then(|port| port.parse().ok())
+}
+
+/// The dnsrecord component declaring `api_url`: the shipped one when that
+/// is its default, else one built for it.
+fn dnsrecord_reaching(api_url: &str) -> String {
+    if api_url == dnsrecord::DEFAULT_API_URL {
+        bosun_testenv::guests::path("dnsrecord")
+    } else {
+        bosun_testenv::guests::dnsrecord_for_origin(api_url)
+    }
+    .expect("the dnsrecord component for the test's PowerDNS")
+    .display()
+    .to_string()
+}
 
 fn pdns_present() -> bool {
     match bosun_testenv::tools::for_test("pdns_server", bosun_testenv::powerdns::INSTALL) {
@@ -33,10 +61,12 @@ fn dns_records(cluster: &Cluster) -> Api<DynamicObject> {
     cluster.api("examples.bosun.dev", "v1alpha1", "DnsRecord", "dnsrecords")
 }
 
-fn module(pdns: &PowerDns, wasm: &str, granted: bool) -> DynamicObject {
+/// The ReconcilerModule running `wasm` against the API at `api_url`
+/// (granted that origin, with the key from the Secret, when `granted`).
+fn module(api_url: &str, wasm: &str, granted: bool, resync_seconds: u64) -> DynamicObject {
     let http = if granted {
         json!([{
-            "origin": pdns.api_url(),
+            "origin": api_url,
             "credentials": {
                 "header": "X-API-Key",
                 "secretRef": {"namespace": "e2e", "name": "pdns-api", "key": "api-key"},
@@ -56,8 +86,7 @@ fn module(pdns: &PowerDns, wasm: &str, granted: bool) -> DynamicObject {
                 "finalizer": dnsrecord::FINALIZER,
                 "http": http,
             },
-            // A short resync, so that a hand edit is found within the test.
-            "settings": {"apiUrl": pdns.api_url(), "resyncSeconds": 2},
+            "settings": {"apiUrl": api_url, "resyncSeconds": resync_seconds},
         },
     }))
     .unwrap()
@@ -114,21 +143,16 @@ async fn dns_records_follow_their_objects_through_outages_edits_rotation_and_rev
     // The shipped component reaches PowerDNS's default API address: run
     // PowerDNS there when that port is free (and test the component as
     // shipped), else on a free port with a component built for it.
-    let default_port = dnsrecord::DEFAULT_API_URL
-        .rsplit(':')
-        .next()
-        .and_then(|port| port.parse().ok());
-    let mut pdns = default_port
+    let _port = DEFAULT_PORT.lock().await;
+    let mut pdns = default_port()
         .and_then(|port| PowerDns::start_at(port).ok())
         .map_or_else(PowerDns::start, Ok)
         .expect("PowerDNS starts");
     pdns.create_zone(ZONE).expect("zone created");
-    let wasm = if pdns.api_url() == dnsrecord::DEFAULT_API_URL {
-        bosun_testenv::guests::path("dnsrecord")
-    } else {
-        bosun_testenv::guests::dnsrecord_for_origin(&pdns.api_url())
-    }
-    .expect("the dnsrecord component for the test's PowerDNS");
+    let api_url = pdns.api_url();
+    let wasm = dnsrecord_reaching(&api_url);
+    // A short resync, so that a hand edit is found within the test.
+    let module = |granted| module(&api_url, &wasm, granted, 2);
 
     let cluster = Cluster::start().await;
     cluster
@@ -140,10 +164,7 @@ async fn dns_records_follow_their_objects_through_outages_edits_rotation_and_rev
     let _host = Host::start(&cluster, &[], &["--modules-from-cluster"]).await;
     let modules = cluster.reconciler_modules();
     modules
-        .create(
-            &PostParams::default(),
-            &module(&pdns, &wasm.display().to_string(), true),
-        )
+        .create(&PostParams::default(), &module(true))
         .await
         .expect("the ReconcilerModule is created");
     common::wait_loaded(&modules, "dnsrecord", "True", "Loaded").await;
@@ -226,7 +247,7 @@ async fn dns_records_follow_their_objects_through_outages_edits_rotation_and_rev
     // ReconcilerModule says why.
     modules
         .replace("dnsrecord", &PostParams::default(), &{
-            let mut withdrawn = module(&pdns, &wasm.display().to_string(), false);
+            let mut withdrawn = module(false);
             withdrawn.metadata.resource_version = get(&modules, "dnsrecord")
                 .await
                 .unwrap()
@@ -250,7 +271,7 @@ async fn dns_records_follow_their_objects_through_outages_edits_rotation_and_rev
     // Granted again, then deleted: the finalizer removes the rrset.
     modules
         .replace("dnsrecord", &PostParams::default(), &{
-            let mut granted = module(&pdns, &wasm.display().to_string(), true);
+            let mut granted = module(true);
             granted.metadata.resource_version = get(&modules, "dnsrecord")
                 .await
                 .unwrap()
@@ -275,4 +296,154 @@ async fn dns_records_follow_their_objects_through_outages_edits_rotation_and_rev
     );
     let answer = pdns.query(WWW, RecordKind::A).expect("DNS answers");
     assert_eq!(answer.rcode, 3, "NXDOMAIN once the record is gone");
+}
+
+/// The sum of every sample of `series` whose labels include `label`.
+async fn metric_sum(host: &Host, series: &str, label: &str) -> f64 {
+    let (_, body) = host.get("/metrics").await.unwrap_or_default();
+    body.lines()
+        .filter(|line| line.starts_with(&format!("{series}{{")) && line.contains(label))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Waits until PowerDNS holds `content` for `name` (fully qualified).
+async fn holds(pdns: &PowerDns, name: &str, content: &str) {
+    eventually(
+        &format!("PowerDNS holding {name} {content}"),
+        WAIT,
+        || async {
+            let rrset = pdns.rrset(ZONE, name, "A").ok().flatten()?;
+            (rrset["records"].as_array()?.len() == 1 && rrset["records"][0]["content"] == content)
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_modules_reconciles_reuse_a_handful_of_connections() {
+    if !pdns_present() {
+        return;
+    }
+    // PowerDNS answers each request with `Connection: close`, so the
+    // counting proxy stands in front of it and keeps the host's connections
+    // open as a keep-alive API would: what it counts is what the host
+    // opened. The module is granted, and pointed at, the proxy only.
+    let _port = DEFAULT_PORT.lock().await;
+    let pdns = PowerDns::start().expect("PowerDNS starts");
+    pdns.create_zone(ZONE).expect("zone created");
+    let proxy = default_port()
+        .and_then(|port| CountingProxy::start_at(port, pdns.api_address()).ok())
+        .map_or_else(|| CountingProxy::start(pdns.api_address()), Ok)
+        .expect("the proxy starts");
+    let wasm = dnsrecord_reaching(&proxy.url());
+
+    let cluster = Cluster::start().await;
+    cluster
+        .env
+        .install_crds([common::root().join("examples/dnsrecord/crd.yaml")])
+        .await
+        .expect("the DnsRecord CRD installs");
+    put_secret(&cluster, pdns.api_key()).await;
+    let host = Host::start(&cluster, &[], &["--modules-from-cluster"]).await;
+    let modules = cluster.reconciler_modules();
+    // No resync within the test: every reconcile comes from a change.
+    modules
+        .create(
+            &PostParams::default(),
+            &module(&proxy.url(), &wasm, true, 3600),
+        )
+        .await
+        .expect("the ReconcilerModule is created");
+    common::wait_loaded(&modules, "dnsrecord", "True", "Loaded").await;
+
+    // Five records created, then each changed three times: every one of
+    // these twenty reconciles reads the zone, replaces the rrset and reads
+    // it back over the API, with up to four running at once (the default
+    // concurrency).
+    const RECORDS: usize = 5;
+    const CHANGES: usize = 3;
+    let records = dns_records(&cluster);
+    let name = |i: usize| format!("host{i}.example.org.");
+    let content = |i: usize, round: usize| format!("192.0.2.{}", 10 * round + i + 1);
+    for i in 0..RECORDS {
+        let record: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "examples.bosun.dev/v1alpha1",
+            "kind": "DnsRecord",
+            "metadata": {"name": format!("host{i}")},
+            "spec": {"zone": "example.org", "name": format!("host{i}"), "type": "A", "ttl": 300, "content": [content(i, 0)]},
+        }))
+        .unwrap();
+        records
+            .create(&PostParams::default(), &record)
+            .await
+            .expect("created");
+    }
+    for i in 0..RECORDS {
+        holds(&pdns, &name(i), &content(i, 0)).await;
+    }
+    for round in 1..=CHANGES {
+        for i in 0..RECORDS {
+            records
+                .patch(
+                    &format!("host{i}"),
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": {"content": [content(i, round)]}})),
+                )
+                .await
+                .expect("changed");
+        }
+        for i in 0..RECORDS {
+            holds(&pdns, &name(i), &content(i, round)).await;
+        }
+    }
+    // Every object's last reconcile done: its status reports the last
+    // change, and PowerDNS serves it over DNS.
+    for i in 0..RECORDS {
+        eventually("the status reports the last change", WAIT, || async {
+            let record = get(&records, &format!("host{i}")).await?;
+            let status = &record.data["status"];
+            (status["record"]["content"] == json!([content(i, CHANGES)])
+                && status["observedGeneration"] == json!(record.metadata.generation)
+                && ready(&record)?["status"] == "True")
+                .then_some(())
+        })
+        .await;
+        let answer = pdns.query(&name(i), RecordKind::A).expect("DNS answers");
+        assert_eq!(answer.contents(), [content(i, CHANGES)]);
+    }
+
+    let module_label = "controller=\"dnsrecord\"";
+    let reconciles = metric_sum(&host, "controller_runtime_reconcile_total", module_label).await;
+    let sent = metric_sum(
+        &host,
+        "bosun_guest_http_requests_total",
+        "module=\"dnsrecord\"",
+    )
+    .await;
+    let (connections, requests) = (proxy.connections(), proxy.requests());
+    eprintln!(
+        "{reconciles} reconciles sent {sent} requests; the proxy saw {requests} requests on {connections} connections"
+    );
+    assert!(
+        reconciles >= (RECORDS * (1 + CHANGES)) as f64,
+        "{reconciles} reconciles"
+    );
+    assert!(
+        requests >= 3 * RECORDS * (1 + CHANGES),
+        "every change read, replaced and read back: {requests} requests"
+    );
+    assert_eq!(
+        sent, requests as f64,
+        "every request the host sent reached the proxy"
+    );
+    // Four reconciles at once need four connections; two more for a
+    // connection that the pool let go of by its rules (a closed or half-read
+    // one) or that a reconcile opened while the others were busy.
+    let concurrency = 4;
+    assert!(
+        connections <= concurrency + 2,
+        "{requests} requests from {reconciles} reconciles took {connections} connections: they are not reused across reconciles"
+    );
 }

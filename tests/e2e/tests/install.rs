@@ -669,6 +669,52 @@ affinity:
     dry_run(&kubectl, env, Source::Stream(&text));
 }
 
+#[tokio::test]
+async fn the_chart_binds_confined_modules_rules_in_their_namespaces_only() {
+    let (Some(kubectl), Some(helm)) = (kubectl(), helm()) else {
+        return;
+    };
+    let env = cluster(&kubectl).await;
+    // What `bosun rbac --module mirror.wasm --grant …` prints for a grant
+    // confined to `default`, as the chart takes it.
+    let values = r#"
+rbac:
+  namespacedRules:
+    - namespace: default
+      rules:
+        - apiGroups: [examples.bosun.dev]
+          resources: [mirrors]
+          verbs: [get, list, watch, patch]
+        - apiGroups: [""]
+          resources: [configmaps, secrets]
+          verbs: [get, list, watch]
+"#;
+    let (text, rendered) = helm_template(&helm, env, Some(values));
+    let role = rendered
+        .iter()
+        .find(|o| o["kind"] == "Role" && o["metadata"]["name"] == "bosun-modules")
+        .expect("a Role for the modules");
+    assert_eq!(role["metadata"]["namespace"], "default");
+    assert_eq!(
+        role["rules"][1]["resources"],
+        json!(["configmaps", "secrets"])
+    );
+    let binding = rendered
+        .iter()
+        .find(|o| o["kind"] == "RoleBinding" && o["metadata"]["name"] == "bosun-modules")
+        .expect("its binding");
+    assert_eq!(binding["metadata"]["namespace"], "default");
+    assert_eq!(binding["roleRef"]["kind"], "Role");
+    assert!(
+        !rendered
+            .iter()
+            .filter(|o| o["kind"] == "ClusterRole")
+            .any(|o| o["rules"].to_string().contains("secrets")),
+        "Secrets are readable in the one namespace only"
+    );
+    dry_run(&kubectl, env, Source::Stream(&text));
+}
+
 #[test]
 fn the_chart_refuses_replicas_without_leader_election() {
     let Some(helm) = helm() else { return };

@@ -24,6 +24,7 @@ fn crds() -> Vec<PathBuf> {
     [
         "examples/cnat/crd.yaml",
         "examples/webapp/crd.yaml",
+        "examples/mirror/crd.yaml",
         "tests/guests/janitor/crd.yaml",
         "tests/guests/misbehave/crd.yaml",
         "tests/guests/samplecontroller/crd.yaml",
@@ -159,6 +160,11 @@ impl Cluster {
         self.api("examples.bosun.dev", "v1alpha1", "WebApp", "webapps")
     }
 
+    /// The mirror example's primary objects.
+    pub fn mirrors(&self) -> Api<DynamicObject> {
+        self.api("examples.bosun.dev", "v1alpha1", "Mirror", "mirrors")
+    }
+
     /// The misbehave test guest's primary objects.
     pub fn misbehaves(&self) -> Api<DynamicObject> {
         self.api("tests.bosun.dev", "v1", "Misbehave", "misbehaves")
@@ -185,6 +191,72 @@ impl Cluster {
         self.env
             .kubeconfig_path()
             .expect("a local control plane writes a kubeconfig")
+    }
+
+    /// A kubeconfig at `file` for a new ServiceAccount `name` in this
+    /// cluster's namespace, holding nothing but what `roles` grant (Role
+    /// objects, each bound to it in its own namespace) — with a token from
+    /// the TokenRequest API, as the kubelet would mount it.
+    pub async fn service_account_kubeconfig(
+        &self,
+        name: &str,
+        roles: &[serde_json::Value],
+        file: &Path,
+    ) -> PathBuf {
+        use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+        use k8s_openapi::api::core::v1::ServiceAccount;
+        use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+
+        let accounts = Api::<ServiceAccount>::namespaced(self.client.clone(), &self.namespace);
+        accounts
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
+            )
+            .await
+            .expect("the ServiceAccount");
+        for role in roles {
+            let role: Role = serde_json::from_value(role.clone()).expect("a Role");
+            let namespace = role.metadata.namespace.clone().expect("a namespaced Role");
+            let role_name = role.metadata.name.clone().expect("a named Role");
+            Api::<Role>::namespaced(self.client.clone(), &namespace)
+                .create(&PostParams::default(), &role)
+                .await
+                .expect("the Role");
+            let binding: RoleBinding = serde_json::from_value(json!({
+                "metadata": {"name": role_name, "namespace": namespace},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role_name},
+                "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": self.namespace}],
+            }))
+            .unwrap();
+            Api::<RoleBinding>::namespaced(self.client.clone(), &namespace)
+                .create(&PostParams::default(), &binding)
+                .await
+                .expect("the RoleBinding");
+        }
+        let token = accounts
+            .create_token_request(
+                name,
+                &PostParams::default(),
+                &TokenRequest {
+                    spec: TokenRequestSpec {
+                        audiences: vec![],
+                        expiration_seconds: Some(3600),
+                        ..TokenRequestSpec::default()
+                    },
+                    ..TokenRequest::default()
+                },
+            )
+            .await
+            .expect("a token")
+            .status
+            .expect("a token status")
+            .token;
+        let mut kubeconfig: serde_yaml::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(self.kubeconfig()).unwrap()).unwrap();
+        kubeconfig["users"][0]["user"] = serde_yaml::to_value(json!({"token": token})).unwrap();
+        std::fs::write(file, serde_yaml::to_string(&kubeconfig).unwrap()).unwrap();
+        file.to_owned()
     }
 }
 
@@ -237,6 +309,22 @@ impl Host {
     pub fn spawn(cluster: &Cluster, modules: &[&str], extra: &[&str]) -> Host {
         let binary = bosun_testenv::guests::host_binary().expect("bosun builds");
         Host::spawn_binary(&binary, cluster, modules, extra)
+    }
+
+    /// [`Host::start`] with the credentials of `kubeconfig` (e.g. a
+    /// ServiceAccount's, from [`Cluster::service_account_kubeconfig`])
+    /// instead of the cluster admin's.
+    pub async fn start_as(
+        kubeconfig: &Path,
+        cluster: &Cluster,
+        modules: &[&str],
+        extra: &[&str],
+    ) -> Host {
+        let binary = bosun_testenv::guests::host_binary().expect("bosun builds");
+        let host = Host::spawn_with(&binary, kubeconfig, modules, extra);
+        let _ = cluster;
+        host.wait_until("/readyz", Duration::from_secs(60)).await;
+        host
     }
 
     /// [`Host::start`] with this `bosun` binary (e.g. a release build).
@@ -308,6 +396,10 @@ impl Host {
     }
 
     fn spawn_binary(binary: &Path, cluster: &Cluster, modules: &[&str], extra: &[&str]) -> Host {
+        Host::spawn_with(binary, cluster.kubeconfig(), modules, extra)
+    }
+
+    fn spawn_with(binary: &Path, kubeconfig: &Path, modules: &[&str], extra: &[&str]) -> Host {
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("bosun.log");
@@ -325,7 +417,7 @@ impl Host {
                 (!extra.iter().any(|arg| arg.starts_with("--grant"))).then_some("--grant-declared"),
             )
             .args(extra)
-            .env("KUBECONFIG", cluster.kubeconfig())
+            .env("KUBECONFIG", kubeconfig)
             .env("BOSUN_CACHE_DIR", root().join("target/e2e-module-cache"))
             .env("RUST_LOG", "info,bosun=debug")
             .stdin(Stdio::null())
@@ -535,17 +627,27 @@ pub fn reconciled_condition(object: &DynamicObject) -> Option<serde_json::Value>
 /// Waits for a Warning event with `reason` about the object `name` in the
 /// cluster's namespace, and returns its note.
 pub async fn warning(cluster: &Cluster, name: &str, reason: &str) -> String {
+    event(cluster, name, reason, Some("Warning")).await
+}
+
+/// Waits for an event of any type with `reason` about the object `name` in
+/// the cluster's namespace, and returns its note.
+pub async fn warning_or_normal(cluster: &Cluster, name: &str, reason: &str) -> String {
+    event(cluster, name, reason, None).await
+}
+
+async fn event(cluster: &Cluster, name: &str, reason: &str, type_: Option<&str>) -> String {
     let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(
         cluster.client.clone(),
         &cluster.namespace,
     );
     eventually(
-        &format!("a Warning {reason} about {name}"),
+        &format!("a {} {reason} event about {name}", type_.unwrap_or("")),
         Duration::from_secs(60),
         || async {
             let list = events.list(&kube::api::ListParams::default()).await.ok()?;
             list.items.into_iter().find_map(|e| {
-                (e.type_.as_deref() == Some("Warning")
+                (type_.is_none_or(|t| e.type_.as_deref() == Some(t))
                     && e.reason.as_deref() == Some(reason)
                     && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
                 .then(|| e.note.unwrap_or_default())

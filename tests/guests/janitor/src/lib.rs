@@ -1,9 +1,11 @@
 //! A reconciler with a finalizer, for the host's end-to-end tests.
 //!
 //! A `Tidy` gets a ConfigMap `<name>-data`. When it is deleted, `finalize`
-//! holds the deletion (asking to be called again shortly) until
-//! `spec.release` is true, then reports done, so a test can watch the host
-//! add the finalizer, keep calling `finalize`, and remove the finalizer.
+//! holds the deletion until `spec.release` is true or a ConfigMap
+//! `<name>-release` exists, then reports done, so a test can watch the host
+//! add the finalizer, call `finalize` again when the object or what it
+//! read changes, and remove the finalizer. It asks to be called again only
+//! after a minute: the host's event-driven reads bring it back sooner.
 
 // clippy reads kube's derive arguments as duplicated attributes.
 #![allow(clippy::duplicated_attributes)]
@@ -75,12 +77,17 @@ impl Reconciler for Janitor {
     }
 
     fn finalize(tidy: &Tidy, ctx: &Context) -> Result<Finalized, Error> {
-        if tidy.spec.release {
+        let release = format!("{}-release", tidy.name_any());
+        if tidy.spec.release || ctx.get::<ConfigMap>(&release)?.is_some() {
             ctx.info("released; letting the deletion finish");
             Ok(Finalized::done().event(Event::normal("Released", "cleanup finished")))
         } else {
-            Ok(Finalized::pending(Duration::from_millis(300))
-                .event(Event::normal("Holding", "waiting for spec.release")))
+            Ok(
+                Finalized::pending(Duration::from_secs(60)).event(Event::normal(
+                    "Holding",
+                    format!("waiting for spec.release or ConfigMap {release}"),
+                )),
+            )
         }
     }
 }

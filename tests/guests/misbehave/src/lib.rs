@@ -33,6 +33,7 @@
 //! | `status` | writes `{"phase": "ok"}` to its status |
 //! | `read-secret` | reads a Secret, which it never declared, and reports the answer |
 //! | `read-around` | lists ConfigMaps labelled `team=a`, and reads one in `kube-system`; reports both in its status |
+//! | `read-many` | reads 20,000 ConfigMaps by name (`x-0`…) and lists with 2,000 selectors (`n=0`…), all in its namespace; reports the count in its status |
 //! | `retry` / `permanent` | returns that kind of error |
 //! | `http` | GETs `spec.url` through `wasi:http` (following one redirect itself when `spec.follow` is true) and writes what came back to its status: `http.status`, `http.bytes`, `http.body` (the first 256 bytes), `http.error`, `http.headersSent` (its own request's header names), `http.follow` |
 //!
@@ -397,6 +398,21 @@ impl Guest for Misbehave {
                     vec![],
                     Some(json!({"listed": listed, "elsewhere": format!("{elsewhere:?}")})),
                 )
+            }
+            "read-many" => {
+                let mut read = 0u32;
+                for at in 0..20_000 {
+                    if host::get_object("v1", "ConfigMap", None, &format!("x-{at}")).is_ok() {
+                        read += 1;
+                    }
+                }
+                for at in 0..2_000 {
+                    let selector = format!("n={at}");
+                    if host::list_objects("v1", "ConfigMap", None, Some(&selector)).is_ok() {
+                        read += 1;
+                    }
+                }
+                respond(vec![], Some(json!({"read": read})))
             }
             "retry" => Err(ReconcileError::Retryable(Failure {
                 reason: "NotYet".into(),

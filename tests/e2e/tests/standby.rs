@@ -1,0 +1,148 @@
+//! A warm standby: a replica waiting for the Lease loads its modules, lists
+//! and watches their kinds and queues their objects, writes nothing, and
+//! once it takes the Lease reconciles without listing anything again.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Cluster, Host, eventually, get};
+use kube::api::{DynamicObject, PostParams};
+use serde_json::json;
+
+const LONG: Duration = Duration::from_secs(60);
+const WEBAPPS: usize = 50;
+
+fn webapp(name: &str) -> DynamicObject {
+    serde_json::from_value(json!({
+        "apiVersion": "examples.bosun.dev/v1alpha1", "kind": "WebApp",
+        "metadata": {"name": name}, "spec": {"image": "nginx", "replicas": 1},
+    }))
+    .unwrap()
+}
+
+/// The LISTs the API server served for webapp's kinds so far.
+async fn lists(cluster: &Cluster) -> f64 {
+    let request = http::Request::get("/metrics").body(Vec::new()).unwrap();
+    let text = cluster
+        .client
+        .request_text(request)
+        .await
+        .expect("the API server's /metrics");
+    text.lines()
+        .filter(|line| {
+            line.starts_with("apiserver_request_total{") && line.contains("verb=\"LIST\"")
+        })
+        .filter(|line| {
+            ["webapps", "deployments", "services"]
+                .iter()
+                .any(|resource| line.contains(&format!("resource=\"{resource}\"")))
+        })
+        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+fn leads(host: &Host) -> bool {
+    host.log().contains("became the leader")
+}
+
+/// When `host` logged the first line containing `needle`, as logged.
+fn logged_at(host: &Host, needle: &str) -> Option<jiff::Timestamp> {
+    let log = host.log();
+    let line = log.lines().find(|line| line.contains(needle))?;
+    line.split_whitespace().next()?.parse().ok()
+}
+
+#[tokio::test]
+async fn a_warm_standby_takes_over_without_a_list_and_wrote_nothing_before() {
+    let cluster = Cluster::start().await;
+    let webapps = cluster.webapps();
+    for at in 0..WEBAPPS {
+        webapps
+            .create(&PostParams::default(), &webapp(&format!("app-{at}")))
+            .await
+            .unwrap();
+    }
+    let flags = [
+        "--leader-elect",
+        "--leader-election-namespace",
+        "e2e",
+        "--lease-duration",
+        "4s",
+        "--renew-deadline",
+        "3s",
+        "--retry-period",
+        "500ms",
+    ];
+    let mut hosts = [
+        Host::start(&cluster, &["webapp"], &flags).await,
+        Host::start(&cluster, &["webapp"], &flags).await,
+    ];
+    let leader = eventually("a leader", LONG, || async { hosts.iter().position(leads) }).await;
+    let standby = 1 - leader;
+    let deployments = cluster.api("apps", "v1", "Deployment", "deployments");
+    eventually("the leader reconciles every WebApp", LONG, || async {
+        get(&deployments, &format!("app-{}", WEBAPPS - 1)).await
+    })
+    .await;
+
+    // The standby holds every WebApp in its cache and has written nothing.
+    let cached = "bosun_cached_objects{kind=\"WebApp.examples.bosun.dev/v1alpha1\",namespace=\"\"}";
+    eventually("the standby's cache is full", LONG, || async {
+        (hosts[standby].metric(cached).await == WEBAPPS as f64).then_some(())
+    })
+    .await;
+    assert!(!leads(&hosts[standby]), "only one leader");
+    for result in ["success", "error", "requeue", "requeue_after"] {
+        let sample = format!(
+            "controller_runtime_reconcile_total{{controller=\"webapp\",result=\"{result}\"}}"
+        );
+        assert_eq!(
+            hosts[standby].metric(&sample).await,
+            0.0,
+            "the standby reconciled ({result})"
+        );
+    }
+    let (_, metrics) = hosts[standby].get("/metrics").await.unwrap();
+    assert!(
+        !metrics.contains("bosun_write_failures_total"),
+        "the standby tried to write:\n{metrics}"
+    );
+
+    // The leader goes; the standby takes the Lease and reconciles — a new
+    // WebApp, and the ones it queued while standing by — with no LIST.
+    let listed = lists(&cluster).await;
+    hosts[leader].kill();
+    let killed = Instant::now();
+    eventually("the standby takes over", LONG, || async {
+        leads(&hosts[standby]).then_some(())
+    })
+    .await;
+    webapps
+        .create(&PostParams::default(), &webapp("after"))
+        .await
+        .unwrap();
+    eventually("the new leader reconciles", LONG, || async {
+        get(&deployments, "after").await
+    })
+    .await;
+    let reconciled = "controller_runtime_reconcile_total{controller=\"webapp\",result=\"success\"}";
+    eventually("the new leader reconciles every WebApp", LONG, || async {
+        (hosts[standby].metric(reconciled).await >= (WEBAPPS + 1) as f64).then_some(())
+    })
+    .await;
+    assert_eq!(
+        lists(&cluster).await,
+        listed,
+        "the new leader listed webapp's kinds again after taking the Lease"
+    );
+    let took_lease = logged_at(&hosts[standby], "became the leader").expect("logged");
+    let first =
+        logged_at(&hosts[standby], "bosun::controller::worker: reconciled").expect("logged");
+    eprintln!(
+        "killed to first reconcile {:?}; Lease to first reconcile {} ms",
+        killed.elapsed(),
+        first.duration_since(took_lease).as_millis()
+    );
+    assert!(first >= took_lease, "the standby reconciled before it led");
+}
