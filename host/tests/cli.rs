@@ -442,7 +442,7 @@ fn finalize_reports_pending_then_done() {
         "--finalize",
     ]));
     assert_eq!(report["result"], "Pending");
-    assert_eq!(report["requeueAfterMs"], 300);
+    assert_eq!(report["requeueAfterMs"], 60_000);
     assert_eq!(report["events"][0]["reason"], "Holding");
 
     let released = write(dir.path(), "released.yaml", &tidy(true));
