@@ -352,8 +352,11 @@ fn patched(
     std::fs::create_dir_all(&dir)
         .map_err(|e| BuildError(format!("creating {}: {e}", dir.display())))?;
     let file = dir.join(file_name);
-    // Written aside and renamed: tests of other processes may be loading it.
-    let partial = dir.join(format!("{file_name}.{}", std::process::id()));
+    // Written aside and renamed: tests of other processes may be loading
+    // it, and other threads of this one writing the same variant.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let write = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let partial = dir.join(format!("{file_name}.{}.{write}", std::process::id()));
     std::fs::write(&partial, bytes)
         .and_then(|()| std::fs::rename(&partial, &file))
         .map_err(|e| BuildError(format!("writing {}: {e}", file.display())))?;

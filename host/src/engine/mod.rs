@@ -28,11 +28,12 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
-pub use budget::DEFAULT_MIN_REQUEUE;
 pub use cache::CompileCache;
 pub use contract::Contract;
 pub use error::{CallError, Fault, LoadError};
-pub use module::{CallContext, Limits, Module, Outcome};
+pub use module::{CallContext, Module, Outcome};
+// The bounds live below the engine; re-exported where callers met them first.
+pub use crate::limits::{DEFAULT_MIN_REQUEUE, Limits};
 
 use resident::{Reloader, Unloader};
 use sandbox::Sandbox;
