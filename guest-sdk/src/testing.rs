@@ -408,8 +408,12 @@ impl Host for TestHost<'_> {
         label_selector: Option<&str>,
     ) -> Result<Vec<String>, String> {
         self.check_access(api_version, kind, namespace)?;
-        let selector =
-            bosun_selector::parse(label_selector.unwrap_or_default()).map_err(|e| e.to_string())?;
+        // The host's own bounds, so a test meets the refusal the host gives.
+        let selector = bosun_selector::parse_within(
+            label_selector.unwrap_or_default(),
+            bosun_selector::Bounds::default(),
+        )
+        .map_err(|e| e.to_string())?;
         Ok(self
             .visible(api_version, kind, namespace)
             .filter(|o| {

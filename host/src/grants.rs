@@ -130,6 +130,14 @@ pub struct LimitOverrides {
     /// Bytes of HTTP response bodies one call may receive, in total.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_response_bytes: Option<u64>,
+    /// The longest label selector one `list-objects` may pass, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 64, max = 65536))]
+    pub selector_bytes: Option<u32>,
+    /// The most requirements in one label selector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1024))]
+    pub selector_requirements: Option<u32>,
     /// Reads of one call the host tracks one by one to reconcile the
     /// object again when what it read changes; past them, any change of
     /// the kind in the namespace read brings it back.
@@ -223,6 +231,14 @@ impl LimitOverrides {
                     .http_response_bytes
                     .unwrap_or(limits.http.response_bytes),
             },
+            // A grant is trusted, but a typo must not make every read
+            // cost the host whatever a guest likes.
+            selector_bytes: self
+                .selector_bytes
+                .map_or(limits.selector_bytes, |n| n.clamp(64, 1 << 16)),
+            selector_requirements: self
+                .selector_requirements
+                .map_or(limits.selector_requirements, |n| n.clamp(1, 1024)),
             tracked_reads: self.tracked_reads.unwrap_or(limits.tracked_reads).max(1),
             ..limits
         }

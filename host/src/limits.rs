@@ -41,6 +41,11 @@ pub struct Limits {
     pub min_requeue: Duration,
     /// What one call may spend on outbound HTTP.
     pub http: HttpLimits,
+    /// The longest label selector one `list-objects` may pass, in bytes:
+    /// refused before it is parsed.
+    pub selector_bytes: u32,
+    /// The most requirements in one label selector.
+    pub selector_requirements: u32,
     /// Reads of one call tracked precisely for event-driven reconciles;
     /// past them, reads are tracked per kind and namespace (see
     /// [`crate::reads::ReadLog`]).
@@ -59,6 +64,10 @@ impl Default for Limits {
             message_bytes: 4096,
             min_requeue: DEFAULT_MIN_REQUEUE,
             http: HttpLimits::default(),
+            // Far beyond what a reconciler writes (`app=web,tier in (a,b)`),
+            // far below what parsing and matching could cost the host.
+            selector_bytes: 4096,
+            selector_requirements: 64,
             tracked_reads: DEFAULT_MAX_TRACKED_READS,
         }
     }

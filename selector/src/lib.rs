@@ -16,31 +16,95 @@
 
 use kube::core::{Expression, Selector};
 
-/// A selector string that is not valid Kubernetes syntax.
+/// A selector string that is not valid Kubernetes syntax, or that is over
+/// the bounds it was parsed within.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid label selector {selector:?}: {problem}")]
 pub struct ParseError {
+    /// The start of the selector: enough to recognise it, never the whole
+    /// of a hostile one.
     selector: String,
     problem: String,
+}
+
+/// The most of a selector an error quotes.
+const QUOTED: usize = 64;
+
+impl ParseError {
+    fn new(selector: &str, problem: String) -> Self {
+        let mut end = selector.len().min(QUOTED);
+        while !selector.is_char_boundary(end) {
+            end -= 1;
+        }
+        let quoted = if end < selector.len() {
+            format!("{}…", &selector[..end])
+        } else {
+            selector.to_owned()
+        };
+        ParseError {
+            selector: quoted,
+            problem,
+        }
+    }
+}
+
+/// How much of a selector [`parse_within`] takes: whoever parses a
+/// selector someone else wrote (a guest's `list-objects`) bounds the work
+/// and memory it may cost before parsing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// The longest selector, in bytes.
+    pub bytes: usize,
+    /// The most comma-separated requirements.
+    pub requirements: usize,
+}
+
+impl Default for Bounds {
+    /// 4 KiB and 64 requirements: far beyond what a reconciler writes
+    /// (`app=web,tier in (a,b)`), far below what costs the host anything.
+    fn default() -> Self {
+        Bounds {
+            bytes: 4096,
+            requirements: 64,
+        }
+    }
 }
 
 /// Parses a label selector: comma-separated requirements of the forms
 /// `key`, `!key`, `key=value`, `key==value`, `key!=value`,
 /// `key in (a,b)` and `key notin (a,b)`. An empty string selects everything.
+/// Unbounded: for selectors from someone else, use [`parse_within`].
 pub fn parse(selector: &str) -> Result<Selector, ParseError> {
-    let fail = |problem: String| ParseError {
-        selector: selector.to_owned(),
-        problem,
-    };
-    split_requirements(selector)
+    parse_within(
+        selector,
+        Bounds {
+            bytes: usize::MAX,
+            requirements: usize::MAX,
+        },
+    )
+}
+
+/// [`parse`], refusing a selector over `bounds` before doing any work in
+/// proportion to it.
+pub fn parse_within(selector: &str, bounds: Bounds) -> Result<Selector, ParseError> {
+    let fail = |problem: String| ParseError::new(selector, problem);
+    if selector.len() > bounds.bytes {
+        return Err(fail(format!(
+            "it is {} bytes long; at most {} are taken",
+            selector.len(),
+            bounds.bytes
+        )));
+    }
+    split_requirements(selector, bounds.requirements)
         .map_err(&fail)?
         .into_iter()
         .map(|requirement| parse_requirement(requirement).map_err(&fail))
         .collect()
 }
 
-/// Splits on commas that are not inside a `( … )` value set.
-fn split_requirements(selector: &str) -> Result<Vec<&str>, String> {
+/// Splits on commas that are not inside a `( … )` value set, at most
+/// `most` parts.
+fn split_requirements(selector: &str, most: usize) -> Result<Vec<&str>, String> {
     let mut parts = Vec::new();
     let mut depth = 0usize;
     let mut start = 0;
@@ -51,6 +115,9 @@ fn split_requirements(selector: &str) -> Result<Vec<&str>, String> {
             ',' if depth == 0 => {
                 parts.push(&selector[start..at]);
                 start = at + 1;
+                if parts.len() >= most {
+                    return Err(format!("it has more than {most} requirements"));
+                }
             }
             _ => {}
         }
@@ -173,6 +240,25 @@ mod tests {
 
     fn matches(selector: &str, pairs: &[(&str, &str)]) -> bool {
         parse(selector).unwrap().matches(&labels(pairs))
+    }
+
+    #[test]
+    fn a_selector_over_its_bounds_is_refused_before_it_is_parsed_and_never_quoted_whole() {
+        let bounds = Bounds {
+            bytes: 64,
+            requirements: 3,
+        };
+        assert!(parse_within("a,b,c", bounds).is_ok());
+        let error = parse_within("a,b,c,d", bounds).unwrap_err().to_string();
+        assert!(error.contains("more than 3 requirements"), "{error}");
+        let hostile = "!x,".repeat(1_000_000);
+        let error = parse_within(&hostile, Bounds::default())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("3000000 bytes long"), "{error}");
+        assert!(error.len() < 200, "the error quotes {} bytes", error.len());
+        // Commas inside a value set are not requirements.
+        assert!(parse_within("env in (a,b,c,d,e)", bounds).is_ok());
     }
 
     #[test]

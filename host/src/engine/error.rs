@@ -144,6 +144,22 @@ pub enum CallError {
         /// The deadline it had.
         limit: Duration,
     },
+    /// A host function the guest called (a list over many objects, say)
+    /// ran into the call's deadline: the time went into the host's work
+    /// for the guest, not the guest's own code.
+    #[error(
+        "module {module}'s call to {call} ran into its {limit:?} deadline in the host, after looking at {examined} objects, and the call was stopped; read less per call: narrow the list with a namespace or a label selector"
+    )]
+    HostCallOverran {
+        /// The module's name.
+        module: String,
+        /// The host function.
+        call: &'static str,
+        /// How many objects it had looked at.
+        examined: usize,
+        /// The deadline it had.
+        limit: Duration,
+    },
     /// The guest tried to grow its memory past its cap.
     #[error(
         "module {module} tried to use more than its {limit_mib} MiB memory cap (handling a request of {} KiB) and was stopped; if it needs more, raise the module's memory limit",
@@ -256,6 +272,7 @@ impl CallError {
         match self {
             CallError::Timeout { .. } => "Timeout",
             CallError::Blocked { .. } => "Blocked",
+            CallError::HostCallOverran { .. } => "HostCallDeadline",
             CallError::MemoryLimit { .. } => "MemoryLimit",
             CallError::RequestTooLarge { .. } => "RequestTooLarge",
             CallError::TooMany { .. } => "OutputTooLarge",
@@ -285,4 +302,13 @@ impl CallError {
             _ => Fault::Guest,
         }
     }
+}
+
+/// What a host function returns to end a call that ran into its deadline
+/// inside the host; [`CallError::HostCallOverran`] once classified.
+#[derive(Debug, thiserror::Error)]
+#[error("{call} ran into the call's deadline in the host after looking at {examined} objects")]
+pub(crate) struct HostCallOverran {
+    pub(crate) call: &'static str,
+    pub(crate) examined: usize,
 }

@@ -8,12 +8,13 @@ use wasmtime::Store;
 
 use super::bindings::{self, FinalizeResponse, ReconcileError, Request, Response};
 use super::contract::{Contract, Guest, Pre};
+use super::error::HostCallOverran;
 use super::resident::{Reloader, Resident};
 use super::sandbox::Sandbox;
 use super::{CallError, CompileSource, EPOCH_TICK, LoadError, budget};
 use crate::limits::Limits;
 use crate::meta::{Declared, Kind, ModuleMeta, Scope};
-use crate::objects::{GuestReads, ObjectSource, StaticObjects};
+use crate::objects::{GuestReads, ObjectSource, ReadBounds, StaticObjects};
 
 /// What a guest answered: its response, or the error it chose to return.
 /// (A guest that fails to answer at all is a [`CallError`].)
@@ -208,11 +209,20 @@ impl Module {
     /// `namespace/name` for logs.
     fn reads(&self, ctx: &CallContext, object: &str) -> (GuestReads, String) {
         let (namespace, label) = primary_namespace(&self.meta, object);
+        let limits = self.runner.limits(ctx);
         let reads = GuestReads {
             meta: self.meta.clone(),
             namespace,
             source: ctx.objects.clone(),
             log: ctx.read_log.clone(),
+            bounds: ReadBounds {
+                list_bytes: limits.memory_bytes,
+                selector: bosun_selector::Bounds {
+                    bytes: limits.selector_bytes as usize,
+                    requirements: limits.selector_requirements as usize,
+                },
+                deadline: Some(Instant::now() + limits.timeout),
+            },
         };
         (reads, label)
     }
@@ -318,6 +328,14 @@ impl Runner {
                 module,
                 limit_mib: limits.memory_bytes >> 20,
                 request_bytes,
+            };
+        }
+        if let Some(overran) = error.downcast_ref::<HostCallOverran>() {
+            return CallError::HostCallOverran {
+                module,
+                call: overran.call,
+                examined: overran.examined,
+                limit: limits.timeout,
             };
         }
         if error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {

@@ -13,8 +13,9 @@ use wasmtime_wasi::{HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiVie
 use super::Limits;
 use super::bindings::{self, LogLevel, v0_1};
 use super::compat;
+use super::error::HostCallOverran;
 use crate::http::{GuestHttp, Outbound};
-use crate::objects::GuestReads;
+use crate::objects::{GuestReads, ReadError};
 
 /// How much of the guest's stdout and stderr is kept (panic messages, prints).
 pub(crate) const CAPTURED_OUTPUT_BYTES: usize = 1 << 20;
@@ -39,8 +40,6 @@ pub(crate) struct Sandbox {
     object: Arc<str>,
     log_lines: u32,
     max_log_lines: u32,
-    /// The most bytes a list result may hold: the guest could not take more.
-    max_list_bytes: usize,
     http_ctx: wasmtime_wasi_http::WasiHttpCtx,
     http: GuestHttp,
 }
@@ -84,7 +83,6 @@ impl Sandbox {
             object,
             log_lines: 0,
             max_log_lines: limits.log_lines,
-            max_list_bytes: limits.memory_bytes,
         }
     }
 
@@ -193,9 +191,10 @@ impl bindings::bosun::reconciler::host::Host for Sandbox {
         namespace: Option<String>,
         name: String,
     ) -> wasmtime::Result<Result<Option<String>, String>> {
-        Ok(self
-            .reads()
-            .and_then(|reads| reads.get(&api_version, &kind, namespace.as_deref(), &name)))
+        answer(
+            self.reads()
+                .and_then(|reads| reads.get(&api_version, &kind, namespace.as_deref(), &name)),
+        )
     }
 
     fn list_objects(
@@ -205,16 +204,26 @@ impl bindings::bosun::reconciler::host::Host for Sandbox {
         namespace: Option<String>,
         label_selector: Option<String>,
     ) -> wasmtime::Result<Result<Vec<String>, String>> {
-        let max_bytes = self.max_list_bytes;
-        Ok(self.reads().and_then(|reads| {
+        answer(self.reads().and_then(|reads| {
             reads.list(
                 &api_version,
                 &kind,
                 namespace.as_deref(),
                 label_selector.as_deref(),
-                max_bytes,
             )
         }))
+    }
+}
+
+/// A read's answer for the guest: a refusal is the guest's to handle; a
+/// read that ran into the call's deadline ends the call, saying so.
+fn answer<T>(read: Result<T, ReadError>) -> wasmtime::Result<Result<T, String>> {
+    match read {
+        Ok(answer) => Ok(Ok(answer)),
+        Err(ReadError::Refused(message)) => Ok(Err(message)),
+        Err(ReadError::Overran { call, examined }) => {
+            Err(wasmtime::Error::new(HostCallOverran { call, examined }))
+        }
     }
 }
 
@@ -265,9 +274,9 @@ impl v0_1::bosun::reconciler::host::Host for Sandbox {
 }
 
 impl Sandbox {
-    fn reads(&self) -> Result<&GuestReads, String> {
-        self.reads
-            .as_ref()
-            .ok_or_else(|| "reads are not available while the module is being loaded".to_owned())
+    fn reads(&self) -> Result<&GuestReads, ReadError> {
+        self.reads.as_ref().ok_or_else(|| {
+            ReadError::Refused("reads are not available while the module is being loaded".into())
+        })
     }
 }

@@ -63,6 +63,43 @@ pub fn guest_json(host_view: &Value) -> String {
     serde_json::to_string(&guest).unwrap_or_else(|_| "null".to_owned())
 }
 
+/// The JSON a guest is handed of a cached object, written straight from
+/// it: without `metadata.managedFields`, and without the deep copy into a
+/// `Value` that [`to_json`] makes.
+pub fn guest_string(object: &DynamicObject) -> String {
+    use serde::ser::{Serialize, SerializeMap, Serializer};
+
+    struct Guest<'a>(&'a DynamicObject);
+
+    impl Serialize for Guest<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let object = self.0;
+            let mut out = serializer.serialize_map(None)?;
+            if let Some(types) = &object.types {
+                out.serialize_entry("apiVersion", &types.api_version)?;
+                out.serialize_entry("kind", &types.kind)?;
+            }
+            let metadata = kube::api::ObjectMeta {
+                managed_fields: None,
+                ..object.metadata.clone()
+            };
+            out.serialize_entry("metadata", &metadata)?;
+            if let Value::Object(data) = &object.data {
+                for (key, value) in data {
+                    // The typed fields above win, as when kube serializes
+                    // a DynamicObject (its data flattened after them).
+                    if !matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
+                        out.serialize_entry(key, value)?;
+                    }
+                }
+            }
+            out.end()
+        }
+    }
+
+    serde_json::to_string(&Guest(object)).unwrap_or_else(|_| "null".to_owned())
+}
+
 /// `object` without `metadata.managedFields`: what guests are handed.
 pub fn without_managed_fields(mut object: Value) -> Value {
     if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {

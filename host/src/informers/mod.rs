@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use kube::runtime::watcher;
 
 pub use self::informer::{Change, ChangeSource, Informer};
-pub use self::json::{guest_json, to_json, without_managed_fields};
+pub use self::json::{guest_json, guest_string, to_json, without_managed_fields};
 pub use self::view::{CachedObjects, KindView};
 
 use crate::meta::{Kind, Scope};

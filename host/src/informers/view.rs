@@ -1,15 +1,16 @@
 //! What one module sees of a kind: the watches of the namespaces it may
 //! see, as one cache.
 
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use kube::api::DynamicObject;
-use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::{Change, Informer, ObjectKey, to_json};
+use super::{Change, Informer, ObjectKey, guest_string};
 use crate::meta::Kind;
-use crate::objects::ObjectSource;
+use crate::objects::{Candidate, ObjectSource, Seen};
 
 /// One module's view of one kind: the watch of each namespace it may see,
 /// or the kind's cluster-wide watch (see [`super::Informers::view`]).
@@ -140,22 +141,52 @@ impl CachedObjects {
 }
 
 impl ObjectSource for CachedObjects {
-    fn get(&self, kind: &Kind, namespace: Option<&str>, name: &str) -> Option<Arc<Value>> {
+    fn get(&self, kind: &Kind, namespace: Option<&str>, name: &str) -> Option<Seen> {
         let key = ObjectKey {
             namespace: namespace.map(str::to_owned),
             name: name.to_owned(),
         };
         let object = self.view(kind)?.get(&key)?;
-        Some(Arc::new(to_json(&object, true)))
+        Some(Cached(&object).seen())
     }
 
-    fn list(&self, kind: &Kind, namespace: Option<&str>) -> Vec<Arc<Value>> {
+    fn list(
+        &self,
+        kind: &Kind,
+        namespace: Option<&str>,
+        visit: &mut dyn FnMut(&dyn Candidate) -> ControlFlow<()>,
+    ) {
         let Some(view) = self.view(kind) else {
-            return Vec::new();
+            return;
         };
-        view.objects_in(namespace)
-            .iter()
-            .map(|o| Arc::new(to_json(o, true)))
-            .collect()
+        for object in view.objects_in(namespace) {
+            if visit(&Cached(&object)).is_break() {
+                return;
+            }
+        }
+    }
+}
+
+/// A cached object as a list passes over it: its labels read in place,
+/// its JSON written only once selected.
+struct Cached<'a>(&'a DynamicObject);
+
+/// The labels of an object that has none.
+static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
+
+impl Candidate for Cached<'_> {
+    fn namespace(&self) -> Option<&str> {
+        self.0.metadata.namespace.as_deref()
+    }
+
+    fn labels(&self) -> &BTreeMap<String, String> {
+        self.0.metadata.labels.as_ref().unwrap_or(&NO_LABELS)
+    }
+
+    fn seen(&self) -> Seen {
+        Seen {
+            namespace: self.0.metadata.namespace.clone(),
+            json: guest_string(self.0),
+        }
     }
 }

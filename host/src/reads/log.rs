@@ -69,6 +69,8 @@ pub(super) struct Recorded {
     pub(super) overflowed: bool,
     /// Precise reads kept (gets, and list selections).
     precise: usize,
+    /// Bytes of names, namespaces and selector texts the precise reads keep.
+    bytes: usize,
     /// Scopes kept as "everything" because of the cap.
     coarse: usize,
 }
@@ -98,11 +100,16 @@ impl Recorded {
     }
 }
 
+/// The most bytes of names, namespaces and selector texts one log keeps
+/// precisely: names are short (253 bytes at most), but selectors may be
+/// kilobytes, and the index holds a log per primary.
+pub const MAX_TRACKED_BYTES: usize = 64 << 10;
+
 /// What one reconcile (or finalize) call read, recorded by the host as it
 /// answers the guest's reads, before each answer is taken from the cache.
 ///
 /// Bounded: at most `cap` precise reads (distinct gets, and distinct
-/// selectors per scope) are kept; each read past them is kept as "any
+/// selectors per scope), holding at most [`MAX_TRACKED_BYTES`], are kept; each read past them is kept as "any
 /// object of its kind in its namespace", at most `cap` such scopes, and
 /// past those as "any object of its kind anywhere". The log then says it
 /// [overflowed](ReadLog::overflowed). However much a guest reads, a log
@@ -138,8 +145,10 @@ impl ReadLog {
         if recorded.gets.contains(&key) || covered_coarsely(&recorded, kind, namespace) {
             return;
         }
-        if recorded.precise < self.cap {
+        let size = name.len() + namespace.map_or(0, str::len);
+        if recorded.precise < self.cap && recorded.bytes + size <= MAX_TRACKED_BYTES {
             recorded.precise += 1;
+            recorded.bytes += size;
             recorded.gets.insert(key);
         } else {
             self.keep_coarsely(&mut recorded, kind, namespace);
@@ -158,7 +167,8 @@ impl ReadLog {
             kind,
             namespace: namespace.map(Into::into),
         };
-        let full = recorded.precise >= self.cap;
+        let size = text.len() + namespace.map_or(0, str::len);
+        let full = recorded.precise >= self.cap || recorded.bytes + size > MAX_TRACKED_BYTES;
         match recorded.lists.entry(scope) {
             Entry::Occupied(mut selections) => {
                 let selections = selections.get_mut();
@@ -184,6 +194,7 @@ impl ReadLog {
             self.keep_coarsely(&mut recorded, kind, namespace);
         } else {
             recorded.precise += 1;
+            recorded.bytes += size;
         }
     }
 
@@ -339,6 +350,19 @@ mod tests {
         assert!(!log.covers(&change("b", "anything", None, Some(&none))));
         let recorded = log.take();
         assert_eq!(recorded.len(), 3, "two gets and one coarse scope");
+    }
+
+    #[test]
+    fn long_selectors_are_kept_within_the_byte_budget() {
+        let log = ReadLog::new(256);
+        let long = format!("a in ({})", vec!["x"; 2_000].join(","));
+        for at in 0..100 {
+            let text = format!("{long},n{at}=1");
+            log.list(CM, Some("ns"), &text, &select(&text));
+        }
+        assert!(log.overflowed(), "100 selectors of 4 KB each fit 64 KiB");
+        let recorded = log.take();
+        assert!(recorded.bytes <= MAX_TRACKED_BYTES);
     }
 
     #[test]

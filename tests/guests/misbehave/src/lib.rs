@@ -33,6 +33,8 @@
 //! | `status` | writes `{"phase": "ok"}` to its status |
 //! | `read-secret` | reads a Secret, which it never declared, and reports the answer |
 //! | `read-around` | lists ConfigMaps labelled `team=a`, and reads one in `kube-system`; reports both in its status |
+//! | `select-flood` | lists ConfigMaps with a 60 MB label selector (`!x,` twenty million times); reports the error it got, cut to 256 bytes |
+//! | `list-all` | lists every ConfigMap in its namespace; reports how many |
 //! | `read-many` | reads 20,000 ConfigMaps by name (`x-0`…) and lists with 2,000 selectors (`n=0`…), all in its namespace; reports the count in its status |
 //! | `retry` / `permanent` | returns that kind of error |
 //! | `http` | GETs `spec.url` through `wasi:http` (following one redirect itself when `spec.follow` is true) and writes what came back to its status: `http.status`, `http.bytes`, `http.body` (the first 256 bytes), `http.error`, `http.headersSent` (its own request's header names), `http.follow` |
@@ -397,6 +399,25 @@ impl Guest for Misbehave {
                 respond(
                     vec![],
                     Some(json!({"listed": listed, "elsewhere": format!("{elsewhere:?}")})),
+                )
+            }
+            "select-flood" => {
+                let selector = "!x,".repeat(20_000_000);
+                let answer = host::list_objects("v1", "ConfigMap", None, Some(&selector));
+                drop(selector);
+                let error = match answer {
+                    Ok(listed) => format!("listed {}", listed.len()),
+                    Err(error) => error.chars().take(256).collect(),
+                };
+                respond(vec![], Some(json!({"error": error})))
+            }
+            "list-all" => {
+                let listed = host::list_objects("v1", "ConfigMap", None, None);
+                respond(
+                    vec![],
+                    Some(
+                        json!({"listed": listed.map(|l| l.len()).map_err(|e| e.chars().take(256).collect::<String>())}),
+                    ),
                 )
             }
             "read-many" => {
