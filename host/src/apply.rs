@@ -27,6 +27,7 @@
 
 mod applied;
 mod children;
+pub mod correlator;
 mod error;
 mod events;
 mod finalizers;
@@ -40,7 +41,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
-use kube::runtime::events::{Recorder, Reporter};
 use serde_json::{Value, json};
 
 use crate::discovery::StatusRoom;
@@ -48,9 +48,12 @@ use crate::meta::{Kind, ModuleMeta, Scope, group_of};
 use crate::plan::{ObjectRef, Plan};
 use crate::validate::Primary;
 use applied::{LastApplied, Owner, STATUS};
+use correlator::Source;
 
 pub use crate::plan::RECONCILED_CONDITION;
+pub use correlator::Source as EventSource;
 pub use error::{ApplyError, Operation, Retry};
+pub use events::Recorded;
 pub use subset::is_semantic_subset;
 
 /// What [`Applier::apply`] did.
@@ -68,13 +71,16 @@ pub struct ApplyReport {
     pub status_written: bool,
     /// Events recorded.
     pub events: usize,
+    /// Events dropped over the object's budget.
+    pub events_dropped: usize,
 }
 
 impl ApplyReport {
-    /// True when the reconcile changed something in the cluster (events
-    /// aside): what a hot loop is made of.
+    /// True when the reconcile wrote something: a child, a prune, the
+    /// status, or an event (a write too, and one a guest can repeat on
+    /// every call): what a hot loop is made of.
     pub fn wrote(&self) -> bool {
-        self.applied > 0 || self.pruned > 0 || self.status_written
+        self.applied > 0 || self.pruned > 0 || self.status_written || self.events > 0
     }
 }
 
@@ -85,7 +91,7 @@ impl ApplyReport {
 #[derive(Clone)]
 pub struct Applier {
     client: Client,
-    recorder: Recorder,
+    events: Arc<events::EventWriter>,
     last_applied: Arc<LastApplied>,
     /// Open while this host may write: from the start without leader
     /// election, from taking the Lease with it (a standby writes nothing),
@@ -103,10 +109,10 @@ impl Applier {
     /// An applier writing through `client`, recording events as the
     /// controller `reporter` (e.g. `bosun`; the host name is the instance).
     pub fn new(client: Client, reporter: &str) -> Self {
-        let recorder = Recorder::new(client.clone(), Reporter::from(reporter));
+        let events = Arc::new(events::EventWriter::new(client.clone(), reporter));
         Applier {
             client,
-            recorder,
+            events,
             last_applied: Arc::default(),
             open: Arc::new(AtomicBool::new(true)),
         }
@@ -227,8 +233,9 @@ impl Applier {
         let reference = events::object_reference(object);
         for event in &plan.events {
             self.gate(Operation::Event, &describe(object))?;
-            match self.publish(&reference, event).await {
-                Ok(()) => report.events += 1,
+            match self.publish(&reference, Source::Guest, event).await {
+                Ok(events::Recorded::Written) => report.events += 1,
+                Ok(events::Recorded::Dropped) => report.events_dropped += 1,
                 Err(error) => {
                     tracing::warn!(%error, reason = %event.reason, "could not record event")
                 }

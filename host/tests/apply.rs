@@ -347,7 +347,8 @@ async fn apply_creates_owned_children_and_writes_status() {
             unchanged: 0,
             pruned: 0,
             status_written: true,
-            events: 2
+            events: 2,
+            events_dropped: 0,
         }
     );
     let uid = app["metadata"]["uid"].as_str().expect("uid");
@@ -433,7 +434,8 @@ async fn reapplying_an_unchanged_plan_writes_nothing() {
             unchanged: 2,
             pruned: 0,
             status_written: false,
-            events: 0
+            events: 0,
+            events_dropped: 0,
         }
     );
     assert_eq!(

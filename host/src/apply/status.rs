@@ -112,8 +112,14 @@ impl Applier {
             action: super::events::DEFAULT_EVENT_ACTION.to_owned(),
         };
         let event = self
-            .record_events(meta, object, std::slice::from_ref(&event))
-            .await;
+            .record_events(
+                meta,
+                object,
+                std::slice::from_ref(&event),
+                super::correlator::Source::Host,
+            )
+            .await
+            .map(|_dropped| ());
         condition.and(event)
     }
 

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::Controller;
 use super::triggers::serves;
-use crate::apply::{ApplyError, Retry};
+use crate::apply::{ApplyError, EventSource, Retry};
 use crate::engine::bindings::{Event, EventType, ReconcileError};
 use crate::engine::{CallError, Fault};
 use crate::informers::ObjectKey;
@@ -171,7 +171,7 @@ impl Controller {
         if let Err(error) = self
             .ctx
             .applier
-            .record_events(self.meta(), object, &[event])
+            .record_events(self.meta(), object, &[event], EventSource::Host)
             .await
         {
             tracing::warn!(%error, "could not record the warning on the object");

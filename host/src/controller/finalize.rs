@@ -7,6 +7,7 @@ use kube::api::DynamicObject;
 use serde_json::Value;
 
 use super::Controller;
+use crate::apply::EventSource;
 use crate::engine::Fault;
 use crate::engine::bindings::{Request, Trigger};
 use crate::informers::{ObjectKey, guest_json, to_json};
@@ -62,13 +63,14 @@ impl Controller {
                     .await;
             }
         };
-        if let Err(error) = self
+        match self
             .ctx
             .applier
-            .record_events(self.meta(), host_view, &events)
+            .record_events(self.meta(), host_view, &events, EventSource::Guest)
             .await
         {
-            tracing::warn!(%error, "could not record events");
+            Ok(dropped) => self.ctx.metrics.events_dropped(&self.meta.name, dropped),
+            Err(error) => tracing::warn!(%error, "could not record events"),
         }
         if !response.done {
             let after = response

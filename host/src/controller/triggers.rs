@@ -68,7 +68,17 @@ impl Controller {
         }
     }
 
+    /// Queues `key` after `delay` (a requeue the guest asked for), or after
+    /// its hot-loop hold when that is longer: a short requeue must not
+    /// bring back sooner a key whose own writes keep reconciling it.
     pub(super) fn enqueue_after(&self, key: ObjectKey, trigger: Trigger, delay: Duration) {
+        let delay = match self.hot_loops.hold(&key) {
+            Some(hold) if hold > delay => {
+                self.ctx.metrics.hot_loop_held(&self.meta.name);
+                hold
+            }
+            _ => delay,
+        };
         self.note_trigger(&key, trigger, Priority::High);
         self.queue.add_after_with(key, delay, Priority::High);
     }

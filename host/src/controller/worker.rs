@@ -172,6 +172,9 @@ impl Controller {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .remove(key);
+                self.ctx
+                    .metrics
+                    .events_dropped(&self.meta.name, report.events_dropped);
                 self.note_writes(key, &host_view, started, report.wrote())
                     .await;
                 match plan.requeue_after {

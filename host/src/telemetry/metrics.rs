@@ -199,6 +199,7 @@ struct Families {
     module_info: Family<InfoLabels, Gauge>,
     module_quarantined: Family<ModuleLabels, Gauge>,
     hot_loops: Family<ModuleLabels, Counter>,
+    events_dropped: Family<ModuleLabels, Counter>,
     write_failures: Family<WriteFailureLabels, Counter>,
     http_requests: Family<HttpLabels, Counter>,
     http_duration: HistogramFamily<HttpOriginLabels>,
@@ -256,6 +257,7 @@ impl Metrics {
             module_info: Family::default(),
             module_quarantined: Family::default(),
             hot_loops: Family::default(),
+            events_dropped: Family::default(),
             write_failures: Family::default(),
             http_requests: Family::default(),
             http_duration: Family::new_with_constructor(guest_call_buckets),
@@ -346,6 +348,11 @@ impl Metrics {
             f.hot_loops.clone(),
         );
         registry.register(
+            "bosun_events_dropped",
+            "Total number of events a module's reconciles returned that were dropped over their object's event budget",
+            f.events_dropped.clone(),
+        );
+        registry.register(
             "bosun_write_failures",
             "Total number of writes for a module the API server refused or that bosun refused to make, by reason",
             f.write_failures.clone(),
@@ -429,6 +436,19 @@ impl Metrics {
                 module: module.to_owned(),
             })
             .inc();
+    }
+
+    /// Counts `dropped` events of `module`'s over their object's budget.
+    pub fn events_dropped(&self, module: &str, dropped: usize) {
+        if dropped == 0 {
+            return;
+        }
+        self.families()
+            .events_dropped
+            .get_or_create(&ModuleLabels {
+                module: module.to_owned(),
+            })
+            .inc_by(dropped as u64);
     }
 
     /// Counts a failed (or refused) write of `module`'s, by its reason

@@ -30,6 +30,7 @@
 //! | `invalid-child` | desires `<name>-child` with a data key the API server refuses (422 Invalid) |
 //! | `zero-requeue` | desires `<name>-child` and asks to be requeued after 0 ms |
 //! | `tick` | writes the current time to its status, so every write triggers the next reconcile |
+//! | `tick-flood` | as `tick`, and returns 32 events with reasons never used before and asks to be requeued after 250 ms |
 //! | `status` | writes `{"phase": "ok"}` to its status |
 //! | `read-secret` | reads a Secret, which it never declared, and reports the answer |
 //! | `read-around` | lists ConfigMaps labelled `team=a`, and reads one in `kube-system`; reports both in its status |
@@ -358,6 +359,26 @@ impl Guest for Misbehave {
                     .map(|d| d.as_nanos())
                     .unwrap_or_default();
                 respond(vec![], Some(json!({"tick": now.to_string()})))
+            }
+            "tick-flood" => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or_default();
+                let events = (0..32)
+                    .map(|at| Event {
+                        event_type: EventType::Normal,
+                        reason: format!("Tick{now}x{at}"),
+                        note: "a reason never used before".into(),
+                        action: "Tick".into(),
+                    })
+                    .collect();
+                Ok(Response {
+                    children: vec![],
+                    status: Some(json!({"tick": now.to_string()}).to_string()),
+                    requeue_after_ms: Some(250),
+                    events,
+                })
             }
             "status" => respond(vec![], Some(json!({"phase": "ok"}))),
             "http" => {
