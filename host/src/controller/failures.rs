@@ -43,6 +43,12 @@ impl Controller {
         fault: Fault,
         message: &str,
     ) -> ReconcileResult {
+        if self.writer().is_none() {
+            // Whatever failed, the grant it ran under is gone: nothing to
+            // count against the module, nothing to report where it may no
+            // longer write.
+            return self.not_written(key);
+        }
         if reason == "InvalidOutput" {
             self.ctx.metrics.guest_trap(&self.meta().name, reason);
         }
@@ -149,9 +155,10 @@ impl Controller {
     /// `Reconciled=False` condition where the status has room for it.
     pub(super) async fn report(&self, object: &Value, reason: &str, message: &str) {
         let room = self.resolved().status;
-        if let Err(error) = self
-            .ctx
-            .applier
+        let Some(applier) = self.writer() else {
+            return;
+        };
+        if let Err(error) = applier
             .report_failure(self.meta(), room, object, reason, message)
             .await
         {
@@ -168,9 +175,10 @@ impl Controller {
             note: message.to_owned(),
             action: "Reconcile".to_owned(),
         };
-        if let Err(error) = self
-            .ctx
-            .applier
+        let Some(applier) = self.writer() else {
+            return;
+        };
+        if let Err(error) = applier
             .record_events(self.meta(), object, &[event], EventSource::Host)
             .await
         {

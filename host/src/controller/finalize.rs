@@ -63,9 +63,10 @@ impl Controller {
                     .await;
             }
         };
-        match self
-            .ctx
-            .applier
+        let Some(applier) = self.writer() else {
+            return self.not_written(key);
+        };
+        match applier
             .record_events(self.meta(), host_view, &events, EventSource::Guest)
             .await
         {
@@ -79,9 +80,10 @@ impl Controller {
             self.enqueue_after(key.clone(), Trigger::Requeue, after);
             return ReconcileResult::RequeueAfter;
         }
-        match self
-            .ctx
-            .applier
+        let Some(applier) = self.writer() else {
+            return self.not_written(key);
+        };
+        match applier
             .remove_finalizer(self.meta(), host_view, finalizer)
             .await
         {

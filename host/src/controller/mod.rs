@@ -158,6 +158,9 @@ pub struct Controller {
     /// Keys whose last reconcile failed permanently, with the generation it
     /// failed at: they are not reconciled again until the generation moves.
     failed: Mutex<HashMap<ObjectKey, Option<i64>>>,
+    /// Set when the grant this controller runs under was narrowed or
+    /// withdrawn: reconciles still in flight write nothing more.
+    revoked: std::sync::atomic::AtomicBool,
     /// The module's outbound HTTP and its connection pool, kept across calls.
     outbound: outbound::ModuleOutbound,
 }
@@ -211,6 +214,7 @@ impl Controller {
             reads: Tracker::default(),
             triggers: Mutex::default(),
             failed: Mutex::default(),
+            revoked: std::sync::atomic::AtomicBool::new(false),
             outbound,
         })
     }
@@ -243,6 +247,21 @@ impl Controller {
             self.stats.errors.load(Ordering::Relaxed),
             self.stats.traps.load(Ordering::Relaxed),
         )
+    }
+
+    /// The grant this controller runs under no longer holds (narrowed or
+    /// withdrawn): from now on its reconciles write nothing, in flight or
+    /// not, and what they find refused counts toward nothing. Called before
+    /// the controller is stopped or replaced.
+    pub fn revoke(&self) {
+        self.revoked.store(true, Ordering::SeqCst);
+    }
+
+    /// The applier, while this controller may still write: asked for
+    /// before every write a reconcile makes, so the grant in force at that
+    /// moment rules it. None once [`revoked`](Self::revoke).
+    fn writer(&self) -> Option<&Applier> {
+        (!self.revoked.load(Ordering::SeqCst)).then_some(&*self.ctx.applier)
     }
 
     /// True while the module is quarantined after repeated traps.

@@ -82,12 +82,10 @@ impl Controller {
         {
             // Added before the first reconcile; the update event brings the
             // object back.
-            return match self
-                .ctx
-                .applier
-                .add_finalizer(self.meta(), &host_view, f)
-                .await
-            {
+            let Some(applier) = self.writer() else {
+                return self.not_written(key);
+            };
+            return match applier.add_finalizer(self.meta(), &host_view, f).await {
                 Ok(()) => ReconcileResult::Success,
                 Err(error) => self.write_failed(key, &host_view, None, error).await,
             };
@@ -153,9 +151,10 @@ impl Controller {
                     .await;
             }
         };
-        match self
-            .ctx
-            .applier
+        let Some(applier) = self.writer() else {
+            return self.not_written(key);
+        };
+        match applier
             .apply(self.meta(), room, &host_view, &observed, &plan)
             .await
         {
@@ -187,6 +186,16 @@ impl Controller {
             }
             Err(error) => self.write_failed(key, &host_view, generation, error).await,
         }
+    }
+
+    /// A reconcile that ends without writing because the grant it ran
+    /// under was narrowed or withdrawn meanwhile: not the guest's fault,
+    /// not retried by this controller (its successor, if the grant still
+    /// covers the object, reconciles it).
+    pub(super) fn not_written(&self, key: &ObjectKey) -> ReconcileResult {
+        tracing::info!(object = %key, "not written: the module's grant changed while it was reconciled");
+        self.queue.forget(key);
+        ReconcileResult::Error
     }
 
     /// The observed children of `object`: objects of the owned kinds whose

@@ -221,7 +221,23 @@ impl Registry {
         let meta = module.meta().clone();
         let grant = grant_for(&meta.name);
         let resolved = self.ctx.discovery.resolve(&meta).await?;
-        let effective = effective_settings(&settings, &grant, &meta, &self.engine)?;
+        let effective = match effective_settings(&settings, &grant, &meta, &self.engine) {
+            Ok(effective) => effective,
+            Err(denied) => {
+                // The new version asks for more than the new grant gives;
+                // the version running stays only if the new grant covers
+                // it, and then under that grant, not the old one.
+                let running = self.running.lock().await.get(key).map(|r| r.digest.clone());
+                if let Some(digest) = running
+                    && let Some(Err(withdrawn)) = self
+                        .update_in_place(key, &digest, &settings, grant_for)
+                        .await
+                {
+                    tracing::warn!(%withdrawn, "the running version is not covered by the new grant either; stopped");
+                }
+                return Err(denied.into());
+            }
+        };
         // Better a clear refusal now than 403s on every reconcile.
         self.check_rbac(&meta, &grant, &effective).await?;
         self.claim(key, source_name, &meta)?;
@@ -258,6 +274,11 @@ impl Registry {
                 Err(reason) => {
                     tracing::info!(%reason, "replacing the controller");
                     let old_name = current.controller.meta().name.clone();
+                    if current.grant != grant {
+                        // What the old version still has in flight was
+                        // decided under the grant that is gone.
+                        current.controller.revoke();
+                    }
                     drain(current).await;
                     if old_name != meta.name {
                         self.ctx.metrics.module_unloaded(&old_name);
@@ -297,6 +318,7 @@ impl Registry {
                 tracing::warn!(module = %meta.name, %denied, "grant withdrawn; stopping the module");
                 let name = meta.name.clone();
                 let current = running.remove(key)?;
+                current.controller.revoke();
                 drop(running);
                 self.claims
                     .lock()
@@ -327,6 +349,7 @@ impl Registry {
                         return Some(Err(missing.into()));
                     }
                     let current = self.running.lock().await.remove(key)?;
+                    current.controller.revoke();
                     drain(current).await;
                     // Watches of namespaces both grants name are still
                     // registered, and the new controller shares them.
