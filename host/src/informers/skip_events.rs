@@ -1,0 +1,110 @@
+//! Warning events on the objects the informers skip, so that whoever wrote
+//! one sees on the object why nothing acts on it.
+//!
+//! An event needs only the object's kind, namespace, name and uid, which
+//! decoding reads even from an object it skips (see `decode.rs`). Like
+//! every write, events wait until this host leads: a standby records
+//! nothing, and what it skipped meanwhile is recorded once it leads (at
+//! most [`PENDING`] events wait; the log and the metrics count every
+//! skipped object all the same).
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::CacheObserver;
+use super::decode::{MAX_DEPTH, MAX_OBJECT_BYTES, SkippedObject};
+use crate::meta::{Kind, truncate_at_char_boundary};
+
+/// The event's reason.
+pub const REASON: &str = "Undecodable";
+
+/// Events waiting to be recorded, at most.
+pub const PENDING: usize = 256;
+
+/// The Events API takes notes of at most this many bytes.
+const MAX_NOTE_BYTES: usize = 1024;
+
+/// Records a Warning event `Undecodable` on each object the informers skip
+/// (each version once), while this host leads. A [`CacheObserver`].
+pub struct SkipEvents {
+    pending: mpsc::Sender<(Kind, SkippedObject)>,
+    task: JoinHandle<()>,
+}
+
+impl SkipEvents {
+    /// Records through `client` as reporter `bosun`, whenever `leading` is
+    /// true.
+    pub fn start(client: kube::Client, leading: watch::Receiver<bool>) -> Self {
+        let (pending, receiver) = mpsc::channel(PENDING);
+        let recorder = Recorder::new(client, Reporter::from("bosun"));
+        let task = tokio::spawn(record(recorder, leading, receiver));
+        SkipEvents { pending, task }
+    }
+}
+
+impl Drop for SkipEvents {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl CacheObserver for SkipEvents {
+    fn undecodable(&self, kind: &Kind, _namespace: Option<&str>, object: &SkippedObject) {
+        if object.metadata.name.is_none() {
+            // Nothing to record it on; the log line and metrics say it.
+            return;
+        }
+        if self
+            .pending
+            .try_send((kind.clone(), object.clone()))
+            .is_err()
+        {
+            tracing::debug!(kind = %kind, object = %object.describe(), "too many Undecodable events waiting; not recording this one");
+        }
+    }
+}
+
+async fn record(
+    recorder: Recorder,
+    mut leading: watch::Receiver<bool>,
+    mut pending: mpsc::Receiver<(Kind, SkippedObject)>,
+) {
+    while let Some((kind, object)) = pending.recv().await {
+        // A standby writes nothing; a host that lost the lease, nothing more.
+        if leading.wait_for(|leads| *leads).await.is_err() {
+            return;
+        }
+        let event = Event {
+            type_: EventType::Warning,
+            reason: REASON.to_owned(),
+            note: Some(note(&kind, &object)),
+            action: "Decode".to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = recorder.publish(&event, &reference(&kind, &object)).await {
+            tracing::warn!(kind = %kind, object = %object.describe(), %error, "could not record the Undecodable event");
+        }
+    }
+}
+
+/// What the event says: why, the bounds, and what it takes.
+fn note(kind: &Kind, object: &SkippedObject) -> String {
+    let note = format!(
+        "bosun skipped this {}: {}. bosun reads objects nested at most {MAX_DEPTH} levels deep and of at most {MAX_OBJECT_BYTES} bytes; this one is not cached, and no module reconciles or reads it, until a version within those bounds replaces it.",
+        kind.kind, object.reason
+    );
+    truncate_at_char_boundary(&note, MAX_NOTE_BYTES).to_owned()
+}
+
+fn reference(kind: &Kind, object: &SkippedObject) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(kind.api_version()),
+        kind: Some(kind.kind.clone()),
+        name: object.metadata.name.clone(),
+        namespace: object.metadata.namespace.clone(),
+        uid: object.metadata.uid.clone(),
+        ..ObjectReference::default()
+    }
+}
