@@ -36,7 +36,7 @@
 //! the object's whole structure, so it would double both the memory an
 //! object costs and the depth it reaches.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::fmt;
 
 use kube::api::{ApiResource, DynamicObject, ObjectMeta, Resource, TypeMeta};
@@ -144,13 +144,13 @@ impl Decoded {
         deserializer: D,
         limits: DecodeLimits,
     ) -> Result<Decoded, D::Error> {
-        let state = RefCell::new(State {
+        let state = State {
             limits,
-            bytes: 0,
-            problem: None,
-        });
+            bytes: Cell::new(0),
+            problem: Cell::new(None),
+        };
         let read = deserializer.deserialize_any(TopVisitor { state: &state })?;
-        let problem = state.into_inner().problem;
+        let problem = state.problem();
         Ok(match (read, problem) {
             (Top::NotAnObject(what), None) => Decoded::Skipped(SkippedObject {
                 metadata: ObjectMeta::default(),
@@ -279,38 +279,54 @@ fn identity(metadata: Option<&Value>) -> ObjectMeta {
 }
 
 /// What one object's decoding has spent, and the first bound it passed.
+/// Cells, not a `RefCell`: they are read for every value decoded.
 struct State {
     limits: DecodeLimits,
-    bytes: usize,
-    problem: Option<Undecodable>,
+    bytes: Cell<usize>,
+    problem: Cell<Option<Passed>>,
+}
+
+/// The bound an object passed.
+#[derive(Clone, Copy)]
+enum Passed {
+    Depth,
+    Size,
 }
 
 impl State {
     fn healthy(&self) -> bool {
-        self.problem.is_none()
+        self.problem.get().is_none()
     }
 
     /// Counts `bytes`; false (and the object is too large) past the bound.
-    fn charge(&mut self, bytes: usize) -> bool {
-        if self.problem.is_some() {
+    fn charge(&self, bytes: usize) -> bool {
+        if !self.healthy() {
             return false;
         }
-        self.bytes = self.bytes.saturating_add(bytes);
-        if self.bytes > self.limits.max_bytes {
-            self.problem = Some(Undecodable::TooLarge {
-                limit: self.limits.max_bytes,
-            });
+        let spent = self.bytes.get().saturating_add(bytes);
+        self.bytes.set(spent);
+        if spent > self.limits.max_bytes {
+            self.problem.set(Some(Passed::Size));
             return false;
         }
         true
     }
 
-    fn too_deep(&mut self) {
-        if self.problem.is_none() {
-            self.problem = Some(Undecodable::TooDeep {
-                limit: self.limits.max_depth,
-            });
+    fn too_deep(&self) {
+        if self.healthy() {
+            self.problem.set(Some(Passed::Depth));
         }
+    }
+
+    fn problem(&self) -> Option<Undecodable> {
+        self.problem.get().map(|passed| match passed {
+            Passed::Depth => Undecodable::TooDeep {
+                limit: self.limits.max_depth,
+            },
+            Passed::Size => Undecodable::TooLarge {
+                limit: self.limits.max_bytes,
+            },
+        })
     }
 }
 
@@ -328,7 +344,7 @@ enum Top {
 }
 
 struct TopVisitor<'a> {
-    state: &'a RefCell<State>,
+    state: &'a State,
 }
 
 impl<'de> Visitor<'de> for TopVisitor<'_> {
@@ -358,7 +374,7 @@ impl<'de> Visitor<'de> for TopVisitor<'_> {
                         depth: 2,
                         shape: Shape::Any,
                     })?;
-                    if self.state.borrow().healthy() {
+                    if self.state.healthy() {
                         rest.insert(key, value);
                     }
                 }
@@ -403,7 +419,7 @@ impl<'de> Visitor<'de> for TopVisitor<'_> {
 
 /// A map key, kept only while the object is within its size bound.
 struct KeySeed<'a> {
-    state: &'a RefCell<State>,
+    state: &'a State,
 }
 
 impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
@@ -422,7 +438,7 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
     }
 
     fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
-        let mut state = self.state.borrow_mut();
+        let state = self.state;
         // A key the metadata's identity needs is read past a bound too:
         // it is short, and only the top level of `metadata` is looked at.
         if !state.healthy() {
@@ -447,7 +463,7 @@ enum Shape {
 
 /// One value at `depth` (what it would be, were it an object or array).
 struct Node<'a> {
-    state: &'a RefCell<State>,
+    state: &'a State,
     depth: usize,
     shape: Shape,
 }
@@ -467,7 +483,7 @@ impl<'de> DeserializeSeed<'de> for Node<'_> {
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
         // Past a bound only the metadata's identity is still read.
-        if !self.state.borrow().healthy() && self.shape != Shape::Metadata {
+        if !self.state.healthy() && self.shape != Shape::Metadata {
             deserializer.deserialize_ignored_any(IgnoredAny)?;
             return Ok(Value::Null);
         }
@@ -500,7 +516,7 @@ impl<'de> Visitor<'de> for Node<'_> {
     }
 
     fn visit_str<E: de::Error>(self, value: &str) -> Result<Value, E> {
-        Ok(if self.state.borrow_mut().charge(value.len()) {
+        Ok(if self.state.charge(value.len()) {
             Value::String(value.to_owned())
         } else {
             Value::Null
@@ -508,7 +524,7 @@ impl<'de> Visitor<'de> for Node<'_> {
     }
 
     fn visit_string<E: de::Error>(self, value: String) -> Result<Value, E> {
-        Ok(if self.state.borrow_mut().charge(value.len()) {
+        Ok(if self.state.charge(value.len()) {
             Value::String(value)
         } else {
             Value::Null
@@ -538,7 +554,7 @@ impl<'de> Visitor<'de> for Node<'_> {
         };
         let mut items = Vec::new();
         while let Some(item) = seq.next_element_seed(self.child(shape))? {
-            if self.state.borrow().healthy() {
+            if self.state.healthy() {
                 items.push(item);
             }
         }
@@ -565,7 +581,7 @@ impl<'de> Visitor<'de> for Node<'_> {
                 (Shape::Metadata, "managedFields") => Shape::ManagedFields,
                 _ => Shape::Any,
             };
-            if self.shape == Shape::Metadata && !self.state.borrow().healthy() {
+            if self.shape == Shape::Metadata && !self.state.healthy() {
                 // Past a bound: the identity only, from short strings.
                 let value = map.next_value_seed(IdentitySeed)?;
                 if let Some(value) = value {
@@ -574,7 +590,7 @@ impl<'de> Visitor<'de> for Node<'_> {
                 continue;
             }
             let value = map.next_value_seed(self.child(shape))?;
-            if self.state.borrow().healthy() {
+            if self.state.healthy() {
                 entries.insert(key, value);
             }
         }
@@ -584,7 +600,7 @@ impl<'de> Visitor<'de> for Node<'_> {
 
 impl Node<'_> {
     fn scalar(&self, value: Value) -> Value {
-        if self.state.borrow_mut().charge(SCALAR_BYTES) {
+        if self.state.charge(SCALAR_BYTES) {
             value
         } else {
             Value::Null
@@ -595,7 +611,7 @@ impl Node<'_> {
     /// depth bound, and while nothing else passed a bound (the metadata
     /// excepted, whose identity is still wanted).
     fn enter(&self) -> bool {
-        let mut state = self.state.borrow_mut();
+        let state = self.state;
         if self.depth > state.limits.max_depth {
             state.too_deep();
             return false;
