@@ -438,14 +438,13 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
     }
 
     fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
-        let state = self.state;
+        if self.state.charge(key.len()) {
+            return Ok(Some(key.to_owned()));
+        }
         // A key the metadata's identity needs is read past a bound too:
         // it is short, and only the top level of `metadata` is looked at.
-        if !state.healthy() {
-            let wanted = key == "metadata" || IDENTITY.contains(&key);
-            return Ok(wanted.then(|| key.to_owned()));
-        }
-        Ok(state.charge(key.len()).then(|| key.to_owned()))
+        let wanted = key == "metadata" || IDENTITY.contains(&key);
+        Ok(wanted.then(|| key.to_owned()))
     }
 }
 

@@ -46,13 +46,20 @@ async fn set_status(cluster: &Cluster, name: &str, status: &str) {
 /// Creates Misbehave `name` (mode `ok`: it desires ConfigMap
 /// `<name>-child`), nested 200 levels deep when `deep`.
 async fn create(cluster: &Cluster, name: &str, deep: bool) {
+    create_of_depth(cluster, name, deep.then_some(200)).await;
+}
+
+/// Creates Misbehave `name`, nested `levels` deep in all when given (the
+/// object, its status, and `levels - 2` more).
+async fn create_of_depth(cluster: &Cluster, name: &str, levels: Option<usize>) {
     cluster
         .misbehaves()
         .create(&PostParams::default(), &misbehave(name, "ok"))
         .await
         .unwrap_or_else(|e| panic!("create {name}: {e}"));
-    if deep {
-        set_status(cluster, name, &format!(r#"{{"deep":{}}}"#, nested(198))).await;
+    if let Some(levels) = levels {
+        let status = format!(r#"{{"deep":{}}}"#, nested(levels - 2));
+        set_status(cluster, name, &status).await;
     }
 }
 
@@ -89,10 +96,13 @@ async fn one_deep_object_does_not_stop_the_watch_of_its_kind() {
     let ns = cluster.namespace.clone();
     create(&cluster, "plain", false).await;
     create(&cluster, "deep", true).await;
+    // At the bound: cached, and handed to the guest, which decodes it.
+    create_of_depth(&cluster, "edge", Some(100)).await;
 
     // Ready: the list completed without the deep object.
     let host = Host::start_confined(&cluster, &["misbehave"], &[]).await;
     child(&cluster, "plain").await;
+    child(&cluster, "edge").await;
     assert_eq!(skipped_now(&host, &ns).await, 1.0);
     assert_eq!(
         host.metric(&format!(

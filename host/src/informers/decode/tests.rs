@@ -150,6 +150,15 @@ fn the_size_bound_counts_strings_and_values() {
     assert_eq!(past.reason, Undecodable::TooLarge { limit: 1000 });
     assert_eq!(past.describe(), "shop/large");
 
+    // Passing the bound just before `metadata` still leaves its identity.
+    let text = format!(
+        r#"{{"data":{{"k":"{}"}},"metadata":{{"name":"edge","namespace":"shop"}}}}"#,
+        "x".repeat(990)
+    );
+    let past = skipped(decode(&text, limits));
+    assert_eq!(past.reason, Undecodable::TooLarge { limit: 1000 });
+    assert_eq!(past.describe(), "shop/edge");
+
     // Many small values count as well as one large one.
     let many = json!({"metadata": {"name": "many"}, "data": {"list": vec![1; 200]}});
     assert_eq!(
