@@ -108,3 +108,54 @@ fn reference(kind: &Kind, object: &SkippedObject) -> ObjectReference {
         ..ObjectReference::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use kube::api::ObjectMeta;
+
+    use super::super::decode::Undecodable;
+    use super::*;
+    use crate::meta::Scope;
+
+    fn skipped(reason: Undecodable) -> SkippedObject {
+        SkippedObject {
+            metadata: ObjectMeta {
+                name: Some("deep".into()),
+                namespace: Some("shop".into()),
+                uid: Some("u1".into()),
+                resource_version: Some("9".into()),
+                ..ObjectMeta::default()
+            },
+            reason,
+        }
+    }
+
+    #[test]
+    fn the_event_names_the_object_and_says_why_and_what_it_takes() {
+        let kind = Kind::for_test("tests.bosun.dev", "Misbehave", Scope::Namespaced);
+        let object = skipped(Undecodable::TooDeep { limit: 100 });
+        let reference = reference(&kind, &object);
+        assert_eq!(reference.api_version.as_deref(), Some("tests.bosun.dev/v1"));
+        assert_eq!(reference.kind.as_deref(), Some("Misbehave"));
+        assert_eq!(reference.namespace.as_deref(), Some("shop"));
+        assert_eq!(reference.uid.as_deref(), Some("u1"));
+        assert_eq!(
+            reference.resource_version, None,
+            "events of one object fold into a series across its versions"
+        );
+        let said = note(&kind, &object);
+        assert!(
+            said.contains("Misbehave: it is nested deeper than 100 levels."),
+            "{said}"
+        );
+        assert!(
+            said.contains("until a version within those bounds replaces it"),
+            "{said}"
+        );
+
+        let long = skipped(Undecodable::Malformed {
+            reason: "x".repeat(4096),
+        });
+        assert!(note(&kind, &long).len() <= MAX_NOTE_BYTES);
+    }
+}
