@@ -7,6 +7,14 @@
 //! nothing, and what it skipped meanwhile is recorded once it leads (at
 //! most [`PENDING`] events wait; the log and the metrics count every
 //! skipped object all the same).
+//!
+//! Each write of an undecodable object is a new version the informers
+//! report, so an author rewriting one could make the host write an event
+//! per write: an object gets at most one `Undecodable` event per
+//! [`QUIET`], and at most [`MAX_RECENT`] objects are remembered.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -26,8 +34,16 @@ pub const PENDING: usize = 256;
 /// The Events API takes notes of at most this many bytes.
 const MAX_NOTE_BYTES: usize = 1024;
 
+/// How long after an object's `Undecodable` event another one for it is
+/// not recorded (kube-runtime's recorder folds repeats for 6 minutes).
+pub const QUIET: Duration = Duration::from_secs(600);
+
+/// The most objects whose last event time is remembered.
+pub const MAX_RECENT: usize = 4096;
+
 /// Records a Warning event `Undecodable` on each object the informers skip
-/// (each version once), while this host leads. A [`CacheObserver`].
+/// (at most one per object every [`QUIET`]), while this host leads. A
+/// [`CacheObserver`].
 pub struct SkipEvents {
     pending: mpsc::Sender<(Kind, SkippedObject)>,
     task: JoinHandle<()>,
@@ -71,10 +87,14 @@ async fn record(
     mut leading: watch::Receiver<bool>,
     mut pending: mpsc::Receiver<(Kind, SkippedObject)>,
 ) {
+    let mut recent = Recent::default();
     while let Some((kind, object)) = pending.recv().await {
         // A standby writes nothing; a host that lost the lease, nothing more.
         if leading.wait_for(|leads| *leads).await.is_err() {
             return;
+        }
+        if !recent.admit(&kind, &object, Instant::now()) {
+            continue;
         }
         let event = Event {
             type_: EventType::Warning,
@@ -96,6 +116,47 @@ fn note(kind: &Kind, object: &SkippedObject) -> String {
         kind.kind, object.reason
     );
     truncate_at_char_boundary(&note, MAX_NOTE_BYTES).to_owned()
+}
+
+/// When each object last got an event.
+#[derive(Default)]
+struct Recent {
+    at: HashMap<(String, String), Instant>,
+}
+
+impl Recent {
+    /// Whether `object` may get an event at `now`; if so, notes it.
+    fn admit(&mut self, kind: &Kind, object: &SkippedObject, now: Instant) -> bool {
+        let who = object
+            .metadata
+            .uid
+            .clone()
+            .unwrap_or_else(|| object.describe());
+        let key = (kind.to_string(), who);
+        if self
+            .at
+            .get(&key)
+            .is_some_and(|last| now.duration_since(*last) < QUIET)
+        {
+            return false;
+        }
+        if self.at.len() >= MAX_RECENT {
+            self.at.retain(|_, last| now.duration_since(*last) < QUIET);
+        }
+        if self.at.len() >= MAX_RECENT {
+            // Every one is recent: the oldest goes.
+            let oldest = self
+                .at
+                .iter()
+                .min_by_key(|(_, last)| **last)
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                self.at.remove(&oldest);
+            }
+        }
+        self.at.insert(key, now);
+        true
+    }
 }
 
 fn reference(kind: &Kind, object: &SkippedObject) -> ObjectReference {
@@ -157,5 +218,27 @@ mod tests {
             reason: "x".repeat(4096),
         });
         assert!(note(&kind, &long).len() <= MAX_NOTE_BYTES);
+    }
+
+    #[test]
+    fn an_object_rewritten_again_and_again_gets_one_event_per_quiet_period() {
+        let kind = Kind::for_test("tests.bosun.dev", "Misbehave", Scope::Namespaced);
+        let object = skipped(Undecodable::TooDeep { limit: 100 });
+        let mut recent = Recent::default();
+        let start = Instant::now();
+        assert!(recent.admit(&kind, &object, start));
+        for second in 1..600 {
+            let now = start + Duration::from_secs(second);
+            assert!(!recent.admit(&kind, &object, now), "at {second} s");
+        }
+        assert!(recent.admit(&kind, &object, start + QUIET));
+
+        // Memory stays bounded however many objects there are.
+        for n in 0..MAX_RECENT + 10 {
+            let mut other = object.clone();
+            other.metadata.uid = Some(format!("u-{n}"));
+            assert!(recent.admit(&kind, &other, start + QUIET));
+        }
+        assert_eq!(recent.at.len(), MAX_RECENT);
     }
 }
