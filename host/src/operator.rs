@@ -15,7 +15,7 @@ use crate::controller::{ControllerContext, ControllerSettings};
 use crate::discovery::Discovery;
 use crate::engine::{Engine, LoadError};
 use crate::grants::{Grant, GrantFile};
-use crate::informers::Informers;
+use crate::informers::{Informers, Observers, SkipEvents};
 use crate::leader::{LeaderConfig, LeaderElection};
 use crate::modules::dir::{DirError, DirEvent, DirSource};
 use crate::modules::registry::{Registry, RegistryError};
@@ -118,10 +118,16 @@ pub async fn run(
             (None, leading, Some(always))
         }
     };
+    // An object the watches cannot decode is counted, and named in a
+    // Warning event on it once this host leads.
+    let cache_observer = Observers(vec![
+        metrics.cache_observer(),
+        Arc::new(SkipEvents::start(client.clone(), leading.clone())),
+    ]);
     let informers = Arc::new(Informers::new(
         client.clone(),
         watcher::Config::default(),
-        metrics.cache_observer(),
+        Arc::new(cache_observer),
     ));
     let mut applier = Applier::new(client.clone(), "bosun");
     if election.is_some() {

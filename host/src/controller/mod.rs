@@ -390,8 +390,20 @@ impl Controller {
         }
         drop(tx);
 
-        for view in &self.views {
-            view.synced().await;
+        // A stop must not wait for caches that may never sync (an API
+        // server refusing the list, say): nothing is in flight yet.
+        let mut stop = std::pin::pin!(stop);
+        let synced = async {
+            for view in &self.views {
+                view.synced().await;
+            }
+        };
+        tokio::select! {
+            () = &mut stop => {
+                tracing::info!(module = %name, "stopping before its caches synced");
+                return;
+            }
+            () = synced => {}
         }
         // Everything already cached gets a first reconcile, behind any real
         // change; changes that arrived meanwhile merge into the same slots.
@@ -431,7 +443,6 @@ impl Controller {
             .map(|period| tokio::time::interval_at(tokio::time::Instant::now() + period, period));
         let mut schema_retry =
             tokio::time::interval_at(tokio::time::Instant::now() + SCHEMA_RETRY, SCHEMA_RETRY);
-        let mut stop = std::pin::pin!(stop);
         loop {
             tokio::select! {
                 () = &mut stop => break,

@@ -20,9 +20,17 @@
 //! and fans every change out to its subscribers with the object's state
 //! before and after ([`Change`]). See `informer.rs` for what a re-list
 //! delivers.
+//!
+//! No single object can stop a watch: each object of a list page or watch
+//! event is decoded on its own within bounds ([`DecodeLimits`]); one the
+//! host cannot decode is skipped — logged, counted, reported on the object
+//! ([`SkipEvents`]) — and the rest of its kind is cached and reconciled.
 
+mod cache;
+mod decode;
 mod informer;
 mod json;
+mod skip_events;
 mod view;
 
 use std::collections::HashMap;
@@ -31,8 +39,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use kube::runtime::watcher;
 
+pub use self::decode::{
+    DecodeLimits, Decoded, MAX_DEPTH, MAX_OBJECT_BYTES, SkippedObject, Undecodable,
+};
 pub use self::informer::{Change, ChangeSource, Informer};
 pub use self::json::{guest_json, guest_string, to_json, without_managed_fields};
+pub use self::skip_events::SkipEvents;
 pub use self::view::{CachedObjects, KindView};
 
 use crate::meta::{Kind, Scope};
@@ -73,6 +85,16 @@ pub trait CacheObserver: Send + Sync {
     fn cached(&self, kind: &Kind, namespace: Option<&str>, objects: usize) {
         let _ = (kind, namespace, objects);
     }
+    /// The watch of `kind` in `namespace` skips `objects` objects now: it
+    /// could not decode them, and does not cache them.
+    fn skipped(&self, kind: &Kind, namespace: Option<&str>, objects: usize) {
+        let _ = (kind, namespace, objects);
+    }
+    /// The watch of `kind` in `namespace` skipped `object`, a version of it
+    /// not skipped before (a re-list finding it unchanged says nothing).
+    fn undecodable(&self, kind: &Kind, namespace: Option<&str>, object: &SkippedObject) {
+        let _ = (kind, namespace, object);
+    }
     /// The watch of `kind` in `namespace` stopped; its cache is gone.
     fn stopped(&self, kind: &Kind, namespace: Option<&str>) {
         let _ = (kind, namespace);
@@ -83,6 +105,33 @@ pub trait CacheObserver: Send + Sync {
 pub struct Unobserved;
 
 impl CacheObserver for Unobserved {}
+
+/// Several [`CacheObserver`]s, each told everything in turn (the metrics
+/// and the events on skipped objects, say).
+pub struct Observers(pub Vec<Arc<dyn CacheObserver>>);
+
+impl CacheObserver for Observers {
+    fn cached(&self, kind: &Kind, namespace: Option<&str>, objects: usize) {
+        for observer in &self.0 {
+            observer.cached(kind, namespace, objects);
+        }
+    }
+    fn skipped(&self, kind: &Kind, namespace: Option<&str>, objects: usize) {
+        for observer in &self.0 {
+            observer.skipped(kind, namespace, objects);
+        }
+    }
+    fn undecodable(&self, kind: &Kind, namespace: Option<&str>, object: &SkippedObject) {
+        for observer in &self.0 {
+            observer.undecodable(kind, namespace, object);
+        }
+    }
+    fn stopped(&self, kind: &Kind, namespace: Option<&str>) {
+        for observer in &self.0 {
+            observer.stopped(kind, namespace);
+        }
+    }
+}
 
 /// What a watch is of: a kind, in one namespace or cluster-wide.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

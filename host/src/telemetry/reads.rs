@@ -1,6 +1,6 @@
 //! What the host caches and what guests read: the size of every watch's
-//! cache, and read tracking per module (reads held, reconciles they
-//! brought, logs that overflowed their cap).
+//! cache and the objects it skipped, and read tracking per module (reads
+//! held, reconciles they brought, logs that overflowed their cap).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -8,7 +8,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::informers::CacheObserver;
+use crate::informers::{CacheObserver, SkippedObject};
 use crate::meta::Kind;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -20,6 +20,14 @@ struct CacheLabels {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct UndecodableLabels {
+    /// As in [`CacheLabels`].
+    kind: String,
+    /// `too_deep`, `too_large` or `malformed`.
+    reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ModuleLabels {
     module: String,
 }
@@ -28,6 +36,8 @@ struct ModuleLabels {
 #[derive(Clone, Default)]
 pub(super) struct ReadFamilies {
     cached_objects: Family<CacheLabels, Gauge>,
+    skipped_objects: Family<CacheLabels, Gauge>,
+    undecodable: Family<UndecodableLabels, Counter>,
     tracked_reads: Family<ModuleLabels, Gauge>,
     read_triggers: Family<ModuleLabels, Counter>,
     overflows: Family<ModuleLabels, Counter>,
@@ -40,6 +50,16 @@ impl ReadFamilies {
             "bosun_cached_objects",
             "Objects in each watch's cache, by kind and namespace (empty: cluster-wide)",
             families.cached_objects.clone(),
+        );
+        registry.register(
+            "bosun_skipped_objects",
+            "Objects each watch could not decode (too deep, too large or malformed) and does not cache, by kind and namespace (empty: cluster-wide)",
+            families.skipped_objects.clone(),
+        );
+        registry.register(
+            "bosun_undecodable_objects",
+            "Total number of object versions the watches skipped because they could not be decoded, by kind and reason",
+            families.undecodable.clone(),
         );
         registry.register(
             "bosun_tracked_reads",
@@ -105,7 +125,28 @@ impl CacheObserver for ReadFamilies {
             .set(i64::try_from(objects).unwrap_or(i64::MAX));
     }
 
+    fn skipped(&self, kind: &Kind, namespace: Option<&str>, objects: usize) {
+        let labels = cache_labels(kind, namespace);
+        // A series appears with the first skipped object, not with every watch.
+        if objects > 0 || self.skipped_objects.get(&labels).is_some() {
+            self.skipped_objects
+                .get_or_create(&labels)
+                .set(i64::try_from(objects).unwrap_or(i64::MAX));
+        }
+    }
+
+    fn undecodable(&self, kind: &Kind, _namespace: Option<&str>, object: &SkippedObject) {
+        self.undecodable
+            .get_or_create(&UndecodableLabels {
+                kind: kind.to_string(),
+                reason: object.reason.label().to_owned(),
+            })
+            .inc();
+    }
+
     fn stopped(&self, kind: &Kind, namespace: Option<&str>) {
-        self.cached_objects.remove(&cache_labels(kind, namespace));
+        let labels = cache_labels(kind, namespace);
+        self.cached_objects.remove(&labels);
+        self.skipped_objects.remove(&labels);
     }
 }

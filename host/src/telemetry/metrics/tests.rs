@@ -227,11 +227,16 @@ fn every_family_is_rendered_under_its_exposed_name() {
     metrics.guest_call("cnat", GuestCall::Reconcile, Duration::ZERO);
     metrics.guest_trap("cnat", "Panic");
     metrics.module_loaded("cnat", "0.1.0", "sha256:aaa", true, Duration::ZERO);
-    metrics.cache_observer().cached(
-        &crate::meta::Kind::for_test("", "ConfigMap", crate::meta::Scope::Namespaced),
-        Some("shop"),
-        3,
-    );
+    let config_maps = crate::meta::Kind::for_test("", "ConfigMap", crate::meta::Scope::Namespaced);
+    metrics
+        .cache_observer()
+        .cached(&config_maps, Some("shop"), 3);
+    metrics
+        .cache_observer()
+        .skipped(&config_maps, Some("shop"), 1);
+    metrics
+        .cache_observer()
+        .undecodable(&config_maps, Some("shop"), &too_deep("deep"));
     let out = metrics.render();
     let types: Vec<&str> = out
         .lines()
@@ -257,6 +262,8 @@ fn every_family_is_rendered_under_its_exposed_name() {
             "bosun_module_load_duration_seconds histogram",
             "bosun_module_info gauge",
             "bosun_cached_objects gauge",
+            "bosun_skipped_objects gauge",
+            "bosun_undecodable_objects counter",
             "bosun_tracked_reads gauge",
             "bosun_read_triggers counter",
             "bosun_tracked_reads_overflows counter",
@@ -296,6 +303,53 @@ fn caches_and_read_tracking_are_measured() {
     let out = metrics.render();
     assert!(!out.contains(r#"namespace="shop""#), "{out}");
     assert_line(&out, r#"bosun_tracked_reads{module="mirror"} 0"#);
+}
+
+fn too_deep(name: &str) -> crate::informers::SkippedObject {
+    crate::informers::SkippedObject {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        reason: crate::informers::Undecodable::TooDeep { limit: 100 },
+    }
+}
+
+#[test]
+fn skipped_objects_are_measured_per_watch_and_counted_per_reason() {
+    let metrics = Metrics::new();
+    let kind = crate::meta::Kind::for_test(
+        "tests.bosun.dev",
+        "Misbehave",
+        crate::meta::Scope::Namespaced,
+    );
+    let observer = metrics.cache_observer();
+    observer.skipped(&kind, Some("shop"), 0);
+    assert!(
+        !metrics.render().contains("bosun_skipped_objects{"),
+        "a watch that never skipped anything has no series"
+    );
+
+    observer.skipped(&kind, Some("shop"), 2);
+    observer.undecodable(&kind, Some("shop"), &too_deep("a"));
+    observer.undecodable(&kind, Some("shop"), &too_deep("b"));
+    let out = metrics.render();
+    assert_line(
+        &out,
+        r#"bosun_skipped_objects{kind="Misbehave.tests.bosun.dev/v1",namespace="shop"} 2"#,
+    );
+    assert_line(
+        &out,
+        r#"bosun_undecodable_objects_total{kind="Misbehave.tests.bosun.dev/v1",reason="too_deep"} 2"#,
+    );
+
+    observer.skipped(&kind, Some("shop"), 0);
+    assert_line(
+        &metrics.render(),
+        r#"bosun_skipped_objects{kind="Misbehave.tests.bosun.dev/v1",namespace="shop"} 0"#,
+    );
+    observer.stopped(&kind, Some("shop"));
+    assert!(!metrics.render().contains("bosun_skipped_objects{"));
 }
 
 #[test]
