@@ -147,6 +147,7 @@ pub async fn run(
             api_server: config.api_server.clone().into(),
             metrics: Some(metrics.clone()),
             hint: None,
+            leading: election.is_some().then(|| leading.clone()),
         },
         leading: leading.clone(),
     };

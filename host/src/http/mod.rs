@@ -40,6 +40,11 @@ pub struct Environment {
     pub metrics: Option<Metrics>,
     /// Appended to the warning about a refused request, e.g. how to grant it.
     pub hint: Option<&'static str>,
+    /// True while this host leads (None: it always may, as on the command
+    /// line). No request leaves while it is false, and a request waiting
+    /// for its answer when it turns false is cut: once another replica
+    /// leads, only that replica changes the world outside the cluster.
+    pub leading: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// One module's outbound HTTP: what it may reach, with what budget per
@@ -56,6 +61,25 @@ pub struct Outbound {
 }
 
 impl Outbound {
+    /// Whether this host may send requests now.
+    fn leads(&self) -> bool {
+        self.env
+            .leading
+            .as_ref()
+            .is_none_or(|leading| *leading.borrow())
+    }
+
+    /// Resolves once this host stops leading; never without leader election.
+    async fn lost_leadership(&self) {
+        match self.env.leading.clone() {
+            Some(mut leading) => {
+                // A dropped sender means the host is stopping: cut too.
+                let _ = leading.wait_for(|leads| !*leads).await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+
     /// The access of `meta` under `grants` (declared ∩ granted), with
     /// `limits` per call.
     pub fn new(

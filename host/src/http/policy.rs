@@ -40,6 +40,9 @@ pub enum Refusal {
     RequestBudget,
     /// The credentials bound to the origin could not be read.
     Credentials,
+    /// This host does not lead (any more): another replica changes the
+    /// world now.
+    NotLeader,
 }
 
 impl Refusal {
@@ -55,6 +58,7 @@ impl Refusal {
             Refusal::Unresolved => "unresolved",
             Refusal::RequestBudget => "request_budget",
             Refusal::Credentials => "credentials",
+            Refusal::NotLeader => "not_leader",
         }
     }
 }

@@ -119,6 +119,9 @@ fn admit(
     let host = authority.host().to_owned();
     let port = authority.port_u16().unwrap_or(scheme.default_port());
     let (_, grant) = outbound.policy.admit(scheme, &host, port)?;
+    if !outbound.leads() {
+        return Err(Refusal::NotLeader);
+    }
     if !budget.take_request() {
         return Err(Refusal::RequestBudget);
     }
@@ -151,7 +154,12 @@ async fn send(
     let mut head = http::Request::new(());
     *head.method_mut() = method.clone();
     *head.uri_mut() = request.uri().clone();
-    let result = exchange(&outbound, &admitted, &budget, &mut request, options).await;
+    // Leadership lost while the request is under way cuts it: the
+    // connection is dropped, the guest told it was denied.
+    let result = tokio::select! {
+        result = exchange(&outbound, &admitted, &budget, &mut request, options) => result,
+        () = outbound.lost_leadership() => Err(Failure::Refused(Refusal::NotLeader)),
+    };
     let code = match &result {
         Ok((response, _)) => response.status().as_u16().to_string(),
         Err(Failure::Refused(refusal)) => {

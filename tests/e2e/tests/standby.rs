@@ -146,3 +146,96 @@ async fn a_warm_standby_takes_over_without_a_list_and_wrote_nothing_before() {
     );
     assert!(first >= took_lease, "the standby reconciled before it led");
 }
+
+/// A server that takes requests and never answers: it reports each
+/// connection it accepted, and when each was closed.
+async fn holding_server() -> (u16, tokio::sync::mpsc::UnboundedReceiver<&'static str>) {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let _ = tx.send("accepted");
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buffer = [0u8; 4096];
+                while matches!(stream.read(&mut buffer).await, Ok(n) if n > 0) {}
+                let _ = tx.send("closed");
+            });
+        }
+    });
+    (port, rx)
+}
+
+#[tokio::test]
+async fn a_host_that_loses_the_lease_sends_nothing_more_and_cuts_what_is_in_flight() {
+    let cluster = Cluster::start().await;
+    let (port, mut seen) = holding_server().await;
+    let origin = format!("http://127.0.0.1:{port}");
+    let module = bosun_testenv::guests::misbehave_reaching(&[&origin]).expect("the variant");
+    let module = module.display().to_string();
+    let host = Host::start(
+        &cluster,
+        &[&module],
+        &[
+            "--leader-elect",
+            "--leader-election-namespace",
+            "e2e",
+            "--lease-duration",
+            "4s",
+            "--renew-deadline",
+            "3s",
+            "--retry-period",
+            "500ms",
+            // Far beyond the test: only lost leadership can end the call.
+            "--timeout-ms",
+            "60000",
+        ],
+    )
+    .await;
+    eventually("it leads", LONG, || async { leads(&host).then_some(()) }).await;
+    let mut caller = common::misbehave("caller", "http");
+    caller.data["spec"]["url"] = json!(format!("{origin}/held"));
+    cluster
+        .misbehaves()
+        .create(&PostParams::default(), &caller)
+        .await
+        .unwrap();
+    let accepted = tokio::time::timeout(LONG, seen.recv()).await;
+    assert_eq!(accepted, Ok(Some("accepted")), "the request went out");
+
+    // Another candidate takes the Lease: this host no longer leads.
+    let leases = kube::Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(
+        cluster.client.clone(),
+        "e2e",
+    );
+    let stolen = json!({"spec": {"holderIdentity": "someone-else", "renewTime": jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()}});
+    leases
+        .patch(
+            "bosun-leader",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&stolen),
+        )
+        .await
+        .expect("take the Lease");
+    let lost = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(10), seen.recv()).await;
+    assert_eq!(
+        closed,
+        Ok(Some("closed")),
+        "the request in flight was not cut"
+    );
+    eprintln!("request cut {:?} after the Lease was taken", lost.elapsed());
+    // Nothing more leaves: no new connection, whatever the guest does.
+    let more = tokio::time::timeout(Duration::from_secs(3), seen.recv()).await;
+    assert!(
+        !matches!(more, Ok(Some("accepted"))),
+        "a request left after the Lease was lost"
+    );
+    assert!(
+        host.log().contains("lost the leader lease"),
+        "{}",
+        host.log()
+    );
+}

@@ -410,7 +410,15 @@ impl Host {
             .args(
                 modules
                     .iter()
-                    .flat_map(|m| ["--module".to_owned(), guest(m)]),
+                    // A package's name, or the path of a component (a variant).
+                    .flat_map(|m| {
+                        let module = if m.ends_with(".wasm") {
+                            (*m).to_owned()
+                        } else {
+                            guest(m)
+                        };
+                        ["--module".to_owned(), module]
+                    }),
             )
             .args(["--telemetry-addr", &format!("127.0.0.1:{port}")])
             .args(
