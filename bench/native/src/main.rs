@@ -10,8 +10,8 @@
 //! per object and `writes.rs` for the writes.
 
 mod controller;
-mod metrics;
 mod mapper;
+mod metrics;
 mod writes;
 
 use std::net::SocketAddr;
@@ -97,7 +97,8 @@ async fn main() -> anyhow::Result<()> {
         "cnat" => controller::run::<cnat::Cnat>(client, options, None).await,
         "webapp" => controller::run::<webapp::WebApps>(client, options, None).await,
         "mirror" => {
-            controller::run::<::mirror::Mirrors>(client, options, Some(mapper::mirror_readers)).await
+            controller::run::<::mirror::Mirrors>(client, options, Some(mapper::mirror_readers))
+                .await
         }
         other => anyhow::bail!("unknown module {other:?}: cnat, webapp or mirror"),
     }
