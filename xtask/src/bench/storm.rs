@@ -283,8 +283,13 @@ pub async fn run(
         }
     };
     reconciled(&mut controller, before + 1.0).await?;
-    let created = probe(&client, "probe-b", shape.probes, SWAP_PROBE_INTERVAL).await?;
-    let done = reconciled(&mut controller, before + total).await?;
+    // The count is watched while the probes go out: a storm over before
+    // the last probe is created must not be timed as lasting until then.
+    let (created, done) = tokio::join!(
+        probe(&client, "probe-b", shape.probes, SWAP_PROBE_INTERVAL),
+        reconciled(&mut controller, before + total)
+    );
+    let (created, done) = (created?, done?);
     let swap_probes = probe_latencies(&watch, &created, &mut controller).await?;
     Ok(StormRun {
         initial,
