@@ -97,10 +97,23 @@ fn figure(value: Option<f64>) -> String {
     }
 }
 
+/// A ratio with two decimals, or two significant digits below 0.1 (a
+/// probe answered in 20 ms instead of 26 s is 0.00075x, not "0.00x").
+fn ratio(r: f64) -> String {
+    if r != 0.0 && r.abs() < 0.1 {
+        let decimals = (-r.abs().log10().floor()) as usize + 1;
+        format!("{r:.decimals$}")
+    } else {
+        format!("{r:.2}")
+    }
+}
+
 fn ratio_cells(ratios: &[f64]) -> [String; 2] {
     [
-        median(ratios).map_or("—".into(), |r| format!("{r:.2}x")),
-        spread(ratios).map_or("—".into(), |(lo, hi)| format!("{lo:.2}–{hi:.2}")),
+        median(ratios).map_or("—".into(), |r| format!("{}x", ratio(r))),
+        spread(ratios).map_or("—".into(), |(lo, hi)| {
+            format!("{}–{}", ratio(lo), ratio(hi))
+        }),
     ]
 }
 
@@ -235,6 +248,9 @@ mod tests {
             before: vec![200.0, 200.0],
             ..row.clone()
         };
+        assert_eq!(ratio(0.00075), "0.00075");
+        assert_eq!(ratio(0.05), "0.050");
+        assert_eq!(ratio(0.5), "0.50");
         let table = markdown(&[row, with_before], "n");
         assert!(
             table.contains("| rate (objects/s) | 95.0 | — | 100 | 0.95x | 0.90–1.00 | — | — |")
