@@ -324,9 +324,23 @@ async fn run_async(args: Args) -> Result<Outcome> {
         notes.push(note);
     }
 
+    let mut flags = String::new();
+    if args.quick {
+        flags.push_str(" --quick");
+    }
+    if !args.only.is_empty() {
+        let only: Vec<String> = args
+            .only
+            .iter()
+            .map(|s| format!("{s:?}").to_lowercase())
+            .collect();
+        flags.push_str(&format!(" --only {}", only.join(",")));
+    }
+    if args.before_binary.is_some() {
+        flags.push_str(" --before-binary BOSUN");
+    }
     let note = format!(
-        "`cargo xtask bench{}`: {} builds; {}; bosun/native < 1 is better for time, requests, CPU and memory, > 1 for rates. Took {:.0} s.",
-        if args.quick { " --quick" } else { "" },
+        "`cargo xtask bench{flags}`: {} builds; {}; bosun/native < 1 is better for time, requests, CPU and memory, > 1 for rates. Took {:.0} s.",
         if args.debug { "debug" } else { "release" },
         notes.join("; "),
         started.elapsed().as_secs_f64()
