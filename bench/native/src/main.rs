@@ -10,8 +10,12 @@
 //! per object and `writes.rs` for the writes.
 
 mod controller;
+mod mapper;
+mod metrics;
 mod writes;
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -21,12 +25,22 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(name = "native-controller")]
 struct Args {
-    /// The example to run: `cnat` or `webapp`.
+    /// The example to run: `cnat`, `webapp` or `mirror` (with the mapper
+    /// of `mapper.rs` for the ConfigMaps and Secrets it reads).
     #[arg(long)]
     module: String,
-    /// Reconciles in flight at once: the host's default.
+    /// Reconciles in flight at once: the host's default. 0 is
+    /// kube-runtime's own default (`Config::default()`, no limit).
     #[arg(long, default_value_t = 4)]
     concurrency: u16,
+    /// Watch this namespace only (`Api::namespaced`), as a controller
+    /// confined to one namespace is written; every namespace by default.
+    #[arg(long, value_name = "NAMESPACE")]
+    namespace: Option<String>,
+    /// Serve the reconcile count on this address
+    /// (`controller_runtime_reconcile_total`, as the host names it).
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<SocketAddr>,
     /// The field manager; default `native/<module>`.
     #[arg(long)]
     field_manager: Option<String>,
@@ -64,16 +78,28 @@ async fn main() -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("connecting to the cluster (KUBECONFIG)")?;
+    let reconciles = Arc::new(metrics::Reconciles::default());
+    if let Some(addr) = args.metrics_addr {
+        metrics::serve(addr, args.module.clone(), reconciles.clone())
+            .await
+            .with_context(|| format!("serving metrics on {addr}"))?;
+    }
     let options = controller::Options {
         concurrency: args.concurrency,
         field_manager: args.field_manager,
         backoff_base: Duration::from_millis(5),
         backoff_max: Duration::from_secs(1000),
         primary: args.fleet_kind.as_deref().map(fleet_kind),
+        namespace: args.namespace,
+        reconciles,
     };
     match args.module.as_str() {
-        "cnat" => controller::run::<cnat::Cnat>(client, options).await,
-        "webapp" => controller::run::<webapp::WebApps>(client, options).await,
-        other => anyhow::bail!("unknown module {other:?}: cnat or webapp"),
+        "cnat" => controller::run::<cnat::Cnat>(client, options, None).await,
+        "webapp" => controller::run::<webapp::WebApps>(client, options, None).await,
+        "mirror" => {
+            controller::run::<::mirror::Mirrors>(client, options, Some(mapper::mirror_readers))
+                .await
+        }
+        other => anyhow::bail!("unknown module {other:?}: cnat, webapp or mirror"),
     }
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, Result, bail};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Which side of the comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,6 +14,9 @@ pub enum Side {
     Bosun,
     /// `native-controller --module cnat`: kube-runtime's Controller.
     Native,
+    /// The host from another build (`--before-binary`), for the scenarios
+    /// that compare the host with an earlier version of itself.
+    Before,
 }
 
 impl Side {
@@ -24,6 +28,7 @@ impl Side {
         match self {
             Side::Bosun => "bosun",
             Side::Native => "native",
+            Side::Before => "bosun-before",
         }
     }
 }
@@ -40,6 +45,34 @@ pub struct Binaries {
     /// The host's compile cache, kept across runs so that only the first
     /// start compiles the component.
     pub cache_dir: PathBuf,
+    /// The host from another build (`--before-binary`), if any, and its own
+    /// compile cache (another build may not read this one's artifacts).
+    pub before: Option<(PathBuf, PathBuf)>,
+}
+
+impl Binaries {
+    /// The host binary of `side` (`Bosun` or `Before`) and its compile cache.
+    pub fn host(&self, side: Side) -> Result<(&Path, &Path)> {
+        match side {
+            Side::Bosun => Ok((&self.bosun, &self.cache_dir)),
+            Side::Before => self
+                .before
+                .as_ref()
+                .map(|(binary, cache)| (binary.as_path(), cache.as_path()))
+                .context("no --before-binary given"),
+            Side::Native => bail!("the native side is not a host"),
+        }
+    }
+
+    /// The host sides a scenario comparing builds runs: bosun, and the
+    /// before build when one was given.
+    pub fn host_sides(&self) -> Vec<Side> {
+        let mut sides = vec![Side::Bosun];
+        if self.before.is_some() {
+            sides.push(Side::Before);
+        }
+        sides
+    }
 }
 
 /// A running controller, killed when dropped.
@@ -70,6 +103,7 @@ impl Controller {
                 extra,
             ),
             Side::Native => Controller::native(binaries, &["--module", "cnat"], kubeconfig, log),
+            Side::Before => bail!("the burst scenario runs no before side"),
         }
     }
 
@@ -81,18 +115,33 @@ impl Controller {
         log: &Path,
         extra: &[&str],
     ) -> Result<Controller> {
-        let port = free_port()?;
-        let mut command = Command::new(&binaries.bosun);
-        command.arg("run");
+        let mut args = vec!["--grant-declared".to_owned()];
         for module in modules {
-            command.arg("--module").arg(module);
+            args.push("--module".into());
+            args.push(module.display().to_string());
         }
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        Controller::host_side(Side::Bosun, binaries, &args, kubeconfig, log)
+    }
+
+    /// Starts the host of `side` (`Bosun`, or `Before`: the other build)
+    /// as `bosun run ARGS`, its telemetry on a free port.
+    pub fn host_side(
+        side: Side,
+        binaries: &Binaries,
+        args: &[String],
+        kubeconfig: &Path,
+        log: &Path,
+    ) -> Result<Controller> {
+        let (binary, cache) = binaries.host(side)?;
+        let port = free_port()?;
+        let mut command = Command::new(binary);
         command
-            .arg("--grant-declared")
+            .arg("run")
+            .args(args)
             .args(["--telemetry-addr", &format!("127.0.0.1:{port}")])
-            .args(extra)
-            .env("BOSUN_CACHE_DIR", &binaries.cache_dir);
-        Controller::spawn(Side::Bosun, command, Some(port), kubeconfig, log)
+            .env("BOSUN_CACHE_DIR", cache);
+        Controller::spawn(side, command, Some(port), kubeconfig, log)
     }
 
     /// Starts one native controller process with `args`.
@@ -105,6 +154,58 @@ impl Controller {
         let mut command = Command::new(&binaries.native);
         command.args(args);
         Controller::spawn(Side::Native, command, None, kubeconfig, log)
+    }
+
+    /// Starts one native controller process with `args`, serving its
+    /// reconcile count on a free port (`--metrics-addr`), read as the
+    /// host's is ([`Controller::reconciles`]).
+    pub fn native_counted(
+        binaries: &Binaries,
+        args: &[&str],
+        kubeconfig: &Path,
+        log: &Path,
+    ) -> Result<Controller> {
+        let port = free_port()?;
+        let mut command = Command::new(&binaries.native);
+        command
+            .args(args)
+            .args(["--metrics-addr", &format!("127.0.0.1:{port}")]);
+        Controller::spawn(Side::Native, command, Some(port), kubeconfig, log)
+    }
+
+    /// The process's reconciles so far (`controller_runtime_reconcile_total`
+    /// from its `/metrics`: the host's, or a counted native controller's).
+    pub async fn reconciles(&self) -> Result<f64> {
+        let port = self
+            .telemetry_port
+            .context("this controller serves no reconcile count")?;
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .with_context(|| {
+                format!(
+                    "connecting to the {} controller's /metrics",
+                    self.side.name()
+                )
+            })?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await?;
+        Ok(super::counters::reconciles(&text))
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the process at once (SIGKILL: no graceful step-down), and
+    /// waits for it.
+    pub fn kill(mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
     }
 
     fn spawn(

@@ -107,10 +107,15 @@ fn crd(cnat_crd: &str, kind: &str) -> Result<String> {
 /// that every run of the host loads it from the cache as a host restarted
 /// in production does, and no run's peak memory holds a compilation.
 pub fn compile_into_cache(binaries: &Binaries, module: &Path) -> Result<()> {
-    let output = std::process::Command::new(&binaries.bosun)
+    compile_into_cache_with(&binaries.bosun, &binaries.cache_dir, module)
+}
+
+/// [`compile_into_cache`] with the host `binary` and its cache `cache_dir`.
+pub fn compile_into_cache_with(binary: &Path, cache_dir: &Path, module: &Path) -> Result<()> {
+    let output = std::process::Command::new(binary)
         .arg("inspect")
         .arg(module)
-        .env("BOSUN_CACHE_DIR", &binaries.cache_dir)
+        .env("BOSUN_CACHE_DIR", cache_dir)
         .output()
         .context("running bosun inspect")?;
     if !output.status.success() {
@@ -208,6 +213,7 @@ pub async fn run(
                 )
             })
             .collect::<Result<_>>()?,
+        Side::Before => bail!("the many-modules scenario runs no before side"),
     });
 
     let objects: Vec<(ApiResource, String)> = kinds

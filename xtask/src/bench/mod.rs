@@ -12,28 +12,106 @@
 //! Controller has no periodic resync). Last, the memory of many modules:
 //! one host running M modules beside M native processes ([`fleet`]).
 //!
+//! Then the scenarios of event-driven reads, the priority queue, the warm
+//! standby and watches that follow the grant, each in a module of its own:
+//! [`reads`] (a read object's change to the primary reconciled), [`storm`]
+//! (one change while thousands of objects are reconciled at start or after
+//! a hot swap), [`failover`] (a standby taking the Lease), [`confined`]
+//! (the memory of a module confined to one namespace) and [`concurrency`]
+//! (kube-runtime's unbounded default beside the host's limits). `--only`
+//! runs some of them; `--before-binary` adds the host from another build to
+//! the scenarios that compare the host with its earlier self (storm,
+//! failover, confined), alternating with the others.
+//!
 //! Prints one table and writes `target/bench/bench.md` and
 //! `target/bench/bench.json`.
 
+pub mod concurrency;
+pub mod confined;
 pub mod controllers;
 pub mod counters;
+pub mod failover;
 pub mod fleet;
+pub mod mirrors;
+pub mod reads;
 pub mod report;
 pub mod scenario;
+pub mod storm;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use serde_json::json;
 
 use controllers::{Binaries, Side};
 use report::{Row, quantile_ms};
 use scenario::{Run, Shape};
 
+/// A scenario `--only` selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// Bursts of `At`s: converge rate, latency, API cost, memory, CPU (a–e).
+    Burst,
+    /// Many modules in one host against as many native processes.
+    Fleet,
+    /// The writes of a resync of converged objects (the host only).
+    Resync,
+    /// A read ConfigMap's change to its Mirror's status.
+    Reads,
+    /// Single changes during the initial reconcile and a hot swap of 10,000.
+    Storm,
+    /// A standby taking the Lease, to its reconciles (hosts only).
+    Failover,
+    /// The memory of a module confined to one namespace.
+    Confined,
+    /// kube-runtime's unbounded concurrency beside the host's limits.
+    Concurrency,
+}
+
 /// What `cargo xtask bench` measures, and how often.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct Args {
+    /// Run only these scenarios (comma-separated): burst, fleet, resync,
+    /// reads, storm, failover, confined, concurrency; every one by default.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub only: Vec<Scenario>,
+    /// Run the host side with this `bosun` binary instead of building one
+    /// (another build, e.g. an earlier commit's).
+    #[arg(long, value_name = "PATH")]
+    pub bosun_binary: Option<PathBuf>,
+    /// Also run this `bosun` binary (an earlier build) as a third side,
+    /// "bosun before", in the storm, failover and confined scenarios.
+    #[arg(long, value_name = "PATH")]
+    pub before_binary: Option<PathBuf>,
+    /// Mirrors of the reads scenario, each reading a ConfigMap of its own;
+    /// default 500 (100 with --quick).
+    #[arg(long)]
+    pub mirrors: Option<usize>,
+    /// ConfigMap changes timed in the reads scenario, one at a time;
+    /// default 100 (20 with --quick).
+    #[arg(long)]
+    pub read_changes: Option<usize>,
+    /// Objects of the storm scenario; default 10000 (1000 with --quick).
+    #[arg(long)]
+    pub storm_objects: Option<usize>,
+    /// Single changes timed during each storm; default 20 (10 with --quick).
+    #[arg(long)]
+    pub storm_probes: Option<usize>,
+    /// Objects converged before the failover; default 5000 (500 with --quick).
+    #[arg(long)]
+    pub failover_objects: Option<usize>,
+    /// ConfigMaps outside the confined module's namespace; default 10000
+    /// (1000 with --quick).
+    #[arg(long)]
+    pub confined_objects: Option<usize>,
+    /// Objects of the concurrency scenario; default 2000 (300 with --quick).
+    #[arg(long)]
+    pub concurrency_objects: Option<usize>,
+    /// The host's `--concurrency` values in the concurrency scenario;
+    /// default 4 (its default) and 16.
+    #[arg(long, value_delimiter = ',')]
+    pub host_concurrency: Vec<usize>,
     /// Small bursts and one repeat fewer: a few minutes instead of ~20.
     #[arg(long)]
     pub quick: bool,
@@ -59,6 +137,20 @@ pub struct Args {
     /// Where the results go; default `target/bench`.
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+impl Args {
+    /// Whether `scenario` runs.
+    fn runs(&self, scenario: Scenario) -> bool {
+        self.only.is_empty() || self.only.contains(&scenario)
+    }
+
+    /// `value`, else `quick` or `full` by `--quick`.
+    fn size(&self, value: Option<usize>, quick: usize, full: usize) -> usize {
+        value
+            .unwrap_or(if self.quick { quick } else { full })
+            .max(1)
+    }
 }
 
 /// What a finished benchmark produced.
@@ -100,43 +192,29 @@ async fn run_async(args: Args) -> Result<Outcome> {
         .clone()
         .unwrap_or_else(|| bosun_testenv::guests::target_dir().join("bench"));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let binaries = build(args.debug, &out)?;
-    fleet::compile_into_cache(&binaries, &binaries.cnat)?;
+    let mut binaries = build(&args, &out)?;
+    // Another build's artifacts may not load in this one: a cache of its own.
+    binaries.before = args
+        .before_binary
+        .clone()
+        .map(|path| (path, out.join("module-cache-before")));
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
 
-    let mut runs: Vec<(Side, usize, Run)> = Vec::new();
-    for &objects in &sizes {
-        for repeat in 0..repeats {
-            for side in Side::BOTH {
-                eprintln!(
-                    "bench: {} objects, {} (repeat {}/{repeats}) …",
-                    objects,
-                    side.name(),
-                    repeat + 1
-                );
-                let shape = Shape {
-                    objects,
-                    idle_samples,
-                };
-                // A run that fails (a controller that died, a control plane
-                // that did not start on a busy machine) is tried once more
-                // before the benchmark gives up; the failure is printed.
-                let run = match scenario::converge(side, &binaries, shape, &out).await {
-                    Ok(run) => run,
-                    Err(error) => {
-                        eprintln!("bench:   failed, trying once more: {error:#}");
-                        scenario::converge(side, &binaries, shape, &out)
-                            .await
-                            .with_context(|| format!("{} objects, {}", objects, side.name()))?
-                    }
-                };
-                eprintln!(
-                    "bench:   converged in {:.1}s ({:.0} objects/s)",
-                    run.converge.as_secs_f64(),
-                    objects as f64 / run.converge.as_secs_f64()
-                );
-                runs.push((side, objects, run));
-            }
-        }
+    if args.runs(Scenario::Burst) || args.runs(Scenario::Fleet) || args.runs(Scenario::Resync) {
+        fleet::compile_into_cache(&binaries, &binaries.cnat)?;
+    }
+    if args.runs(Scenario::Burst) {
+        let runs = bursts(&binaries, &sizes, repeats, idle_samples, &out).await?;
+        rows.extend(burst_rows(&runs, &sizes));
+        notes.push(format!(
+            "cnat, bursts of {} objects created 32 at a time, {repeats} runs per side alternating, a control plane per run; {idle_samples} idle samples",
+            sizes
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" and "),
+        ));
     }
     let module_counts = if !args.modules.is_empty() {
         args.modules.clone()
@@ -151,66 +229,120 @@ async fn run_async(args: Args) -> Result<Outcome> {
         .max(1);
     // Memory varies little between runs: two per side are enough for a spread.
     let fleet_repeats = repeats.min(2);
-    let max_modules = module_counts.iter().copied().max().unwrap_or(1);
-    eprintln!("bench: compiling {max_modules} cnat-fleet modules into the host's cache …");
-    let fleet_modules = fleet::modules(&binaries, max_modules)?;
-    let mut fleet_runs = Vec::new();
-    for &count in &module_counts {
-        for repeat in 0..fleet_repeats {
-            for side in Side::BOTH {
-                eprintln!(
-                    "bench: {count} modules × {per_module} objects, {} (repeat {}/{fleet_repeats}) …",
-                    side.name(),
-                    repeat + 1
-                );
-                let run = match fleet::run(side, &binaries, &fleet_modules, count, per_module, &out)
-                    .await
-                {
-                    Ok(run) => run,
-                    Err(error) => {
-                        eprintln!("bench:   failed, trying once more: {error:#}");
-                        fleet::run(side, &binaries, &fleet_modules, count, per_module, &out)
-                            .await
-                            .with_context(|| format!("{count} modules, {}", side.name()))?
-                    }
-                };
-                eprintln!("bench:   {:.1} MiB resident", mib(run.rss));
-                fleet_runs.push((side, count, run));
-            }
-        }
+    if args.runs(Scenario::Fleet) {
+        let fleet_runs = fleets(&binaries, &module_counts, per_module, fleet_repeats, &out).await?;
+        rows.extend(fleet_rows(&fleet_runs, &module_counts));
+        notes.push(format!(
+            "many modules: {} modules with {per_module} objects each, one host against as many native processes, {fleet_repeats} runs per side",
+            module_counts
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        ));
     }
-    eprintln!("bench: resync of {resync_objects} converged objects (bosun) …");
-    let (resync_reconciles, resync_cost) =
-        scenario::resync(&binaries, resync_objects, &out).await?;
-    if resync_reconciles < resync_objects as f64 {
-        bail!(
-            "the host reconciled {resync_reconciles} times in two resync periods of {resync_objects} objects: the resync did not run"
-        );
+    if args.runs(Scenario::Resync) {
+        eprintln!("bench: resync of {resync_objects} converged objects (bosun) …");
+        let (resync_reconciles, resync_cost) =
+            scenario::resync(&binaries, resync_objects, &out).await?;
+        if resync_reconciles < resync_objects as f64 {
+            bail!(
+                "the host reconciled {resync_reconciles} times in two resync periods of {resync_objects} objects: the resync did not run"
+            );
+        }
+        rows.push(Row::new(
+            format!("(c) writes in two resyncs of {resync_objects} converged objects ({resync_reconciles:.0} reconciles)"),
+            "requests",
+            vec![resync_cost.writes],
+            Vec::new(),
+        ));
     }
 
-    let mut rows = rows(
-        &runs,
-        &sizes,
-        resync_objects,
-        resync_reconciles,
-        resync_cost.writes,
-    );
-    rows.extend(fleet_rows(&fleet_runs, &module_counts));
+    // The newer scenarios: memory varies little and their runs are long, so
+    // at most two runs per side each.
+    let new_repeats = repeats.min(2);
+    let needs_mirror = [
+        Scenario::Reads,
+        Scenario::Storm,
+        Scenario::Failover,
+        Scenario::Confined,
+    ]
+    .into_iter()
+    .any(|s| args.runs(s));
+    let mirror = if needs_mirror {
+        let mirror = bosun_testenv::guests::path("mirror").context("building the guests")?;
+        for side in binaries.host_sides() {
+            let (binary, cache) = binaries.host(side)?;
+            fleet::compile_into_cache_with(binary, cache, &mirror)?;
+        }
+        Some(mirror)
+    } else {
+        None
+    };
+    if let (true, Some(mirror)) = (args.runs(Scenario::Reads), &mirror) {
+        let shape = reads::Shape {
+            mirrors: args.size(args.mirrors, 100, 500),
+            changes: args.size(args.read_changes, 20, 100),
+        };
+        let (new_rows, note) = reads::rows(&binaries, mirror, shape, new_repeats, &out).await?;
+        rows.extend(new_rows);
+        notes.push(note);
+    }
+    if let (true, Some(mirror)) = (args.runs(Scenario::Storm), &mirror) {
+        let shape = storm::Shape {
+            objects: args.size(args.storm_objects, 1000, 10_000),
+            probes: args.size(args.storm_probes, 10, 20),
+        };
+        let (new_rows, note) = storm::rows(&binaries, mirror, shape, new_repeats, &out).await?;
+        rows.extend(new_rows);
+        notes.push(note);
+    }
+    if let (true, Some(mirror)) = (args.runs(Scenario::Failover), &mirror) {
+        let objects = args.size(args.failover_objects, 500, 5000);
+        let (new_rows, note) =
+            failover::rows(&binaries, mirror, objects, new_repeats, &out).await?;
+        rows.extend(new_rows);
+        notes.push(note);
+    }
+    if let (true, Some(mirror)) = (args.runs(Scenario::Confined), &mirror) {
+        let objects = args.size(args.confined_objects, 1000, 10_000);
+        let (new_rows, note) =
+            confined::rows(&binaries, mirror, objects, new_repeats, &out).await?;
+        rows.extend(new_rows);
+        notes.push(note);
+    }
+    if args.runs(Scenario::Concurrency) {
+        let objects = args.size(args.concurrency_objects, 300, 2000);
+        let limits = if args.host_concurrency.is_empty() {
+            vec![4, 16]
+        } else {
+            args.host_concurrency.clone()
+        };
+        let (new_rows, note) =
+            concurrency::rows(&binaries, objects, &limits, new_repeats, &out).await?;
+        rows.extend(new_rows);
+        notes.push(note);
+    }
+
+    let mut flags = String::new();
+    if args.quick {
+        flags.push_str(" --quick");
+    }
+    if !args.only.is_empty() {
+        let only: Vec<String> = args
+            .only
+            .iter()
+            .map(|s| format!("{s:?}").to_lowercase())
+            .collect();
+        flags.push_str(&format!(" --only {}", only.join(",")));
+    }
+    if args.before_binary.is_some() {
+        flags.push_str(" --before-binary BOSUN");
+    }
     let note = format!(
-        "`cargo xtask bench{}`: cnat, {} builds, bursts of {} objects created 32 at a time, {repeats} runs per side alternating, a control plane per run; {} idle samples; many modules: {} modules with {per_module} objects each, one host against as many native processes, {fleet_repeats} runs per side; bosun/native < 1 is better for time, requests, CPU and memory, > 1 for rates. Took {:.0} s.",
-        if args.quick { " --quick" } else { "" },
+        "`cargo xtask bench{flags}`: {} builds; {}; bosun/native < 1 is better for time, requests, CPU and memory, > 1 for rates. Took {:.0} s.",
         if args.debug { "debug" } else { "release" },
-        sizes
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(" and "),
-        idle_samples,
-        module_counts
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", "),
+        notes.join("; "),
         started.elapsed().as_secs_f64()
     );
     let table = report::text(&rows);
@@ -219,6 +351,9 @@ async fn run_async(args: Args) -> Result<Outcome> {
     std::fs::write(&markdown, report::markdown(&rows, &note))?;
     let json_path = out.join("bench.json");
     let settings = json!({
+        "only": args.only.iter().map(|s| format!("{s:?}").to_lowercase()).collect::<Vec<_>>(),
+        "bosun_binary": binaries.bosun,
+        "before_binary": args.before_binary,
         "objects": sizes,
         "repeats": repeats,
         "idle_samples": idle_samples,
@@ -244,18 +379,27 @@ async fn run_async(args: Args) -> Result<Outcome> {
     })
 }
 
-/// Builds the host, the native baseline and the guests.
-fn build(debug: bool, out: &Path) -> Result<Binaries> {
+/// Builds the host (unless `--bosun-binary` names one), the native
+/// baseline and the guests.
+fn build(args: &Args, out: &Path) -> Result<Binaries> {
+    let debug = args.debug;
     let cnat = bosun_testenv::guests::path("cnat").context("building the guests")?;
     let profile = if debug { "dev" } else { "release" };
     eprintln!("bench: building bosun and the native baseline ({profile} profile)");
+    let host = ["--package", "bosun", "--bin", "bosun"].as_slice();
+    let native = ["--package", "bosun-native-baseline"].as_slice();
+    let packages = if args.bosun_binary.is_some() {
+        vec![native]
+    } else {
+        vec![host, native]
+    };
+    for path in args.bosun_binary.iter().chain(&args.before_binary) {
+        ensure!(path.is_file(), "no bosun binary at {}", path.display());
+    }
     // One cargo invocation each: built together, features unified across
     // both would make this host build differ from (and rebuild) the one
     // `cargo build --release -p bosun` makes.
-    for package in [
-        ["--package", "bosun", "--bin", "bosun"].as_slice(),
-        ["--package", "bosun-native-baseline"].as_slice(),
-    ] {
+    for package in packages {
         let status = bosun_testenv::guests::cargo()
             .current_dir(bosun_testenv::guests::workspace_root())
             .args(["build", "--profile", profile])
@@ -268,20 +412,103 @@ fn build(debug: bool, out: &Path) -> Result<Binaries> {
     }
     let dir = bosun_testenv::guests::target_dir().join(if debug { "debug" } else { "release" });
     Ok(Binaries {
-        bosun: dir.join("bosun"),
+        bosun: args
+            .bosun_binary
+            .clone()
+            .unwrap_or_else(|| dir.join("bosun")),
         native: dir.join("native-controller"),
         cnat,
         cache_dir: out.join("module-cache"),
+        before: None,
     })
 }
 
-fn rows(
-    runs: &[(Side, usize, Run)],
+/// The bursts of every size, `repeats` runs per side, sides alternating.
+async fn bursts(
+    binaries: &Binaries,
     sizes: &[usize],
-    resync_objects: usize,
-    resync_reconciles: f64,
-    resync_writes: f64,
-) -> Vec<Row> {
+    repeats: usize,
+    idle_samples: usize,
+    out: &Path,
+) -> Result<Vec<(Side, usize, Run)>> {
+    let mut runs: Vec<(Side, usize, Run)> = Vec::new();
+    for &objects in sizes {
+        for repeat in 0..repeats {
+            for side in Side::BOTH {
+                eprintln!(
+                    "bench: {} objects, {} (repeat {}/{repeats}) …",
+                    objects,
+                    side.name(),
+                    repeat + 1
+                );
+                let shape = Shape {
+                    objects,
+                    idle_samples,
+                };
+                // A run that fails (a controller that died, a control plane
+                // that did not start on a busy machine) is tried once more
+                // before the benchmark gives up; the failure is printed.
+                let run = match scenario::converge(side, binaries, shape, out).await {
+                    Ok(run) => run,
+                    Err(error) => {
+                        eprintln!("bench:   failed, trying once more: {error:#}");
+                        scenario::converge(side, binaries, shape, out)
+                            .await
+                            .with_context(|| format!("{} objects, {}", objects, side.name()))?
+                    }
+                };
+                eprintln!(
+                    "bench:   converged in {:.1}s ({:.0} objects/s)",
+                    run.converge.as_secs_f64(),
+                    objects as f64 / run.converge.as_secs_f64()
+                );
+                runs.push((side, objects, run));
+            }
+        }
+    }
+    Ok(runs)
+}
+
+/// The many-modules runs: every module count, `repeats` runs per side.
+async fn fleets(
+    binaries: &Binaries,
+    module_counts: &[usize],
+    per_module: usize,
+    repeats: usize,
+    out: &Path,
+) -> Result<Vec<(Side, usize, fleet::FleetRun)>> {
+    let max_modules = module_counts.iter().copied().max().unwrap_or(1);
+    eprintln!("bench: compiling {max_modules} cnat-fleet modules into the host's cache …");
+    let fleet_modules = fleet::modules(binaries, max_modules)?;
+    let mut fleet_runs = Vec::new();
+    for &count in module_counts {
+        for repeat in 0..repeats {
+            for side in Side::BOTH {
+                eprintln!(
+                    "bench: {count} modules × {per_module} objects, {} (repeat {}/{repeats}) …",
+                    side.name(),
+                    repeat + 1
+                );
+                let run = match fleet::run(side, binaries, &fleet_modules, count, per_module, out)
+                    .await
+                {
+                    Ok(run) => run,
+                    Err(error) => {
+                        eprintln!("bench:   failed, trying once more: {error:#}");
+                        fleet::run(side, binaries, &fleet_modules, count, per_module, out)
+                            .await
+                            .with_context(|| format!("{count} modules, {}", side.name()))?
+                    }
+                };
+                eprintln!("bench:   {:.1} MiB resident", mib(run.rss));
+                fleet_runs.push((side, count, run));
+            }
+        }
+    }
+    Ok(fleet_runs)
+}
+
+fn burst_rows(runs: &[(Side, usize, Run)], sizes: &[usize]) -> Vec<Row> {
     let values =
         |side: Side, objects: usize, f: &dyn Fn(&Run) -> f64| figures(runs, side, objects, f);
     let row = |metric: String, unit: &'static str, objects: usize, f: &dyn Fn(&Run) -> f64| {
@@ -330,21 +557,15 @@ fn rows(
             n,
             &|r| r.cost.writes / r.objects as f64,
         ));
-        rows.push(Row {
-            metric: format!("(c) reconciles per converged object, {n}"),
-            unit: "reconciles",
-            bosun: values(Side::Bosun, n, &|r| {
+        rows.push(Row::new(
+            format!("(c) reconciles per converged object, {n}"),
+            "reconciles",
+            values(Side::Bosun, n, &|r| {
                 r.reconciles.unwrap_or_default() / r.objects as f64
             }),
-            native: Vec::new(),
-        });
+            Vec::new(),
+        ));
     }
-    rows.push(Row {
-        metric: format!("(c) writes in two resyncs of {resync_objects} converged objects ({resync_reconciles:.0} reconciles)"),
-        unit: "requests",
-        bosun: vec![resync_writes],
-        native: Vec::new(),
-    });
     for &n in sizes {
         rows.push(row(
             format!("(d) RSS once converged, {n}"),
@@ -360,12 +581,12 @@ fn rows(
         && large > small
     {
         let per_object = |side: Side| growth(runs, side, small, large, &|r| r.rss as f64);
-        rows.push(Row {
-            metric: format!("(d) RSS per cached object, {small} to {large}"),
-            unit: "bytes",
-            bosun: per_object(Side::Bosun),
-            native: per_object(Side::Native),
-        });
+        rows.push(Row::new(
+            format!("(d) RSS per cached object, {small} to {large}"),
+            "bytes",
+            per_object(Side::Bosun),
+            per_object(Side::Native),
+        ));
     }
     for &n in sizes {
         rows.push(row(format!("(e) CPU converging {n}"), "s", n, &|r| r.cpu));
@@ -412,18 +633,18 @@ fn fleet_rows(runs: &[(Side, usize, fleet::FleetRun)], counts: &[usize]) -> Vec<
         };
         let in_use = |r: &fleet::FleetRun| mib(r.rss);
         let idle = |r: &fleet::FleetRun| mib(r.rss_idle);
-        rows.push(Row {
-            metric: format!("(d) RSS per added module, {fewest} to {most} modules"),
-            unit: "MiB",
-            bosun: per_added(Side::Bosun, &in_use),
-            native: per_added(Side::Native, &in_use),
-        });
-        rows.push(Row {
-            metric: format!("(d) RSS per added module, {fewest} to {most} modules, idle"),
-            unit: "MiB",
-            bosun: per_added(Side::Bosun, &idle),
-            native: per_added(Side::Native, &idle),
-        });
+        rows.push(Row::new(
+            format!("(d) RSS per added module, {fewest} to {most} modules"),
+            "MiB",
+            per_added(Side::Bosun, &in_use),
+            per_added(Side::Native, &in_use),
+        ));
+        rows.push(Row::new(
+            format!("(d) RSS per added module, {fewest} to {most} modules, idle"),
+            "MiB",
+            per_added(Side::Bosun, &idle),
+            per_added(Side::Native, &idle),
+        ));
     }
     for &count in counts {
         rows.push(both(
@@ -438,7 +659,7 @@ fn fleet_rows(runs: &[(Side, usize, fleet::FleetRun)], counts: &[usize]) -> Vec<
 }
 
 /// `bytes` in MiB.
-fn mib(bytes: u64) -> f64 {
+pub fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
@@ -463,12 +684,12 @@ fn both<R>(
     size: usize,
     f: &dyn Fn(&R) -> f64,
 ) -> Row {
-    Row {
+    Row::new(
         metric,
         unit,
-        bosun: figures(runs, Side::Bosun, size, f),
-        native: figures(runs, Side::Native, size, f),
-    }
+        figures(runs, Side::Bosun, size, f),
+        figures(runs, Side::Native, size, f),
+    )
 }
 
 /// How much `f` grows per unit of size from `small` to `large`, repeat by

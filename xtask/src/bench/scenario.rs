@@ -56,7 +56,7 @@ pub struct Run {
 }
 
 /// The cnat `At` resource.
-fn at_resource() -> ApiResource {
+pub fn at_resource() -> ApiResource {
     ApiResource {
         group: "cnat.programming-kubernetes.info".into(),
         version: "v1alpha1".into(),
@@ -66,7 +66,7 @@ fn at_resource() -> ApiResource {
     }
 }
 
-fn at(name: &str) -> Result<DynamicObject> {
+pub fn at(name: &str) -> Result<DynamicObject> {
     Ok(serde_json::from_value(json!({
         "apiVersion": "cnat.programming-kubernetes.info/v1alpha1",
         "kind": "At",
