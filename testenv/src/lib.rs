@@ -50,6 +50,10 @@ mod env;
 #[cfg(feature = "harness")]
 mod error;
 #[cfg(feature = "harness")]
+pub mod node;
+#[cfg(feature = "harness")]
+pub mod oci;
+#[cfg(feature = "harness")]
 pub mod powerdns;
 #[cfg(feature = "harness")]
 mod process;
