@@ -117,6 +117,40 @@ impl Cluster {
         Cluster::with_namespace(Env::Shared(env), client, name).await
     }
 
+    /// A namespace `name` of its own on the control plane *and node* this
+    /// test binary shares (`TestEnv::shared_with_node`): Pods really run,
+    /// the garbage collector and the workload controllers act. `None`
+    /// (after saying why) on a machine that cannot run a node, outside CI;
+    /// in CI that fails the test.
+    pub async fn on_node(name: &str) -> Option<Cluster> {
+        if let Err(why) = bosun_testenv::node::available() {
+            assert!(
+                !bosun_testenv::tools::in_ci(),
+                "CI must run the node-backed tests: {why}"
+            );
+            eprintln!("skipped: {why}");
+            return None;
+        }
+        static INSTALLED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+        let env = TestEnv::shared_with_node()
+            .await
+            .unwrap_or_else(|e| panic!("control plane and node failed to start:\n{e}"));
+        INSTALLED
+            .get_or_init(|| async {
+                env.install_crds(crds())
+                    .await
+                    .expect("install the example CRDs");
+            })
+            .await;
+        let client = env.new_client().await.expect("a client");
+        Some(Cluster::with_namespace(Env::Shared(env), client, name).await)
+    }
+
+    /// The node under this cluster, for a test that started it.
+    pub fn node(&self) -> &bosun_testenv::node::Node {
+        self.env.node().expect("a cluster started on a node")
+    }
+
     async fn with_namespace(env: Env, client: Client, namespace: &str) -> Cluster {
         let ns: Namespace =
             serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap();
