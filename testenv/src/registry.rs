@@ -132,7 +132,13 @@ impl Registry {
         })
     }
 
-    /// `127.0.0.1:<port>`, the registry's host for image references
+    /// The registry's process id.
+    pub fn pid(&self) -> u32 {
+        self.process.id()
+    }
+
+    /// `127.0.0.1:<port>` (or the address it was started on), the
+    /// registry's host for image references
     /// (`docker://127.0.0.1:5000/bosun:0.1.0`).
     pub fn address(&self) -> &str {
         &self.address

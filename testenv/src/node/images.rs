@@ -238,6 +238,11 @@ impl Mirror {
         Ok(Mirror { registry })
     }
 
+    /// The registry's process id.
+    pub fn pid(&self) -> u32 {
+        self.registry.pid()
+    }
+
     /// `http://ip:port`, as `hosts.toml` names it.
     pub fn url(&self) -> String {
         format!("http://{}", self.registry.address())

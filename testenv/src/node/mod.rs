@@ -432,6 +432,26 @@ impl Node {
         }
     }
 
+    /// What the node's processes hold in memory (their resident set
+    /// sizes summed): everything in its cgroup (containerd, shims,
+    /// containers, the kubelet, kube-proxy), kube-controller-manager,
+    /// kube-scheduler and the mirror.
+    pub fn resident_bytes(&self) -> u64 {
+        let mut pids: Vec<u32> = self
+            .sandbox
+            .cgroup()
+            .pids()
+            .into_iter()
+            .filter_map(|p| u32::try_from(p).ok())
+            .collect();
+        if let Ok(controllers) = self.controllers.lock() {
+            pids.push(controllers.controller_manager.id());
+            pids.push(controllers.scheduler.id());
+        }
+        pids.push(self.mirror.pid());
+        pids.into_iter().map(resident_bytes_of).sum()
+    }
+
     /// The docker.io mirror's URL (`http://ip:port`).
     pub fn mirror_url(&self) -> String {
         self.mirror.url()
@@ -445,6 +465,19 @@ impl Drop for Node {
         }
         unregister_live(&self.sandbox.cgroup().root());
     }
+}
+
+/// A process's resident set size (`VmRSS`), 0 if it is gone.
+pub fn resident_bytes_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
 }
 
 fn write(path: &Path, text: &str) -> Result<(), NodeError> {

@@ -88,7 +88,6 @@ fn run_block(name: &str, dir: &Path, kubeconfig: &Path, timeout: Duration) -> St
         .current_dir(dir)
         .env("PATH", path)
         .env("KUBECONFIG", kubeconfig)
-        .env("HOME", dir)
         .stdin(Stdio::null())
         .stdout(out.try_clone().expect("a log file"))
         .stderr(out);
