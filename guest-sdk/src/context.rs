@@ -16,6 +16,12 @@ pub enum Trigger {
     ObjectChanged,
     /// One of its children was created, changed or deleted.
     ChildChanged,
+    /// Something the reconciler read through [`Context::get`] or
+    /// [`Context::list`] in its last reconcile was created, changed or
+    /// deleted: a `get` that found nothing counts (the object's creation
+    /// triggers), and a `list` covers objects entering and leaving its
+    /// selection. New in `bosun:reconciler@0.2.0`.
+    ReadChanged,
     /// A requeue the reconciler asked for came due.
     Requeue,
     /// A retry after a retryable error.
@@ -33,6 +39,7 @@ impl Trigger {
         match trigger {
             wit::Trigger::ObjectChanged => Trigger::ObjectChanged,
             wit::Trigger::ChildChanged => Trigger::ChildChanged,
+            wit::Trigger::ReadChanged => Trigger::ReadChanged,
             wit::Trigger::Requeue => Trigger::Requeue,
             wit::Trigger::Retry => Trigger::Retry,
             wit::Trigger::Resync => Trigger::Resync,
@@ -45,6 +52,7 @@ impl Trigger {
         match self {
             Trigger::ObjectChanged => wit::Trigger::ObjectChanged,
             Trigger::ChildChanged => wit::Trigger::ChildChanged,
+            Trigger::ReadChanged => wit::Trigger::ReadChanged,
             Trigger::Requeue => wit::Trigger::Requeue,
             Trigger::Retry => wit::Trigger::Retry,
             Trigger::Resync => wit::Trigger::Resync,

@@ -66,7 +66,8 @@ pub mod testing;
 #[doc(hidden)]
 pub mod __private;
 
-/// The raw bindings generated from `wit/reconciler.wit`.
+/// The raw bindings generated from `wit/reconciler.wit`: the contract
+/// `bosun:reconciler@0.2.0`, which every component built with this crate targets.
 ///
 /// Reach for these only to do what the typed API cannot, such as returning
 /// hand-made JSON; everything else is easier through [`Reconciler`].

@@ -19,9 +19,9 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::Limits;
-use crate::http::Origin;
+use crate::limits::Limits;
 use crate::meta::{Kind, ModuleMeta, Scope};
+use crate::origin::Origin;
 
 /// A kind by API group and kind name, any version.
 #[derive(
@@ -216,7 +216,7 @@ impl LimitOverrides {
             min_requeue: self
                 .min_requeue_ms
                 .map_or(limits.min_requeue, Duration::from_millis),
-            http: crate::http::HttpLimits {
+            http: crate::limits::HttpLimits {
                 requests: self.http_requests.unwrap_or(limits.http.requests),
                 request_bytes: self.http_request_bytes.unwrap_or(limits.http.request_bytes),
                 response_bytes: self

@@ -3,8 +3,7 @@
 
 use serde::Serialize;
 
-use crate::engine::bindings as wit;
-use crate::http::Origin;
+use crate::origin::Origin;
 use crate::reads::KindId;
 
 /// Whether objects of a kind live in a namespace or at cluster scope.
@@ -77,19 +76,6 @@ impl Kind {
             }
     }
 
-    fn from_wit(kind: wit::ApiKind) -> Self {
-        Kind {
-            group: kind.group,
-            version: kind.version,
-            kind: kind.kind,
-            plural: kind.plural,
-            scope: match kind.scope {
-                wit::Scope::Namespaced => Scope::Namespaced,
-                wit::Scope::Cluster => Scope::Cluster,
-            },
-        }
-    }
-
     fn check(&self, role: &str) -> Result<(), String> {
         if self.kind.is_empty() || self.version.is_empty() || self.plural.is_empty() {
             return Err(format!(
@@ -129,15 +115,35 @@ pub struct ModuleMeta {
     pub http_origins: Vec<Origin>,
 }
 
+/// What a module says of itself, unchecked: the guest's `metadata` export,
+/// converted by the engine from whichever contract version it targets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Declared {
+    /// Its name, as it says it.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// The kind it asks to reconcile.
+    pub primary: Kind,
+    /// The kinds it asks to own.
+    pub owns: Vec<Kind>,
+    /// The further kinds it asks to read.
+    pub reads: Vec<Kind>,
+    /// The finalizer it asks to hold.
+    pub finalizer: Option<String>,
+    /// The origins it asks to reach, unparsed.
+    pub http_origins: Vec<String>,
+}
+
 impl ModuleMeta {
-    /// Converts and checks what the guest exported.
-    pub fn from_wit(info: wit::ModuleInfo) -> Result<Self, String> {
+    /// Checks what the guest declared.
+    pub fn from_declared(info: Declared) -> Result<Self, String> {
         let meta = ModuleMeta {
             name: info.name,
             version: info.version,
-            primary: Kind::from_wit(info.primary),
-            owns: info.owns.into_iter().map(Kind::from_wit).collect(),
-            reads: info.reads.into_iter().map(Kind::from_wit).collect(),
+            primary: info.primary,
+            owns: info.owns,
+            reads: info.reads,
             finalizer: info.finalizer,
             http_origins: parse_origins(info.http_origins)?,
         };
@@ -334,8 +340,8 @@ fn check_finalizer(finalizer: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn kind(group: &str, version: &str, kind: &str, scope: wit::Scope) -> wit::ApiKind {
-        wit::ApiKind {
+    fn kind(group: &str, version: &str, kind: &str, scope: Scope) -> Kind {
+        Kind {
             group: group.into(),
             version: version.into(),
             kind: kind.into(),
@@ -344,18 +350,18 @@ mod tests {
         }
     }
 
-    fn info() -> wit::ModuleInfo {
-        wit::ModuleInfo {
+    fn info() -> Declared {
+        Declared {
             name: "cnat".into(),
             version: "0.1.0".into(),
             primary: kind(
                 "cnat.programming-kubernetes.info",
                 "v1alpha1",
                 "At",
-                wit::Scope::Namespaced,
+                Scope::Namespaced,
             ),
-            owns: vec![kind("", "v1", "Pod", wit::Scope::Namespaced)],
-            reads: vec![kind("", "v1", "ConfigMap", wit::Scope::Namespaced)],
+            owns: vec![kind("", "v1", "Pod", Scope::Namespaced)],
+            reads: vec![kind("", "v1", "ConfigMap", Scope::Namespaced)],
             finalizer: Some("cnat.programming-kubernetes.info/cleanup".into()),
             http_origins: vec![],
         }
@@ -369,13 +375,13 @@ mod tests {
             "https://dns.example.com".into(),
             "http://127.0.0.1:8081".into(),
         ];
-        let meta = ModuleMeta::from_wit(ok).unwrap();
+        let meta = ModuleMeta::from_declared(ok).unwrap();
         let shown: Vec<String> = meta.http_origins.iter().map(ToString::to_string).collect();
         assert_eq!(shown, ["https://dns.example.com", "http://127.0.0.1:8081"]);
         let mut bad = info();
         bad.http_origins = vec!["https://dns.example.com/api".into()];
         assert!(
-            ModuleMeta::from_wit(bad)
+            ModuleMeta::from_declared(bad)
                 .unwrap_err()
                 .contains("declared HTTP origin")
         );
@@ -383,7 +389,7 @@ mod tests {
 
     #[test]
     fn accepts_a_sound_declaration() {
-        let meta = ModuleMeta::from_wit(info()).unwrap();
+        let meta = ModuleMeta::from_declared(info()).unwrap();
         assert_eq!(meta.field_manager(), "bosun/cnat");
         assert!(meta.owned("v1", "Pod").is_some());
         assert!(meta.owned("v1", "ConfigMap").is_none());
@@ -399,7 +405,11 @@ mod tests {
     fn rejects_a_bad_name() {
         let mut bad = info();
         bad.name = "Cnat_Controller".into();
-        assert!(ModuleMeta::from_wit(bad).unwrap_err().contains("DNS label"));
+        assert!(
+            ModuleMeta::from_declared(bad)
+                .unwrap_err()
+                .contains("DNS label")
+        );
     }
 
     #[test]
@@ -409,7 +419,7 @@ mod tests {
         for good in ["documents.kube.rs", "cleanup", "example.com/clean_up.v2"] {
             let mut ok = info();
             ok.finalizer = Some(good.into());
-            assert!(ModuleMeta::from_wit(ok).is_ok(), "{good}");
+            assert!(ModuleMeta::from_declared(ok).is_ok(), "{good}");
         }
         let long = "x".repeat(64);
         for bad in [
@@ -422,7 +432,7 @@ mod tests {
             let mut refused = info();
             refused.finalizer = Some(bad.to_owned());
             assert!(
-                ModuleMeta::from_wit(refused)
+                ModuleMeta::from_declared(refused)
                     .unwrap_err()
                     .contains("not a name the API server accepts"),
                 "{bad}"
@@ -442,7 +452,7 @@ mod tests {
             let mut bad = info();
             bad.finalizer = Some(reserved.into());
             assert!(
-                ModuleMeta::from_wit(bad)
+                ModuleMeta::from_declared(bad)
                     .unwrap_err()
                     .contains("Kubernetes itself"),
                 "{reserved}"
@@ -455,7 +465,7 @@ mod tests {
         let mut bad = info();
         bad.owns.push(bad.primary.clone());
         assert!(
-            ModuleMeta::from_wit(bad)
+            ModuleMeta::from_declared(bad)
                 .unwrap_err()
                 .contains("cannot own its own primary kind")
         );
@@ -468,10 +478,10 @@ mod tests {
             "rbac.authorization.k8s.io",
             "v1",
             "ClusterRole",
-            wit::Scope::Cluster,
+            Scope::Cluster,
         ));
         assert!(
-            ModuleMeta::from_wit(bad)
+            ModuleMeta::from_declared(bad)
                 .unwrap_err()
                 .contains("cannot own cluster-scoped")
         );
@@ -479,10 +489,10 @@ mod tests {
 
     #[test]
     fn core_and_grouped_api_versions_match_exactly() {
-        let pod = Kind::from_wit(kind("", "v1", "Pod", wit::Scope::Namespaced));
+        let pod = kind("", "v1", "Pod", Scope::Namespaced);
         assert!(pod.matches("v1", "Pod"));
         assert!(!pod.matches("apps/v1", "Pod"));
-        let deploy = Kind::from_wit(kind("apps", "v1", "Deployment", wit::Scope::Namespaced));
+        let deploy = kind("apps", "v1", "Deployment", Scope::Namespaced);
         assert!(deploy.matches("apps/v1", "Deployment"));
         assert!(!deploy.matches("v1", "Deployment"));
         assert!(!deploy.matches("extensions/v1beta1", "Deployment"));

@@ -230,18 +230,17 @@ pub fn http_needs(permissions: &crate::grants::Permissions) -> Vec<Need> {
     needs
 }
 
-/// What the host needs to fetch a module from `source`: `get` on the pull
-/// secret an OCI source names (ConfigMap sources are covered by the host's
-/// own `get` on ConfigMaps; URL and file sources need nothing).
-pub fn source_needs(source: &crate::modules::resource::ModuleSource) -> Vec<Need> {
-    match source {
-        crate::modules::resource::ModuleSource::Oci(oci) => oci
-            .pull_secret
-            .iter()
-            .map(|secret| get_secret(&secret.namespace, &secret.name))
-            .collect(),
-        _ => Vec::new(),
-    }
+/// What the host needs to fetch a module whose source names `pull_secret`
+/// (an OCI source's, as [`ModuleSource::pull_secret`] gives it): `get` on
+/// that Secret alone. ConfigMap sources are covered by the host's own `get`
+/// on ConfigMaps; URL and file sources need nothing.
+///
+/// [`ModuleSource::pull_secret`]: crate::modules::resource::ModuleSource::pull_secret
+pub fn pull_secret_needs(pull_secret: Option<(&str, &str)>) -> Vec<Need> {
+    pull_secret
+        .map(|(namespace, name)| get_secret(namespace, name))
+        .into_iter()
+        .collect()
 }
 
 /// What the host needs for itself, whatever its modules: ReconcilerModules
@@ -564,14 +563,8 @@ mod tests {
             ]
         }))
         .unwrap();
-        let source: crate::modules::resource::ModuleSource = serde_json::from_value(json!({
-            "oci": {"ref": "registry.example/dnsrecord:1",
-                    "digest": format!("sha256:{}", "0".repeat(64)),
-                    "pullSecret": {"namespace": "bosun-system", "name": "registry-auth"}}
-        }))
-        .unwrap();
         let mut needs = http_needs(&permissions);
-        needs.extend(source_needs(&source));
+        needs.extend(pull_secret_needs(Some(("bosun-system", "registry-auth"))));
         needs.sort();
         let named: Vec<String> = needs.iter().map(ToString::to_string).collect();
         assert_eq!(

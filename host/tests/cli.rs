@@ -80,6 +80,67 @@ fn inspect_prints_the_module_metadata() {
 }
 
 #[test]
+fn inspect_names_the_contract_version_a_component_targets() {
+    let old = guest("contract-0-1");
+    let report = yaml(&bosun(&["inspect", &old]));
+    assert_eq!(report["contract"], "bosun:reconciler@0.1.0");
+    assert_eq!(report["module"]["name"], "contract-0-1");
+    let out = bosun(&["inspect", &old, "-o", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["contract"], "bosun:reconciler@0.1.0");
+    // What the SDK builds targets the current version.
+    let report = yaml(&bosun(&["inspect", &guest("cnat")]));
+    assert_eq!(report["contract"], "bosun:reconciler@0.2.0");
+}
+
+#[test]
+fn reconcile_runs_a_0_1_0_component_offline_like_any_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let object = write(
+        dir.path(),
+        "echo.yaml",
+        &json!({"apiVersion": "tests.bosun.dev/v1", "kind": "Misbehave",
+                "metadata": {"name": "echo", "namespace": "demo"}, "spec": {}}),
+    );
+    let source = write(
+        dir.path(),
+        "source.yaml",
+        &json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "echo-source", "namespace": "demo"},
+                "data": {"greeting": "hello"}}),
+    );
+    let report = yaml(&bosun(&[
+        "reconcile",
+        &guest("contract-0-1"),
+        "--object",
+        &object,
+        "--objects",
+        &source,
+    ]));
+    assert_eq!(report["result"], "Success");
+    assert_eq!(report["status"]["contract"], "0.1.0");
+    assert_eq!(report["status"]["trigger"], "manual");
+    assert_eq!(report["status"]["read"], "hello");
+    assert_eq!(report["apply"][0]["metadata"]["name"], "echo-echo");
+    assert_eq!(report["apply"][0]["data"]["read"], "hello");
+    assert_eq!(report["events"][0]["reason"], "Echoed");
+}
+
+#[test]
+fn version_lists_every_contract_version_served_newest_first() {
+    let out = bosun(&["--version"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out).trim(),
+        format!(
+            "bosun {} (serves bosun:reconciler@0.2.0, bosun:reconciler@0.1.0)",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+}
+
+#[test]
 fn inspect_shows_the_origins_a_module_declares_and_the_grant_they_need() {
     let report = yaml(&bosun(&["inspect", &guest("dnsrecord")]));
     assert_eq!(
@@ -381,7 +442,7 @@ fn finalize_reports_pending_then_done() {
         "--finalize",
     ]));
     assert_eq!(report["result"], "Pending");
-    assert_eq!(report["requeueAfterMs"], 300);
+    assert_eq!(report["requeueAfterMs"], 60_000);
     assert_eq!(report["events"][0]["reason"], "Holding");
 
     let released = write(dir.path(), "released.yaml", &tidy(true));
@@ -451,6 +512,7 @@ fn build_reports_the_component_as_the_engine_loaded_it() {
         bytes.len()
     );
     assert_eq!(report["module"]["name"], "cnat");
+    assert_eq!(report["contract"], "bosun:reconciler@0.2.0");
     assert_eq!(report["permissions"]["reconciles"]["kind"], "At");
     assert_eq!(report["permissions"]["owns"][0]["kind"], "Pod");
 }

@@ -4,9 +4,12 @@
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
-use bosun::engine::bindings::{ReconcileError, Request, Response, Trigger};
+use bosun::engine::bindings::{
+    Event, EventType, Failure, FinalizeResponse, ReconcileError, Request, Response, Trigger,
+};
 use bosun::engine::{
-    CallContext, CallError, CompileSource, Engine, EngineConfig, Limits, LoadError, Module,
+    CallContext, CallError, CompileSource, Contract, Engine, EngineConfig, Limits, LoadError,
+    Module,
 };
 use bosun::objects::StaticObjects;
 use bosun::plan::{Plan, PlanContext, plan_response};
@@ -824,4 +827,481 @@ fn without_a_cache_a_modules_code_stays() {
     cnat.reconcile(&request(&at(None), &[]), &at_clock("2026-12-01T10:00:01Z"))
         .expect("the call completes")
         .expect("cnat succeeds");
+}
+
+// ------------------------------------------------------ contract versions
+
+/// A Misbehave object for the contract-0-1 guest, in `demo`.
+fn echo_object(name: &str, mode: Option<&str>) -> Value {
+    let mut object = json!({
+        "apiVersion": "tests.bosun.dev/v1", "kind": "Misbehave",
+        "metadata": {"name": name, "namespace": "demo", "uid": "c0ffee00-0000-4000-8000-000000000101"},
+        "spec": {}
+    });
+    if let Some(mode) = mode {
+        object["spec"]["mode"] = json!(mode);
+    }
+    object
+}
+
+/// What contract-0-1 may read: its source ConfigMap and two labelled ones,
+/// one of them in another namespace.
+fn echo_reads() -> CallContext {
+    let config_map = |namespace: &str, name: &str, labelled: bool, greeting: &str| {
+        let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": namespace},
+            "data": {"greeting": greeting}});
+        if labelled {
+            cm["metadata"]["labels"] = json!({"tests.bosun.dev/source": "yes"});
+        }
+        cm
+    };
+    CallContext {
+        objects: Arc::new(StaticObjects::new([
+            config_map("demo", "hello-source", false, "hi from 0.2.0's host"),
+            config_map("demo", "labelled", true, ""),
+            config_map("elsewhere", "labelled-elsewhere", true, ""),
+        ])),
+        ..CallContext::default()
+    }
+}
+
+fn echo_request(object: &Value, trigger: Trigger) -> Request {
+    Request {
+        trigger,
+        attempt: 2,
+        ..request(object, &[])
+    }
+}
+
+/// The status contract-0-1 reported.
+fn echoed(response: &Response) -> Value {
+    serde_json::from_str(response.status.as_deref().expect("a status")).unwrap()
+}
+
+#[test]
+fn a_component_built_against_0_1_0_loads_and_says_which_contract_it_targets() {
+    let old = module("contract-0-1");
+    assert_eq!(old.contract(), Contract::V0_1);
+    assert_eq!(old.contract().package(), "bosun:reconciler@0.1.0");
+    assert_eq!(old.meta().name, "contract-0-1");
+    assert_eq!(old.meta().primary.kind, "Misbehave");
+    let owned: Vec<_> = old.meta().owns.iter().map(|k| k.to_string()).collect();
+    assert_eq!(owned, ["ConfigMap.v1"]);
+    // What the SDK builds targets the current version.
+    assert_eq!(module("cnat").contract(), Contract::CURRENT);
+    assert_eq!(Contract::CURRENT.package(), "bosun:reconciler@0.2.0");
+}
+
+#[test]
+fn a_0_1_0_component_answers_in_the_current_types() {
+    let object = echo_object("hello", None);
+    let response = module("contract-0-1")
+        .reconcile(
+            &echo_request(&object, Trigger::ObjectChanged),
+            &echo_reads(),
+        )
+        .expect("the call completes")
+        .expect("the guest succeeds");
+    assert_eq!(
+        response,
+        Response {
+            children: vec![
+                json!({"apiVersion": "v1", "kind": "ConfigMap",
+                       "metadata": {"name": "hello-echo"},
+                       "data": {"read": "hi from 0.2.0's host"}})
+                .to_string()
+            ],
+            status: Some(
+                json!({"contract": "0.1.0", "trigger": "object-changed", "attempt": 2,
+                       "read": "hi from 0.2.0's host", "listed": ["labelled"]})
+                .to_string()
+            ),
+            requeue_after_ms: None,
+            events: vec![Event {
+                event_type: EventType::Normal,
+                reason: "Echoed".into(),
+                note: "read \"hi from 0.2.0's host\" on object-changed".into(),
+                action: "Reconcile".into(),
+            }],
+        }
+    );
+    // The host's checks and plan apply as to any module.
+    let plan = plan_response(
+        module("contract-0-1").meta(),
+        &PlanContext::OFFLINE,
+        &object,
+        &[],
+        response,
+        Timestamp::now(),
+    )
+    .expect("valid output");
+    assert_eq!(plan.apply[0]["metadata"]["namespace"], "demo");
+    assert_eq!(
+        plan.apply[0]["metadata"]["ownerReferences"][0]["name"],
+        "hello"
+    );
+}
+
+#[test]
+fn read_changed_reaches_a_0_1_0_component_as_resync() {
+    let old = module("contract-0-1");
+    let object = echo_object("hello", None);
+    let trigger_seen = |trigger| {
+        let response = old
+            .reconcile(&echo_request(&object, trigger), &echo_reads())
+            .expect("the call completes")
+            .expect("the guest succeeds");
+        echoed(&response)["trigger"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(trigger_seen(Trigger::ReadChanged), "resync");
+    // Every other trigger arrives as itself.
+    let cases = [
+        (Trigger::ObjectChanged, "object-changed"),
+        (Trigger::ChildChanged, "child-changed"),
+        (Trigger::Requeue, "requeue"),
+        (Trigger::Retry, "retry"),
+        (Trigger::Resync, "resync"),
+        (Trigger::ModuleChanged, "module-changed"),
+        (Trigger::Manual, "manual"),
+    ];
+    for (trigger, seen) in cases {
+        assert_eq!(trigger_seen(trigger), seen, "{trigger:?}");
+    }
+}
+
+#[test]
+fn a_0_1_0_components_errors_and_finalize_come_back_in_the_current_types() {
+    let old = module("contract-0-1");
+    let call = |mode| {
+        old.reconcile(
+            &echo_request(&echo_object("hello", Some(mode)), Trigger::Manual),
+            &echo_reads(),
+        )
+        .expect("the call completes")
+    };
+    assert_eq!(
+        call("permanent"),
+        Err(ReconcileError::Permanent(Failure {
+            reason: "AskedToFail".into(),
+            message: "spec.mode asks for a permanent error".into(),
+        }))
+    );
+    assert_eq!(
+        call("retryable"),
+        Err(ReconcileError::Retryable(Failure {
+            reason: "AskedToRetry".into(),
+            message: "spec.mode asks for a retryable error".into(),
+        }))
+    );
+
+    let object = echo_object("hello", None);
+    let child =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "hello-echo"}});
+    let pending = old
+        .finalize(&request(&object, &[child]), &CallContext::default())
+        .expect("the call completes");
+    assert_eq!(
+        pending,
+        Ok(FinalizeResponse {
+            done: false,
+            requeue_after_ms: Some(1000),
+            events: vec![Event {
+                event_type: EventType::Normal,
+                reason: "Finalizing".into(),
+                note: "1 children left".into(),
+                action: "Reconcile".into(),
+            }],
+        })
+    );
+    let done = old
+        .finalize(&request(&object, &[]), &CallContext::default())
+        .expect("the call completes")
+        .expect("the guest succeeds");
+    assert!(done.done);
+}
+
+/// What the host logs on this thread while `f` runs, once a line
+/// satisfies `wanted` (or after three tries).
+///
+/// tracing caches per log statement whether any subscriber wants it. The
+/// cache is rebuilt for every statement when a subscriber is installed, but
+/// a statement another test thread reaches for the first time meanwhile is
+/// judged by that thread's subscriber (none) and cached so, and this thread
+/// then misses it. Installing the subscriber again rebuilds the cache, so
+/// `f` runs again under a fresh one until the line shows.
+fn logged(wanted: impl Fn(&str) -> bool, mut f: impl FnMut()) -> String {
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut log = String::new();
+    for _ in 0..3 {
+        let lines = Lines::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer({
+                let lines = lines.clone();
+                move || lines.clone()
+            })
+            .finish();
+        tracing::subscriber::with_default(subscriber, &mut f);
+        log = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        if log.lines().any(&wanted) {
+            break;
+        }
+    }
+    log
+}
+
+#[test]
+fn a_0_1_0_components_host_calls_are_answered() {
+    let old = module("contract-0-1");
+    let mut response = None;
+    let log = logged(
+        |line| line.contains("contract-0-1 reconciling nobody on requeue"),
+        || {
+            response = Some(
+                old.reconcile(
+                    &echo_request(&echo_object("nobody", None), Trigger::Requeue),
+                    &echo_reads(),
+                )
+                .expect("the call completes")
+                .expect("the guest succeeds"),
+            )
+        },
+    );
+    // log: through 0.1.0's log-level, into the host's log with the module and object.
+    let line = log
+        .lines()
+        .find(|line| line.contains("contract-0-1 reconciling nobody on requeue"))
+        .unwrap_or_else(|| panic!("the guest's log line is in the host's log:\n{log}"));
+    assert!(
+        line.contains("INFO")
+            && line.contains("module=contract-0-1")
+            && line.contains("demo/nobody"),
+        "{line}"
+    );
+    // get-object: a miss is an answer; list-objects: within the namespace.
+    let status = echoed(&response.unwrap());
+    assert_eq!(status["read"], "absent");
+    assert_eq!(status["listed"], json!(["labelled"]));
+
+    // The load says which contract the module runs under.
+    let loaded =
+        |line: &str| line.contains("loaded module") && line.contains("module=contract-0-1");
+    let log = logged(loaded, || {
+        ENGINE
+            .load_file(bosun_testenv::guests::path("contract-0-1").unwrap())
+            .unwrap();
+    });
+    let line = log
+        .lines()
+        .find(|line| loaded(line))
+        .unwrap_or_else(|| panic!("the load is logged:\n{log}"));
+    assert!(line.contains("contract=bosun:reconciler@0.1.0"), "{line}");
+}
+
+#[test]
+fn a_0_1_0_modules_code_is_let_go_when_idle_and_mapped_again_for_its_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let idle = Duration::from_millis(300);
+    let engine = Engine::new(EngineConfig {
+        cache_dir: Some(dir.path().to_owned()),
+        unload_idle_after: Some(idle),
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let old = engine
+        .load_file(bosun_testenv::guests::path("contract-0-1").unwrap())
+        .unwrap();
+    let call = || {
+        old.reconcile(
+            &echo_request(&echo_object("hello", None), Trigger::ReadChanged),
+            &echo_reads(),
+        )
+        .expect("the call completes")
+        .expect("the guest succeeds")
+    };
+    let before = call();
+    wait_unloaded(&old, idle * 10);
+    let after = call();
+    assert!(old.is_resident(), "the call mapped the code again");
+    assert_eq!(old.contract(), Contract::V0_1);
+    assert_eq!(after, before);
+    assert_eq!(echoed(&after)["trigger"], "resync");
+}
+
+// A component names the contract version it targets in its imports
+// (`bosun:reconciler/host@0.1.0`). Hand-written ones below ask for what no
+// build of the SDK would.
+
+/// A component importing these `bosun:reconciler` interfaces, and nothing else.
+fn importing(imports: &[&str]) -> String {
+    let imports: String = imports
+        .iter()
+        .map(|name| format!("(import \"{name}\" (instance))"))
+        .collect();
+    format!("(component {imports})")
+}
+
+fn load_error(wat: &str) -> LoadError {
+    ENGINE
+        .load("hand-written.wat", wat.as_bytes())
+        .map(|_| ())
+        .expect_err("the load fails")
+}
+
+#[test]
+fn a_component_targeting_a_version_the_host_does_not_serve_is_refused_saying_which() {
+    for (import, asked) in [
+        ("bosun:reconciler/host@0.9.0", "0.9.0"),
+        ("bosun:reconciler/types@1.0.0", "1.0.0"),
+        ("bosun:reconciler/host@0.2.0-rc.1", "0.2.0-rc.1"),
+        ("bosun:reconciler/host", "unversioned"),
+    ] {
+        let error = load_error(&importing(&[import]));
+        assert!(
+            matches!(&error, LoadError::UnservedContract { asked: a, .. } if a == asked),
+            "{import}: {error:?}"
+        );
+        let message = error.to_string();
+        for needed in [
+            "hand-written.wat",
+            &format!("bosun:reconciler@{asked}"),
+            "it serves bosun:reconciler@0.2.0, bosun:reconciler@0.1.0",
+            "rebuild it",
+        ] {
+            assert!(message.contains(needed), "{needed:?} not in: {message}");
+        }
+    }
+}
+
+#[test]
+fn a_component_importing_two_versions_at_once_is_refused() {
+    let error = load_error(&importing(&[
+        "bosun:reconciler/host@0.1.0",
+        "bosun:reconciler/types@0.2.0",
+    ]));
+    assert!(
+        matches!(error, LoadError::MixedContracts { .. }),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("several versions (0.1.0, 0.2.0)")
+            && message.contains("targets exactly one")
+            && message.contains("bosun:reconciler@0.2.0, bosun:reconciler@0.1.0"),
+        "{message}"
+    );
+    // Two versions, one of them served: still two.
+    let error = load_error(&importing(&[
+        "bosun:reconciler/host@0.2.0",
+        "bosun:reconciler/host@0.9.0",
+    ]));
+    assert!(
+        matches!(error, LoadError::MixedContracts { .. }),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn the_versions_a_component_names_are_quoted_back_within_bounds() {
+    // The message ends up in a ReconcilerModule's status.
+    let long = format!("bosun:reconciler/host@0.9.0-{}", "x".repeat(10_000));
+    let message = load_error(&importing(&[&long])).to_string();
+    assert!(message.contains("bosun:reconciler@0.9.0-xxx"), "{message}");
+    assert!(message.len() < 1024, "{} bytes", message.len());
+
+    let many: Vec<String> = (3..40)
+        .map(|minor| format!("bosun:reconciler/host@0.{minor}.0"))
+        .collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let error = load_error(&importing(&many));
+    assert!(
+        matches!(&error, LoadError::MixedContracts { asked, more: 33, .. } if asked.len() == 4),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("and 33 more"), "{error}");
+}
+
+/// A component that imports `bosun:reconciler@0.1.0` and exports only
+/// `metadata`, returning 0.1.0's module-info, with `http-origins` or (as
+/// before 0.1.0 gained it) without.
+fn metadata_only_0_1_0(with_http_origins: bool) -> String {
+    let http_origins = if with_http_origins {
+        r#"(field "http-origins" (list string))"#
+    } else {
+        ""
+    };
+    format!(
+        r#"(component
+            (import "bosun:reconciler/host@0.1.0" (instance))
+            (type $scope (enum "namespaced" "cluster"))
+            (export $scope-x "scope" (type $scope))
+            (type $api-kind (record
+                (field "group" string) (field "version" string) (field "kind" string)
+                (field "plural" string) (field "scope" $scope-x)))
+            (export $api-kind-x "api-kind" (type $api-kind))
+            (type $module-info (record
+                (field "name" string) (field "version" string) (field "primary" $api-kind-x)
+                (field "owns" (list $api-kind-x)) (field "reads" (list $api-kind-x))
+                (field "finalizer" (option string)) {http_origins}))
+            (export $module-info-x "module-info" (type $module-info))
+            (core module $m
+                (memory (export "memory") 1)
+                (func (export "metadata") (result i32) unreachable))
+            (core instance $i (instantiate $m))
+            (func $metadata (result $module-info-x)
+                (canon lift (core func $i "metadata") (memory (core memory $i "memory"))))
+            (export "metadata" (func $metadata)))"#
+    )
+}
+
+#[test]
+fn a_0_1_0_component_missing_an_export_is_told_what_its_version_needs() {
+    let error = load_error(&metadata_only_0_1_0(true));
+    assert!(
+        matches!(
+            error,
+            LoadError::WrongWorld {
+                contract: Contract::V0_1,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("bosun:reconciler/reconciler world of bosun:reconciler@0.1.0")
+            && message.contains("reconcile"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_component_built_before_0_1_0_gained_http_origins_is_told_to_rebuild() {
+    let error = load_error(&metadata_only_0_1_0(false));
+    assert!(
+        matches!(error, LoadError::EarlyContract { .. }),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    for needed in [
+        "hand-written.wat",
+        "early draft of bosun:reconciler@0.1.0",
+        "no http-origins",
+        "rebuild it with a current bosun-sdk",
+        "bosun:reconciler@0.2.0, bosun:reconciler@0.1.0",
+    ] {
+        assert!(message.contains(needed), "{needed:?} not in: {message}");
+    }
 }

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use bosun::modules::oci::{WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE};
+use bosun::modules::artifact::{WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE};
 use bosun::modules::resource::{
     CONDITION_LOADED, ConfigMapSource, FileSource, ModuleSource, OciSource, ReconcilerModule,
     ReconcilerModuleSpec, ReconcilerModuleStatus, SecretRef, UrlSource,
@@ -802,7 +802,7 @@ async fn push(
     layer: oci_client::client::ImageLayer,
     auth: &oci_client::secrets::RegistryAuth,
 ) -> String {
-    source::install_tls_provider();
+    bosun::modules::artifact::install_tls_provider();
     let client = oci_client::Client::new(oci_client::client::ClientConfig {
         protocol: oci_client::client::ClientProtocol::Http,
         ..Default::default()
@@ -1081,7 +1081,7 @@ async fn a_manifest_over_the_cap_is_refused_unparsed() {
     // pin matches, so only the size cap stands between it and the parser.
     // (docker-registry itself refuses to store a manifest this large.)
     let mut manifest = br#"{"schemaVersion":2,"layers":[],"padding":""#.to_vec();
-    manifest.resize(bosun::modules::oci::MAX_MANIFEST_BYTES + 1024, b'x');
+    manifest.resize(bosun::modules::artifact::MAX_MANIFEST_BYTES + 1024, b'x');
     manifest.extend_from_slice(br#""}"#);
     let digest = format!("sha256:{}", source::digest(&manifest));
     let path: &'static str =
@@ -1099,7 +1099,7 @@ async fn a_manifest_over_the_cap_is_refused_unparsed() {
     .await
     .expect_err("a manifest over the cap");
     assert!(
-        matches!(err, SourceError::ManifestTooLarge { limit, .. } if limit == bosun::modules::oci::MAX_MANIFEST_BYTES),
+        matches!(err, SourceError::ManifestTooLarge { limit, .. } if limit == bosun::modules::artifact::MAX_MANIFEST_BYTES),
         "{err:?}"
     );
     assert!(err.to_string().contains("larger than"), "{err}");

@@ -17,8 +17,10 @@ pub const TARGET: &str = "wasm32-wasip2";
 /// operator dnsrecord), webapp's second version, the deliberately bad test guest, the
 /// test guest with a finalizer, and ports of k8s.io/sample-controller and
 /// kube-rs's controller-rs run against their own CRDs, and cnat under a
-/// kind patched in per copy for the benchmark's many-modules scenario.
-pub const PACKAGES: [&str; 10] = [
+/// kind patched in per copy for the benchmark's many-modules scenario, and
+/// a reconciler built directly against the frozen `bosun:reconciler@0.1.0`
+/// (the host must keep serving it).
+pub const PACKAGES: [&str; 11] = [
     "cnat",
     "webapp",
     "mirror",
@@ -29,6 +31,7 @@ pub const PACKAGES: [&str; 10] = [
     "samplecontroller",
     "documents",
     "cnat-fleet",
+    "contract-0-1",
 ];
 
 /// Why the guests could not be built.
@@ -349,8 +352,11 @@ fn patched(
     std::fs::create_dir_all(&dir)
         .map_err(|e| BuildError(format!("creating {}: {e}", dir.display())))?;
     let file = dir.join(file_name);
-    // Written aside and renamed: tests of other processes may be loading it.
-    let partial = dir.join(format!("{file_name}.{}", std::process::id()));
+    // Written aside and renamed: tests of other processes may be loading
+    // it, and other threads of this one writing the same variant.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let write = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let partial = dir.join(format!("{file_name}.{}.{write}", std::process::id()));
     std::fs::write(&partial, bytes)
         .and_then(|()| std::fs::rename(&partial, &file))
         .map_err(|e| BuildError(format!("writing {}: {e}", file.display())))?;

@@ -76,19 +76,40 @@ fn extract(layout: &Path, into: &Path) {
     }
 }
 
-/// `bosun --version` as the CLI prints it, from the WIT file itself.
+/// `bosun --version` as the CLI prints it, from the WIT files themselves:
+/// the current version, then each earlier one under `wit/versions/`,
+/// newest first.
 fn expected_version() -> String {
-    let wit = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../wit/reconciler.wit"
-    ))
-    .expect("wit");
-    let package = wit
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("package "))
-        .expect("a package line")
-        .trim_end_matches(';');
-    format!("bosun {} (serves {package})", env!("CARGO_PKG_VERSION"))
+    let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
+    let package = |file: &Path| {
+        let text = std::fs::read_to_string(file).expect("wit");
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix("package "))
+            .expect("a package line")
+            .trim_end_matches(';')
+            .to_owned()
+    };
+    let mut earlier: Vec<(Vec<u64>, String)> = std::fs::read_dir(wit.join("versions"))
+        .expect("wit/versions")
+        .map(|entry| {
+            let dir = entry.expect("an entry").path();
+            let version = dir.file_name().unwrap().to_string_lossy().into_owned();
+            let numbers = version
+                .split('.')
+                .map(|n| n.parse().expect("a number"))
+                .collect();
+            (numbers, package(&dir.join("reconciler.wit")))
+        })
+        .collect();
+    earlier.sort_by(|a, b| b.0.cmp(&a.0));
+    let served: Vec<String> = std::iter::once(package(&wit.join("reconciler.wit")))
+        .chain(earlier.into_iter().map(|(_, package)| package))
+        .collect();
+    format!(
+        "bosun {} (serves {})",
+        env!("CARGO_PKG_VERSION"),
+        served.join(", ")
+    )
 }
 
 #[test]

@@ -102,6 +102,7 @@ pub(super) fn run(args: &BuildArgs, engine: &Engine) -> anyhow::Result<ExitCode>
         "component": component.display().to_string(),
         "size": bytes.len(),
         "sha256": module.digest(),
+        "contract": module.contract().package(),
         "module": module.meta(),
         "permissions": grant.permissions,
         "loadTimeMs": module.load_time().as_secs_f64() * 1000.0,

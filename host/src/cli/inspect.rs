@@ -43,6 +43,7 @@ pub(super) fn run(args: &InspectArgs, engine: &Engine) -> anyhow::Result<ExitCod
         "permissions": permissions,
         "fieldManager": module.meta().field_manager(),
         "sha256": module.digest(),
+        "contract": module.contract().package(),
         "loadedFrom": match module.compile_source() {
             CompileSource::Compiled => "compiled",
             CompileSource::Cache => "cache",

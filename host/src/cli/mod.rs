@@ -38,13 +38,14 @@ pub const EXIT_RECONCILE_ERROR: u8 = 1;
 /// Exit status for unreadable or invalid input files (clap also uses 2 for usage errors).
 pub const EXIT_BAD_INPUT: u8 = 2;
 
-/// `bosun --version`: the host's version and the WIT package its modules must
-/// target, the two things to compare when a module does not load.
+/// `bosun --version`: the host's version and every version of the WIT
+/// package its modules may target, newest first: the things to compare when
+/// a module does not load.
 static VERSION: LazyLock<String> = LazyLock::new(|| {
     format!(
         "{} (serves {})",
         env!("CARGO_PKG_VERSION"),
-        crate::engine::bindings::wit_package()
+        crate::engine::Contract::served()
     )
 });
 

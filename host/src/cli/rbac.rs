@@ -119,7 +119,7 @@ async fn from_cluster() -> anyhow::Result<Vec<Need>> {
             }
         };
         needs.extend(crate::rbac::http_needs(&spec.permissions));
-        needs.extend(crate::rbac::source_needs(&spec.source));
+        needs.extend(crate::rbac::pull_secret_needs(spec.source.pull_secret()));
         needs.extend(
             grant_needs(&spec.permissions, &discovery)
                 .await

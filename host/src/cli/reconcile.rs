@@ -126,7 +126,7 @@ pub(super) fn run(args: &ReconcileArgs, engine: &Engine) -> anyhow::Result<ExitC
             crate::http::Outbound::new(
                 meta,
                 &grants,
-                crate::http::HttpLimits::default(),
+                crate::limits::HttpLimits::default(),
                 crate::http::Environment {
                     hint: Some(
                         "; bosun reconcile sends a module's HTTP requests only to origins given with --allow-http ORIGIN",

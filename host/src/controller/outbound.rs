@@ -125,7 +125,7 @@ mod tests {
 
     use super::*;
     use crate::engine::{Engine, EngineConfig};
-    use crate::http::Origin;
+    use crate::origin::Origin;
 
     static ENGINE: LazyLock<Engine> =
         LazyLock::new(|| Engine::new(EngineConfig::default()).expect("engine"));

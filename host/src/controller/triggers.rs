@@ -23,10 +23,6 @@ use crate::meta::{Scope, group_of};
 use crate::queue::Priority;
 use crate::reads::{KindId, TrackedChange};
 
-/// The trigger of a reconcile queued because something its primary read
-/// changed.
-const READ_CHANGED: Trigger = Trigger::Resync;
-
 impl Controller {
     /// Whether `key` is in the namespaces this module may reconcile. The
     /// limit applies to namespaced primaries; cluster-scoped ones have none.
@@ -125,7 +121,7 @@ impl Controller {
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(&reader);
             self.ctx.metrics.read_triggered(&self.meta.name);
-            self.enqueue(reader, READ_CHANGED, priority);
+            self.enqueue(reader, Trigger::ReadChanged, priority);
         }
     }
 

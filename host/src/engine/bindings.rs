@@ -1,4 +1,8 @@
-//! Host-side bindings generated from `wit/reconciler.wit`.
+//! Host-side bindings generated from `wit/reconciler.wit`, the current
+//! contract; the rest of the host speaks only these types. Each earlier
+//! released contract has bindings of its own in a submodule (`v0_1`), used
+//! by the engine alone: `super::contract` calls components built against
+//! them and `super::compat` converts at that boundary.
 //!
 //! The exports are called asynchronously: a guest blocked in a WASI call
 //! (a sleep, a poll on a far deadline) is then a pending future that the
@@ -6,6 +10,8 @@
 //! until the guest chose to return. The host functions themselves never
 //! block, so they stay synchronous; `trappable` lets them end a call that
 //! overruns its budget.
+
+pub(super) mod v0_1;
 
 wasmtime::component::bindgen!({
     world: "reconciler",
@@ -17,26 +23,3 @@ wasmtime::component::bindgen!({
 
 pub use self::bosun::reconciler::host::LogLevel;
 pub use self::bosun::reconciler::types::{ApiKind, Event, EventType, Failure, Scope, Trigger};
-
-/// The WIT package this host serves (`bosun:reconciler@0.1.0`), read from the
-/// same file the bindings above are generated from, so the version `bosun
-/// --version` reports cannot drift from the contract it was built against.
-pub fn wit_package() -> &'static str {
-    const WIT: &str = include_str!("../../../wit/reconciler.wit");
-    WIT.lines()
-        .find_map(|line| line.trim().strip_prefix("package "))
-        .map(|rest| rest.trim_end_matches(';').trim())
-        .unwrap_or("bosun:reconciler (version unknown)")
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_wit_package_is_named_with_its_version() {
-        let package = super::wit_package();
-        let version = package
-            .strip_prefix("bosun:reconciler@")
-            .unwrap_or_else(|| panic!("{package:?} names the bosun:reconciler package"));
-        assert_eq!(version.split('.').count(), 3, "{package:?} has a semver");
-    }
-}

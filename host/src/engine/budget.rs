@@ -9,10 +9,9 @@
 //! bound fails the call, since dropping part of a desired state would make
 //! the host write something the guest never asked for.
 
-use std::time::Duration;
-
+use super::CallError;
 use super::bindings::{Event, FinalizeResponse, ReconcileError, Response};
-use super::{CallError, Limits};
+use crate::limits::Limits;
 use crate::meta::truncate_at_char_boundary;
 
 /// Checks a reconcile's response against `limits` and settles what can be
@@ -113,14 +112,11 @@ fn raise_requeue(module: &str, requeue_after_ms: Option<u64>, limits: &Limits) -
     })
 }
 
-/// The default floor of a requeue: a guest asking for 0 ms would otherwise
-/// spin its object through the queue as fast as the host can go.
-pub const DEFAULT_MIN_REQUEUE: Duration = Duration::from_millis(250);
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::engine::bindings::{EventType, Failure};
+    use crate::limits::DEFAULT_MIN_REQUEUE;
 
     fn event() -> Event {
         Event {

@@ -1,5 +1,8 @@
 use std::time::Duration;
 
+use super::Contract;
+use super::contract::Unserved;
+
 /// Why a module could not be loaded. Nothing of it runs; whatever ran before keeps running.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -21,15 +24,59 @@ pub enum LoadError {
         /// The compiler's complaint.
         reason: wasmtime::Error,
     },
-    /// The component does not implement the `bosun:reconciler/reconciler` world.
+    /// The component does not implement the `bosun:reconciler/reconciler`
+    /// world of the contract version it targets.
     #[error(
-        "{source_name} does not implement the bosun:reconciler/reconciler world: {reason:#}; build it with the bosun-sdk crate and `bosun_sdk::export!`"
+        "{source_name} does not implement the bosun:reconciler/reconciler world of {contract}: {reason:#}; build it with the bosun-sdk crate and `bosun_sdk::export!`",
+        contract = contract.package()
     )]
     WrongWorld {
         /// Where the bytes came from.
         source_name: String,
+        /// The version it was checked against: the one its imports name,
+        /// or the current one when they name none.
+        contract: Contract,
         /// Which import is unknown or which export is missing or mistyped.
         reason: wasmtime::Error,
+    },
+    /// The component targets a version of the contract this host does not
+    /// serve.
+    #[error(
+        "{source_name} targets bosun:reconciler@{asked}, which this host does not serve (it serves {served}); rebuild it against one of those (a bosun-sdk release that targets it, or its WIT from the wit/ directory of this bosun release), or run it on a bosun host that serves {asked}",
+        served = Contract::served()
+    )]
+    UnservedContract {
+        /// Where the bytes came from.
+        source_name: String,
+        /// The version its imports name (`unversioned` when they name
+        /// none), cut to size.
+        asked: String,
+    },
+    /// The component imports more than one version of the contract.
+    #[error(
+        "{source_name} imports bosun:reconciler at several versions ({}{}), but a component targets exactly one; rebuild it against one version this host serves ({served})",
+        asked.join(", "),
+        if *more > 0 { format!(" and {more} more") } else { String::new() },
+        served = Contract::served()
+    )]
+    MixedContracts {
+        /// Where the bytes came from.
+        source_name: String,
+        /// The versions its imports name (the first few, each cut to size).
+        asked: Vec<String>,
+        /// How many more it names.
+        more: usize,
+    },
+    /// The component was built against `bosun:reconciler@0.1.0` as it was
+    /// before `module-info` gained `http-origins` (the one change ever made
+    /// to a released version, which the versioning policy now forbids).
+    #[error(
+        "{source_name} was built against an early draft of bosun:reconciler@0.1.0 whose module-info had no http-origins: 0.1.0 once changed under the same version number (wit/README.md tells the story), and hosts serve only its final shape; rebuild it with a current bosun-sdk (this host serves {served})",
+        served = Contract::served()
+    )]
+    EarlyContract {
+        /// Where the bytes came from.
+        source_name: String,
     },
     /// Calling `metadata` failed.
     #[error("{source_name}: calling `metadata` failed: {source}")]
@@ -57,6 +104,20 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl LoadError {
+    pub(super) fn unserved(source_name: &str, unserved: Unserved) -> Self {
+        let source_name = source_name.to_owned();
+        match unserved {
+            Unserved::Version(asked) => LoadError::UnservedContract { source_name, asked },
+            Unserved::Mixed { asked, more } => LoadError::MixedContracts {
+                source_name,
+                asked,
+                more,
+            },
+        }
+    }
 }
 
 /// Why one call into a guest failed. The call's output is discarded and

@@ -11,6 +11,8 @@
 pub mod bindings;
 mod budget;
 mod cache;
+mod compat;
+mod contract;
 mod error;
 mod module;
 mod resident;
@@ -26,10 +28,12 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
-pub use budget::DEFAULT_MIN_REQUEUE;
 pub use cache::CompileCache;
+pub use contract::Contract;
 pub use error::{CallError, Fault, LoadError};
-pub use module::{CallContext, Limits, Module, Outcome};
+pub use module::{CallContext, Module, Outcome};
+// The bounds live below the engine; re-exported where callers met them first.
+pub use crate::limits::{DEFAULT_MIN_REQUEUE, Limits};
 
 use resident::{Reloader, Unloader};
 use sandbox::Sandbox;
@@ -124,7 +128,7 @@ pub enum CompileSource {
 impl Engine {
     /// An engine with the pooling allocator, epoch interruption and the
     /// bosun linker (WASI with no filesystem, network or environment, plus
-    /// the `bosun:reconciler/host` functions).
+    /// the `bosun:reconciler/host` functions of every served version).
     pub fn new(config: EngineConfig) -> anyhow::Result<Self> {
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(config.max_instances)
@@ -159,10 +163,7 @@ impl Engine {
         // them links, and every request goes through the send hook
         // (crate::http); one that does not is unaffected.
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-        bindings::Reconciler::add_to_linker::<Sandbox, wasmtime::component::HasSelf<Sandbox>>(
-            &mut linker,
-            |sandbox| sandbox,
-        )?;
+        contract::add_to_linker(&mut linker)?;
 
         let cache = config
             .cache_dir
@@ -205,7 +206,8 @@ impl Engine {
     }
 
     /// Compiles a component (or takes it from the cache), checks it against
-    /// the `bosun:reconciler/reconciler` world, and reads its metadata.
+    /// the `bosun:reconciler/reconciler` world of the contract version its
+    /// imports name (see [`Contract`]), and reads its metadata.
     /// Blocks while compiling: call it off the async runtime.
     ///
     /// `source_name` says where the bytes came from, for error messages.
@@ -231,9 +233,22 @@ impl Engine {
                 (component, CompileSource::Compiled)
             }
         };
-        let pre = link(&self.linker, &component).map_err(|reason| LoadError::WrongWorld {
-            source_name: source_name.to_owned(),
-            reason,
+        let contract = contract::detect(&self.wasmtime, &component)
+            .map_err(|unserved| LoadError::unserved(source_name, unserved))?;
+        let pre = contract::Pre::link(&self.linker, &component, contract).map_err(|reason| {
+            if contract == Contract::V0_1
+                && contract::predates_http_origins(&self.wasmtime, &component)
+            {
+                LoadError::EarlyContract {
+                    source_name: source_name.to_owned(),
+                }
+            } else {
+                LoadError::WrongWorld {
+                    source_name: source_name.to_owned(),
+                    contract,
+                    reason,
+                }
+            }
         })?;
         // Only code the cache holds may be let go: it is mapped again from there.
         let reloader = match (&self.unloader, &self.cache) {
@@ -259,6 +274,7 @@ impl Engine {
         tracing::info!(
             module = %module.meta().name,
             version = %module.meta().version,
+            contract = %module.contract(),
             digest = %module.digest(),
             source = source_name,
             from_cache = compiled == CompileSource::Cache,
@@ -267,17 +283,6 @@ impl Engine {
         );
         Ok(module)
     }
-}
-
-/// `component` linked against the host's imports, ready to instantiate;
-/// an error if it does not implement the reconciler world.
-fn link(
-    linker: &Linker<Sandbox>,
-    component: &Component,
-) -> wasmtime::Result<bindings::ReconcilerPre<Sandbox>> {
-    linker
-        .instantiate_pre(component)
-        .and_then(bindings::ReconcilerPre::new)
 }
 
 /// Rejects what is not a component before Cranelift sees it, with a

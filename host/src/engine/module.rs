@@ -6,63 +6,18 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use wasmtime::Store;
 
-use super::bindings::{self, FinalizeResponse, ReconcileError, ReconcilerPre, Request, Response};
+use super::bindings::{self, FinalizeResponse, ReconcileError, Request, Response};
+use super::contract::{Contract, Guest, Pre};
 use super::resident::{Reloader, Resident};
 use super::sandbox::Sandbox;
 use super::{CallError, CompileSource, EPOCH_TICK, LoadError, budget};
-use crate::meta::{ModuleMeta, Scope};
+use crate::limits::Limits;
+use crate::meta::{Declared, Kind, ModuleMeta, Scope};
 use crate::objects::{GuestReads, ObjectSource, StaticObjects};
 
 /// What a guest answered: its response, or the error it chose to return.
 /// (A guest that fails to answer at all is a [`CallError`].)
 pub type Outcome<T> = Result<T, ReconcileError>;
-
-/// Bounds on one call into a guest: its time, its memory, and what it may
-/// return, in bytes and in count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Wall-clock time the call may run, computing or waiting in a host
-    /// call; computing is stopped in steps of [`EPOCH_TICK`](super::EPOCH_TICK).
-    pub timeout: Duration,
-    /// Linear memory the instance may grow to. Host-side buffers a guest
-    /// can size (random bytes, list results) are capped by it too.
-    pub memory_bytes: usize,
-    /// Total bytes of children, status and events the guest may return.
-    pub output_bytes: usize,
-    /// Desired children one reconcile may return.
-    pub children: usize,
-    /// Events one call may return.
-    pub events: usize,
-    /// Log lines one call may write; the rest are counted and dropped.
-    pub log_lines: u32,
-    /// The longest error message kept; longer ones are cut.
-    pub message_bytes: usize,
-    /// The shortest requeue a guest may ask for; shorter ones are raised to it.
-    pub min_requeue: Duration,
-    /// What one call may spend on outbound HTTP.
-    pub http: crate::http::HttpLimits,
-    /// Reads of one call tracked precisely for event-driven reconciles;
-    /// past them, reads are tracked per kind and namespace (see
-    /// [`crate::reads::ReadLog`]).
-    pub tracked_reads: u32,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            timeout: Duration::from_secs(2),
-            memory_bytes: 64 << 20,
-            output_bytes: 8 << 20,
-            children: 256,
-            events: 32,
-            log_lines: 256,
-            message_bytes: 4096,
-            min_requeue: super::budget::DEFAULT_MIN_REQUEUE,
-            http: crate::http::HttpLimits::default(),
-            tracked_reads: crate::reads::DEFAULT_MAX_TRACKED_READS,
-        }
-    }
-}
 
 /// What one call may see besides its request.
 #[derive(Clone)]
@@ -114,7 +69,7 @@ impl Module {
     /// `reloader`: where to map the code from again once it was let go
     /// while idle; None keeps it for the module's life.
     pub(super) fn new(
-        pre: ReconcilerPre<Sandbox>,
+        pre: Pre,
         digest: String,
         reloader: Option<Reloader>,
         source_name: &str,
@@ -140,9 +95,11 @@ impl Module {
                 source_name: source_name.to_owned(),
                 source: Box::new(source),
             })?;
-        let meta = ModuleMeta::from_wit(info).map_err(|reason| LoadError::InvalidMetadata {
-            source_name: source_name.to_owned(),
-            reason,
+        let meta = ModuleMeta::from_declared(declared(info)).map_err(|reason| {
+            LoadError::InvalidMetadata {
+                source_name: source_name.to_owned(),
+                reason,
+            }
         })?;
         runner.name = Arc::from(meta.name.as_str());
         Ok(Module {
@@ -161,6 +118,11 @@ impl Module {
     /// The sha256 of the component's bytes, hex-encoded.
     pub fn digest(&self) -> &str {
         self.runner.code.digest()
+    }
+
+    /// The version of the `bosun:reconciler` contract the component targets.
+    pub fn contract(&self) -> Contract {
+        self.runner.code.contract()
     }
 
     /// Whether `other` is this very load (a clone of it), not another load
@@ -280,7 +242,7 @@ impl Runner {
         object: String,
         request_bytes: usize,
         what: &str,
-        f: impl AsyncFnOnce(&bindings::Reconciler, &mut Store<Sandbox>) -> wasmtime::Result<R>,
+        f: impl AsyncFnOnce(&Guest, &mut Store<Sandbox>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         let limits = self.limits(ctx);
         let _span =
@@ -420,5 +382,31 @@ fn primary_namespace(meta: &ModuleMeta, object: &str) -> (Option<String>, String
             (Some(namespace), label)
         }
         (Scope::Cluster, _) => (None, name),
+    }
+}
+
+/// What the guest's `metadata` export said, in the host's terms.
+fn declared(info: bindings::ModuleInfo) -> Declared {
+    Declared {
+        name: info.name,
+        version: info.version,
+        primary: kind(info.primary),
+        owns: info.owns.into_iter().map(kind).collect(),
+        reads: info.reads.into_iter().map(kind).collect(),
+        finalizer: info.finalizer,
+        http_origins: info.http_origins,
+    }
+}
+
+fn kind(kind: bindings::ApiKind) -> Kind {
+    Kind {
+        group: kind.group,
+        version: kind.version,
+        kind: kind.kind,
+        plural: kind.plural,
+        scope: match kind.scope {
+            bindings::Scope::Namespaced => Scope::Namespaced,
+            bindings::Scope::Cluster => Scope::Cluster,
+        },
     }
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use wasmtime::component::Linker;
 
 use super::CompileCache;
-use super::bindings::ReconcilerPre;
+use super::contract::{Contract, Pre};
 use super::sandbox::Sandbox;
 
 /// How to map a module's code again: the cache holding its artifact and
@@ -35,6 +35,8 @@ pub(super) struct Reloader {
 /// One module's compiled code, present or let go.
 pub(super) struct Resident {
     digest: String,
+    /// The contract version the code is linked for, again on each reload.
+    contract: Contract,
     /// None: the code stays for the module's life (no cache to reload from,
     /// or unloading is off).
     reloader: Option<Reloader>,
@@ -42,7 +44,7 @@ pub(super) struct Resident {
 }
 
 struct State {
-    pre: Option<ReconcilerPre<Sandbox>>,
+    pre: Option<Pre>,
     /// Calls running now; a module is never idle while one runs.
     calls: usize,
     last_used: Instant,
@@ -60,9 +62,10 @@ impl Drop for InUse<'_> {
 }
 
 impl Resident {
-    pub fn new(pre: ReconcilerPre<Sandbox>, digest: String, reloader: Option<Reloader>) -> Self {
+    pub fn new(pre: Pre, digest: String, reloader: Option<Reloader>) -> Self {
         Resident {
             digest,
+            contract: pre.contract(),
             reloader,
             state: Mutex::new(State {
                 pre: Some(pre),
@@ -77,7 +80,7 @@ impl Resident {
     }
 
     /// The code for one call, mapped again from the cache if it was let go.
-    pub fn acquire(&self) -> Result<(ReconcilerPre<Sandbox>, InUse<'_>), String> {
+    pub fn acquire(&self) -> Result<(Pre, InUse<'_>), String> {
         let mut state = self.lock();
         let pre = match &state.pre {
             Some(pre) => pre.clone(),
@@ -93,7 +96,7 @@ impl Resident {
         Ok((pre, InUse(self)))
     }
 
-    fn reload(&self) -> Result<ReconcilerPre<Sandbox>, String> {
+    fn reload(&self) -> Result<Pre, String> {
         let reloader = self
             .reloader
             .as_ref()
@@ -108,7 +111,7 @@ impl Resident {
                     reloader.cache.dir().display()
                 )
             })?;
-        let pre = super::link(&reloader.linker, &component)
+        let pre = Pre::link(&reloader.linker, &component, self.contract)
             .map_err(|error| format!("its compiled code no longer links: {error:#}"))?;
         tracing::debug!(
             digest = %self.digest,
@@ -134,6 +137,11 @@ impl Resident {
     /// The sha256 of the component's bytes, hex-encoded.
     pub fn digest(&self) -> &str {
         &self.digest
+    }
+
+    /// The contract version the code targets.
+    pub fn contract(&self) -> Contract {
+        self.contract
     }
 
     /// Whether the code is in memory now.

@@ -11,7 +11,8 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::Limits;
-use super::bindings::{self, LogLevel};
+use super::bindings::{self, LogLevel, v0_1};
+use super::compat;
 use crate::http::{GuestHttp, Outbound};
 use crate::objects::GuestReads;
 
@@ -214,6 +215,52 @@ impl bindings::bosun::reconciler::host::Host for Sandbox {
                 max_bytes,
             )
         }))
+    }
+}
+
+/// 0.1.0's host interface is 0.2.0's: the same functions, answered by the
+/// same code.
+impl v0_1::bosun::reconciler::types::Host for Sandbox {}
+
+impl v0_1::bosun::reconciler::host::Host for Sandbox {
+    fn log(
+        &mut self,
+        level: v0_1::bosun::reconciler::host::LogLevel,
+        message: String,
+    ) -> wasmtime::Result<()> {
+        bindings::bosun::reconciler::host::Host::log(self, compat::v0_1::log_level(level), message)
+    }
+
+    fn get_object(
+        &mut self,
+        api_version: String,
+        kind: String,
+        namespace: Option<String>,
+        name: String,
+    ) -> wasmtime::Result<Result<Option<String>, String>> {
+        bindings::bosun::reconciler::host::Host::get_object(
+            self,
+            api_version,
+            kind,
+            namespace,
+            name,
+        )
+    }
+
+    fn list_objects(
+        &mut self,
+        api_version: String,
+        kind: String,
+        namespace: Option<String>,
+        label_selector: Option<String>,
+    ) -> wasmtime::Result<Result<Vec<String>, String>> {
+        bindings::bosun::reconciler::host::Host::list_objects(
+            self,
+            api_version,
+            kind,
+            namespace,
+            label_selector,
+        )
     }
 }
 

@@ -12,26 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 use wasmtime_wasi_http::Error;
 
-/// The defaults, overridable per module in the grant's `limits`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HttpLimits {
-    /// Requests one call may send.
-    pub requests: u32,
-    /// Request body bytes one call may send, in total.
-    pub request_bytes: u64,
-    /// Response body bytes one call may receive, in total.
-    pub response_bytes: u64,
-}
-
-impl Default for HttpLimits {
-    fn default() -> Self {
-        HttpLimits {
-            requests: 16,
-            request_bytes: 1 << 20,
-            response_bytes: 4 << 20,
-        }
-    }
-}
+use crate::limits::HttpLimits;
 
 /// How long before the call's own deadline HTTP gives up, so the guest
 /// still gets an error it can report rather than being cut off itself.

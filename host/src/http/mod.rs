@@ -9,7 +9,6 @@
 
 pub mod budget;
 pub mod credentials;
-mod origin;
 pub mod policy;
 mod pool;
 pub mod send;
@@ -17,8 +16,8 @@ pub mod send;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-pub use budget::HttpLimits;
-pub use origin::{Host, Origin, OriginError, Scheme};
+pub use crate::limits::HttpLimits;
+pub use crate::origin::{Host, Origin, OriginError, Scheme};
 pub use policy::{Policy, Refusal};
 pub use send::GuestHttp;
 

@@ -14,9 +14,9 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 
-use super::origin::{Host, Origin, Scheme};
 use crate::grants::HttpGrant;
 use crate::meta::ModuleMeta;
+use crate::origin::{Host, Origin, Scheme};
 
 /// Why a request was refused; its label in `bosun_guest_http_refused_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -39,7 +39,7 @@ use wasmtime_wasi::runtime::AbortOnDropJoinHandle;
 use wasmtime_wasi_http::WasiBody;
 
 use super::budget::Metered;
-use super::origin::Scheme;
+use crate::origin::Scheme;
 
 /// How long an idle connection is kept.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);

@@ -22,10 +22,10 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 use super::Outbound;
 use super::budget::{CallBudget, Direction, Metered};
 use super::credentials::Holder;
-use super::origin::Scheme;
 use super::policy::{Refusal, check_address};
 use super::pool::{Connection, Key, Returning};
 use crate::grants::{CaBundle, HttpGrant};
+use crate::origin::Scheme;
 
 type SendFuture = Box<
     dyn Future<

@@ -44,8 +44,8 @@ use super::resource::{
 };
 use super::source;
 use crate::controller::ControllerSettings;
-use crate::engine::Limits;
 use crate::grants::Grant;
+use crate::limits::Limits;
 
 /// How often the counts in each ReconcilerModule's status are refreshed.
 const STATS_PERIOD: Duration = Duration::from_secs(10);

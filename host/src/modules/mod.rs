@@ -12,6 +12,7 @@
 //! [`publish`] is the other side: what `bosun push` writes so that a
 //! ReconcilerModule can fetch a component (a ConfigMap or an OCI artifact).
 
+pub mod artifact;
 pub mod cluster;
 pub mod dir;
 pub mod oci;

@@ -43,24 +43,17 @@ use oci_client::secrets::RegistryAuth;
 use serde::Deserialize;
 use tokio::io::AsyncWrite;
 
+use super::artifact::{
+    self, MAX_MANIFEST_BYTES, MAX_MODULE_BYTES, SourceError, URL_TIMEOUT, WASM_CONFIG_MEDIA_TYPE,
+    WASM_LAYER_MEDIA_TYPE,
+};
 use super::resource::{OciSource, SecretRef};
-use super::source::{self, MAX_MODULE_BYTES, SourceError, URL_TIMEOUT};
-
-/// The mediaType of a Wasm artifact's config.
-pub const WASM_CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
-
-/// The mediaType of a Wasm artifact's layer: the component itself.
-pub const WASM_LAYER_MEDIA_TYPE: &str = "application/wasm";
 
 /// The type of Secret a pull secret must be.
 pub const DOCKER_CONFIG_JSON_TYPE: &str = "kubernetes.io/dockerconfigjson";
 
 /// The key of a pull secret holding the Docker config JSON.
 pub const DOCKER_CONFIG_JSON_KEY: &str = ".dockerconfigjson";
-
-/// The largest manifest parsed: 4 MiB, the distribution registry's own
-/// limit on manifests it accepts. A Wasm artifact's is a few hundred bytes.
-pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
 
 /// The field pinning an `oci` source, for [`SourceError::Digest`].
 const DIGEST_FIELD: &str = "spec.source.oci.digest";
@@ -137,7 +130,7 @@ impl Puller<'_> {
             });
         }
         // oci-client checks this too; the pin is the point of the source.
-        let actual = format!("sha256:{}", source::digest(&manifest));
+        let actual = format!("sha256:{}", artifact::digest(&manifest));
         if actual != self.digest {
             return Err(self.mismatch(actual));
         }
@@ -150,7 +143,7 @@ impl Puller<'_> {
             }
             return Err(self.failed(e));
         }
-        let actual = format!("sha256:{}", source::digest(&out.bytes));
+        let actual = format!("sha256:{}", artifact::digest(&out.bytes));
         if actual != layer.digest {
             return Err(self.mismatch(actual));
         }
@@ -294,7 +287,7 @@ pub(crate) fn client_for(
     } else {
         ClientProtocol::Https
     };
-    source::install_tls_provider();
+    artifact::install_tls_provider();
     oci_client::Client::try_from(ClientConfig {
         protocol,
         ..ClientConfig::default()

@@ -31,7 +31,8 @@ use oci_client::manifest::{OCI_IMAGE_MEDIA_TYPE, OciImageManifest};
 use oci_client::secrets::RegistryAuth;
 use serde_json::json;
 
-use super::oci::{WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE, client_for};
+use super::artifact::{WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE};
+use super::oci::client_for;
 use super::resource::{ModuleSource, ReconcilerModule};
 use super::source;
 

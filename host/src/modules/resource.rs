@@ -461,6 +461,17 @@ fn check_sha256(field: &'static str, value: &str) -> Result<(), SpecError> {
 }
 
 impl ModuleSource {
+    /// The pull secret an OCI source names, as (namespace, name).
+    pub fn pull_secret(&self) -> Option<(&str, &str)> {
+        match self {
+            ModuleSource::Oci(oci) => oci
+                .pull_secret
+                .as_ref()
+                .map(|secret| (secret.namespace.as_str(), secret.name.as_str())),
+            _ => None,
+        }
+    }
+
     /// The sha256 the source pins its bytes to, if it does, and the field
     /// that pins it (`spec.source.url.sha256`).
     pub fn pinned_sha256(&self) -> Option<(&'static str, &str)> {

@@ -29,6 +29,3 @@ mod log;
 
 pub use self::index::{Finished, TrackedChange, Tracker};
 pub use self::log::{KindId, ReadLog};
-
-/// The default cap on the reads tracked per primary (see [`ReadLog::new`]).
-pub const DEFAULT_MAX_TRACKED_READS: u32 = 256;

@@ -733,3 +733,69 @@ async fn a_module_unloaded_while_idle_reconciles_the_next_object_as_before() {
         host.log()
     );
 }
+
+/// A module built against `bosun:reconciler@0.1.0`, before 0.2.0 existed,
+/// reconciles in a cluster like any other: its read answered from the
+/// host's cache, its child applied, its status and event written.
+#[tokio::test]
+async fn a_module_built_against_contract_0_1_0_reconciles_in_a_cluster() {
+    let cluster = Cluster::start().await;
+    let host = Host::start(&cluster, &["contract-0-1"], &[]).await;
+    let config_maps = cluster.config_maps();
+    let source: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "hello-source"},
+        "data": {"greeting": "hi from a cluster"}
+    }))
+    .unwrap();
+    config_maps
+        .create(&PostParams::default(), &source)
+        .await
+        .unwrap();
+    let created = cluster
+        .misbehaves()
+        .create(&PostParams::default(), &misbehave("hello", "echo"))
+        .await
+        .unwrap();
+
+    let child = eventually("the echo ConfigMap", LONG, || async {
+        get(&config_maps, "hello-echo").await
+    })
+    .await;
+    assert_eq!(child.data["data"]["read"], "hi from a cluster");
+    let owner = &child.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("Misbehave", "hello")
+    );
+    assert_eq!(Some(&owner.uid), created.metadata.uid.as_ref());
+
+    let status = eventually("the status", LONG, || async {
+        let object = get(&cluster.misbehaves(), "hello").await?;
+        let status = object.data.get("status")?.clone();
+        (status["read"] == "hi from a cluster").then_some(status)
+    })
+    .await;
+    assert_eq!(status["contract"], "0.1.0");
+    assert_eq!(status["observedGeneration"], 1);
+
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(
+        cluster.client.clone(),
+        &cluster.namespace,
+    );
+    eventually("its event", LONG, || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("Echoed") && e.type_.as_deref() == Some("Normal"))
+    })
+    .await;
+
+    let log = host.log();
+    assert!(
+        log.lines().any(|line| line.contains("loaded module")
+            && line.contains("contract-0-1")
+            && line.contains("bosun:reconciler@0.1.0")),
+        "{log}"
+    );
+}

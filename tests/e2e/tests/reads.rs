@@ -95,7 +95,7 @@ fn read_triggered_reconciles(host: &Host, namespace: &str, name: &str) -> usize 
     let object = format!("object={namespace}/{name} ");
     host.log()
         .lines()
-        .filter(|line| line.contains(&object) && line.contains("trigger=ReadChanged"))
+        .filter(|line| line.contains(&object) && line.contains("trigger=Trigger::ReadChanged"))
         .filter(|line| line.contains("reconciled"))
         .count()
 }
