@@ -82,6 +82,8 @@ pub mod powerdns;
 mod process;
 #[cfg(feature = "harness")]
 pub mod registry;
+#[cfg(feature = "harness")]
+mod shared;
 
 #[cfg(feature = "harness")]
 pub use counting_proxy::CountingProxy;

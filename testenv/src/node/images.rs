@@ -248,3 +248,38 @@ impl Mirror {
         format!("http://{}", self.registry.address())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stand_ins_are_built_the_same_twice_with_an_echo_in_busybox() {
+        if !Path::new(BUSYBOX).is_file() {
+            eprintln!("skipped: {BUSYBOX} (busybox-static) is not installed");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pause = Path::new("/bin/true");
+        let first = build(&dir.path().join("a"), pause).expect("the images build");
+        let second = build(&dir.path().join("b"), pause).expect("the images build again");
+        let references: Vec<String> = first.iter().map(ImageArchive::reference).collect();
+        assert_eq!(
+            references,
+            [
+                "registry.k8s.io/pause:3.10",
+                "docker.io/library/busybox:latest",
+                "docker.io/library/nginx:latest"
+            ]
+        );
+        for (a, b) in first.iter().zip(&second) {
+            assert_eq!(a.digest, b.digest, "{} is reproducible", a.reference());
+        }
+        let tree = busybox().expect("the busybox tree");
+        let echo = tree
+            .entries()
+            .find(|(path, _)| *path == "bin/echo")
+            .expect("bin/echo");
+        assert!(matches!(&echo.1.node, crate::oci::Node::Symlink(t) if t == "busybox"));
+    }
+}
