@@ -153,6 +153,35 @@ async fn a_node_runs_pods_from_the_stand_ins_and_leaves_the_machine_as_it_was() 
         .expect("the kubelet serves the Pod's log");
     assert_eq!(logs.trim(), "YAY");
 
+    // An image nobody loaded, from a registry that is not the mirror: the
+    // pull fails at once, at containerd's closed proxy on the node's own
+    // loopback, and nothing leaves the machine.
+    pods.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "metadata": {"name": "elsewhere"},
+            "spec": {"restartPolicy": "Never", "containers": [
+                {"name": "x", "image": "quay.io/nobody/nothing:1", "imagePullPolicy": "Always"}
+            ]}
+        }))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "default");
+    let reason = eventually("the pull refused", Duration::from_secs(60), || async {
+        let list = events
+            .list(&kube::api::ListParams::default().fields("involvedObject.name=elsewhere"))
+            .await
+            .ok()?;
+        list.items
+            .into_iter()
+            .filter_map(|e| e.message)
+            .find(|m| m.contains("127.0.0.1:9"))
+    })
+    .await;
+    assert!(reason.contains("proxyconnect"), "{reason}");
+
     // The nginx stand-in, by a Deployment (the controller makes the Pods)
     // behind a Service (kube-proxy's rules, inside the node).
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");

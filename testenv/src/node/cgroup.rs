@@ -72,6 +72,11 @@ impl Cgroup {
         Ok(cgroup)
     }
 
+    /// The node's id (`node-<pid>-<n>`).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     /// The subtree as the kubelet's `cgroupRoot` names it (`/bosun-testenv/<id>`).
     pub fn root(&self) -> String {
         format!("/{PARENT}/{}", self.id)

@@ -116,7 +116,6 @@ impl Prepared {
         let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let id = format!("node-{}-{n}", std::process::id());
         let sandbox = Sandbox::create(&id, &dir)?;
-        register_live(&id);
         let network = NetworkPlan::create(&sandbox)?;
         Ok(Prepared {
             options,
@@ -463,7 +462,6 @@ impl Drop for Node {
         if let Err(e) = self.sandbox.destroy() {
             eprintln!("bosun-testenv: tearing the node down: {e}");
         }
-        unregister_live(&self.sandbox.cgroup().root());
     }
 }
 
@@ -512,30 +510,12 @@ async fn wait_for_default_service_account(
     }
 }
 
-/// The cgroups of the nodes this process runs, for the exit hook.
-static LIVE: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-fn register_live(id: &str) {
-    if let Ok(mut live) = LIVE.lock() {
-        live.push(format!("/bosun-testenv/{id}"));
-    }
-}
-
-fn unregister_live(root: &str) {
-    if let Ok(mut live) = LIVE.lock() {
-        live.retain(|r| r != root);
-    }
-}
-
 /// Tears down every node this process still runs: for the exit hook of a
 /// process-wide environment, whose `Drop` never runs. Kills each node's
 /// cgroup (its namespaces go with it) and gives back the kernel settings.
 pub(crate) fn exit_cleanup() {
-    let live = LIVE.lock().map(|l| l.clone()).unwrap_or_default();
-    for root in live {
-        if let Some(id) = root.strip_prefix("/bosun-testenv/") {
-            cgroup::kill_and_remove(id);
-        }
+    for id in sandbox::live() {
+        cgroup::kill_and_remove(&id);
     }
     kernel::release_all_of_this_process();
 }

@@ -20,7 +20,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::cgroup::Cgroup;
@@ -37,6 +37,15 @@ const PRIVATE_TMPFS: [&str; 3] = ["/run", "/var/lib", "/var/log"];
 /// iptables and ip live in the `sbin` directories, which a user's `PATH`
 /// may lack.
 pub(crate) const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The ids of the sandboxes this process holds, for the exit hook of a
+/// process-wide node (whose `Drop` never runs).
+static LIVE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// The ids of the sandboxes this process still holds.
+pub(crate) fn live() -> Vec<String> {
+    LIVE.lock().map(|l| l.clone()).unwrap_or_default()
+}
 
 /// A node's cgroup and namespaces.
 #[derive(Debug)]
@@ -106,6 +115,9 @@ impl Sandbox {
             File::open(&path).map_err(NodeError::setup(format!("opening {path}")))
         };
         let (net, mnt) = (ns("net")?, ns("mnt")?);
+        if let Ok(mut live) = LIVE.lock() {
+            live.push(id.to_owned());
+        }
         Ok(Sandbox {
             cgroup,
             holder,
@@ -165,6 +177,9 @@ impl Sandbox {
     pub fn destroy(&mut self) -> Result<(), NodeError> {
         let killed = self.cgroup.kill_all(Duration::from_secs(20));
         self.holder.kill();
+        if let Ok(mut live) = LIVE.lock() {
+            live.retain(|id| id != self.cgroup.id());
+        }
         killed.map_err(NodeError::setup("killing the node's processes"))?;
         self.cgroup
             .remove()
