@@ -123,6 +123,16 @@ impl Cluster {
     /// (after saying why) on a machine that cannot run a node, outside CI;
     /// in CI that fails the test.
     pub async fn on_node(name: &str) -> Option<Cluster> {
+        let existing = std::env::var(bosun_testenv::USE_EXISTING_CLUSTER)
+            .is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes"));
+        // A cluster of one's own has nodes already.
+        if existing {
+            let env = TestEnv::shared()
+                .await
+                .unwrap_or_else(|e| panic!("no cluster to connect to:\n{e}"));
+            let client = env.new_client().await.expect("a client");
+            return Some(Cluster::with_namespace(Env::Shared(env), client, name).await);
+        }
         if let Err(why) = bosun_testenv::node::available() {
             assert!(
                 !bosun_testenv::tools::in_ci(),
@@ -146,9 +156,10 @@ impl Cluster {
         Some(Cluster::with_namespace(Env::Shared(env), client, name).await)
     }
 
-    /// The node under this cluster, for a test that started it.
-    pub fn node(&self) -> &bosun_testenv::node::Node {
-        self.env.node().expect("a cluster started on a node")
+    /// The node the harness started under this cluster; `None` for an
+    /// existing cluster (`USE_EXISTING_CLUSTER`).
+    pub fn node(&self) -> Option<&bosun_testenv::node::Node> {
+        self.env.node()
     }
 
     async fn with_namespace(env: Env, client: Client, namespace: &str) -> Cluster {
