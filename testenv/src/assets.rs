@@ -1,4 +1,6 @@
-//! Where the control-plane binaries (`kube-apiserver`, `etcd`) live.
+//! Where the control-plane binaries (`kube-apiserver`, `etcd`) and the
+//! node's (`kubelet`, `kube-controller-manager`, `kube-scheduler`,
+//! `kube-proxy`, `pause`) live.
 //!
 //! One piece of code shared by the harness ([`crate::TestEnv`]) and by
 //! `cargo xtask control-plane`, which builds them:
@@ -12,8 +14,11 @@
 //!    `…/bosun/control-plane` root.
 //!
 //! The cache directory holds a stamp file recording the Kubernetes version and a
-//! SHA-256 of the Go module sources (`go.mod`, `go.sum`, the two `main.go`), so a
-//! change to the pinned versions is noticed and rebuilt.
+//! SHA-256 of the Go module sources (`go.mod`, `go.sum`, every `main.go`), so a
+//! change to the pinned versions is noticed and rebuilt. All seven binaries
+//! come from one Go module and one `go build`; a `KUBEBUILDER_ASSETS`
+//! directory may hold only the first two, and then the tests that need a
+//! node say so ([`locate_node`]).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -28,12 +33,32 @@ pub const CACHE_ENV: &str = "BOSUN_CONTROL_PLANE_CACHE";
 pub const KUBE_APISERVER: &str = "kube-apiserver";
 /// File name of the etcd binary.
 pub const ETCD: &str = "etcd";
+/// File name of the kubelet binary.
+pub const KUBELET: &str = "kubelet";
+/// File name of the kube-controller-manager binary.
+pub const KUBE_CONTROLLER_MANAGER: &str = "kube-controller-manager";
+/// File name of the kube-scheduler binary.
+pub const KUBE_SCHEDULER: &str = "kube-scheduler";
+/// File name of the kube-proxy binary.
+pub const KUBE_PROXY: &str = "kube-proxy";
+/// File name of the sandbox ("pause") program packed into the node's pause image.
+pub const PAUSE: &str = "pause";
+/// Every binary `cargo xtask control-plane` builds, in build order.
+pub const BINARIES: [&str; 7] = [
+    KUBE_APISERVER,
+    ETCD,
+    KUBELET,
+    KUBE_CONTROLLER_MANAGER,
+    KUBE_SCHEDULER,
+    KUBE_PROXY,
+    PAUSE,
+];
 /// File name of the stamp written next to the binaries after a successful build.
 pub const STAMP_FILE: &str = "bosun-control-plane.stamp";
 
 /// The Go module sources the binaries are built from, embedded at compile time so
 /// the harness and xtask agree on the fingerprint.
-const SOURCES: [(&str, &str); 4] = [
+const SOURCES: [(&str, &str); 9] = [
     ("go.mod", include_str!("../../xtask/control-plane/go.mod")),
     ("go.sum", include_str!("../../xtask/control-plane/go.sum")),
     (
@@ -43,6 +68,26 @@ const SOURCES: [(&str, &str); 4] = [
     (
         "cmd/etcd/main.go",
         include_str!("../../xtask/control-plane/cmd/etcd/main.go"),
+    ),
+    (
+        "cmd/kubelet/main.go",
+        include_str!("../../xtask/control-plane/cmd/kubelet/main.go"),
+    ),
+    (
+        "cmd/kube-controller-manager/main.go",
+        include_str!("../../xtask/control-plane/cmd/kube-controller-manager/main.go"),
+    ),
+    (
+        "cmd/kube-scheduler/main.go",
+        include_str!("../../xtask/control-plane/cmd/kube-scheduler/main.go"),
+    ),
+    (
+        "cmd/kube-proxy/main.go",
+        include_str!("../../xtask/control-plane/cmd/kube-proxy/main.go"),
+    ),
+    (
+        "cmd/pause/main.go",
+        include_str!("../../xtask/control-plane/cmd/pause/main.go"),
     ),
 ];
 
@@ -255,6 +300,97 @@ impl Assets {
             .filter(|(_, path)| !path.is_file())
             .map(|(name, _)| name)
             .collect()
+    }
+}
+
+/// The node's binaries, beside the control plane's.
+#[derive(Debug, Clone)]
+pub struct NodeAssets {
+    /// Path of the `kubelet` binary.
+    pub kubelet: PathBuf,
+    /// Path of the `kube-controller-manager` binary.
+    pub kube_controller_manager: PathBuf,
+    /// Path of the `kube-scheduler` binary.
+    pub kube_scheduler: PathBuf,
+    /// Path of the `kube-proxy` binary.
+    pub kube_proxy: PathBuf,
+    /// Path of the static `pause` program.
+    pub pause: PathBuf,
+}
+
+/// Why the node's binaries could not be located.
+#[derive(Debug)]
+pub enum NodeAssetsError {
+    /// The control plane itself is not there.
+    ControlPlane(AssetsError),
+    /// The directory holds the control plane but not these node binaries.
+    Missing {
+        /// The directory searched.
+        dir: PathBuf,
+        /// Where it came from.
+        origin: AssetsOrigin,
+        /// The binaries not found.
+        missing: Vec<&'static str>,
+    },
+}
+
+impl fmt::Display for NodeAssetsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeAssetsError::ControlPlane(e) => write!(f, "{e}"),
+            NodeAssetsError::Missing {
+                dir,
+                origin: AssetsOrigin::KubebuilderAssets,
+                missing,
+            } => write!(
+                f,
+                "{KUBEBUILDER_ASSETS}={} lacks the node's {}; add them there, or unset \
+                 {KUBEBUILDER_ASSETS} and run `cargo xtask control-plane`, which builds all of them",
+                dir.display(),
+                missing.join(", ")
+            ),
+            NodeAssetsError::Missing { dir, missing, .. } => write!(
+                f,
+                "{} lacks the node's {}; run `cargo xtask control-plane`",
+                dir.display(),
+                missing.join(", ")
+            ),
+        }
+    }
+}
+
+impl std::error::Error for NodeAssetsError {}
+
+/// Locates the node's binaries in the directory [`locate`] finds.
+pub fn locate_node() -> Result<NodeAssets, NodeAssetsError> {
+    let control_plane = locate().map_err(NodeAssetsError::ControlPlane)?;
+    let dir = &control_plane.dir;
+    let node = NodeAssets {
+        kubelet: dir.join(KUBELET),
+        kube_controller_manager: dir.join(KUBE_CONTROLLER_MANAGER),
+        kube_scheduler: dir.join(KUBE_SCHEDULER),
+        kube_proxy: dir.join(KUBE_PROXY),
+        pause: dir.join(PAUSE),
+    };
+    let missing: Vec<&'static str> = [
+        (KUBELET, &node.kubelet),
+        (KUBE_CONTROLLER_MANAGER, &node.kube_controller_manager),
+        (KUBE_SCHEDULER, &node.kube_scheduler),
+        (KUBE_PROXY, &node.kube_proxy),
+        (PAUSE, &node.pause),
+    ]
+    .into_iter()
+    .filter(|(_, path)| !path.is_file())
+    .map(|(name, _)| name)
+    .collect();
+    if missing.is_empty() {
+        Ok(node)
+    } else {
+        Err(NodeAssetsError::Missing {
+            dir: dir.clone(),
+            origin: control_plane.origin,
+            missing,
+        })
     }
 }
 

@@ -1,7 +1,9 @@
-//! The environment's PKI, generated with rcgen: one CA that signs both the
-//! apiserver's serving certificate and the admin client certificate, plus the
-//! service-account signing key.
+//! The environment's PKI, generated with rcgen: one CA that signs the
+//! apiserver's serving certificate, the admin client certificate and, with
+//! a node, one client certificate per component (kubeadm's identities),
+//! plus the service-account signing key.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
@@ -16,24 +18,50 @@ use crate::error::Error;
 #[derive(Debug, Clone)]
 pub(crate) struct CertPaths {
     pub ca_cert: PathBuf,
+    /// The CA's key: kube-controller-manager signs CSRs with it.
+    pub ca_key: PathBuf,
     pub serving_cert: PathBuf,
     pub serving_key: PathBuf,
     pub admin_cert: PathBuf,
     pub admin_key: PathBuf,
     pub sa_public_key: PathBuf,
     pub sa_private_key: PathBuf,
+    /// Each [`Identity`]'s certificate and key, by its name.
+    pub clients: BTreeMap<&'static str, (PathBuf, PathBuf)>,
 }
 
-/// Generates the PKI into `dir` (which must exist).
-pub(crate) fn generate(dir: &Path) -> Result<CertPaths, Error> {
-    let paths = CertPaths {
+/// A client identity to issue a certificate for: what the API server
+/// authenticates the holder as (CN the user, O the group).
+#[derive(Debug, Clone)]
+pub(crate) struct Identity {
+    /// The file stem (`<name>.crt`, `<name>.key`) and the key in
+    /// [`CertPaths::clients`].
+    pub name: &'static str,
+    /// The user name.
+    pub common_name: String,
+    /// The group, if any.
+    pub organization: Option<&'static str>,
+}
+
+/// Generates the PKI into `dir` (which must exist): the serving
+/// certificate also names `serving_ips` (the `kubernetes` Service's
+/// ClusterIP, the address the API server advertises), and each of
+/// `identities` gets a client certificate.
+pub(crate) fn generate(
+    dir: &Path,
+    serving_ips: &[IpAddr],
+    identities: &[Identity],
+) -> Result<CertPaths, Error> {
+    let mut paths = CertPaths {
         ca_cert: dir.join("ca.crt"),
+        ca_key: dir.join("ca.key"),
         serving_cert: dir.join("apiserver.crt"),
         serving_key: dir.join("apiserver.key"),
         admin_cert: dir.join("admin.crt"),
         admin_key: dir.join("admin.key"),
         sa_public_key: dir.join("sa.pub"),
         sa_private_key: dir.join("sa.key"),
+        clients: BTreeMap::new(),
     };
 
     let ca_key = KeyPair::generate()?;
@@ -58,9 +86,10 @@ pub(crate) fn generate(dir: &Path) -> Result<CertPaths, Error> {
     serving.subject_alt_names.extend([
         SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)),
         SanType::IpAddress(IpAddr::V6(Ipv6Addr::LOCALHOST)),
-        // First address of --service-cluster-ip-range, the `kubernetes` Service's IP.
-        SanType::IpAddress(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))),
     ]);
+    serving
+        .subject_alt_names
+        .extend(serving_ips.iter().copied().map(SanType::IpAddress));
     serving.distinguished_name = name("kube-apiserver", None);
     serving.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
@@ -78,9 +107,30 @@ pub(crate) fn generate(dir: &Path) -> Result<CertPaths, Error> {
     admin.use_authority_key_identifier_extension = true;
     let admin_cert = admin.signed_by(&admin_key, &ca)?;
 
+    for identity in identities {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = name(&identity.common_name, identity.organization);
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        let cert = params.signed_by(&key, &ca)?;
+        let (cert_path, key_path) = (
+            dir.join(format!("{}.crt", identity.name)),
+            dir.join(format!("{}.key", identity.name)),
+        );
+        write(&cert_path, &cert.pem())?;
+        write(&key_path, &key.serialize_pem())?;
+        paths.clients.insert(identity.name, (cert_path, key_path));
+    }
+
     let sa_key = KeyPair::generate()?;
 
     write(&paths.ca_cert, &ca_cert.pem())?;
+    write(&paths.ca_key, &ca.key().serialize_pem())?;
     write(&paths.serving_cert, &serving_cert.pem())?;
     write(&paths.serving_key, &serving_key.serialize_pem())?;
     write(&paths.admin_cert, &admin_cert.pem())?;

@@ -2,7 +2,6 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use kube::Client;
@@ -13,6 +12,7 @@ use crate::assets::{self, Assets};
 use crate::certs::{self, CertPaths};
 use crate::crds::{self, CrdSource};
 use crate::error::{Error, NotReady};
+use crate::node::{self, Node, NodeOptions};
 use crate::process::{self, ManagedProcess};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 
@@ -41,9 +41,11 @@ pub struct TestEnv {
 }
 
 /// The processes and files of a control plane this harness started.
-/// Fields drop in order: the apiserver first, then etcd, then the directory.
+/// Fields drop in order: the node first, the apiserver, then etcd, then the
+/// directory.
 #[derive(Debug)]
 struct Local {
+    node: Option<Node>,
     apiserver: ManagedProcess,
     etcd: ManagedProcess,
     server_url: String,
@@ -78,6 +80,7 @@ pub struct TestEnvBuilder {
     etcd_args: Vec<String>,
     use_existing_cluster: Option<bool>,
     assets: Option<Assets>,
+    node: Option<NodeOptions>,
 }
 
 impl TestEnvBuilder {
@@ -112,6 +115,17 @@ impl TestEnvBuilder {
     /// Uses these binaries instead of [`assets::locate`].
     pub fn assets(mut self, assets: Assets) -> Self {
         self.assets = Some(assets);
+        self
+    }
+
+    /// Starts a real node beside the control plane ([`crate::node`]):
+    /// kube-controller-manager, kube-scheduler, and containerd, the
+    /// kubelet and kube-proxy in a network namespace of the node's own.
+    /// Needs root and the packages [`node::requirements::INSTALL`] names
+    /// ([`node::available`] tells beforehand); about 10 s more to start.
+    /// Not with an existing cluster, which has nodes of its own.
+    pub fn node(mut self, options: NodeOptions) -> Self {
+        self.node = Some(options);
         self
     }
 
@@ -173,7 +187,24 @@ impl TestEnvBuilder {
         for d in [&cert_dir, &etcd_data] {
             std::fs::create_dir_all(d).map_err(Error::io("creating directory", d))?;
         }
-        let pki = certs::generate(&cert_dir)?;
+        let prepared = match &self.node {
+            Some(options) => Some(
+                node::Prepared::create(&root, options.clone())
+                    .map_err(|e| Error::Node(Box::new(e)))?,
+            ),
+            None => None,
+        };
+        let serving_ips = match &prepared {
+            Some(node) => node.serving_ips(),
+            // The first address of the default --service-cluster-ip-range:
+            // the `kubernetes` Service's.
+            None => vec![std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1))],
+        };
+        let identities = prepared
+            .as_ref()
+            .map(node::Prepared::identities)
+            .unwrap_or_default();
+        let pki = certs::generate(&cert_dir, &serving_ips, &identities)?;
         let [etcd_client, etcd_peer, secure_port] = free_ports()?;
 
         let etcd_url = format!("http://127.0.0.1:{etcd_client}");
@@ -200,9 +231,20 @@ impl TestEnvBuilder {
             root.join("etcd.log"),
         )?;
 
-        let server_url = format!("https://127.0.0.1:{secure_port}");
+        let host = prepared.as_ref().map_or_else(
+            || "127.0.0.1".to_owned(),
+            |n| n.network().host_ip.to_string(),
+        );
+        let server_url = format!("https://{host}:{secure_port}");
+        let node_args = prepared
+            .as_ref()
+            .map(|n| n.apiserver_args(&pki))
+            .unwrap_or_default();
         let apiserver_args = merge_args(
-            apiserver_defaults(&pki, &etcd_url, secure_port, &cert_dir),
+            merge_args(
+                apiserver_defaults(&pki, &etcd_url, &server_url, secure_port, &cert_dir),
+                &node_args,
+            ),
             &self.apiserver_args,
         );
         let apiserver = ManagedProcess::spawn(
@@ -215,11 +257,21 @@ impl TestEnvBuilder {
         let apiserver_binary = assets.kube_apiserver.clone();
 
         let kubeconfig = root.join("kubeconfig");
-        std::fs::write(&kubeconfig, kubeconfig_yaml(&server_url, &pki))
-            .map_err(Error::io("writing kubeconfig", &kubeconfig))?;
+        std::fs::write(
+            &kubeconfig,
+            kubeconfig_yaml(
+                &server_url,
+                &pki.ca_cert,
+                &pki.admin_cert,
+                &pki.admin_key,
+                "bosun-testenv-admin",
+            ),
+        )
+        .map_err(Error::io("writing kubeconfig", &kubeconfig))?;
         let client = client_from_kubeconfig(&kubeconfig).await?;
 
         let mut local = Local {
+            node: None,
             apiserver,
             etcd,
             server_url,
@@ -230,6 +282,12 @@ impl TestEnvBuilder {
             dir,
         };
         wait_ready(&client, &mut local, timeout, started).await?;
+        if let Some(prepared) = prepared {
+            let node = Node::start(prepared, &pki, &local.server_url, &client)
+                .await
+                .map_err(|e| Error::Node(Box::new(e)))?;
+            local.node = Some(node);
+        }
         local.startup = started.elapsed();
         tracing::info!(
             server = %local.server_url,
@@ -266,25 +324,6 @@ impl TestEnv {
     /// it and quoting its last log lines), or on timeout.
     pub async fn start() -> Result<TestEnv, Error> {
         Self::builder().start().await
-    }
-
-    /// One environment per process, shared by every caller: started on first
-    /// use (with default options, or the current cluster under
-    /// `USE_EXISTING_CLUSTER`) and torn down when the process exits.
-    ///
-    /// Tests in one test binary can share it to avoid paying startup once per
-    /// test; they must then use distinct namespaces and object names. The
-    /// environment's runtime lives on a dedicated thread, so [`TestEnv::client`]
-    /// works from any test's runtime. If the first start failed, every caller
-    /// gets that error.
-    pub async fn shared() -> Result<&'static TestEnv, Error> {
-        static SHARED: tokio::sync::OnceCell<Result<&'static TestEnv, Arc<Error>>> =
-            tokio::sync::OnceCell::const_new();
-        let result = SHARED.get_or_init(start_shared).await;
-        result
-            .as_ref()
-            .copied()
-            .map_err(|e| Error::Shared(Arc::clone(e)))
     }
 
     /// Options for starting an environment.
@@ -352,6 +391,11 @@ impl TestEnv {
         self.local.as_ref().map(|l| l.startup)
     }
 
+    /// The node started beside the control plane, if one was asked for.
+    pub fn node(&self) -> Option<&Node> {
+        self.local.as_ref().and_then(|l| l.node.as_ref())
+    }
+
     /// Process ids of the started `kube-apiserver` and `etcd` (each is also the
     /// id of its process group), by binary name.
     pub fn pids(&self) -> Vec<(&'static str, u32)> {
@@ -402,92 +446,25 @@ impl TestEnv {
         wait_ready(&self.client, local, Duration::from_secs(60), Instant::now()).await
     }
 
+    /// The temporary directory the environment removes when it ends (none
+    /// when kept with `BOSUN_TESTENV_KEEP_DIR`).
+    pub(crate) fn temporary_dir(&self) -> Option<PathBuf> {
+        match &self.local.as_ref()?.dir {
+            Dir::Temp(dir) => Some(dir.path().to_path_buf()),
+            Dir::Kept(_) => None,
+        }
+    }
+
     /// Stops the control plane now (same as dropping the environment).
     pub fn stop(self) {
         drop(self);
     }
 }
 
-/// Starts the shared environment on a thread that keeps its runtime alive for
-/// the rest of the process, and registers an exit hook that tears it down.
-async fn start_shared() -> Result<&'static TestEnv, Arc<Error>> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let spawned = std::thread::Builder::new()
-        .name("bosun-testenv-shared".into())
-        .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime,
-                Err(e) => {
-                    let _ = tx.send(Err(Error::Runtime("building the shared runtime", e)));
-                    return;
-                }
-            };
-            runtime.block_on(async move {
-                let started = TestEnv::start().await.map(|env| &*Box::leak(Box::new(env)));
-                if let Ok(env) = started {
-                    register_exit_cleanup(env);
-                }
-                let _ = tx.send(started);
-                // Keep the runtime (and the client's connection tasks) alive.
-                std::future::pending::<()>().await
-            });
-        });
-    if let Err(e) = spawned {
-        return Err(Arc::new(Error::Runtime(
-            "spawning the shared environment's thread",
-            e,
-        )));
-    }
-    match rx.await {
-        Ok(result) => result.map_err(Arc::new),
-        Err(_) => Err(Arc::new(Error::Runtime(
-            "starting the shared environment",
-            std::io::Error::other("its thread ended early"),
-        ))),
-    }
-}
-
-/// What the exit hook needs: process groups to kill and a directory to remove.
-static EXIT_CLEANUP: OnceLock<(Vec<u32>, Option<PathBuf>)> = OnceLock::new();
-
-fn register_exit_cleanup(env: &TestEnv) {
-    let Some(local) = &env.local else { return };
-    let dir = match &local.dir {
-        Dir::Temp(dir) => Some(dir.path().to_path_buf()),
-        Dir::Kept(_) => None,
-    };
-    let pids = env.pids().into_iter().map(|(_, pid)| pid).collect();
-    if EXIT_CLEANUP.set((pids, dir)).is_ok() {
-        // SAFETY: registers a plain `extern "C" fn` that touches only a static.
-        unsafe {
-            libc::atexit(exit_cleanup);
-        }
-    }
-}
-
-extern "C" fn exit_cleanup() {
-    if let Some((pids, dir)) = EXIT_CLEANUP.get() {
-        for pid in pids {
-            if let Ok(pgid) = libc::pid_t::try_from(*pid) {
-                // SAFETY: plain syscalls on our own children (group id = child pid).
-                unsafe {
-                    libc::kill(-pgid, libc::SIGKILL);
-                    libc::waitpid(pgid, std::ptr::null_mut(), 0);
-                }
-            }
-        }
-        if let Some(dir) = dir {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
-
 fn apiserver_defaults(
     pki: &CertPaths,
     etcd_url: &str,
+    server_url: &str,
     secure_port: u16,
     cert_dir: &Path,
 ) -> Vec<String> {
@@ -506,7 +483,7 @@ fn apiserver_defaults(
         "--allow-privileged=true".into(),
         // As envtest: no controller-manager creates the `default` ServiceAccount.
         "--disable-admission-plugins=ServiceAccount".into(),
-        format!("--service-account-issuer=https://127.0.0.1:{secure_port}/"),
+        format!("--service-account-issuer={server_url}/"),
         format!("--service-account-key-file={}", p(&pki.sa_public_key)),
         format!(
             "--service-account-signing-key-file={}",
@@ -540,7 +517,14 @@ pub(crate) fn free_ports<const N: usize>() -> Result<[u16; N], Error> {
     Ok(ports)
 }
 
-fn kubeconfig_yaml(server_url: &str, pki: &CertPaths) -> String {
+/// A kubeconfig for `user`, authenticating with a client certificate.
+pub(crate) fn kubeconfig_yaml(
+    server_url: &str,
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+    user: &str,
+) -> String {
     // JSON strings are valid YAML scalars and quote any path safely.
     let q = |path: &Path| serde_json::Value::String(path.display().to_string()).to_string();
     format!(
@@ -552,7 +536,7 @@ clusters:
     server: {server_url}
     certificate-authority: {ca}
 users:
-- name: bosun-testenv-admin
+- name: {user}
   user:
     client-certificate: {cert}
     client-key: {key}
@@ -560,13 +544,13 @@ contexts:
 - name: bosun-testenv
   context:
     cluster: bosun-testenv
-    user: bosun-testenv-admin
+    user: {user}
     namespace: default
 current-context: bosun-testenv
 ",
-        ca = q(&pki.ca_cert),
-        cert = q(&pki.admin_cert),
-        key = q(&pki.admin_key),
+        ca = q(ca),
+        cert = q(cert),
+        key = q(key),
     )
 }
 

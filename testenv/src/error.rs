@@ -106,6 +106,11 @@ pub enum Error {
         tail: String,
     },
 
+    /// The node could not start (or this machine cannot run one: the
+    /// message names what to install).
+    #[error("{0}")]
+    Node(Box<crate::node::NodeError>),
+
     /// A CRD was not Established (and discoverable) in time.
     #[error("CRD {name} was not established within {timeout:?}")]
     CrdNotEstablished {

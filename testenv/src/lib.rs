@@ -7,6 +7,26 @@
 //! rcgen. [`TestEnv::start`] waits until `/readyz` is ok and hands out a
 //! [`kube::Client`]; dropping the [`TestEnv`] kills both processes.
 //!
+//! A test that needs Pods to run asks for a real node beside it
+//! ([`TestEnvBuilder::node`], [`node`]): kube-controller-manager and
+//! kube-scheduler, and containerd (runc, the bridge CNI), the kubelet and
+//! kube-proxy in a network and mount namespace and a cgroup of the node's
+//! own, with the pause image and stand-ins for `busybox` and `nginx`
+//! loaded; dropping it leaves the machine as it was.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), bosun_testenv::Error> {
+//! bosun_testenv::node::available().map_err(|e| bosun_testenv::Error::Node(Box::new(e)))?;
+//! let env = bosun_testenv::TestEnv::builder()
+//!     .node(bosun_testenv::node::NodeOptions::default())
+//!     .start()
+//!     .await?;
+//! let node = env.node().expect("a node");
+//! node.load_image("target/image/bosun.oci.tar".as_ref(), "ghcr.io/bosun-dev/bosun")
+//!     .map_err(|e| bosun_testenv::Error::Node(Box::new(e)))?;
+//! # Ok(()) }
+//! ```
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), bosun_testenv::Error> {
 //! let env = bosun_testenv::TestEnv::start().await?;
@@ -28,8 +48,11 @@
 //! server and counts the connections a client opens; [`tools`] finds the
 //! external programs such tests need.
 //!
+//! [`oci`] writes OCI image layouts reproducibly: `cargo xtask image`'s
+//! writer, and the node's stand-ins'.
+//!
 //! Without the default `harness` feature only [`assets`] and [`guests`] are
-//! compiled (std and sha2), which is what `xtask` depends on.
+//! compiled (std and sha2).
 
 #![warn(missing_docs)]
 
@@ -50,11 +73,17 @@ mod env;
 #[cfg(feature = "harness")]
 mod error;
 #[cfg(feature = "harness")]
+pub mod node;
+#[cfg(feature = "harness")]
+pub mod oci;
+#[cfg(feature = "harness")]
 pub mod powerdns;
 #[cfg(feature = "harness")]
 mod process;
 #[cfg(feature = "harness")]
 pub mod registry;
+#[cfg(feature = "harness")]
+mod shared;
 
 #[cfg(feature = "harness")]
 pub use counting_proxy::CountingProxy;

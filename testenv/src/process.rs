@@ -39,14 +39,22 @@ impl ManagedProcess {
         cwd: &Path,
         log: PathBuf,
     ) -> Result<Self, Error> {
+        let mut command = Command::new(path);
+        command.args(args).current_dir(cwd);
+        Self::start(binary, command, log)
+    }
+
+    /// Starts `command` (program, arguments, directory, environment and
+    /// any `pre_exec` hook already set: the node's processes enter its
+    /// cgroup and namespaces that way) in a process group of its own, with
+    /// stdout and stderr appended to `log`.
+    pub fn start(binary: &'static str, mut command: Command, log: PathBuf) -> Result<Self, Error> {
+        let path = PathBuf::from(command.get_program());
         let out = File::create(&log).map_err(Error::io("creating log file", &log))?;
         let err = out
             .try_clone()
             .map_err(Error::io("creating log file", &log))?;
-        let mut command = Command::new(path);
         command
-            .args(args)
-            .current_dir(cwd)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -71,14 +79,14 @@ impl ManagedProcess {
         }
         let child = spawn_from_long_lived_thread(command).map_err(|e| ProcessFailure {
             binary,
-            path: path.to_path_buf(),
+            path: path.clone(),
             reason: format!("could not be started: {e}"),
             tail: String::new(),
             log: log.clone(),
         })?;
         Ok(ManagedProcess {
             binary,
-            path: path.to_path_buf(),
+            path,
             log,
             child,
         })

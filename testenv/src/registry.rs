@@ -10,7 +10,7 @@
 //! HTTP basic authentication against an htpasswd file.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,8 @@ pub const REGISTRY: &str = "docker-registry";
 
 /// How many times startup is retried when the reserved port was taken meanwhile.
 const PORT_ATTEMPTS: usize = 3;
+
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// A running registry; dropping it kills the process and removes its storage.
 #[derive(Debug)]
@@ -41,24 +43,31 @@ impl Registry {
     /// docker-registry`), when it exits during startup (quoting its log), or
     /// when `/v2/` does not answer 200 within 30 s.
     pub fn start() -> Result<Registry, Error> {
-        Self::start_with(None)
+        Self::start_with(LOOPBACK, None)
+    }
+
+    /// [`Registry::start`] listening on `ip` instead of loopback: the
+    /// node's docker.io mirror listens on the host's end of the node's
+    /// link, where containerd (in the node's network namespace) reaches it.
+    pub fn start_on(ip: IpAddr) -> Result<Registry, Error> {
+        Self::start_with(ip, None)
     }
 
     /// Starts a registry, as [`start`](Self::start), that answers only
     /// `username` with `password` (HTTP basic authentication; everyone else
     /// gets 401).
     pub fn start_with_auth(username: &str, password: &str) -> Result<Registry, Error> {
-        Self::start_with(Some((username, password)))
+        Self::start_with(LOOPBACK, Some((username, password)))
     }
 
-    fn start_with(user: Option<(&str, &str)>) -> Result<Registry, Error> {
+    fn start_with(ip: IpAddr, user: Option<(&str, &str)>) -> Result<Registry, Error> {
         let binary = tools::find(REGISTRY).ok_or(Error::ToolMissing {
             tool: REGISTRY,
             install: "apt-get install docker-registry",
         })?;
         let mut attempt = 1;
         loop {
-            match Self::start_once(&binary, user) {
+            match Self::start_once(&binary, ip, user) {
                 Err(Error::Process(failure))
                     if attempt < PORT_ATTEMPTS
                         && failure.tail.contains("address already in use") =>
@@ -70,7 +79,11 @@ impl Registry {
         }
     }
 
-    fn start_once(binary: &Path, user: Option<(&str, &str)>) -> Result<Registry, Error> {
+    fn start_once(
+        binary: &Path,
+        ip: IpAddr,
+        user: Option<(&str, &str)>,
+    ) -> Result<Registry, Error> {
         let dir = tempfile::Builder::new()
             .prefix("bosun-registry-")
             .tempdir()
@@ -81,7 +94,7 @@ impl Registry {
         let storage = dir.path().join("storage");
         std::fs::create_dir(&storage).map_err(Error::io("creating directory", &storage))?;
         let [port] = crate::env::free_ports()?;
-        let address = format!("127.0.0.1:{port}");
+        let address = SocketAddr::new(ip, port).to_string();
         let htpasswd = match user {
             Some((username, password)) => {
                 let path = dir.path().join("htpasswd");
@@ -119,7 +132,13 @@ impl Registry {
         })
     }
 
-    /// `127.0.0.1:<port>`, the registry's host for image references
+    /// The registry's process id.
+    pub fn pid(&self) -> u32 {
+        self.process.id()
+    }
+
+    /// `127.0.0.1:<port>` (or the address it was started on), the
+    /// registry's host for image references
     /// (`docker://127.0.0.1:5000/bosun:0.1.0`).
     pub fn address(&self) -> &str {
         &self.address

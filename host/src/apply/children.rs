@@ -34,7 +34,7 @@ use super::{
     Applier, ApplyError, ApplyReport, Operation, describe, describe_ref, is_not_found,
     is_semantic_subset, same_identity, same_ref,
 };
-use crate::meta::{Kind, ModuleMeta};
+use crate::meta::{Kind, ModuleMeta, group_of};
 use crate::plan::{self, ObjectRef};
 use crate::validate::Primary;
 
@@ -72,11 +72,31 @@ pub(super) fn standing(live: &Value, primary: &Primary, manager: &str) -> Standi
         ));
     };
     if primary.uid.is_empty() || text(Some(controller), "uid") != primary.uid {
-        return Standing::Foreign(format!(
-            "is controlled by {} {}",
+        let (kind, name, uid) = (
             text(Some(controller), "kind"),
-            text(Some(controller), "name")
-        ));
+            text(Some(controller), "name"),
+            text(Some(controller), "uid"),
+        );
+        // The same kind and name, another uid: an object of this identity
+        // that was deleted (a name is unique while its object lives), whose
+        // children the garbage collector has not removed yet. Saying only
+        // "controlled by WebApp kubernetes" reads as the primary itself.
+        if kind == primary.kind
+            && name == primary.name
+            && group_of(&text(Some(controller), "apiVersion")) == group_of(&primary.api_version)
+        {
+            let deleting = live.pointer("/metadata/deletionTimestamp").is_some();
+            return Standing::Foreign(format!(
+                "is controlled by an earlier {kind} {name} (uid {uid}), deleted since; {}, \
+                 and is created for this one once it is gone",
+                if deleting {
+                    "it is still being deleted"
+                } else {
+                    "the garbage collector deletes it in turn"
+                }
+            ));
+        }
+        return Standing::Foreign(format!("is controlled by {kind} {name}"));
     }
     let written_by_module = live
         .pointer("/metadata/managedFields")
@@ -409,6 +429,21 @@ mod tests {
             panic!("another WebApp's child is not ours");
         };
         assert!(reason.contains("controlled by WebApp other"), "{reason}");
+        let mut earlier = live(Some("u-0"), "bosun/webapp");
+        earlier["metadata"]["ownerReferences"][0]["name"] = json!("kubernetes");
+        let Standing::Foreign(reason) = standing(&earlier, &primary(), "bosun/webapp") else {
+            panic!("an earlier WebApp's child is not this one's");
+        };
+        assert!(
+            reason.contains("controlled by an earlier WebApp kubernetes (uid u-0), deleted since")
+                && reason.contains("the garbage collector deletes it"),
+            "{reason}"
+        );
+        earlier["metadata"]["deletionTimestamp"] = json!("2026-12-06T10:00:00Z");
+        let Standing::Foreign(reason) = standing(&earlier, &primary(), "bosun/webapp") else {
+            panic!("an earlier WebApp's child is not this one's");
+        };
+        assert!(reason.contains("still being deleted"), "{reason}");
         assert!(matches!(
             standing(&live(Some("u-1"), "kubectl"), &primary(), "bosun/webapp"),
             Standing::Foreign(_)

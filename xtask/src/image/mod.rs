@@ -9,13 +9,13 @@
 //! for those with a daemon; its config is kept in step with [`config`] by a
 //! test.
 
-mod oci;
 mod rootfs;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use bosun_testenv::oci;
 use serde_json::{Value, json};
 
 pub use oci::{Blob, CONFIG, INDEX, LAYER, Layer, MANIFEST};
@@ -151,12 +151,7 @@ pub fn config(options: &Options) -> Value {
 /// The platform the image runs on: the build machine's, whose binary and
 /// libraries it holds.
 pub fn platform() -> Result<Value> {
-    let architecture = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => bail!("no OCI architecture name known for {other}"),
-    };
-    Ok(json!({"architecture": architecture, "os": "linux"}))
+    oci::platform()
 }
 
 /// Builds the image.

@@ -117,6 +117,51 @@ impl Cluster {
         Cluster::with_namespace(Env::Shared(env), client, name).await
     }
 
+    /// A namespace `name` of its own on the control plane *and node* this
+    /// test binary shares (`TestEnv::shared_with_node`): Pods really run,
+    /// the garbage collector and the workload controllers act. `None`
+    /// (after saying why) on a machine that cannot run a node, outside CI;
+    /// in CI that fails the test.
+    pub async fn on_node(name: &str) -> Option<Cluster> {
+        let existing = std::env::var(bosun_testenv::USE_EXISTING_CLUSTER)
+            .is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes"));
+        // A cluster of one's own has nodes already.
+        if existing {
+            let env = TestEnv::shared()
+                .await
+                .unwrap_or_else(|e| panic!("no cluster to connect to:\n{e}"));
+            let client = env.new_client().await.expect("a client");
+            return Some(Cluster::with_namespace(Env::Shared(env), client, name).await);
+        }
+        if let Err(why) = bosun_testenv::node::available() {
+            assert!(
+                !bosun_testenv::tools::in_ci(),
+                "CI must run the node-backed tests: {why}"
+            );
+            eprintln!("skipped: {why}");
+            return None;
+        }
+        static INSTALLED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+        let env = TestEnv::shared_with_node()
+            .await
+            .unwrap_or_else(|e| panic!("control plane and node failed to start:\n{e}"));
+        INSTALLED
+            .get_or_init(|| async {
+                env.install_crds(crds())
+                    .await
+                    .expect("install the example CRDs");
+            })
+            .await;
+        let client = env.new_client().await.expect("a client");
+        Some(Cluster::with_namespace(Env::Shared(env), client, name).await)
+    }
+
+    /// The node the harness started under this cluster; `None` for an
+    /// existing cluster (`USE_EXISTING_CLUSTER`).
+    pub fn node(&self) -> Option<&bosun_testenv::node::Node> {
+        self.env.node()
+    }
+
     async fn with_namespace(env: Env, client: Client, namespace: &str) -> Cluster {
         let ns: Namespace =
             serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap();

@@ -1,5 +1,7 @@
 //! Writing an OCI image layout (and its archive) byte for byte the same
-//! from the same inputs.
+//! from the same inputs: what `cargo xtask image` builds the bosun image
+//! with, and what the test node's stand-in images ([`crate::node`]) are
+//! built with.
 //!
 //! Every source of drift is pinned: entries in byte order of their paths,
 //! mtime 0, ownership and modes from the [`Tree`] rather than the build
@@ -15,7 +17,9 @@ use flate2::{Compression, GzBuilder};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::rootfs::{Content, Node, Tree};
+mod tree;
+
+pub use tree::{Content, Entry, Node, Tree};
 
 /// Media types of the OCI image spec.
 pub const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -25,6 +29,17 @@ pub const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 /// The image index's media type.
 pub const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// The platform an image built here runs on: this machine's, whose
+/// binaries and libraries it holds.
+pub fn platform() -> Result<Value> {
+    let architecture = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => anyhow::bail!("no OCI architecture name known for {other}"),
+    };
+    Ok(json!({"architecture": architecture, "os": "linux"}))
+}
 
 /// A content-addressed blob in the layout.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +143,12 @@ impl Layout {
                     header.set_size(0);
                     tar.append_data(&mut header, format!("{path}/"), io::empty())
                         .with_context(|| format!("adding {path}/ to the layer"))?;
+                }
+                Node::Symlink(target) => {
+                    header.set_entry_type(tar::EntryType::Symlink);
+                    header.set_size(0);
+                    tar.append_link(&mut header, path, target)
+                        .with_context(|| format!("adding the link {path} to the layer"))?;
                 }
                 Node::File(Content::Bytes(bytes)) => {
                     header.set_entry_type(tar::EntryType::Regular);
