@@ -28,13 +28,17 @@
 //! server and counts the connections a client opens; [`tools`] finds the
 //! external programs such tests need.
 //!
-//! Without the default `harness` feature only [`assets`] and [`guests`] are
-//! compiled (std and sha2), which is what `xtask` depends on.
+//! [`hostile`] generates components that are costly to compile, for the
+//! tests of the compile cage.
+//!
+//! Without the default `harness` feature only [`assets`], [`guests`] and
+//! [`hostile`] are compiled (std and sha2), which is what `xtask` depends on.
 
 #![warn(missing_docs)]
 
 pub mod assets;
 pub mod guests;
+pub mod hostile;
 pub mod tools;
 
 #[cfg(feature = "harness")]
