@@ -30,9 +30,7 @@ fn core_module(functions: u32, values: u32, salt: u32) -> Vec<u8> {
     section(&mut out, 1, &[0x01, 0x60, 0x01, 0x7f, 0x01, 0x7f]);
     let mut funcs = Vec::new();
     leb(&mut funcs, functions);
-    for _ in 0..functions {
-        funcs.push(0);
-    }
+    funcs.extend(std::iter::repeat_n(0, functions as usize));
     section(&mut out, 3, &funcs);
 
     let mut body = vec![0x00]; // no locals
