@@ -115,6 +115,23 @@ fn a_real_guest_compiles_in_the_cage_and_loads_from_the_cache_the_second_time() 
 }
 
 #[test]
+fn without_a_cache_the_cage_works_in_a_private_directory_of_its_own() {
+    let engine = Engine::new(EngineConfig {
+        cache_dir: None,
+        compiler: Compiler::caged(env!("CARGO_BIN_EXE_bosun")),
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let cnat = engine
+        .load_file(bosun_testenv::guests::path("cnat").unwrap())
+        .expect("cnat compiles in the cage");
+    assert_eq!(cnat.compile_source(), CompileSource::Compiled);
+    cnat.reconcile(&at_request(), &CallContext::default())
+        .expect("the call completes")
+        .expect("cnat succeeds");
+}
+
+#[test]
 fn a_component_over_the_size_cap_is_refused_before_anything_parses_it() {
     let dir = tempfile::tempdir().unwrap();
     let engine = caged(

@@ -21,7 +21,7 @@ mod resident;
 mod sandbox;
 mod worker;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -128,8 +128,10 @@ pub struct Engine {
     /// Present when components are compiled in worker processes.
     cage: Option<Cage>,
     /// Where the cage's files go when there is no usable cache: a
-    /// directory private to this process, removed with the engine.
-    scratch: Option<tempfile::TempDir>,
+    /// directory private to this process, removed with the engine. Made
+    /// on first need only: in the shipped image the cache's volume is the
+    /// one writable place, and `/tmp` is read-only.
+    scratch: std::sync::OnceLock<Result<tempfile::TempDir, String>>,
     _ticker: EpochTicker,
 }
 
@@ -186,20 +188,13 @@ impl Engine {
             (Some(_), Some(idle)) => Some(Unloader::start(idle)),
             _ => None,
         };
-        let (cage, scratch) = match config.compiler {
+        let cage = match config.compiler {
             Compiler::Caged {
                 program,
                 limits,
                 concurrency,
-            } => (
-                Some(Cage::new(program, limits, concurrency)),
-                Some(
-                    tempfile::Builder::new()
-                        .prefix("bosun-compile-")
-                        .tempdir()?,
-                ),
-            ),
-            Compiler::InProcess => (None, None),
+            } => Some(Cage::new(program, limits, concurrency)),
+            Compiler::InProcess => None,
         };
         let ticker = EpochTicker::start(wasmtime.clone());
         Ok(Engine {
@@ -210,7 +205,7 @@ impl Engine {
             max_instances: config.max_instances,
             unloader,
             cage,
-            scratch,
+            scratch: std::sync::OnceLock::new(),
             _ticker: ticker,
         })
     }
@@ -246,6 +241,12 @@ impl Engine {
     /// the `bosun:reconciler/reconciler` world of the contract version its
     /// imports name (see [`Contract`]), and reads its metadata.
     /// Blocks while compiling: call it off the async runtime.
+    ///
+    /// With [`Compiler::Caged`] the bytes are first held to the size cap,
+    /// a refusal remembered for them is returned as it is, and the compile
+    /// runs in a worker process under the limits (waiting for a free
+    /// compile slot); its artifact is taken in through the cache's checks.
+    /// A limit hit is [`LoadError::CompileLimit`].
     ///
     /// `source_name` says where the bytes came from, for error messages.
     pub fn load(&self, source_name: &str, bytes: &[u8]) -> Result<Module, LoadError> {
@@ -362,10 +363,10 @@ impl Engine {
             tracing::warn!(source = source_name, %digest, hit = %refused.hit, at = %refused.at, "not compiling a component refused before under the same limits");
             return Err(limit(refused.hit, Some(refused.at)));
         }
-        let scratch = match (cache, &self.scratch) {
-            (Some(cache), _) => cache.dir(),
-            (None, Some(scratch)) => scratch.path(),
-            (None, None) => return Err(unavailable("the engine has no scratch directory".into())),
+        let scratch = match cache {
+            Some(cache) => cache.dir(),
+            None => self.scratch()
+                .map_err(|why| unavailable(format!("{why}; give the host a compile cache it can write (--cache-dir) or a writable TMPDIR")))?,
         };
         let artifact = cage.compile(bytes, scratch).map_err(|error| match error {
             CageError::Limit(hit) => {
@@ -393,6 +394,25 @@ impl Engine {
         component.ok_or_else(|| {
             unavailable("the compile worker's artifact does not load in this engine (is the worker a bosun binary of this very build?)".into())
         })
+    }
+}
+
+impl Engine {
+    /// The private directory the cage works in when there is no usable
+    /// cache, made on first use.
+    fn scratch(&self) -> Result<&Path, String> {
+        self.scratch
+            .get_or_init(|| {
+                tempfile::Builder::new()
+                    .prefix("bosun-compile-")
+                    .tempdir()
+                    .map_err(|e| {
+                        format!("no private directory for the compile worker's files: {e}")
+                    })
+            })
+            .as_ref()
+            .map(tempfile::TempDir::path)
+            .map_err(Clone::clone)
     }
 }
 
