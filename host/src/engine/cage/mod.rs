@@ -38,7 +38,9 @@
 //! would have in-process. The cage bounds resources; it does not make the
 //! compiler correct.
 
-use std::ffi::CStr;
+mod limits;
+mod process;
+
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
@@ -47,6 +49,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+pub use limits::{CompileLimits, LimitHit};
+use process::{Killed, Outcome, Status, confine, reap};
 
 /// The hidden subcommand of the `bosun` binary that compiles one component.
 pub const WORKER_SUBCOMMAND: &str = "compile-worker";
@@ -62,66 +67,6 @@ pub(super) const EXIT_WORKER_FAILED: i32 = 70;
 
 /// The most of a worker's standard error kept for a message.
 const STDERR_KEPT: usize = 2048;
-
-/// The bounds on compiling one component in the cage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct CompileLimits {
-    /// The largest component compiled, in bytes; checked before anything
-    /// parses it.
-    pub max_bytes: usize,
-    /// CPU time the compile may use (whole seconds: `RLIMIT_CPU`'s unit,
-    /// rounded up).
-    pub cpu_time: Duration,
-    /// Memory the compile may map (`RLIMIT_DATA`), in bytes; also the
-    /// largest artifact accepted.
-    pub memory_bytes: u64,
-}
-
-impl Default for CompileLimits {
-    /// Room for interpreted guests, whose components carry their runtime:
-    /// a componentize-py guest of 18.5 MB compiles here in 14.4 s of CPU
-    /// with 334 MiB of data (the Rust examples in under 2 s and 50 MiB).
-    /// 64 MiB is also what a fetched source may be; 60 s and 768 MiB leave
-    /// four and two times the Python guest's needs. ARCHITECTURE.md
-    /// ("Compile limits") has the figures.
-    fn default() -> Self {
-        CompileLimits {
-            max_bytes: 64 << 20,
-            cpu_time: Duration::from_secs(60),
-            memory_bytes: 768 << 20,
-        }
-    }
-}
-
-impl CompileLimits {
-    /// The CPU time limit in whole seconds, as `RLIMIT_CPU` takes it
-    /// (rounded up; at least one).
-    pub fn cpu_seconds(&self) -> u64 {
-        (self.cpu_time.as_secs() + u64::from(self.cpu_time.subsec_nanos() > 0)).max(1)
-    }
-
-    /// How long the host waits for a worker before it kills it: three
-    /// times the CPU time plus 30 s. `RLIMIT_CPU` ends a compile that
-    /// computes too long; this ends one that gets no CPU (it runs niced,
-    /// behind the calls, on a busy host) or waits on nothing, so that it
-    /// cannot hold a compile slot for ever. A worker killed here without
-    /// having used its CPU time is the host's trouble, not the
-    /// component's: the load is tried again, and nothing is remembered.
-    pub fn wall_clock(&self) -> Duration {
-        Duration::from_secs(self.cpu_seconds() * 3 + 30)
-    }
-
-    /// A short fingerprint of the limits, for the refusal markers' names:
-    /// a refusal holds only under the limits it was made under.
-    pub(super) fn fingerprint(&self) -> String {
-        format!(
-            "b{}-c{}-m{}",
-            self.max_bytes,
-            self.cpu_seconds(),
-            self.memory_bytes
-        )
-    }
-}
 
 /// How an engine compiles components.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,61 +133,6 @@ pub struct Cage {
     program: PathBuf,
     limits: CompileLimits,
     slots: Slots,
-}
-
-/// Which limit a compile went past, with the limit's value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase", tag = "limit")]
-pub enum LimitHit {
-    /// The component is larger than the size cap.
-    Size {
-        /// Its size in bytes.
-        size: usize,
-        /// The cap in bytes.
-        max: usize,
-    },
-    /// The compile used up its CPU time.
-    Time {
-        /// The CPU time allowed, in seconds.
-        seconds: u64,
-    },
-    /// The compile needed more memory than allowed.
-    Memory {
-        /// The memory allowed, in bytes.
-        bytes: u64,
-    },
-}
-
-impl LimitHit {
-    /// The flag of `bosun run` (and the other subcommands) that sets the limit.
-    pub fn flag(&self) -> &'static str {
-        match self {
-            LimitHit::Size { .. } => "--compile-max-size-mib",
-            LimitHit::Time { .. } => "--compile-cpu-limit",
-            LimitHit::Memory { .. } => "--compile-memory-limit-mib",
-        }
-    }
-}
-
-impl std::fmt::Display for LimitHit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LimitHit::Size { size, max } => write!(
-                f,
-                "it is {:.1} MiB, over the {} MiB compile size limit",
-                *size as f64 / (1 << 20) as f64,
-                max >> 20
-            ),
-            LimitHit::Time { seconds } => {
-                write!(f, "compiling it took more than its {seconds} s of CPU time")
-            }
-            LimitHit::Memory { bytes } => write!(
-                f,
-                "compiling it needed more than its {} MiB of memory",
-                bytes >> 20
-            ),
-        }
-    }
 }
 
 /// Why a compile in the cage produced no artifact.
@@ -485,120 +375,6 @@ impl Cage {
     }
 }
 
-/// Why the host ended a worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Killed {
-    WallClock,
-    ArtifactTooLarge,
-    HostFailed,
-}
-
-/// How a worker ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Status {
-    Exited(i32),
-    Signaled(i32),
-}
-
-#[derive(Debug)]
-struct Outcome {
-    status: Status,
-    /// CPU time the worker used, user and system.
-    cpu: Duration,
-    killed: Option<Killed>,
-}
-
-/// Waits for the worker (killing it at `deadline`, or now if `killed`)
-/// and collects its status and CPU time.
-fn reap(
-    child: &mut Child,
-    deadline: Instant,
-    mut killed: Option<Killed>,
-) -> Result<Outcome, CageError> {
-    let pid = child.id() as libc::pid_t;
-    loop {
-        if killed.is_none() && Instant::now() >= deadline {
-            killed = Some(Killed::WallClock);
-        }
-        if killed.is_some() {
-            // SAFETY: `pid` is our child and not yet reaped, so it is not
-            // another process's pid.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-        let mut status: libc::c_int = 0;
-        // SAFETY: an all-zero rusage is a valid value to overwrite.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        let flags = if killed.is_some() { 0 } else { libc::WNOHANG };
-        // SAFETY: plain out-parameters; `pid` is our child.
-        let reaped = unsafe { libc::wait4(pid, &mut status, flags, &mut usage) };
-        if reaped == pid {
-            let time = |t: libc::timeval| {
-                Duration::from_secs(t.tv_sec.max(0) as u64)
-                    + Duration::from_micros(t.tv_usec.max(0) as u64)
-            };
-            let status = if libc::WIFEXITED(status) {
-                Status::Exited(libc::WEXITSTATUS(status))
-            } else {
-                Status::Signaled(libc::WTERMSIG(status))
-            };
-            return Ok(Outcome {
-                status,
-                cpu: time(usage.ru_utime) + time(usage.ru_stime),
-                killed,
-            });
-        }
-        if reaped < 0 {
-            let error = std::io::Error::last_os_error();
-            if error.kind() != std::io::ErrorKind::Interrupted {
-                return Err(CageError::Unavailable(format!(
-                    "lost the compile worker: {error}"
-                )));
-            }
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// The limits and hardening applied in the worker between fork and exec.
-/// Only async-signal-safe calls.
-fn confine(limits: &CompileLimits) -> std::io::Result<()> {
-    fn set(resource: libc::__rlimit_resource_t, soft: u64, hard: u64) -> std::io::Result<()> {
-        let limit = libc::rlimit {
-            rlim_cur: soft as libc::rlim_t,
-            rlim_max: hard as libc::rlim_t,
-        };
-        // SAFETY: a plain struct passed by pointer.
-        if unsafe { libc::setrlimit(resource, &limit) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(())
-    }
-    let cpu = limits.cpu_seconds();
-    // SIGXCPU at the soft limit, SIGKILL at the hard one a second later.
-    set(libc::RLIMIT_CPU, cpu, cpu + 1)?;
-    set(libc::RLIMIT_DATA, limits.memory_bytes, limits.memory_bytes)?;
-    // The worker writes no file (its artifact goes down a pipe) and
-    // leaves no core dump of a hostile compile on the disk.
-    set(libc::RLIMIT_FSIZE, 0, 0)?;
-    set(libc::RLIMIT_CORE, 0, 0)?;
-    // SAFETY: setpriority, prctl, open, write and close are
-    // async-signal-safe and take plain values.
-    unsafe {
-        // Behind the threads serving calls when both want a core.
-        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
-        // A host that dies takes its worker with it.
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-        // First in line for the OOM killer, before the host.
-        const OOM: &CStr = c"/proc/self/oom_score_adj";
-        let fd = libc::open(OOM.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-        if fd >= 0 {
-            libc::write(fd, b"1000".as_ptr().cast(), 4);
-            libc::close(fd);
-        }
-    }
-    Ok(())
-}
-
 /// A worker's standard error as a message may quote it: printable
 /// characters only, lines joined, cut to size.
 fn shown(bytes: &[u8]) -> String {
@@ -660,21 +436,6 @@ impl Drop for Slot<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cpu_time_rounds_up_to_whole_seconds_and_the_wall_clock_leaves_room() {
-        let limits = CompileLimits {
-            cpu_time: Duration::from_millis(2500),
-            ..CompileLimits::default()
-        };
-        assert_eq!(limits.cpu_seconds(), 3);
-        assert_eq!(limits.wall_clock(), Duration::from_secs(39));
-        assert_ne!(
-            limits.fingerprint(),
-            CompileLimits::default().fingerprint(),
-            "other limits, another marker"
-        );
-    }
 
     #[test]
     fn a_workers_message_is_quoted_printable_and_short() {
