@@ -85,6 +85,11 @@ fn refused(result: Result<bosun::engine::Module, LoadError>) -> (LimitHit, Optio
     }
 }
 
+/// The status reason a load of `bytes` fails with.
+fn refused_reason(engine: &Engine, name: &str, bytes: &[u8]) -> &'static str {
+    engine.load(name, bytes).map(drop).unwrap_err().reason()
+}
+
 /// Whether a load compiled the component: a generated one implements no
 /// bosun world, so getting as far as checking that means it compiled.
 fn compiled_it(result: Result<bosun::engine::Module, LoadError>) -> bool {
@@ -129,6 +134,23 @@ fn without_a_cache_the_cage_works_in_a_private_directory_of_its_own() {
     cnat.reconcile(&at_request(), &CallContext::default())
         .expect("the call completes")
         .expect("cnat succeeds");
+}
+
+#[test]
+fn an_invalid_component_is_refused_with_the_compilers_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = caged(dir.path(), CompileLimits::default());
+    let error = engine
+        .load("bad.wasm", b"\0asm\x0d\0\x01\0garbage")
+        .map(drop)
+        .unwrap_err();
+    assert!(matches!(error, LoadError::Compile { .. }), "{error}");
+    assert_eq!(error.reason(), "LoadFailed");
+    let message = error.to_string();
+    assert!(
+        message.starts_with("bad.wasm failed to compile:") && message.len() < 2500,
+        "{message}"
+    );
 }
 
 #[test]
@@ -206,6 +228,11 @@ fn a_compile_past_its_cpu_time_fails_within_it_while_another_modules_calls_keep_
 
     assert_eq!(hit, LimitHit::Time { seconds: 3 });
     assert_eq!(remembered, None);
+    assert_eq!(
+        refused_reason(&engine, "slow.wasm", &bytes),
+        "CompileLimit",
+        "the status reason"
+    );
     assert!(
         took < limits.wall_clock(),
         "refused after {took:?}, past the {:?} the cage allows",
