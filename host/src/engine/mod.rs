@@ -385,10 +385,15 @@ impl Engine {
         let component = match cache {
             // Checked exactly as a cache entry is: tagged by this host as it
             // takes it, verified and mapped by `get`.
-            Some(cache) => cache
-                .admit(digest, artifact)
-                .then(|| cache.get(&self.wasmtime, digest))
-                .flatten(),
+            Some(cache) => {
+                if !cache.admit(digest, artifact) {
+                    return Err(unavailable(format!(
+                        "the compile cache {} could not take the artifact",
+                        cache.dir().display()
+                    )));
+                }
+                cache.get(&self.wasmtime, digest)
+            }
             None => map_artifact(&self.wasmtime, &artifact),
         };
         component.ok_or_else(|| {

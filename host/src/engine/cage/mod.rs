@@ -175,6 +175,8 @@ impl Cage {
         let unavailable = |what: &str, e: std::io::Error| {
             CageError::Unavailable(format!("{what} in {}: {e}", scratch.display()))
         };
+        // The slot first: loads waiting for one hold no copy of their bytes.
+        let _slot = self.slots.take();
         // The input as a file, not a pipe: the worker reads it at its own
         // pace, and the host need not write and read at once.
         let mut input =
@@ -186,7 +188,6 @@ impl Cage {
         let mut output = tempfile::NamedTempFile::new_in(scratch)
             .map_err(|e| unavailable("no room for the artifact", e))?;
 
-        let _slot = self.slots.take();
         let started = Instant::now();
         let mut child = self.spawn(input)?;
         let result = self.supervise(&mut child, output.as_file_mut(), started);
