@@ -14,7 +14,8 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
-use bosun::reads::{DEFAULT_MAX_TRACKED_READS, KindId, Tracker};
+use bosun::limits::DEFAULT_MAX_TRACKED_READS;
+use bosun::reads::{KindId, Tracker};
 
 /// The system allocator, counting the bytes currently allocated.
 struct Counting;

@@ -49,15 +49,17 @@
 //! external programs such tests need.
 //!
 //! [`oci`] writes OCI image layouts reproducibly: `cargo xtask image`'s
-//! writer, and the node's stand-ins'.
+//! writer, and the node's stand-ins'. [`hostile`] generates components
+//! that are costly to compile, for the tests of the compile cage.
 //!
-//! Without the default `harness` feature only [`assets`] and [`guests`] are
-//! compiled (std and sha2).
+//! Without the default `harness` feature only [`assets`], [`guests`] and
+//! [`hostile`] are compiled (std and sha2).
 
 #![warn(missing_docs)]
 
 pub mod assets;
 pub mod guests;
+pub mod hostile;
 pub mod tools;
 
 #[cfg(feature = "harness")]

@@ -18,7 +18,7 @@ use std::sync::LazyLock;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::engine::{Engine, EngineConfig};
+use crate::engine::{CompileLimits, Compiler, Engine, EngineConfig, THIS_EXECUTABLE};
 
 pub use build::BuildArgs;
 pub use inspect::InspectArgs;
@@ -62,6 +62,26 @@ pub struct Cli {
     /// Compile every module afresh instead of using the on-disk cache.
     #[arg(long, global = true)]
     pub no_cache: bool,
+    /// CPU time a module's compile may use (e.g. `60s`, whole seconds);
+    /// past it the module fails to load with reason `CompileLimit`.
+    #[arg(long, global = true, value_name = "DURATION", value_parser = run::parse_duration, default_value = "60s", env = "BOSUN_COMPILE_CPU_LIMIT")]
+    pub compile_cpu_limit: std::time::Duration,
+    /// Memory a module's compile may use, in MiB.
+    #[arg(long, global = true, value_name = "MIB", default_value_t = CompileLimits::default().memory_bytes >> 20, env = "BOSUN_COMPILE_MEMORY_LIMIT_MIB")]
+    pub compile_memory_limit_mib: u64,
+    /// The largest component compiled, in MiB; checked before anything
+    /// parses it.
+    #[arg(long, global = true, value_name = "MIB", default_value_t = CompileLimits::default().max_bytes >> 20, env = "BOSUN_COMPILE_MAX_SIZE_MIB")]
+    pub compile_max_size_mib: usize,
+    /// How many modules may compile at once, each on one core (default:
+    /// half the cores, at least one).
+    #[arg(
+        long,
+        global = true,
+        value_name = "N",
+        env = "BOSUN_COMPILE_CONCURRENCY"
+    )]
+    pub compile_concurrency: Option<usize>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -101,6 +121,11 @@ pub enum Command {
     /// Print the ClusterRole the host needs to run the given modules (and,
     /// with --with-host, itself).
     Rbac(RbacArgs),
+    /// Compile one component from standard input to an artifact on
+    /// standard output, under the limits the host set: the host's compile
+    /// worker, not for use by hand.
+    #[command(name = crate::engine::WORKER_SUBCOMMAND, hide = true)]
+    CompileWorker,
 }
 
 /// How log lines are written.
@@ -134,6 +159,7 @@ impl Cli {
                 Engine::new(EngineConfig {
                     cache_dir,
                     unload_idle_after,
+                    compiler: self.compiler(),
                     ..EngineConfig::default()
                 })
             };
@@ -149,6 +175,23 @@ impl Cli {
             Command::New(args) => new::run(args),
             Command::Build(args) => build::run(args, &engine()?),
             Command::Push(args) => push::run(args, &engine()?),
+            Command::CompileWorker => Ok(crate::engine::serve_compile_worker()),
+        }
+    }
+
+    /// Every subcommand compiles in the cage, re-executing this very binary
+    /// as its worker, under the `--compile-*` limits.
+    fn compiler(&self) -> Compiler {
+        Compiler::Caged {
+            program: THIS_EXECUTABLE.into(),
+            limits: CompileLimits {
+                max_bytes: self.compile_max_size_mib << 20,
+                cpu_time: self.compile_cpu_limit,
+                memory_bytes: self.compile_memory_limit_mib << 20,
+            },
+            concurrency: self
+                .compile_concurrency
+                .unwrap_or_else(Compiler::default_concurrency),
         }
     }
 }

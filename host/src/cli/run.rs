@@ -100,7 +100,7 @@ pub struct RunArgs {
 }
 
 /// Durations as Go and kubectl write them (`15s`, `1m30s`, `2h`) or ISO 8601.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
     let parsed: SignedDuration = text
         .parse()
         .map_err(|e| format!("{text:?} is not a duration like 15s, 1m30s or 2h: {e}"))?;

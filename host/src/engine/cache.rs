@@ -20,7 +20,7 @@
 //! entries are only ever replaced by rename, never written in place.
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
 /// The length of the key and of each entry's tag.
-const TAG_BYTES: usize = 32;
+pub(super) const TAG_BYTES: usize = 32;
 
 /// A directory of precompiled components.
 #[derive(Debug, Clone)]
@@ -99,9 +99,14 @@ impl CompileCache {
         let _ = fs::remove_file(self.tag_path(digest));
     }
 
+    /// The engine's compatibility key, part of every entry's name.
+    pub(super) fn engine_key(&self) -> &str {
+        &self.engine_key
+    }
+
     /// The key, checking the directory the first time; None (logged once)
     /// when the cache is refused.
-    fn key(&self) -> Option<&[u8; TAG_BYTES]> {
+    pub(super) fn key(&self) -> Option<&[u8; TAG_BYTES]> {
         let key = self.key.get_or_init(|| {
             open(&self.dir).map_err(|error| {
                 tracing::warn!(%error, "compile cache disabled");
@@ -156,6 +161,11 @@ impl CompileCache {
         }
     }
 
+    /// Whether the cache works (its directory passed its checks).
+    pub fn is_usable(&self) -> bool {
+        self.key().is_some()
+    }
+
     /// Stores a compiled component. Failures are logged, not returned: the
     /// cache only ever saves time.
     pub fn put(&self, digest: &str, component: &Component) {
@@ -164,21 +174,51 @@ impl CompileCache {
         };
         let result = (|| -> anyhow::Result<()> {
             let bytes = component.serialize()?;
-            // Each renamed into place, so that a concurrent reader never sees
-            // half a file (and a mapped entry is never written in place); a
-            // reader between the two renames finds a tag that does not match
-            // and compiles.
             let mut file = tempfile::NamedTempFile::new_in(&self.dir)?;
             file.write_all(&bytes)?;
-            file.persist(self.path(digest))?;
-            let mut tag = tempfile::NamedTempFile::new_in(&self.dir)?;
-            tag.write_all(&hmac_sha256(key, &bytes[..])?)?;
-            tag.persist(self.tag_path(digest))?;
-            Ok(())
+            self.install(digest, file, hmac_sha256(key, &bytes[..])?)
         })();
         if let Err(error) = result {
             tracing::warn!(dir = %self.dir.display(), %error, "could not write the compile cache");
         }
+    }
+
+    /// Takes an artifact the compile worker returned as an entry, to be
+    /// loaded by [`CompileCache::get`] with every check a cached entry
+    /// gets. `artifact` must be a file in the cache's directory that this
+    /// process alone has open (the cage copies the worker's pipe into it),
+    /// so the bytes tagged are the bytes mapped later. False (logged) when
+    /// the cache could not take it.
+    pub(super) fn admit(&self, digest: &str, mut artifact: tempfile::NamedTempFile) -> bool {
+        let Some(key) = self.key() else {
+            return false;
+        };
+        let result = (|| -> anyhow::Result<()> {
+            artifact.as_file_mut().seek(io::SeekFrom::Start(0))?;
+            let tag = hmac_sha256(key, artifact.as_file())?;
+            self.install(digest, artifact, tag)
+        })();
+        if let Err(error) = &result {
+            tracing::warn!(dir = %self.dir.display(), %error, "could not write the compile cache");
+        }
+        result.is_ok()
+    }
+
+    /// Renames an artifact and then its tag into place, so that a
+    /// concurrent reader never sees half a file (and a mapped entry is
+    /// never written in place); a reader between the two renames finds a
+    /// tag that does not match and compiles.
+    fn install(
+        &self,
+        digest: &str,
+        artifact: tempfile::NamedTempFile,
+        mac: [u8; TAG_BYTES],
+    ) -> anyhow::Result<()> {
+        artifact.persist(self.path(digest))?;
+        let mut tag = tempfile::NamedTempFile::new_in(&self.dir)?;
+        tag.write_all(&mac)?;
+        tag.persist(self.tag_path(digest))?;
+        Ok(())
     }
 }
 
@@ -252,7 +292,10 @@ fn check_private(path: &Path, forbidden: u32) -> Result<(), CacheError> {
 }
 
 /// HMAC-SHA256 (RFC 2104) of `message` under `key`.
-fn hmac_sha256(key: &[u8; TAG_BYTES], mut message: impl Read) -> io::Result<[u8; TAG_BYTES]> {
+pub(super) fn hmac_sha256(
+    key: &[u8; TAG_BYTES],
+    mut message: impl Read,
+) -> io::Result<[u8; TAG_BYTES]> {
     const BLOCK: usize = 64;
     let mut padded = [0u8; BLOCK];
     padded[..TAG_BYTES].copy_from_slice(key);

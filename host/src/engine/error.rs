@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use super::Contract;
+use super::cage::LimitHit;
 use super::contract::Unserved;
 
 /// Why a module could not be loaded. Nothing of it runs; whatever ran before keeps running.
@@ -23,6 +24,32 @@ pub enum LoadError {
         source_name: String,
         /// The compiler's complaint.
         reason: wasmtime::Error,
+    },
+    /// Compiling the component went past a limit of the compile cage: it
+    /// does not run, and (for time and memory) the same bytes are not
+    /// compiled again under the same limits, even after a restart.
+    #[error(
+        "{source_name} was not compiled: {hit}{}; a component that needs this much costs every host that loads it — if it is meant to (an interpreted language's runtime is large), raise the limit on the host ({flag}), else rebuild it smaller",
+        remembered.as_ref().map(|at| format!(" (remembered from a compile refused at {at}; not compiled again until its bytes or the limits change)")).unwrap_or_default(),
+        flag = hit.flag()
+    )]
+    CompileLimit {
+        /// Where the bytes came from.
+        source_name: String,
+        /// The limit it went past.
+        hit: LimitHit,
+        /// When the refusal was first made, if this one was read from the
+        /// refusal's marker rather than found by compiling.
+        remembered: Option<String>,
+    },
+    /// The compile cage could not compile the component now, through no
+    /// fault of the component; loading it again may work.
+    #[error("{source_name} could not be compiled now: {reason}; it will be tried again")]
+    CompileUnavailable {
+        /// Where the bytes came from.
+        source_name: String,
+        /// What went wrong.
+        reason: String,
     },
     /// The component does not implement the `bosun:reconciler/reconciler`
     /// world of the contract version it targets.
@@ -107,6 +134,17 @@ pub enum LoadError {
 }
 
 impl LoadError {
+    /// A CamelCase reason for a status condition: `CompileLimit` for a
+    /// limit of the compile cage, `CompileUnavailable` when the cage could
+    /// not compile now, `LoadFailed` for everything else.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            LoadError::CompileLimit { .. } => "CompileLimit",
+            LoadError::CompileUnavailable { .. } => "CompileUnavailable",
+            _ => "LoadFailed",
+        }
+    }
+
     pub(super) fn unserved(source_name: &str, unserved: Unserved) -> Self {
         let source_name = source_name.to_owned();
         match unserved {

@@ -11,14 +11,17 @@
 pub mod bindings;
 mod budget;
 mod cache;
+mod cage;
 mod compat;
 mod contract;
 mod error;
 mod module;
+mod refusals;
 mod resident;
 mod sandbox;
+mod worker;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -29,12 +32,15 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
 pub use cache::CompileCache;
+pub use cage::{CompileLimits, Compiler, LimitHit, THIS_EXECUTABLE, WORKER_SUBCOMMAND};
 pub use contract::Contract;
 pub use error::{CallError, Fault, LoadError};
 pub use module::{CallContext, Module, Outcome};
+pub use worker::serve as serve_compile_worker;
 // The bounds live below the engine; re-exported where callers met them first.
 pub use crate::limits::{DEFAULT_MIN_REQUEUE, Limits};
 
+use cage::{Cage, CageError};
 use resident::{Reloader, Unloader};
 use sandbox::Sandbox;
 
@@ -80,6 +86,11 @@ pub struct EngineConfig {
     /// long, and map it again from the cache on its next call. Needs the
     /// cache; None keeps every module's code in memory.
     pub unload_idle_after: Option<Duration>,
+    /// How components are compiled: in a worker process under limits, or
+    /// in this process without any (see [`Compiler`]). The default is
+    /// [`Compiler::for_this_process`]: caged in a `bosun` binary, in
+    /// process elsewhere.
+    pub compiler: Compiler,
 }
 
 impl Default for EngineConfig {
@@ -89,6 +100,7 @@ impl Default for EngineConfig {
             max_memory_bytes: 256 << 20,
             cache_dir: None,
             unload_idle_after: None,
+            compiler: Compiler::for_this_process(),
         }
     }
 }
@@ -113,6 +125,13 @@ pub struct Engine {
     max_instances: u32,
     /// Present when idle modules' code is let go.
     unloader: Option<Unloader>,
+    /// Present when components are compiled in worker processes.
+    cage: Option<Cage>,
+    /// Where the cage's files go when there is no usable cache: a
+    /// directory private to this process, removed with the engine. Made
+    /// on first need only: in the shipped image the cache's volume is the
+    /// one writable place, and `/tmp` is read-only.
+    scratch: std::sync::OnceLock<Result<tempfile::TempDir, String>>,
     _ticker: EpochTicker,
 }
 
@@ -149,11 +168,8 @@ impl Engine {
             .table_keep_resident(64 << 10)
             .pagemap_scan(wasmtime::Enabled::Auto);
 
-        let mut wasm = Config::new();
-        wasm.wasm_component_model(true)
-            .epoch_interruption(true)
-            .cranelift_opt_level(OptLevel::Speed)
-            .parallel_compilation(true)
+        let mut wasm = compile_config();
+        wasm.parallel_compilation(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let wasmtime = wasmtime::Engine::new(&wasm)?;
 
@@ -172,6 +188,14 @@ impl Engine {
             (Some(_), Some(idle)) => Some(Unloader::start(idle)),
             _ => None,
         };
+        let cage = match config.compiler {
+            Compiler::Caged {
+                program,
+                limits,
+                concurrency,
+            } => Some(Cage::new(program, limits, concurrency)),
+            Compiler::InProcess => None,
+        };
         let ticker = EpochTicker::start(wasmtime.clone());
         Ok(Engine {
             wasmtime,
@@ -180,6 +204,8 @@ impl Engine {
             max_memory_bytes: config.max_memory_bytes,
             max_instances: config.max_instances,
             unloader,
+            cage,
+            scratch: std::sync::OnceLock::new(),
             _ticker: ticker,
         })
     }
@@ -193,6 +219,12 @@ impl Engine {
     /// The compile cache, if enabled.
     pub fn cache(&self) -> Option<&CompileCache> {
         self.cache.as_ref()
+    }
+
+    /// The limits compiles run under; None when components are compiled in
+    /// this process, without any.
+    pub fn compile_limits(&self) -> Option<&CompileLimits> {
+        self.cage.as_ref().map(Cage::limits)
     }
 
     /// Loads a module from a file. See [`Engine::load`].
@@ -210,9 +242,28 @@ impl Engine {
     /// imports name (see [`Contract`]), and reads its metadata.
     /// Blocks while compiling: call it off the async runtime.
     ///
+    /// With [`Compiler::Caged`] the bytes are first held to the size cap,
+    /// a refusal remembered for them is returned as it is, and the compile
+    /// runs in a worker process under the limits (waiting for a free
+    /// compile slot); its artifact is taken in through the cache's checks.
+    /// A limit hit is [`LoadError::CompileLimit`].
+    ///
     /// `source_name` says where the bytes came from, for error messages.
     pub fn load(&self, source_name: &str, bytes: &[u8]) -> Result<Module, LoadError> {
         let started = Instant::now();
+        if let Some(limits) = self.compile_limits()
+            && bytes.len() > limits.max_bytes
+        {
+            // Before anything parses the bytes, the header check included.
+            return Err(LoadError::CompileLimit {
+                source_name: source_name.to_owned(),
+                hit: LimitHit::Size {
+                    size: bytes.len(),
+                    max: limits.max_bytes,
+                },
+                remembered: None,
+            });
+        }
         check_component_header(source_name, bytes)?;
         let digest = hex::encode(Sha256::digest(bytes));
         let (component, compiled) = match self
@@ -221,17 +272,10 @@ impl Engine {
             .and_then(|c| c.get(&self.wasmtime, &digest))
         {
             Some(component) => (component, CompileSource::Cache),
-            None => {
-                let component =
-                    Component::new(&self.wasmtime, bytes).map_err(|reason| LoadError::Compile {
-                        source_name: source_name.to_owned(),
-                        reason,
-                    })?;
-                if let Some(cache) = &self.cache {
-                    cache.put(&digest, &component);
-                }
-                (component, CompileSource::Compiled)
-            }
+            None => (
+                self.compile(source_name, &digest, bytes)?,
+                CompileSource::Compiled,
+            ),
         };
         let contract = contract::detect(&self.wasmtime, &component)
             .map_err(|unserved| LoadError::unserved(source_name, unserved))?;
@@ -283,6 +327,132 @@ impl Engine {
         );
         Ok(module)
     }
+}
+
+impl Engine {
+    /// Compiles a component the cache does not hold: in the cage when
+    /// there is one, else in this process.
+    fn compile(
+        &self,
+        source_name: &str,
+        digest: &str,
+        bytes: &[u8],
+    ) -> Result<Component, LoadError> {
+        let Some(cage) = &self.cage else {
+            let component =
+                Component::new(&self.wasmtime, bytes).map_err(|reason| LoadError::Compile {
+                    source_name: source_name.to_owned(),
+                    reason,
+                })?;
+            if let Some(cache) = &self.cache {
+                cache.put(digest, &component);
+            }
+            return Ok(component);
+        };
+        let cache = self.cache.as_ref().filter(|cache| cache.is_usable());
+        let limit = |hit, remembered| LoadError::CompileLimit {
+            source_name: source_name.to_owned(),
+            hit,
+            remembered,
+        };
+        let unavailable = |reason: String| LoadError::CompileUnavailable {
+            source_name: source_name.to_owned(),
+            reason,
+        };
+        if let Some(refused) = cache.and_then(|c| refusals::recall(c, digest, cage.limits())) {
+            tracing::warn!(source = source_name, %digest, hit = %refused.hit, at = %refused.at, "not compiling a component refused before under the same limits");
+            return Err(limit(refused.hit, Some(refused.at)));
+        }
+        let scratch = match cache {
+            Some(cache) => cache.dir(),
+            None => self.scratch()
+                .map_err(|why| unavailable(format!("{why}; give the host a compile cache it can write (--cache-dir) or a writable TMPDIR")))?,
+        };
+        let artifact = cage.compile(bytes, scratch).map_err(|error| match error {
+            CageError::Limit(hit) => {
+                tracing::warn!(source = source_name, %digest, %hit, "compile refused: over a limit of the compile cage");
+                if let (Some(cache), LimitHit::Time { .. } | LimitHit::Memory { .. }) = (cache, hit) {
+                    refusals::remember(cache, digest, cage.limits(), hit);
+                }
+                limit(hit, None)
+            }
+            CageError::Invalid(message) => LoadError::Compile {
+                source_name: source_name.to_owned(),
+                reason: wasmtime::Error::msg(message),
+            },
+            CageError::Unavailable(reason) => unavailable(reason),
+        })?;
+        let component = match cache {
+            // Checked exactly as a cache entry is: tagged by this host as it
+            // takes it, verified and mapped by `get`.
+            Some(cache) => {
+                if !cache.admit(digest, artifact) {
+                    return Err(unavailable(format!(
+                        "the compile cache {} could not take the artifact",
+                        cache.dir().display()
+                    )));
+                }
+                cache.get(&self.wasmtime, digest)
+            }
+            None => map_artifact(&self.wasmtime, &artifact),
+        };
+        component.ok_or_else(|| {
+            unavailable("the compile worker's artifact does not load in this engine (is the worker a bosun binary of this very build?)".into())
+        })
+    }
+}
+
+impl Engine {
+    /// The private directory the cage works in when there is no usable
+    /// cache, made on first use.
+    fn scratch(&self) -> Result<&Path, String> {
+        self.scratch
+            .get_or_init(|| {
+                tempfile::Builder::new()
+                    .prefix("bosun-compile-")
+                    .tempdir()
+                    .map_err(|e| {
+                        format!("no private directory for the compile worker's files: {e}")
+                    })
+            })
+            .as_ref()
+            .map(tempfile::TempDir::path)
+            .map_err(Clone::clone)
+    }
+}
+
+/// Maps an artifact the cage wrote into the host's private scratch
+/// directory (no cache to take it). None when wasmtime refuses it.
+fn map_artifact(
+    engine: &wasmtime::Engine,
+    artifact: &tempfile::NamedTempFile,
+) -> Option<Component> {
+    use std::os::fd::AsRawFd;
+    let path = format!("/proc/self/fd/{}", artifact.as_file().as_raw_fd());
+    // SAFETY: the file lies in a directory private to this process and
+    // only this process has it open: the cage copied the worker's output
+    // into it, and the worker has exited. wasmtime checks the artifact's
+    // header and engine compatibility; the mapping outlives the file.
+    match unsafe { Component::deserialize_file(engine, &path) } {
+        Ok(component) => Some(component),
+        Err(error) => {
+            tracing::warn!(%error, "the compile worker's artifact does not load");
+            None
+        }
+    }
+}
+
+/// The settings that decide what compiled code looks like, shared by the
+/// engine and the compile worker so that the worker's artifacts load in
+/// the engine (wasmtime refuses any that do not match). The engine adds
+/// only what does not change the code: its allocator and its threads.
+pub(crate) fn compile_config() -> Config {
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .cranelift_opt_level(OptLevel::Speed);
+    config
 }
 
 /// Rejects what is not a component before Cranelift sees it, with a

@@ -211,12 +211,18 @@ async fn work(
 }
 
 /// Whether a load that failed for `reason` may succeed later with the same
-/// spec: the cause is in the cluster or the network, not in the bytes or
-/// the grant.
+/// spec: the cause is in the cluster, the network or the host's load, not
+/// in the bytes or the grant. (`CompileLimit` is the bytes' doing: it stays
+/// until they or the host's limits change.)
 pub fn heals_by_itself(reason: &str) -> bool {
     matches!(
         reason,
-        "FetchFailed" | "DiscoveryFailed" | "KindMismatch" | "MissingRBAC" | "Conflict"
+        "FetchFailed"
+            | "DiscoveryFailed"
+            | "KindMismatch"
+            | "MissingRBAC"
+            | "Conflict"
+            | "CompileUnavailable"
     )
 }
 
@@ -480,12 +486,19 @@ mod tests {
 
     #[test]
     fn only_causes_outside_the_spec_are_retried() {
-        for reason in ["FetchFailed", "KindMismatch", "MissingRBAC", "Conflict"] {
+        for reason in [
+            "FetchFailed",
+            "KindMismatch",
+            "MissingRBAC",
+            "Conflict",
+            "CompileUnavailable",
+        ] {
             assert!(heals_by_itself(reason), "{reason}");
         }
         for reason in [
             "DigestMismatch",
             "LoadFailed",
+            "CompileLimit",
             "PermissionDenied",
             "InvalidSpec",
         ] {

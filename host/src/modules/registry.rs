@@ -131,7 +131,9 @@ impl RegistryError {
     /// A CamelCase reason for a status condition.
     pub fn reason(&self) -> &'static str {
         match self {
-            RegistryError::Load(_) | RegistryError::Task(_) => "LoadFailed",
+            // CompileLimit, CompileUnavailable or LoadFailed.
+            RegistryError::Load(error) => error.reason(),
+            RegistryError::Task(_) => "LoadFailed",
             RegistryError::Discovery(DiscoveryError::Api { .. }) => "DiscoveryFailed",
             RegistryError::Discovery(_) => "KindMismatch",
             RegistryError::PermissionDenied(_) => "PermissionDenied",

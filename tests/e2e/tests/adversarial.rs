@@ -1167,6 +1167,131 @@ async fn hostile_declarations_and_reconciler_modules_are_refused_one_by_one() {
     }
 }
 
+#[tokio::test]
+async fn a_component_too_costly_to_compile_is_refused_and_the_host_keeps_reconciling() {
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let cluster = Cluster::start().await;
+    // A cache of its own: the refusal is remembered there, and the second
+    // host below must find this test's, not an earlier run's.
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = cache.path().display().to_string();
+    let flags = [
+        "--modules-from-cluster",
+        "--cache-dir",
+        &cache_dir,
+        "--compile-cpu-limit",
+        "4s",
+    ];
+    let mut host = Host::start(&cluster, &[], &flags).await;
+    let modules = cluster.reconciler_modules();
+    let create = |name: &str, spec: Value| {
+        let modules = modules.clone();
+        let module = reconciler_module(name, spec);
+        async move {
+            modules
+                .create(&PostParams::default(), &module)
+                .await
+                .expect("create the ReconcilerModule")
+        }
+    };
+    let grant = permissions_with_namespaces(&guest("cnat"), &[&cluster.namespace]);
+    create(
+        "cnat",
+        json!({"source": {"file": {"path": guest("cnat")}}, "permissions": grant}),
+    )
+    .await;
+    common::wait_loaded(&modules, "cnat", "True", "Loaded").await;
+
+    // One function of 20,000 live values: 151 KB, about 14 s of one core
+    // to compile (debug build) — far past the 4 s this host allows.
+    let hostile = bosun_testenv::hostile::component(1, 20_000, 1);
+    let bundle = ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some("hostile".into()),
+            ..Default::default()
+        },
+        binary_data: Some(std::collections::BTreeMap::from([(
+            "slow.wasm".to_owned(),
+            ByteString(hostile),
+        )])),
+        ..Default::default()
+    };
+    Api::<ConfigMap>::namespaced(cluster.client.clone(), &cluster.namespace)
+        .create(&PostParams::default(), &bundle)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    create(
+        "slow",
+        json!({"source": {"configMap": {"namespace": cluster.namespace, "name": "hostile", "key": "slow.wasm"}}, "permissions": grant}),
+    )
+    .await;
+    // While it compiles, cnat reconciles a new object.
+    let pods = cluster.api("", "v1", "Pod", "pods");
+    cluster
+        .ats()
+        .create(&PostParams::default(), &at("during", &schedule_in(-5)))
+        .await
+        .unwrap();
+    eventually("cnat reconciles during the compile", LONG, || async {
+        get(&pods, "during-pod").await
+    })
+    .await;
+    let reconciled_after = started.elapsed();
+    let message = refused(&modules, "slow", "CompileLimit").await;
+    let refused_after = started.elapsed();
+    println!(
+        "the hostile ReconcilerModule was refused after {refused_after:.1?}; cnat's Pod came {reconciled_after:.1?} after it was created"
+    );
+    assert!(
+        message.contains("more than its 4 s of CPU time")
+            && message.contains("--compile-cpu-limit"),
+        "{message}"
+    );
+    assert_eq!(
+        common::condition(&get(&modules, "slow").await.unwrap(), "Ready").unwrap()["reason"],
+        "NotLoaded"
+    );
+    assert!(host.is_running(), "the host stayed up:\n{}", host.log());
+    assert!(
+        host.log().contains("CompileLimit"),
+        "the host's log says why:\n{}",
+        host.log()
+    );
+
+    // A restarted host refuses it from the remembered refusal, without
+    // compiling it again, and runs cnat.
+    host.terminate();
+    let host = Host::start(&cluster, &[], &flags).await;
+    eventually("the restarted host remembers the refusal", LONG, || async {
+        let module = get(&modules, "slow").await?;
+        let loaded = common::condition(&module, "Loaded")?;
+        (host
+            .log()
+            .contains("not compiling a component refused before")
+            && loaded["reason"] == "CompileLimit")
+            .then_some(())
+    })
+    .await;
+    cluster
+        .ats()
+        .create(&PostParams::default(), &at("after", &schedule_in(-5)))
+        .await
+        .unwrap();
+    eventually("cnat reconciles after the restart", LONG, || async {
+        get(&pods, "after-pod").await
+    })
+    .await;
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(
+            host.get(path).await.map(|(code, _)| code).ok(),
+            Some(200),
+            "{path}"
+        );
+    }
+}
+
 // ------------------------------------------------------------------------
 // Leadership
 
