@@ -31,7 +31,7 @@ struct Args {
     module: String,
     /// Reconciles in flight at once: the host's default. 0 is
     /// kube-runtime's own default (`Config::default()`, no limit).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 16)]
     concurrency: u16,
     /// Watch this namespace only (`Api::namespaced`), as a controller
     /// confined to one namespace is written; every namespace by default.

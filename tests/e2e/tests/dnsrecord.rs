@@ -92,6 +92,12 @@ fn module(api_url: &str, wasm: &str, granted: bool, resync_seconds: u64) -> Dyna
     .unwrap()
 }
 
+/// `module` with at most `concurrency` reconciles in flight.
+fn with_concurrency(mut module: DynamicObject, concurrency: u32) -> DynamicObject {
+    module.data["spec"]["concurrency"] = json!(concurrency);
+    module
+}
+
 async fn put_secret(cluster: &Cluster, key: &str) {
     let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     let secret: Secret = serde_json::from_value(json!({
@@ -352,7 +358,7 @@ async fn a_modules_reconciles_reuse_a_handful_of_connections() {
     modules
         .create(
             &PostParams::default(),
-            &module(&proxy.url(), &wasm, true, 3600),
+            &with_concurrency(module(&proxy.url(), &wasm, true, 3600), 4),
         )
         .await
         .expect("the ReconcilerModule is created");
@@ -360,8 +366,8 @@ async fn a_modules_reconciles_reuse_a_handful_of_connections() {
 
     // Five records created, then each changed three times: every one of
     // these twenty reconciles reads the zone, replaces the rrset and reads
-    // it back over the API, with up to four running at once (the default
-    // concurrency).
+    // it back over the API, with up to four running at once (the module's
+    // concurrency, set below).
     const RECORDS: usize = 5;
     const CHANGES: usize = 3;
     let records = dns_records(&cluster);
