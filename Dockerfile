@@ -36,7 +36,7 @@ COPY --from=build /rootfs/ /
 COPY --from=build --chown=65532:65532 /rootfs/home/nonroot /home/nonroot
 COPY --from=build --chown=65532:65532 /rootfs/var/cache/bosun /var/cache/bosun
 USER 65532:65532
-ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin BOSUN_CACHE_DIR=/var/cache/bosun
+ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin BOSUN_CACHE_DIR=/var/cache/bosun/modules
 EXPOSE 8080
 ARG CREATED=1970-01-01T00:00:00Z
 ARG REVISION=unknown

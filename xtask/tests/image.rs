@@ -132,7 +132,7 @@ fn the_config_has_the_entrypoint_user_and_labels() {
         run["Env"]
             .as_array()
             .expect("env")
-            .contains(&Value::from("BOSUN_CACHE_DIR=/var/cache/bosun")),
+            .contains(&Value::from("BOSUN_CACHE_DIR=/var/cache/bosun/modules")),
         "{run}"
     );
     let labels = &run["Labels"];

@@ -269,7 +269,7 @@ fn assert_deployment_is_hardened(deployment: &Value) {
         container["env"]
             .as_array()
             .expect("env")
-            .contains(&json!({"name": "BOSUN_CACHE_DIR", "value": "/var/cache/bosun"})),
+            .contains(&json!({"name": "BOSUN_CACHE_DIR", "value": "/var/cache/bosun/modules"})),
         "{}",
         container["env"]
     );

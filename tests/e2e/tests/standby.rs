@@ -111,9 +111,11 @@ async fn a_warm_standby_takes_over_without_a_list_and_wrote_nothing_before() {
 
     // The leader goes; the standby takes the Lease and reconciles — a new
     // WebApp, and the ones it queued while standing by — with no LIST.
-    let listed = lists(&cluster).await;
     hosts[leader].kill();
     let killed = Instant::now();
+    // Counted once the old leader is gone: whatever it listed is not the
+    // standby's doing.
+    let listed = lists(&cluster).await;
     eventually("the standby takes over", LONG, || async {
         leads(&hosts[standby]).then_some(())
     })

@@ -31,7 +31,7 @@ pub const USER: &str = "65532:65532";
 /// The environment of the image's config.
 pub const ENV: [&str; 2] = [
     "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-    "BOSUN_CACHE_DIR=/var/cache/bosun",
+    "BOSUN_CACHE_DIR=/var/cache/bosun/modules",
 ];
 /// The telemetry port (`/metrics`, `/healthz`, `/readyz`).
 pub const TELEMETRY_PORT: u16 = 8080;
