@@ -131,6 +131,7 @@ fn main() {
                     origin: Origin::parse(&origin).unwrap(),
                     credentials: None,
                     ca_bundle: None,
+                    methods: Vec::new(),
                 }],
                 HttpLimits::default(),
                 Environment::default(),

@@ -99,6 +99,56 @@ pub struct Permissions {
     pub limits: LimitOverrides,
 }
 
+impl Permissions {
+    /// Checks what a grant says against itself, before any module is
+    /// held to it: HTTP methods are method names, and no grant lets a
+    /// module read the Secret its HTTP credentials come from — the host
+    /// adds them to requests precisely so that the guest never sees them.
+    ///
+    /// # Errors
+    ///
+    /// What is wrong, naming the field.
+    pub fn validate(&self) -> Result<(), String> {
+        for grant in &self.http {
+            for method in &grant.methods {
+                let token = !method.is_empty()
+                    && method.len() <= 32
+                    && method.bytes().all(|b| b.is_ascii_uppercase());
+                if !token {
+                    return Err(format!(
+                        "permissions.http[{}].methods: {} is not an HTTP method name in capitals, such as GET",
+                        grant.origin,
+                        crate::meta::quoted(method)
+                    ));
+                }
+            }
+        }
+        let secret = GroupKind {
+            group: String::new(),
+            kind: "Secret".into(),
+        };
+        let reads_secrets = self.reads.contains(&secret) || self.owns.contains(&secret);
+        if reads_secrets {
+            let readable = |namespace: &str| {
+                self.namespaces.is_empty() || self.namespaces.iter().any(|n| n == namespace)
+            };
+            if let Some(held) = self
+                .http
+                .iter()
+                .filter_map(|grant| grant.credentials.as_ref())
+                .map(|credentials| &credentials.secret_ref)
+                .find(|key| readable(&key.namespace))
+            {
+                return Err(format!(
+                    "permissions: the module may read Secrets in namespace {}, where its HTTP credentials (Secret {}/{}) are kept; the host adds credentials so that the guest never sees them: keep them in a namespace the module cannot read, or do not grant it Secrets",
+                    held.namespace, held.namespace, held.name
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Per-module overrides of the bounds on one call's output.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -163,6 +213,28 @@ pub struct HttpGrant {
     /// roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_bundle: Option<CaBundle>,
+    /// The HTTP methods the module may use with this origin, upper-case;
+    /// none listed: GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS.
+    /// TRACE (which echoes the request, credentials included, into the
+    /// response the guest reads) and CONNECT (a tunnel past every check)
+    /// only when listed here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(length(min = 1, max = 32)))]
+    pub methods: Vec<String>,
+}
+
+/// The methods an origin allows when its grant lists none.
+pub const DEFAULT_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+impl HttpGrant {
+    /// Whether a request with `method` may go to this origin.
+    pub fn allows(&self, method: &str) -> bool {
+        if self.methods.is_empty() {
+            DEFAULT_METHODS.contains(&method)
+        } else {
+            self.methods.iter().any(|m| m == method)
+        }
+    }
 }
 
 /// A header bound to an origin, holding a Secret's value.
@@ -336,6 +408,7 @@ pub fn requested(meta: &ModuleMeta) -> Permissions {
                 origin: origin.clone(),
                 credentials: None,
                 ca_bundle: None,
+                methods: Vec::new(),
             })
             .collect(),
         limits: LimitOverrides::default(),
@@ -468,7 +541,9 @@ pub fn parse_grants(text: &str) -> Result<Vec<GrantFile>, String> {
         // the host: one reading of the schema (serde_yaml alone would want
         // `!tag` syntax for the one-of fields such as `caBundle`).
         let value = serde_json::to_value(value).map_err(|e| e.to_string())?;
-        grants.push(serde_json::from_value(value).map_err(|e| e.to_string())?);
+        let grant: GrantFile = serde_json::from_value(value).map_err(|e| e.to_string())?;
+        grant.permissions.validate()?;
+        grants.push(grant);
     }
     Ok(grants)
 }
@@ -476,6 +551,38 @@ pub fn parse_grants(text: &str) -> Result<Vec<GrantFile>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn credentialed(namespaces: &[&str], reads: &[&str]) -> Permissions {
+        serde_json::from_value(serde_json::json!({
+            "reads": reads.iter().map(|k| serde_json::json!({"kind": k})).collect::<Vec<_>>(),
+            "namespaces": namespaces,
+            "http": [{"origin": "https://dns.example",
+                      "credentials": {"header": "X-API-Key",
+                                      "secretRef": {"namespace": "dns", "name": "pdns-key", "key": "key"}}}],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_grant_that_lets_the_module_read_its_own_credentials_is_refused() {
+        let error = credentialed(&[], &["Secret"]).validate().unwrap_err();
+        assert!(error.contains("dns/pdns-key"), "{error}");
+        assert!(credentialed(&["dns"], &["Secret"]).validate().is_err());
+        // Secrets elsewhere only, or no Secrets at all: fine.
+        assert!(credentialed(&["shop"], &["Secret"]).validate().is_ok());
+        assert!(credentialed(&[], &["ConfigMap"]).validate().is_ok());
+    }
+
+    #[test]
+    fn http_methods_are_method_names() {
+        let mut permissions = credentialed(&[], &[]);
+        permissions.http[0].methods = vec!["get".into()];
+        assert!(permissions.validate().unwrap_err().contains("methods"));
+        permissions.http[0].methods = vec!["GET".into(), "TRACE".into()];
+        assert!(permissions.validate().is_ok());
+        assert!(permissions.http[0].allows("TRACE"));
+        assert!(!permissions.http[0].allows("POST"));
+    }
 
     fn kind(group: &str, kind: &str, scope: Scope) -> Kind {
         Kind::for_test(group, kind, scope)

@@ -77,6 +77,23 @@ impl Kind {
     }
 
     fn check(&self, role: &str) -> Result<(), String> {
+        // As long as Kubernetes lets them be: a group is a DNS subdomain,
+        // the rest DNS labels. Checked first, so that nothing longer is
+        // ever quoted or sent anywhere.
+        for (field, value, most) in [
+            ("group", &self.group, 253),
+            ("version", &self.version, 63),
+            ("kind", &self.kind, 63),
+            ("plural", &self.plural, 63),
+        ] {
+            if value.len() > most {
+                return Err(format!(
+                    "{role} kind's {field} {} is {} bytes long; at most {most} are allowed",
+                    quoted(value),
+                    value.len()
+                ));
+            }
+        }
         if self.kind.is_empty() || self.version.is_empty() || self.plural.is_empty() {
             return Err(format!(
                 "{role} kind {self:?} needs a kind, a version and a plural"
@@ -149,8 +166,17 @@ impl ModuleMeta {
         };
         if !is_dns_label(&meta.name) {
             return Err(format!(
-                "module name {:?} must be a DNS label: at most 63 lower-case letters, digits and '-', starting and ending with a letter or digit",
-                meta.name
+                "module name {} must be a DNS label: at most 63 lower-case letters, digits and '-', starting and ending with a letter or digit",
+                quoted(&meta.name)
+            ));
+        }
+        // The version goes into the ReconcilerModule's status, log lines
+        // and a metric label: as short as a version needs to be.
+        if meta.version.len() > MAX_VERSION_BYTES || meta.version.chars().any(char::is_control) {
+            return Err(format!(
+                "module version {} must be at most {MAX_VERSION_BYTES} bytes without control characters (it is {} bytes); a version such as 1.2.3+build.4 is plenty",
+                quoted(&meta.version),
+                meta.version.len()
             ));
         }
         meta.primary.check("primary")?;
@@ -255,6 +281,21 @@ fn parse_origins(declared: Vec<String>) -> Result<Vec<Origin>, String> {
 
 /// The most HTTP origins a module may declare.
 pub const MAX_ORIGINS: usize = 64;
+
+/// The longest module version: semver with a pre-release and build
+/// metadata fits many times over.
+pub const MAX_VERSION_BYTES: usize = 128;
+
+/// `text` as an error message quotes a string someone else chose: its
+/// first 64 bytes, debug-escaped, and a mark that there was more.
+pub fn quoted(text: &str) -> String {
+    let cut = truncate_at_char_boundary(text, 64);
+    if cut.len() < text.len() {
+        format!("{cut:?}…")
+    } else {
+        format!("{cut:?}")
+    }
+}
 
 /// The most kinds a module may declare, primary, owned and read together:
 /// each is a watch per granted namespace, and read tracking numbers them
@@ -485,6 +526,26 @@ mod tests {
                 .unwrap_err()
                 .contains("cannot own cluster-scoped")
         );
+    }
+
+    #[test]
+    fn long_module_supplied_text_is_refused_and_never_quoted_whole() {
+        let mut long_version = info();
+        long_version.version = "1".repeat(32 << 10);
+        let error = ModuleMeta::from_declared(long_version).unwrap_err();
+        assert!(error.contains("32768 bytes"), "{error}");
+        assert!(error.len() < 400, "the error quotes the version whole");
+        let mut control = info();
+        control.version = "1.0\n".into();
+        assert!(ModuleMeta::from_declared(control).is_err());
+        let mut long_name = info();
+        long_name.name = "a".repeat(10_000);
+        let error = ModuleMeta::from_declared(long_name).unwrap_err();
+        assert!(error.len() < 400, "{} bytes", error.len());
+        let mut long_kind = info();
+        long_kind.reads[0].plural = "x".repeat(1_000);
+        let error = ModuleMeta::from_declared(long_kind).unwrap_err();
+        assert!(error.contains("1000 bytes") && error.len() < 400, "{error}");
     }
 
     #[test]

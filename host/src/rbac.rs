@@ -269,6 +269,13 @@ pub fn host_needs() -> Vec<Need> {
             &["get", "create", "update"],
         ),
         need("events.k8s.io", "events", &["create", "patch"]),
+        vec![Need {
+            group: String::new(),
+            resource: "endpoints".into(),
+            verb: "get",
+            name: Some("kubernetes".into()),
+            namespace: Some("default".into()),
+        }],
     ]
     .concat()
 }

@@ -810,6 +810,95 @@ async fn a_created_child_is_owned_by_the_modules_apply_entry_alone() {
 }
 
 #[tokio::test]
+async fn a_child_created_by_a_host_that_stopped_before_owning_it_is_owned_by_the_next() {
+    // A host creates a child in two writes (a create, then a patch that
+    // makes its fields the module's applied ones). One that stopped between
+    // them left a child whose fields sit under the create's Update entry:
+    // the next host's reconcile must own it as applied, or a field the
+    // module later drops would stay for ever and the child never be pruned.
+    let f = fixture("a_child_created_by_a_host_that_stopped").await;
+    let app = f.create_webapp("shop").await;
+    let mut labelled = deployment("shop");
+    labelled["metadata"]["labels"]["examples.bosun.dev/revision"] = json!("2");
+    let first = plan(
+        &f.meta,
+        &app,
+        &[],
+        response(&[labelled.clone()], None, vec![]),
+    );
+    let body: DynamicObject = serde_json::from_value(first.apply[0].clone()).expect("the child");
+    let params = PostParams {
+        field_manager: Some("bosun/webapp".into()),
+        ..PostParams::default()
+    };
+    f.deployments()
+        .create(&params, &body)
+        .await
+        .expect("the first step of the stopped host");
+
+    // A new host (nothing remembered) reconciles, then the module drops
+    // the label.
+    let applier = Applier::new(f.client.clone(), "bosun");
+    let observed = f.observed(&app).await;
+    let same = plan(
+        &f.meta,
+        &app,
+        &observed,
+        response(&[labelled], None, vec![]),
+    );
+    applier
+        .apply(&f.meta, StatusRoom::ANY, &app, &observed, &same)
+        .await
+        .expect("the next host's reconcile");
+    let live = f.deployments().get("shop").await.expect("the Deployment");
+    let entries: Vec<(Option<String>, Option<String>)> = live
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .map(|m| (m.manager.clone(), m.operation.clone()))
+        .collect();
+    assert!(
+        entries.contains(&(Some("bosun/webapp".into()), Some("Apply".into())))
+            && !entries.contains(&(Some("bosun/webapp".into()), Some("Update".into()))),
+        "{entries:?}"
+    );
+    let observed = f.observed(&app).await;
+    let without = plan(
+        &f.meta,
+        &app,
+        &observed,
+        response(&[deployment("shop")], None, vec![]),
+    );
+    applier
+        .apply(&f.meta, StatusRoom::ANY, &app, &observed, &without)
+        .await
+        .expect("apply without the label");
+    let labels = f
+        .deployments()
+        .get("shop")
+        .await
+        .expect("the Deployment")
+        .metadata
+        .labels
+        .expect("labels");
+    assert!(
+        !labels.contains_key("examples.bosun.dev/revision"),
+        "the dropped label stayed: {labels:?}"
+    );
+
+    // And the child is the module's to prune.
+    let observed = f.observed(&app).await;
+    let none = plan(&f.meta, &app, &observed, response(&[], None, vec![]));
+    assert_eq!(none.prune.len(), 1, "{:?}", none.prune);
+    applier
+        .apply(&f.meta, StatusRoom::ANY, &app, &observed, &none)
+        .await
+        .expect("prune");
+    wait_gone(&f.deployments(), "shop").await;
+}
+
+#[tokio::test]
 async fn a_permanent_error_sets_a_condition_and_records_a_warning() {
     let f = fixture("a_permanent_error_sets_a_condition_and_records_a_warning").await;
     let app = f.create_webapp("shop").await;

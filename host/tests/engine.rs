@@ -237,6 +237,7 @@ fn still_serves() {
 
 #[test]
 fn a_guest_that_loops_forever_is_stopped_at_its_deadline() {
+    let _turn = CPU_BOUND.lock().unwrap_or_else(|p| p.into_inner());
     let limits = Limits {
         timeout: Duration::from_millis(200),
         ..Limits::default()
@@ -260,6 +261,151 @@ fn a_guest_that_loops_forever_is_stopped_at_its_deadline() {
         "{error}"
     );
     still_serves();
+}
+
+/// Tests that decide by CPU time take turns: a crowded CPU in one must not
+/// starve a loop another expects to be charged for.
+static CPU_BOUND: Mutex<()> = Mutex::new(());
+
+/// A CPU other work crowds: `hogs` threads spin on it at normal priority
+/// until dropped. A thread [`Crowded::enter`]s it to run there.
+struct Crowded {
+    cpu: usize,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    hogs: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Crowded {
+    fn new(hogs: usize) -> Self {
+        // The first CPU this process may run on.
+        // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it.
+        let mut allowed: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        assert_eq!(unsafe { libc::sched_getaffinity(0, size, &mut allowed) }, 0);
+        let cpu = (0..libc::CPU_SETSIZE as usize)
+            .find(|&cpu| unsafe { libc::CPU_ISSET(cpu, &allowed) })
+            .expect("some CPU is allowed");
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let hogs = (0..hogs)
+            .map(|_| {
+                let stop = Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    pin_to(cpu);
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        Crowded { cpu, stop, hogs }
+    }
+
+    /// Runs `f` on a thread of its own on the crowded CPU, at `nice`.
+    fn run<R: Send + 'static>(&self, nice: i32, f: impl FnOnce() -> R + Send + 'static) -> R {
+        let cpu = self.cpu;
+        std::thread::spawn(move || {
+            pin_to(cpu);
+            // SAFETY: setpriority on this thread's own id.
+            let tid = unsafe { libc::gettid() } as libc::id_t;
+            assert_eq!(
+                unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, nice) },
+                0
+            );
+            f()
+        })
+        .join()
+        .expect("the crowded thread")
+    }
+}
+
+impl Drop for Crowded {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for hog in self.hogs.drain(..) {
+            let _ = hog.join();
+        }
+    }
+}
+
+fn pin_to(cpu: usize) {
+    // SAFETY: cpu_set_t is plain data; the calls take this thread's set.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0
+        );
+    }
+}
+
+/// A fresh load of the misbehave guest: what its calls use is its own,
+/// not shared with other tests' calls of the cached one.
+fn fresh_misbehave() -> Module {
+    let path = bosun_testenv::guests::path("misbehave").expect("guests build");
+    ENGINE.load_file(&path).expect("misbehave loads")
+}
+
+#[test]
+fn a_loop_that_never_got_the_cpu_is_the_hosts_fault_not_the_guests() {
+    let _turn = CPU_BOUND.lock().unwrap_or_else(|p| p.into_inner());
+    let limits = Limits {
+        timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let guest = fresh_misbehave();
+    // The host is busy elsewhere: the call's thread shares its CPU with a
+    // spinning thread that outranks it, and gets a sliver of its deadline.
+    let crowded = Crowded::new(1);
+    let error = crowded
+        .run(19, move || call_misbehave(&guest, "loop", limits))
+        .unwrap_err();
+    drop(crowded);
+    let CallError::Starved {
+        ref module,
+        limit,
+        cpu,
+    } = error
+    else {
+        panic!("expected a starved call, got {error}");
+    };
+    assert_eq!((module.as_str(), limit), ("misbehave", limits.timeout));
+    assert!(cpu < limits.timeout / 2, "{error}");
+    assert_eq!(error.kind(), "Starved");
+    assert_eq!(error.fault(), bosun::engine::Fault::Host);
+    assert!(
+        error.to_string().contains("give the host more CPU"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_module_that_crowds_out_its_own_calls_answers_for_their_deadlines() {
+    let _turn = CPU_BOUND.lock().unwrap_or_else(|p| p.into_inner());
+    let limits = Limits {
+        timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let guest = fresh_misbehave();
+    // Six loops of one module on one CPU: none gets half its deadline, but
+    // the module used all of it. Starving itself is no way out of
+    // quarantine.
+    let crowded = Crowded::new(0);
+    let calls: Vec<_> = (0..6)
+        .map(|_| {
+            let guest = guest.clone();
+            let cpu = crowded.cpu;
+            std::thread::spawn(move || {
+                pin_to(cpu);
+                call_misbehave(&guest, "loop", limits)
+            })
+        })
+        .collect();
+    for call in calls {
+        let error = call.join().expect("call thread").unwrap_err();
+        assert!(matches!(error, CallError::Timeout { .. }), "{error}");
+        assert_eq!(error.fault(), bosun::engine::Fault::Guest);
+    }
 }
 
 #[test]

@@ -160,6 +160,7 @@ fn grant(origin: &str) -> HttpGrant {
         origin: Origin::parse(origin).unwrap(),
         credentials: None,
         ca_bundle: None,
+        methods: Vec::new(),
     }
 }
 
@@ -228,6 +229,28 @@ fn call(
     let status: Value =
         serde_json::from_str(response.status.as_deref().expect("a status")).unwrap();
     (status["http"].clone(), started.elapsed())
+}
+
+#[test]
+fn a_method_the_grant_does_not_list_is_refused_before_anything_is_sent() {
+    let server = Server::start(ok);
+    let origin = server.origin();
+    let mut post_only = grant(&origin);
+    post_only.methods = vec!["POST".into()];
+    let (refused, _) = get(
+        &[&origin],
+        vec![post_only],
+        Environment::default(),
+        &format!("{origin}/zone"),
+        false,
+        Duration::from_secs(5),
+    );
+    assert_eq!(refused["error"], "HttpRequestDenied", "{refused}");
+    assert!(server.requests().is_empty(), "the GET was sent");
+    // The default set has GET, and never TRACE or CONNECT.
+    let default = grant(&origin);
+    assert!(default.allows("GET") && default.allows("DELETE"));
+    assert!(!default.allows("TRACE") && !default.allows("CONNECT"));
 }
 
 #[test]

@@ -9,14 +9,19 @@
 //! taken over. The rule is enforced by the API server, so no race between
 //! the host's look at its cache and its write can break it:
 //!
-//! - an absent child is created by a server-side apply whose body carries
-//!   `resourceVersion: "1"`. Creating, the API server ignores it; updating,
-//!   it is a precondition no object meets (etcd counts revisions from 1 for
-//!   the empty store, so every stored object has a later one), and the
-//!   apply is refused with a conflict. So the apply only ever creates,
-//!   whatever appeared under that name meanwhile — and, unlike a plain
-//!   create, records the fields under the module's `Apply` entry, which a
-//!   later apply without a field removes it from.
+//! - an absent child is created by a plain create, which the API server
+//!   refuses (409 AlreadyExists) whatever appeared under that name
+//!   meanwhile, on any storage. A create records the fields under an
+//!   `Update` entry of the module's field manager, which a later apply
+//!   could never release; so the entry is turned into the module's `Apply`
+//!   entry at once (as client-go's `csaupgrade` does), by a JSON patch
+//!   pinned to the version just created. (Before, a server-side apply
+//!   carrying `resourceVersion: "1"` did both in one write, but that relied
+//!   on etcd never storing revision 1, which other storage, such as kine,
+//!   need not honour.)
+//!   A child created but not owned so (the host stopped between the two
+//!   writes, or the second kept failing) is owned so by the next reconcile
+//!   that finds it, before anything else is written to it.
 //! - a child of ours is server-side-applied with its observed `uid` and
 //!   `resourceVersion` in the body: preconditions the API server checks, so
 //!   an object re-created or changed since it was looked at is not written.
@@ -26,7 +31,9 @@
 //! preconditions, so an object re-created under the same name, or changed
 //! since it was checked, is never deleted.
 
-use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
+use kube::api::{
+    DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy,
+};
 use serde_json::{Value, json};
 
 use super::applied::Owner;
@@ -115,9 +122,67 @@ pub(super) fn standing(live: &Value, primary: &Primary, manager: &str) -> Standi
     Standing::Ours
 }
 
-/// The `resourceVersion` of the create-only apply: a precondition no stored
-/// object meets (see the module docs).
-const CREATE_ONLY: &str = "1";
+/// Whether `manager` holds an `Update` entry on `object` (for the object
+/// itself, not a subresource) and no `Apply` entry: a child created and not
+/// yet owned as applied.
+fn needs_applied_entry(object: &Value, manager: &str) -> bool {
+    let Some(entries) = object
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+    else {
+        return false;
+    };
+    !entries.iter().any(|e| is_entry(e, manager, "Apply"))
+        && entries.iter().any(|e| is_entry(e, manager, "Update"))
+}
+
+fn is_entry(entry: &Value, manager: &str, operation: &str) -> bool {
+    entry.get("manager").and_then(Value::as_str) == Some(manager)
+        && entry.get("operation").and_then(Value::as_str) == Some(operation)
+        && entry
+            .get("subresource")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .is_empty()
+}
+
+/// The JSON patch that turns `manager`'s `Update` entry on `object` (what
+/// a create records) into its `Apply` entry, as client-go's `csaupgrade`
+/// does, pinned by `test`s of the object's uid and resourceVersion. None
+/// when there is nothing to turn: no such entry, or the manager holds an
+/// `Apply` entry already (merging two field sets is left to the API
+/// server's next apply). Subresource entries (status) are left alone.
+///
+/// Every entry must carry its field set: the list replaces the object's
+/// whole, and one read from the cache (which drops field sets) would wipe
+/// every manager's ownership.
+fn applied_entry_patch(object: &Value, manager: &str) -> Option<Value> {
+    if !needs_applied_entry(object, manager) {
+        return None;
+    }
+    let entries = object.pointer("/metadata/managedFields")?.as_array()?;
+    if entries.iter().any(|entry| entry.get("fieldsV1").is_none()) {
+        return None;
+    }
+    let is = |entry: &Value, operation: &str| is_entry(entry, manager, operation);
+    let turned: Vec<Value> = entries
+        .iter()
+        .map(|entry| {
+            let mut entry = entry.clone();
+            if is(&entry, "Update") {
+                entry["operation"] = json!("Apply");
+            }
+            entry
+        })
+        .collect();
+    let uid = object.pointer("/metadata/uid")?;
+    let version = object.pointer("/metadata/resourceVersion")?;
+    Some(json!([
+        {"op": "test", "path": "/metadata/uid", "value": uid},
+        {"op": "test", "path": "/metadata/resourceVersion", "value": version},
+        {"op": "replace", "path": "/metadata/managedFields", "value": turned},
+    ]))
+}
 
 impl Applier {
     /// Writes one desired child; see the module docs for the rules.
@@ -154,6 +219,30 @@ impl Applier {
                 reason,
             });
         }
+        // A child created but not yet owned as applied (the host stopped
+        // between the two steps, or the second failed): owned now, before
+        // the no-op rule can skip it for good.
+        // The cache keeps no field sets, so the entries are read afresh.
+        // The patch moves the child's resourceVersion, so what follows is
+        // pinned to the owned child, not to the one the cache showed.
+        let mut owned_now = None;
+        if needs_applied_entry(live, &manager) {
+            let api = self.api(kind, namespace.as_deref());
+            if let Ok(Ok(fresh)) = api.get(&child_name).await.map(serde_json::to_value)
+                && fresh.pointer("/metadata/uid") == live.pointer("/metadata/uid")
+            {
+                if let Standing::Foreign(reason) = standing(&fresh, primary, &manager) {
+                    return Err(ApplyError::ChildExists {
+                        object: name,
+                        reason,
+                    });
+                }
+                owned_now = self
+                    .own_as_applied(&api, &child_name, &name, &manager, fresh)
+                    .await;
+            }
+        }
+        let live = owned_now.as_ref().unwrap_or(live);
         if is_semantic_subset(child, live) && self.last_applied.is_unchanged(owner, &name, child) {
             tracing::debug!(child = %name, "unchanged, not applied");
             report.unchanged += 1;
@@ -173,10 +262,10 @@ impl Applier {
         Ok(())
     }
 
-    /// Creates a child the cache does not know, by the create-only apply.
-    /// If the name turns out to be taken, the object there decides: a child
-    /// of ours the cache had not seen yet is updated, anything else is a
-    /// conflict.
+    /// Creates a child the cache does not know, by a create the API server
+    /// refuses if anything holds the name. If the name turns out to be
+    /// taken, the object there decides: a child of ours the cache had not
+    /// seen yet is updated, anything else is a conflict.
     #[allow(clippy::too_many_arguments)]
     async fn create_child(
         &self,
@@ -191,16 +280,33 @@ impl Applier {
     ) -> Result<(), ApplyError> {
         let name = describe(child);
         let manager = meta.field_manager();
-        let mut body = child.clone();
-        body["metadata"]["resourceVersion"] = json!(CREATE_ONLY);
         self.gate(Operation::Apply, &name)?;
         let api = self.api(kind, namespace);
-        let params = PatchParams::apply(&manager).force();
-        match api.patch(child_name, &params, &Patch::Apply(&body)).await {
-            Ok(_) => {
+        let body: DynamicObject = serde_json::from_value(child.clone()).map_err(|e| {
+            ApplyError::invalid(
+                Operation::Apply,
+                &name,
+                format!("the child as an object: {e}"),
+            )
+        })?;
+        let params = PostParams {
+            field_manager: Some(manager.clone()),
+            ..PostParams::default()
+        };
+        match api.create(&params, &body).await {
+            Ok(created) => {
                 self.last_applied.record(owner, &name, child);
                 tracing::debug!(child = %name, "created");
                 report.applied += 1;
+                match serde_json::to_value(created) {
+                    Ok(created) => {
+                        self.own_as_applied(&api, child_name, &name, &manager, created)
+                            .await;
+                    }
+                    Err(error) => {
+                        tracing::warn!(child = %name, %error, "the created child could not be read back")
+                    }
+                }
                 Ok(())
             }
             Err(kube::Error::Api(status)) if status.code == 409 => {
@@ -234,6 +340,57 @@ impl Applier {
             }
             Err(error) => Err(ApplyError::api(Operation::Apply, &name, error)),
         }
+    }
+
+    /// Turns the `Update` entry a create recorded for `manager` into its
+    /// `Apply` entry (see [`applied_entry_patch`]), so that a later apply
+    /// that leaves a field out removes it, and a prune finds the module's
+    /// applied entry. Something writing the child meanwhile (a controller
+    /// setting its status) moves its resourceVersion: the child is read
+    /// again, the same uid only, and the patch made anew. Should that keep
+    /// failing, a warning says so and the next reconcile of the primary
+    /// tries again.
+    ///
+    /// Returns the child as the patch left it, None when nothing was
+    /// written.
+    async fn own_as_applied(
+        &self,
+        api: &kube::Api<DynamicObject>,
+        child_name: &str,
+        name: &str,
+        manager: &str,
+        mut object: Value,
+    ) -> Option<Value> {
+        const ATTEMPTS: usize = 3;
+        let uid = object.pointer("/metadata/uid").cloned();
+        for attempt in 1..=ATTEMPTS {
+            let patch = applied_entry_patch(&object, manager)?;
+            let patch = match serde_json::from_value(patch) {
+                Ok(patch) => Patch::<()>::Json(patch),
+                Err(error) => {
+                    tracing::warn!(child = %name, %error, "could not build the patch turning the create's fields into the module's applied ones");
+                    return None;
+                }
+            };
+            self.gate(Operation::Apply, name).ok()?;
+            let error = match api.patch(child_name, &PatchParams::default(), &patch).await {
+                Ok(owned) => return serde_json::to_value(owned).ok(),
+                Err(error) => error,
+            };
+            // A failed `test` is a 422; a write meanwhile may also show as
+            // a 409. Anything else will not go away by looking again.
+            let moved = matches!(&error, kube::Error::Api(status) if status.code == 409 || status.code == 422);
+            if !moved || attempt == ATTEMPTS {
+                tracing::warn!(child = %name, %error, "the child's fields stay under its create's Update entry for now: the next reconcile tries again");
+                return None;
+            }
+            match api.get(child_name).await.map(serde_json::to_value) {
+                Ok(Ok(fresh)) if fresh.pointer("/metadata/uid") == uid.as_ref() => object = fresh,
+                // Gone, replaced, or unreadable: nothing of ours to own.
+                _ => return None,
+            }
+        }
+        None
     }
 
     /// Applies a child of ours, pinned to the very object looked at: its

@@ -121,6 +121,7 @@ pub(super) fn run(args: &ReconcileArgs, engine: &Engine) -> anyhow::Result<ExitC
                     origin: origin.clone(),
                     credentials: None,
                     ca_bundle: None,
+                    methods: Vec::new(),
                 })
                 .collect();
             crate::http::Outbound::new(

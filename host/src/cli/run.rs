@@ -124,10 +124,13 @@ async fn operate(args: &RunArgs, engine: Engine) -> anyhow::Result<ExitCode> {
     let kube_config = kube::Config::infer().await.context(
         "connecting to the cluster (set KUBECONFIG, or run in a pod with a service account)",
     )?;
-    let api_server = crate::http::api_server_addresses(&kube_config.cluster_url).await;
+    let mut api_server = crate::http::api_server_addresses(&kube_config.cluster_url).await;
     let client = kube::Client::try_from(kube_config).context(
         "connecting to the cluster (set KUBECONFIG, or run in a pod with a service account)",
     )?;
+    api_server.extend(crate::http::api_server_endpoints(&client).await);
+    api_server.sort();
+    api_server.dedup();
     let listener = tokio::net::TcpListener::bind(args.telemetry_addr)
         .await
         .with_context(|| format!("binding the telemetry address {}", args.telemetry_addr))?;

@@ -146,6 +146,7 @@ mod tests {
                     origin: Origin::parse(o).unwrap(),
                     credentials: None,
                     ca_bundle: None,
+                    methods: Vec::new(),
                 })
                 .collect(),
             ..ControllerSettings::default()

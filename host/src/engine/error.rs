@@ -172,6 +172,21 @@ pub enum CallError {
         /// The deadline it had.
         limit: Duration,
     },
+    /// The call ran out of time without having had it: the thread running
+    /// it got less than half its deadline of CPU (the host was busy with
+    /// other work, or the machine is oversubscribed). Not the guest's
+    /// fault: it never counts toward quarantine.
+    #[error(
+        "module {module}'s call reached its {limit:?} deadline having had only {cpu:?} of CPU: the host was starved, not the guest slow; it is retried, and counts nothing against the module — if it recurs, give the host more CPU or fewer modules"
+    )]
+    Starved {
+        /// The module's name.
+        module: String,
+        /// The deadline it had.
+        limit: Duration,
+        /// The CPU time the call's thread had.
+        cpu: Duration,
+    },
     /// The guest waited in a host call (a sleep, a poll) past its deadline.
     #[error(
         "module {module} was still waiting in a host call (a sleep or a poll) at its {limit:?} deadline and was stopped; a reconciler must not block — ask for a requeue instead"
@@ -298,8 +313,9 @@ pub enum Fault {
     /// The data's: the object (or its children) is too large for the
     /// module's memory cap. Fails that object only.
     Input,
-    /// The host's: no instance could be made. Retried, never held against
-    /// the module.
+    /// The host's: no instance could be made, or the call's deadline
+    /// passed while the host (not the guest) had the CPU. Retried, never
+    /// held against the module.
     Host,
 }
 
@@ -311,6 +327,7 @@ impl CallError {
             CallError::Timeout { .. } => "Timeout",
             CallError::Blocked { .. } => "Blocked",
             CallError::HostCallOverran { .. } => "HostCallDeadline",
+            CallError::Starved { .. } => "Starved",
             CallError::MemoryLimit { .. } => "MemoryLimit",
             CallError::RequestTooLarge { .. } => "RequestTooLarge",
             CallError::TooMany { .. } => "OutputTooLarge",
@@ -336,7 +353,9 @@ impl CallError {
                 request_bytes,
                 ..
             } if request_bytes.saturating_mul(32) >= limit_mib << 20 => Fault::Input,
-            CallError::Instantiate { .. } | CallError::Reload { .. } => Fault::Host,
+            CallError::Instantiate { .. }
+            | CallError::Reload { .. }
+            | CallError::Starved { .. } => Fault::Host,
             _ => Fault::Guest,
         }
     }

@@ -14,6 +14,7 @@ mod cache;
 mod cage;
 mod compat;
 mod contract;
+mod cpu;
 mod error;
 mod module;
 mod refusals;

@@ -1,13 +1,14 @@
 //! A loaded module and the calls into it.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use wasmtime::Store;
+use wasmtime::{Store, UpdateDeadline};
 
 use super::bindings::{self, FinalizeResponse, ReconcileError, Request, Response};
 use super::contract::{Contract, Guest, Pre};
+use super::cpu::{CallMeter, CpuHad, ModuleCpu};
 use super::error::HostCallOverran;
 use super::resident::{Reloader, Resident};
 use super::sandbox::Sandbox;
@@ -64,6 +65,9 @@ struct Runner {
     code: Arc<Resident>,
     name: Arc<str>,
     max_memory_bytes: usize,
+    /// What this module's calls have used, so that a deadline is charged
+    /// to the guest only when it had the time (see [`super::cpu`]).
+    cpu: ModuleCpu,
 }
 
 impl Module {
@@ -82,6 +86,7 @@ impl Module {
             code: Arc::new(Resident::new(pre, digest, reloader)),
             name: Arc::from(source_name),
             max_memory_bytes,
+            cpu: ModuleCpu::default(),
         };
         let info = runner
             .call(
@@ -281,8 +286,25 @@ impl Runner {
         );
         let mut store = Store::new(pre.engine(), sandbox);
         store.limiter(|sandbox| &mut sandbox.limiter);
-        store.set_epoch_deadline(deadline_ticks(limits.timeout));
-        store.epoch_deadline_trap();
+        // The epoch callback runs on the call's thread every tick the guest
+        // computes through: it samples the CPU the call uses (for its
+        // siblings to see) and stops the guest at its deadline.
+        let meter = Arc::new(Mutex::new(CallMeter::start(&self.cpu)));
+        let started = Instant::now();
+        let timeout = limits.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback({
+            let meter = Arc::clone(&meter);
+            move |_| {
+                if let Ok(mut meter) = meter.lock() {
+                    meter.sample();
+                }
+                if started.elapsed() >= timeout {
+                    return Err(wasmtime::Trap::Interrupt.into());
+                }
+                Ok(UpdateDeadline::Continue(1))
+            }
+        });
 
         // One tick of grace, so that a guest computing at the deadline is
         // stopped by the epoch (and reported as computing) rather than here.
@@ -297,6 +319,7 @@ impl Runner {
             })
             .await
         });
+        let had = meter.lock().ok().and_then(|mut meter| meter.finish());
         let result = match outcome {
             Ok(Ok(value)) => Ok(value),
             Ok(Err((error, instantiating))) => {
@@ -307,6 +330,7 @@ impl Runner {
                 limit: limits.timeout,
             }),
         };
+        let result = result.map_err(|error| starved(error, had));
         let printed = store.data().printed();
         if result.is_ok() && !printed.is_empty() {
             tracing::debug!(module = %self.name, output = %printed, "guest printed");
@@ -366,16 +390,30 @@ impl Runner {
     }
 }
 
+/// A deadline the call reached while computing (the guest's code, or a
+/// host function it called) counts against the guest only if it had the
+/// CPU to use it (see [`super::cpu`]); otherwise the host was starved and
+/// the failure is [`CallError::Starved`]. A guest waiting in WASI
+/// ([`CallError::Blocked`]) chose to wait.
+fn starved(error: CallError, had: Option<CpuHad>) -> CallError {
+    match (error, had) {
+        (
+            CallError::Timeout { module, limit } | CallError::HostCallOverran { module, limit, .. },
+            Some(had),
+        ) if had.starved(limit) => CallError::Starved {
+            module,
+            limit,
+            cpu: had.call,
+        },
+        (other, _) => other,
+    }
+}
+
 /// The bytes a request copies into the guest.
 fn request_size(request: &Request) -> usize {
     request.object.len()
         + request.children.iter().map(String::len).sum::<usize>()
         + request.settings.as_ref().map_or(0, String::len)
-}
-
-fn deadline_ticks(timeout: Duration) -> u64 {
-    // One extra tick: the current epoch may be about to advance.
-    (timeout.as_nanos() / EPOCH_TICK.as_nanos()) as u64 + 1
 }
 
 /// The primary object's namespace (when the primary kind is namespaced) and

@@ -22,7 +22,7 @@ pub use policy::{Policy, Refusal};
 pub use send::GuestHttp;
 
 use crate::grants::HttpGrant;
-use crate::meta::ModuleMeta;
+use crate::meta::{ModuleMeta, truncate_at_char_boundary};
 use crate::telemetry::Metrics;
 use credentials::KeySource;
 
@@ -103,16 +103,17 @@ impl Outbound {
     }
 
     fn refused<B>(&self, object: &str, request: &http::Request<B>, refusal: Refusal) {
+        // The guest chose both: a log line quotes them cut short.
         let uri = request.uri();
         let target = format!(
             "{}://{}",
-            uri.scheme_str().unwrap_or("?"),
-            uri.authority().map_or("?", |a| a.as_str())
+            truncate_at_char_boundary(uri.scheme_str().unwrap_or("?"), 16),
+            truncate_at_char_boundary(uri.authority().map_or("?", |a| a.as_str()), 256)
         );
         tracing::warn!(
             module = %self.module,
             object = %object,
-            method = %request.method(),
+            method = %truncate_at_char_boundary(request.method().as_str(), 32),
             target = %target,
             reason = refusal.as_str(),
             "guest HTTP request refused{}",
@@ -120,6 +121,28 @@ impl Outbound {
         );
         if let Some(metrics) = &self.env.metrics {
             metrics.guest_http_refused(&self.module, refusal.as_str());
+        }
+    }
+}
+
+/// The API server's own addresses behind the `kubernetes` Service (its
+/// Endpoints in `default`): in a cluster the host reaches the API server
+/// through the Service's ClusterIP, but a guest could aim at an endpoint
+/// directly. Empty, with a warning, when they cannot be read.
+pub async fn api_server_endpoints(client: &kube::Client) -> Vec<IpAddr> {
+    use k8s_openapi::api::core::v1::Endpoints;
+    let endpoints: kube::Api<Endpoints> = kube::Api::namespaced(client.clone(), "default");
+    match endpoints.get("kubernetes").await {
+        Ok(found) => found
+            .subsets
+            .iter()
+            .flatten()
+            .flat_map(|subset| subset.addresses.iter().flatten())
+            .filter_map(|address| address.ip.parse().ok())
+            .collect(),
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the API server's endpoints (get endpoints default/kubernetes); guest HTTP requests to them are refused only when they are the Service's address or loopback");
+            Vec::new()
         }
     }
 }

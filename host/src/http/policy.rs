@@ -5,9 +5,11 @@
 //! A request passes two gates. First its scheme, host and port must fall
 //! within an origin the module both declared and was granted. Then every
 //! address it would connect to is checked: loopback, unspecified,
-//! link-local (169.254.0.0/16, fe80::/10 — cloud metadata lives there),
-//! the AWS IPv6 metadata address fd00:ec2::254, multicast and the API
-//! server's own addresses are *guarded*. A guarded address is reachable
+//! link-local (169.254.0.0/16, fe80::/10 — most clouds' metadata lives
+//! there), the cloud metadata and host services that live elsewhere (AWS's
+//! IPv6 fd00:ec2::254, Alibaba's 100.100.100.200, Oracle's 192.0.0.192,
+//! Azure's WireServer 168.63.129.16), multicast and the API server's own
+//! addresses — the Service's and its endpoints' — are *guarded*. A guarded address is reachable
 //! only through a granted origin that names it literally: the IP itself,
 //! or `localhost` for loopback. A wildcard, or a name that merely resolves
 //! there (DNS rebinding), never opens it.
@@ -43,6 +45,8 @@ pub enum Refusal {
     /// This host does not lead (any more): another replica changes the
     /// world now.
     NotLeader,
+    /// The grant does not allow this HTTP method with this origin.
+    Method,
 }
 
 impl Refusal {
@@ -59,6 +63,7 @@ impl Refusal {
             Refusal::RequestBudget => "request_budget",
             Refusal::Credentials => "credentials",
             Refusal::NotLeader => "not_leader",
+            Refusal::Method => "method",
         }
     }
 }
@@ -132,11 +137,14 @@ fn guarded(ip: IpAddr, api_server: &[IpAddr]) -> Option<Refusal> {
         return Some(Refusal::ApiServer);
     }
     const METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
+    // Instance metadata and host services outside 169.254.0.0/16: Alibaba
+    // Cloud's metadata, Oracle Cloud's, Azure's WireServer.
+    const METADATA_V4: [[u8; 4]; 3] = [[100, 100, 100, 200], [192, 0, 0, 192], [168, 63, 129, 16]];
     match ip {
         IpAddr::V4(v4) => {
             if v4.is_loopback() || v4.is_unspecified() || v4.octets()[0] == 0 {
                 Some(Refusal::Loopback)
-            } else if v4.is_link_local() {
+            } else if v4.is_link_local() || METADATA_V4.contains(&v4.octets()) {
                 Some(Refusal::LinkLocal)
             } else if v4.is_multicast() || v4.is_broadcast() {
                 Some(Refusal::Multicast)
@@ -181,6 +189,9 @@ mod tests {
             ("::ffff:127.0.0.1", Refusal::Loopback),
             ("0.0.0.0", Refusal::Loopback),
             ("169.254.169.254", Refusal::LinkLocal),
+            ("100.100.100.200", Refusal::LinkLocal),
+            ("192.0.0.192", Refusal::LinkLocal),
+            ("168.63.129.16", Refusal::LinkLocal),
             ("fd00:ec2::254", Refusal::LinkLocal),
             ("fe80::1", Refusal::LinkLocal),
             ("224.0.0.1", Refusal::Multicast),

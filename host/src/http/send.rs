@@ -119,6 +119,9 @@ fn admit(
     let host = authority.host().to_owned();
     let port = authority.port_u16().unwrap_or(scheme.default_port());
     let (_, grant) = outbound.policy.admit(scheme, &host, port)?;
+    if !grant.allows(request.method().as_str()) {
+        return Err(Refusal::Method);
+    }
     if !outbound.leads() {
         return Err(Refusal::NotLeader);
     }

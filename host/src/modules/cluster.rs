@@ -399,7 +399,7 @@ async fn load(
                 generation,
                 &now,
             );
-            status.message = Some(message);
+            status.message = Some(bounded(&message).to_owned());
             Err(reason)
         }
     };
@@ -441,6 +441,15 @@ async fn write_status(api: &Api<DynamicObject>, name: &str, status: &ReconcilerM
     }
 }
 
+/// The longest message written into a ReconcilerModule's status. Messages
+/// quote what modules and sources said (bounded at their origin too); a
+/// status the API server refuses as too large would freeze it for good.
+const MAX_STATUS_MESSAGE_BYTES: usize = 8 << 10;
+
+fn bounded(message: &str) -> &str {
+    crate::meta::truncate_at_char_boundary(message, MAX_STATUS_MESSAGE_BYTES)
+}
+
 /// Sets a condition like `meta.SetStatusCondition`: the transition time
 /// moves only when the status does.
 fn set_condition(
@@ -462,7 +471,7 @@ fn set_condition(
         type_: type_.to_owned(),
         status,
         reason: reason.to_owned(),
-        message: message.to_owned(),
+        message: bounded(message).to_owned(),
         last_transition_time: transition,
         observed_generation: generation,
     });

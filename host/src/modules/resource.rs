@@ -354,6 +354,13 @@ pub enum SpecError {
         /// The field's path below `spec`.
         field: &'static str,
     },
+    /// The permissions contradict themselves (see
+    /// [`crate::grants::Permissions::validate`]).
+    #[error("spec.{reason}")]
+    Permissions {
+        /// What is wrong, naming the field below `spec`.
+        reason: String,
+    },
 }
 
 impl ReconcilerModuleSpec {
@@ -366,6 +373,9 @@ impl ReconcilerModuleSpec {
                 field: "permissions.namespaces[]",
             });
         }
+        self.permissions
+            .validate()
+            .map_err(|reason| SpecError::Permissions { reason })?;
         let zero = [
             ("concurrency", self.concurrency.map(u64::from)),
             ("timeoutMs", self.timeout_ms),

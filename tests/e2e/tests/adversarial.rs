@@ -945,6 +945,22 @@ async fn hostile_declarations_and_reconciler_modules_are_refused_one_by_one() {
         "{message}"
     );
 
+    // A version longer than any status can hold: refused, and the refusal
+    // itself fits the status (a 32 KiB version quoted whole made every
+    // status write fail, and the status froze).
+    create(
+        "long-version",
+        json!({"source": file(&variant("long-version"))}),
+    )
+    .await;
+    let message = refused(&modules, "long-version", "LoadFailed").await;
+    assert!(
+        message.contains("must be at most 128 bytes") && message.len() < 1024,
+        "{} bytes: {}",
+        message.len(),
+        &message[..message.len().min(300)]
+    );
+
     // A second module for misbehave's kind.
     let twin = variant("twin");
     create(

@@ -63,6 +63,7 @@
 //! | `finalizer` | module `holder`: reconciles Tidy, holds finalizer `tests.bosun.dev/hold` |
 //! | `finalizer-twin` | module `holder-twin`: reconciles Document, holds the same finalizer |
 //! | `read-cluster` | module `read-cluster`: reconciles Foo, reads Namespaces (cluster-scoped) |
+//! | `long-version` | module `long-version`: a 32 KiB version string |
 //!
 //! It uses the raw bindings rather than the typed SDK, because the typed SDK
 //! cannot produce most of these.
@@ -197,6 +198,10 @@ impl Guest for Misbehave {
                 );
                 info.reads
                     .push(kind("", "v1", "Namespace", "namespaces", Scope::Cluster));
+            }
+            "long-version" => {
+                info.name = "long-version".into();
+                info.version = format!("1.0.0+{}", "9".repeat(32 << 10));
             }
             "slow-metadata" => std::thread::sleep(std::time::Duration::from_secs(10)),
             "spin-metadata" => spin(),
