@@ -31,6 +31,7 @@ pub mod correlator;
 mod error;
 mod events;
 mod finalizers;
+mod owning;
 mod status;
 mod subset;
 

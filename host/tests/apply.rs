@@ -807,6 +807,31 @@ async fn a_created_child_is_owned_by_the_modules_apply_entry_alone() {
             "a create left an Update entry that apply would never release: {entries:?}"
         );
     }
+
+    // A new host (a failover: nothing remembered) applies the same plan:
+    // the module's applied fields are exactly what it applies, so nothing
+    // is rewritten. (Had the entry kept the fields the API server
+    // defaulted at the create, this apply would drop them from the
+    // module's set and write every child once more.)
+    let versions = |d: &DynamicObject| d.metadata.resource_version.clone();
+    let before = (
+        versions(&f.deployments().get("shop").await.expect("the Deployment")),
+        versions(&f.services().get("shop").await.expect("the Service")),
+    );
+    let observed = f.observed(&app).await;
+    let again = plan(&f.meta, &app, &observed, full_response(&f.ns, "shop"));
+    Applier::new(f.client.clone(), "bosun")
+        .apply(&f.meta, StatusRoom::ANY, &app, &observed, &again)
+        .await
+        .expect("the next host's apply");
+    let after = (
+        versions(&f.deployments().get("shop").await.expect("the Deployment")),
+        versions(&f.services().get("shop").await.expect("the Service")),
+    );
+    assert_eq!(
+        before, after,
+        "the next host rewrote the children it found converged"
+    );
 }
 
 #[tokio::test]

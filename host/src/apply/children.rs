@@ -11,17 +11,11 @@
 //!
 //! - an absent child is created by a plain create, which the API server
 //!   refuses (409 AlreadyExists) whatever appeared under that name
-//!   meanwhile, on any storage. A create records the fields under an
-//!   `Update` entry of the module's field manager, which a later apply
-//!   could never release; so the entry is turned into the module's `Apply`
-//!   entry at once (as client-go's `csaupgrade` does), by a JSON patch
-//!   pinned to the version just created. (Before, a server-side apply
+//!   meanwhile, on any storage; then its fields are made the module's
+//!   applied ones ([`super::owning`]). (Before, a server-side apply
 //!   carrying `resourceVersion: "1"` did both in one write, but that relied
 //!   on etcd never storing revision 1, which other storage, such as kine,
 //!   need not honour.)
-//!   A child created but not owned so (the host stopped between the two
-//!   writes, or the second kept failing) is owned so by the next reconcile
-//!   that finds it, before anything else is written to it.
 //! - a child of ours is server-side-applied with its observed `uid` and
 //!   `resourceVersion` in the body: preconditions the API server checks, so
 //!   an object re-created or changed since it was looked at is not written.
@@ -34,9 +28,10 @@
 use kube::api::{
     DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::applied::Owner;
+use super::owning::needs_applied_entry;
 use super::{
     Applier, ApplyError, ApplyReport, Operation, describe, describe_ref, is_not_found,
     is_semantic_subset, same_identity, same_ref,
@@ -122,68 +117,6 @@ pub(super) fn standing(live: &Value, primary: &Primary, manager: &str) -> Standi
     Standing::Ours
 }
 
-/// Whether `manager` holds an `Update` entry on `object` (for the object
-/// itself, not a subresource) and no `Apply` entry: a child created and not
-/// yet owned as applied.
-fn needs_applied_entry(object: &Value, manager: &str) -> bool {
-    let Some(entries) = object
-        .pointer("/metadata/managedFields")
-        .and_then(Value::as_array)
-    else {
-        return false;
-    };
-    !entries.iter().any(|e| is_entry(e, manager, "Apply"))
-        && entries.iter().any(|e| is_entry(e, manager, "Update"))
-}
-
-fn is_entry(entry: &Value, manager: &str, operation: &str) -> bool {
-    entry.get("manager").and_then(Value::as_str) == Some(manager)
-        && entry.get("operation").and_then(Value::as_str) == Some(operation)
-        && entry
-            .get("subresource")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .is_empty()
-}
-
-/// The JSON patch that turns `manager`'s `Update` entry on `object` (what
-/// a create records) into its `Apply` entry, as client-go's `csaupgrade`
-/// does, pinned by `test`s of the object's uid and resourceVersion. None
-/// when there is nothing to turn: no such entry, or the manager holds an
-/// `Apply` entry already (merging two field sets is left to the API
-/// server's next apply). Subresource entries (status) are left alone.
-///
-/// Every entry must carry its field set: the list replaces the object's
-/// whole, and one read from the cache (which drops field sets) would wipe
-/// every manager's ownership.
-fn applied_entry_patch(object: &Value, manager: &str) -> Option<Value> {
-    if !needs_applied_entry(object, manager) {
-        return None;
-    }
-    let entries = object.pointer("/metadata/managedFields")?.as_array()?;
-    if entries.iter().any(|entry| entry.get("fieldsV1").is_none()) {
-        return None;
-    }
-    let is = |entry: &Value, operation: &str| is_entry(entry, manager, operation);
-    let turned: Vec<Value> = entries
-        .iter()
-        .map(|entry| {
-            let mut entry = entry.clone();
-            if is(&entry, "Update") {
-                entry["operation"] = json!("Apply");
-            }
-            entry
-        })
-        .collect();
-    let uid = object.pointer("/metadata/uid")?;
-    let version = object.pointer("/metadata/resourceVersion")?;
-    Some(json!([
-        {"op": "test", "path": "/metadata/uid", "value": uid},
-        {"op": "test", "path": "/metadata/resourceVersion", "value": version},
-        {"op": "replace", "path": "/metadata/managedFields", "value": turned},
-    ]))
-}
-
 impl Applier {
     /// Writes one desired child; see the module docs for the rules.
     pub(super) async fn apply_child(
@@ -238,7 +171,7 @@ impl Applier {
                     });
                 }
                 owned_now = self
-                    .own_as_applied(&api, &child_name, &name, &manager, fresh)
+                    .own_as_applied(&api, &child_name, &name, &manager, child, fresh)
                     .await;
             }
         }
@@ -300,7 +233,7 @@ impl Applier {
                 report.applied += 1;
                 match serde_json::to_value(created) {
                     Ok(created) => {
-                        self.own_as_applied(&api, child_name, &name, &manager, created)
+                        self.own_as_applied(&api, child_name, &name, &manager, child, created)
                             .await;
                     }
                     Err(error) => {
@@ -340,57 +273,6 @@ impl Applier {
             }
             Err(error) => Err(ApplyError::api(Operation::Apply, &name, error)),
         }
-    }
-
-    /// Turns the `Update` entry a create recorded for `manager` into its
-    /// `Apply` entry (see [`applied_entry_patch`]), so that a later apply
-    /// that leaves a field out removes it, and a prune finds the module's
-    /// applied entry. Something writing the child meanwhile (a controller
-    /// setting its status) moves its resourceVersion: the child is read
-    /// again, the same uid only, and the patch made anew. Should that keep
-    /// failing, a warning says so and the next reconcile of the primary
-    /// tries again.
-    ///
-    /// Returns the child as the patch left it, None when nothing was
-    /// written.
-    async fn own_as_applied(
-        &self,
-        api: &kube::Api<DynamicObject>,
-        child_name: &str,
-        name: &str,
-        manager: &str,
-        mut object: Value,
-    ) -> Option<Value> {
-        const ATTEMPTS: usize = 3;
-        let uid = object.pointer("/metadata/uid").cloned();
-        for attempt in 1..=ATTEMPTS {
-            let patch = applied_entry_patch(&object, manager)?;
-            let patch = match serde_json::from_value(patch) {
-                Ok(patch) => Patch::<()>::Json(patch),
-                Err(error) => {
-                    tracing::warn!(child = %name, %error, "could not build the patch turning the create's fields into the module's applied ones");
-                    return None;
-                }
-            };
-            self.gate(Operation::Apply, name).ok()?;
-            let error = match api.patch(child_name, &PatchParams::default(), &patch).await {
-                Ok(owned) => return serde_json::to_value(owned).ok(),
-                Err(error) => error,
-            };
-            // A failed `test` is a 422; a write meanwhile may also show as
-            // a 409. Anything else will not go away by looking again.
-            let moved = matches!(&error, kube::Error::Api(status) if status.code == 409 || status.code == 422);
-            if !moved || attempt == ATTEMPTS {
-                tracing::warn!(child = %name, %error, "the child's fields stay under its create's Update entry for now: the next reconcile tries again");
-                return None;
-            }
-            match api.get(child_name).await.map(serde_json::to_value) {
-                Ok(Ok(fresh)) if fresh.pointer("/metadata/uid") == uid.as_ref() => object = fresh,
-                // Gone, replaced, or unreadable: nothing of ours to own.
-                _ => return None,
-            }
-        }
-        None
     }
 
     /// Applies a child of ours, pinned to the very object looked at: its
