@@ -331,7 +331,9 @@ async fn a_module_confined_to_a_namespace_watches_caches_and_needs_rbac_there_on
     let mirror_wasm = common::guest("mirror");
 
     // The roles `bosun rbac` prints for the module under this grant: a Role
-    // in the namespace, no ClusterRole; plus the Events the host records.
+    // in the namespace, no ClusterRole; plus two of the host's own needs:
+    // the Events it records, and the API server's endpoints (one named
+    // object in `default`), which its guests' HTTP must never reach.
     let printed = common::bosun_json(
         &[
             "rbac",
@@ -358,6 +360,11 @@ async fn a_module_confined_to_a_namespace_watches_caches_and_needs_rbac_there_on
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
         "metadata": {"name": "events", "namespace": ns},
         "rules": [{"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}],
+    }));
+    roles.push(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": format!("{ns}-api-server-endpoints"), "namespace": "default"},
+        "rules": [{"apiGroups": [""], "resources": ["endpoints"], "resourceNames": ["kubernetes"], "verbs": ["get"]}],
     }));
     let kubeconfig = cluster
         .service_account_kubeconfig("mirror-host", &roles, &dir.path().join("kubeconfig"))
