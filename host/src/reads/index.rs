@@ -256,31 +256,8 @@ impl<K: Clone + Eq + Hash> State<K> {
 mod tests {
     use kube::core::Selector;
 
+    use super::super::testing::{CM, change, labels};
     use super::*;
-
-    const CM: KindId = KindId(3);
-
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
-
-    fn change<'a>(
-        namespace: &'a str,
-        name: &'a str,
-        old: Option<&'a BTreeMap<String, String>>,
-        new: Option<&'a BTreeMap<String, String>>,
-    ) -> TrackedChange<'a> {
-        TrackedChange {
-            kind: CM,
-            namespace: Some(namespace),
-            name,
-            old_labels: old,
-            new_labels: new,
-        }
-    }
 
     fn sorted(mut keys: Vec<&'static str>) -> Vec<&'static str> {
         keys.sort_unstable();

@@ -252,33 +252,8 @@ fn covered_coarsely(recorded: &Recorded, kind: KindId, namespace: Option<&str>) 
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
+    use super::super::testing::{CM, change, labels};
     use super::*;
-
-    const CM: KindId = KindId(1);
-
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
-
-    fn change<'a>(
-        namespace: &'a str,
-        name: &'a str,
-        old: Option<&'a BTreeMap<String, String>>,
-        new: Option<&'a BTreeMap<String, String>>,
-    ) -> TrackedChange<'a> {
-        TrackedChange {
-            kind: CM,
-            namespace: Some(namespace),
-            name,
-            old_labels: old,
-            new_labels: new,
-        }
-    }
 
     fn select(text: &str) -> Selector {
         bosun_selector::parse(text).unwrap()

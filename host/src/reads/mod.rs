@@ -26,6 +26,8 @@
 
 mod index;
 mod log;
+#[cfg(test)]
+mod testing;
 
 pub use self::index::{Finished, TrackedChange, Tracker};
 pub use self::log::{KindId, ReadLog};
