@@ -21,7 +21,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::limits::Limits;
 use crate::meta::{Kind, ModuleMeta, Scope};
-use crate::origin::Origin;
+mod file;
+mod http;
+
+pub use self::file::{GrantFile, GrantFileError, parse_grants, read_grant_file};
+pub use self::http::{CaBundle, DEFAULT_METHODS, HttpCredentials, HttpGrant, KeyRef};
 
 /// A kind by API group and kind name, any version.
 #[derive(
@@ -194,89 +198,6 @@ pub struct LimitOverrides {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65536))]
     pub tracked_reads: Option<u32>,
-}
-
-/// One origin a module may reach over HTTP.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct HttpGrant {
-    /// `scheme://host[:port]`; a leading `*.` covers subdomains only.
-    /// Loopback, link-local, cloud metadata and the API server's own
-    /// addresses are reachable only through an origin naming that host
-    /// literally, never through a wildcard.
-    pub origin: Origin,
-    /// A header the host adds to every request to this origin, its value
-    /// read from a Secret the module never sees.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub credentials: Option<HttpCredentials>,
-    /// Certificates (PEM) to trust for this origin besides the system's
-    /// roots.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_bundle: Option<CaBundle>,
-    /// The HTTP methods the module may use with this origin, upper-case;
-    /// none listed: GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS.
-    /// TRACE (which echoes the request, credentials included, into the
-    /// response the guest reads) and CONNECT (a tunnel past every check)
-    /// only when listed here.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(inner(length(min = 1, max = 32)))]
-    pub methods: Vec<String>,
-}
-
-/// The methods an origin allows when its grant lists none.
-pub const DEFAULT_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
-
-impl HttpGrant {
-    /// Whether a request with `method` may go to this origin.
-    pub fn allows(&self, method: &str) -> bool {
-        if self.methods.is_empty() {
-            DEFAULT_METHODS.contains(&method)
-        } else {
-            self.methods.iter().any(|m| m == method)
-        }
-    }
-}
-
-/// A header bound to an origin, holding a Secret's value.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct HttpCredentials {
-    /// The header's name, e.g. `X-API-Key` or `Authorization`.
-    #[schemars(length(min = 1, max = 256))]
-    pub header: String,
-    /// Written before the Secret's value, e.g. `Bearer `.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prefix: Option<String>,
-    /// The Secret key holding the value.
-    pub secret_ref: KeyRef,
-}
-
-/// One key of a namespaced ConfigMap or Secret.
-#[derive(
-    Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
-)]
-#[serde(deny_unknown_fields)]
-pub struct KeyRef {
-    /// The object's namespace.
-    #[schemars(length(min = 1))]
-    pub namespace: String,
-    /// The object's name.
-    #[schemars(length(min = 1))]
-    pub name: String,
-    /// The key within its data.
-    #[schemars(length(min = 1))]
-    pub key: String,
-}
-
-/// Where an origin's extra trusted certificates are: exactly one of a
-/// ConfigMap key or a Secret key holding PEM.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub enum CaBundle {
-    /// A ConfigMap key (`data`).
-    ConfigMapRef(KeyRef),
-    /// A Secret key.
-    SecretRef(KeyRef),
 }
 
 impl LimitOverrides {
@@ -475,82 +396,10 @@ pub fn check(meta: &ModuleMeta, granted: &Permissions) -> Result<(), PermissionD
     }
 }
 
-/// One module's grant in a grant file: the module it is for and its
-/// permissions, the shape `bosun inspect --grant` prints.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct GrantFile {
-    /// The module's name, as it declares it.
-    pub module: String,
-    /// What it may do.
-    pub permissions: Permissions,
-}
-
-/// Why a grant file could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum GrantFileError {
-    /// The file could not be read.
-    #[error("cannot read grant file {path}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The file is not a grant.
-    #[error(
-        "grant file {path} is not valid: {reason}; it holds documents like `module: NAME` and `permissions: {{…}}`, as `bosun inspect --grant` prints"
-    )]
-    Invalid {
-        /// The file.
-        path: String,
-        /// The parser's complaint.
-        reason: String,
-    },
-    /// Two grants for one module.
-    #[error("grant files name module {module} twice; keep one grant per module")]
-    Duplicate {
-        /// The module's name.
-        module: String,
-    },
-}
-
-/// Reads the grants in a YAML or JSON file: one grant per document.
-pub fn read_grant_file(path: &std::path::Path) -> Result<Vec<GrantFile>, GrantFileError> {
-    let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| GrantFileError::Read {
-        path: shown.clone(),
-        source,
-    })?;
-    parse_grants(&text).map_err(|reason| GrantFileError::Invalid {
-        path: shown,
-        reason,
-    })
-}
-
-/// Parses grant documents (YAML, several separated by `---`, or JSON).
-pub fn parse_grants(text: &str) -> Result<Vec<GrantFile>, String> {
-    let mut grants = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(text) {
-        let value = serde_yaml::Value::deserialize(document).map_err(|e| e.to_string())?;
-        if value.is_null() {
-            continue;
-        }
-        // Through JSON, as the API server hands a ReconcilerModule's spec to
-        // the host: one reading of the schema (serde_yaml alone would want
-        // `!tag` syntax for the one-of fields such as `caBundle`).
-        let value = serde_json::to_value(value).map_err(|e| e.to_string())?;
-        let grant: GrantFile = serde_json::from_value(value).map_err(|e| e.to_string())?;
-        grant.permissions.validate()?;
-        grants.push(grant);
-    }
-    Ok(grants)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::origin::Origin;
 
     fn credentialed(namespaces: &[&str], reads: &[&str]) -> Permissions {
         serde_json::from_value(serde_json::json!({
