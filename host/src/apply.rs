@@ -31,7 +31,6 @@ pub mod correlator;
 mod error;
 mod events;
 mod finalizers;
-mod owning;
 mod status;
 mod subset;
 

@@ -9,13 +9,21 @@
 //! taken over. The rule is enforced by the API server, so no race between
 //! the host's look at its cache and its write can break it:
 //!
-//! - an absent child is created by a plain create, which the API server
-//!   refuses (409 AlreadyExists) whatever appeared under that name
-//!   meanwhile, on any storage; then its fields are made the module's
-//!   applied ones ([`super::owning`]). (Before, a server-side apply
-//!   carrying `resourceVersion: "1"` did both in one write, but that relied
-//!   on etcd never storing revision 1, which other storage, such as kine,
-//!   need not honour.)
+//! - an absent child is created by a server-side apply whose body carries
+//!   the `resourceVersion` [`CREATE_ONLY`], 2^64 − 1. Creating, the API
+//!   server ignores it; updating, it is a precondition no stored object
+//!   can meet, and the apply is refused with a conflict. The API server
+//!   stores through the etcd3 API whatever the storage behind it (etcd,
+//!   or kine and dqlite in k3s and MicroK8s), and there a revision is a
+//!   signed 64-bit number: no object's resourceVersion exceeds 2^63 − 1,
+//!   so none equals this one, on any storage. (The first version used
+//!   `"1"`, which relied on etcd never giving revision 1 to an object, a
+//!   rule of etcd's and not of the protocol.) So the apply only ever
+//!   creates, whatever appeared under that name meanwhile — and, unlike a
+//!   plain create, records exactly the fields it sent under the module's
+//!   `Apply` entry, which a later apply without a field removes it from
+//!   (a plain create's `Update` entry would also hold every defaulted
+//!   field and never let go of any), in one request.
 //! - a child of ours is server-side-applied with its observed `uid` and
 //!   `resourceVersion` in the body: preconditions the API server checks, so
 //!   an object re-created or changed since it was looked at is not written.
@@ -25,13 +33,10 @@
 //! preconditions, so an object re-created under the same name, or changed
 //! since it was checked, is never deleted.
 
-use kube::api::{
-    DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy,
-};
-use serde_json::Value;
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
+use serde_json::{Value, json};
 
 use super::applied::Owner;
-use super::owning::needs_applied_entry;
 use super::{
     Applier, ApplyError, ApplyReport, Operation, describe, describe_ref, is_not_found,
     is_semantic_subset, same_identity, same_ref,
@@ -117,6 +122,12 @@ pub(super) fn standing(live: &Value, primary: &Primary, manager: &str) -> Standi
     Standing::Ours
 }
 
+/// The `resourceVersion` of the create-only apply: a valid resourceVersion
+/// (an unsigned 64-bit number) that no stored object can have, because the
+/// etcd3 API every storage speaks counts revisions in signed 64 bits (see
+/// the module docs).
+const CREATE_ONLY: &str = "18446744073709551615";
+
 impl Applier {
     /// Writes one desired child; see the module docs for the rules.
     pub(super) async fn apply_child(
@@ -152,30 +163,6 @@ impl Applier {
                 reason,
             });
         }
-        // A child created but not yet owned as applied (the host stopped
-        // between the two steps, or the second failed): owned now, before
-        // the no-op rule can skip it for good.
-        // The cache keeps no field sets, so the entries are read afresh.
-        // The patch moves the child's resourceVersion, so what follows is
-        // pinned to the owned child, not to the one the cache showed.
-        let mut owned_now = None;
-        if needs_applied_entry(live, &manager) {
-            let api = self.api(kind, namespace.as_deref());
-            if let Ok(Ok(fresh)) = api.get(&child_name).await.map(serde_json::to_value)
-                && fresh.pointer("/metadata/uid") == live.pointer("/metadata/uid")
-            {
-                if let Standing::Foreign(reason) = standing(&fresh, primary, &manager) {
-                    return Err(ApplyError::ChildExists {
-                        object: name,
-                        reason,
-                    });
-                }
-                owned_now = self
-                    .own_as_applied(&api, &child_name, &name, &manager, child, fresh)
-                    .await;
-            }
-        }
-        let live = owned_now.as_ref().unwrap_or(live);
         if is_semantic_subset(child, live) && self.last_applied.is_unchanged(owner, &name, child) {
             tracing::debug!(child = %name, "unchanged, not applied");
             report.unchanged += 1;
@@ -195,10 +182,10 @@ impl Applier {
         Ok(())
     }
 
-    /// Creates a child the cache does not know, by a create the API server
-    /// refuses if anything holds the name. If the name turns out to be
-    /// taken, the object there decides: a child of ours the cache had not
-    /// seen yet is updated, anything else is a conflict.
+    /// Creates a child the cache does not know, by the create-only apply.
+    /// If the name turns out to be taken, the object there decides: a child
+    /// of ours the cache had not seen yet is updated, anything else is a
+    /// conflict.
     #[allow(clippy::too_many_arguments)]
     async fn create_child(
         &self,
@@ -213,33 +200,16 @@ impl Applier {
     ) -> Result<(), ApplyError> {
         let name = describe(child);
         let manager = meta.field_manager();
+        let mut body = child.clone();
+        body["metadata"]["resourceVersion"] = json!(CREATE_ONLY);
         self.gate(Operation::Apply, &name)?;
         let api = self.api(kind, namespace);
-        let body: DynamicObject = serde_json::from_value(child.clone()).map_err(|e| {
-            ApplyError::invalid(
-                Operation::Apply,
-                &name,
-                format!("the child as an object: {e}"),
-            )
-        })?;
-        let params = PostParams {
-            field_manager: Some(manager.clone()),
-            ..PostParams::default()
-        };
-        match api.create(&params, &body).await {
-            Ok(created) => {
+        let params = PatchParams::apply(&manager).force();
+        match api.patch(child_name, &params, &Patch::Apply(&body)).await {
+            Ok(_) => {
                 self.last_applied.record(owner, &name, child);
                 tracing::debug!(child = %name, "created");
                 report.applied += 1;
-                match serde_json::to_value(created) {
-                    Ok(created) => {
-                        self.own_as_applied(&api, child_name, &name, &manager, child, created)
-                            .await;
-                    }
-                    Err(error) => {
-                        tracing::warn!(child = %name, %error, "the created child could not be read back")
-                    }
-                }
                 Ok(())
             }
             Err(kube::Error::Api(status)) if status.code == 409 => {
@@ -439,6 +409,14 @@ mod tests {
             }]);
         }
         object
+    }
+
+    #[test]
+    fn the_create_only_version_is_valid_and_past_every_stored_revision() {
+        // The API server parses a resourceVersion as an unsigned 64-bit
+        // number; the etcd3 API's revisions are signed 64-bit ones.
+        let version: u64 = CREATE_ONLY.parse().expect("a valid resourceVersion");
+        assert!(version > i64::MAX as u64);
     }
 
     #[test]
