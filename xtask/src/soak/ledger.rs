@@ -406,6 +406,19 @@ mod tests {
     }
 
     #[test]
+    fn new_data_unseen_before_its_source_went_is_superseded_not_lost() {
+        let ledger = Ledger::default();
+        let t0 = Instant::now();
+        ledger.record(change("a", Expect::Seq(4), t0));
+        ledger.record(change("a", Expect::Absent(4), t0 + Duration::from_secs(5)));
+        ledger.observe_primary(&mirror("a", 1, false, None), t0 + Duration::from_secs(20));
+        let verdict = ledger.verdict();
+        assert!(verdict.lost.is_empty(), "{verdict:?}");
+        assert_eq!(verdict.superseded["changed again"], 1);
+        assert_eq!(verdict.seen.len(), 1);
+    }
+
+    #[test]
     fn a_source_deleted_is_seen_absent_or_made_again() {
         let ledger = Ledger::default();
         let t0 = Instant::now();
