@@ -101,6 +101,15 @@ impl Report {
         self.failures.is_empty()
     }
 
+    /// Changes the workload made (the garbage it collected apart).
+    pub fn changes_made(&self) -> u64 {
+        self.changes
+            .iter()
+            .filter(|((module, _), _)| module != "garbage collector")
+            .map(|(_, n)| n)
+            .sum()
+    }
+
     /// Reconciles the hosts counted, over every process.
     pub fn reconciles(&self) -> f64 {
         self.trends.iter().map(|t| t.reconciles).sum()
@@ -142,10 +151,7 @@ impl Report {
         let _ = writeln!(out, "## Summary\n");
         let _ = writeln!(out, "| figure | value |\n|---|---:|");
         let rows = [
-            (
-                "changes made",
-                self.changes.values().sum::<u64>().to_string(),
-            ),
+            ("changes made", self.changes_made().to_string()),
             (
                 "changes written down for the lost-reconcile check",
                 self.recorded.to_string(),
@@ -190,7 +196,7 @@ impl Report {
         }
 
         let _ = writeln!(out, "\n## What was done\n");
-        let total: u64 = self.changes.values().sum();
+        let total = self.changes_made();
         let _ = writeln!(
             out,
             "{total} changes ({} operations the API server did not take, while it restarted):\n",
@@ -232,7 +238,10 @@ impl Report {
                 let at = self
                     .events
                     .iter()
-                    .find(|e| e.what.contains(&f.from) && e.what.starts_with("failover"))
+                    .find(|e| {
+                        e.what.starts_with("failover")
+                            && e.what.contains(&format!("{} → {}", f.from, f.to))
+                    })
                     .map_or(String::new(), |e| secs(e.at));
                 let _ = writeln!(
                     out,

@@ -14,12 +14,14 @@
 //! | mirror's reads | the six ConfigMaps | new data (`seq`), the group label moved, deleted and made again |
 //! | misbehave | honest `Misbehave`s (mode `status`) beside the hostile ones | a spec field it ignores (a new generation) |
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
+};
 use serde_json::{Value, json};
 
 use super::cluster::{self, Lane};
@@ -60,6 +62,10 @@ impl Rng {
         low + self.below((high - low).max(1) as u64) as i64
     }
 }
+
+/// How often the workload collects the garbage (see
+/// [`Workload::collect_garbage`]).
+const GC_EVERY: Duration = Duration::from_secs(10);
 
 /// The ConfigMaps each lane's Mirrors read.
 pub const SOURCES: usize = 6;
@@ -649,6 +655,75 @@ impl Workload {
         }
     }
 
+    /// Plays kube-controller-manager's garbage collector, which this
+    /// control plane does not run: deletes every child in the lanes'
+    /// namespaces whose controller no longer exists. Without it the
+    /// children of deleted objects pile up — in etcd, in the hosts' caches
+    /// of the kinds they own (growth that looks like a leak), and in the
+    /// Service IP range, until creating a Service fails. Children are
+    /// listed before their owners, so a child of an object created since
+    /// is never taken for garbage. Counted apart from the changes.
+    pub async fn collect_garbage(&mut self) {
+        for lane in Lane::ALL {
+            let mut children = Vec::new();
+            for resource in [
+                cluster::pods(),
+                cluster::deployments(),
+                cluster::services(),
+                cluster::config_maps(),
+            ] {
+                let Ok(list) = self.api(lane, &resource).list(&ListParams::default()).await else {
+                    // The API server away: next time.
+                    return;
+                };
+                children.extend(list.items.into_iter().map(|c| (resource.clone(), c)));
+            }
+            let mut live = HashSet::new();
+            for resource in [
+                cluster::ats(),
+                cluster::webapps(),
+                cluster::mirrors(),
+                cluster::misbehaves(),
+            ] {
+                let Ok(list) = self.api(lane, &resource).list(&ListParams::default()).await else {
+                    return;
+                };
+                live.extend(list.items.into_iter().filter_map(|o| o.metadata.uid));
+            }
+            for (resource, child) in children {
+                let Some(owner) = child
+                    .metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .find(|o| o.controller == Some(true))
+                else {
+                    continue;
+                };
+                if live.contains(&owner.uid) {
+                    continue;
+                }
+                let Some(name) = child.metadata.name.as_deref() else {
+                    continue;
+                };
+                if self
+                    .api(lane, &resource)
+                    .delete(name, &DeleteParams::background())
+                    .await
+                    .is_ok()
+                {
+                    *self
+                        .counts
+                        .entry((
+                            "garbage collector".to_owned(),
+                            format!("{} of a deleted owner deleted", resource.kind),
+                        ))
+                        .or_default() += 1;
+                }
+            }
+        }
+    }
+
     /// Changes made (every operation the API server took).
     pub fn changes(&self) -> u64 {
         self.counts.values().sum()
@@ -672,8 +747,13 @@ fn live(object: &DynamicObject, detail: Option<String>) -> Live {
 pub async fn run(mut workload: Workload, rate: f64, deadline: Instant) -> Workload {
     let interval = Duration::from_secs_f64(1.0 / rate.max(0.01));
     let mut next = Instant::now();
+    let mut collected = Instant::now();
     while Instant::now() < deadline {
         workload.step().await;
+        if collected.elapsed() >= GC_EVERY {
+            workload.collect_garbage().await;
+            collected = Instant::now();
+        }
         next += interval;
         let now = Instant::now();
         if next > now {
