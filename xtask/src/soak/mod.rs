@@ -194,6 +194,7 @@ async fn run_async(args: Args) -> Result<Outcome> {
     let mut pair = Pair::start(&program(Lane::Pair))?;
     wait_ready(&steady.instance(), Duration::from_secs(180)).await?;
     pair.wait_ready(&client, Duration::from_secs(300)).await?;
+    let first_leader = pair.leader(&client).await.map(|i| i.id);
 
     let started = Instant::now();
     let hosts = Arc::new(tokio::sync::Mutex::new(Hosts { steady, pair }));
@@ -316,7 +317,16 @@ async fn run_async(args: Args) -> Result<Outcome> {
         .warm_up
         .unwrap_or_else(|| Duration::from_secs(180).min(minutes / 3));
     let thresholds = Thresholds::new(warm_up);
-    let trends = resources::trends(&samples, thresholds);
+    // When each pair host began to lead: its warm-up starts there.
+    let mut led_from: std::collections::BTreeMap<String, Duration> = chaos
+        .failovers
+        .iter()
+        .map(|f| (f.to.clone(), f.at.saturating_duration_since(started)))
+        .collect();
+    if let Some(id) = first_leader {
+        led_from.insert(id, Duration::ZERO);
+    }
+    let trends = resources::trends(&samples, thresholds, &led_from);
 
     let mut report = Report {
         setup: vec![

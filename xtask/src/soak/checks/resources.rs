@@ -155,27 +155,34 @@ pub struct Trend {
     pub leak: Option<String>,
 }
 
-/// Measures and judges each series.
-pub fn trends(samples: &Samples, thresholds: Thresholds) -> Vec<Trend> {
+/// Measures and judges each series. `led_from`: when each instance of
+/// the pair took the Lease (since the start); a standby holds no modules
+/// and no caches, so a pair host's warm-up starts when it begins to lead.
+pub fn trends(
+    samples: &Samples,
+    thresholds: Thresholds,
+    led_from: &BTreeMap<String, Duration>,
+) -> Vec<Trend> {
     samples
         .series()
         .into_iter()
         .filter(|s| !s.samples.is_empty())
-        .map(|series| trend(series, thresholds))
+        .map(|series| trend(series, thresholds, led_from.get(&series.id).copied()))
         .collect()
 }
 
-fn trend(series: &Series, thresholds: Thresholds) -> Trend {
+fn trend(series: &Series, thresholds: Thresholds, led_from: Option<Duration>) -> Trend {
     let all = &series.samples;
     let first = all[0].at;
     let last = all[all.len() - 1].at;
+    let warm_from = led_from.map_or(first, |led| led.max(first));
     let mut rss: Vec<u64> = all.iter().map(|s| s.rss).collect();
     rss.sort_unstable();
     let fds_min = all.iter().map(|s| s.fds).min().unwrap_or(0);
     let fds_max = all.iter().map(|s| s.fds).max().unwrap_or(0);
     let warm: Vec<&Sample> = all
         .iter()
-        .filter(|s| s.at >= first + thresholds.warm_up)
+        .filter(|s| s.at >= warm_from + thresholds.warm_up)
         .collect();
     let span = warm
         .last()
@@ -333,12 +340,12 @@ mod tests {
             };
             ((60 << 20 | ((t as u64 % 7) << 18)) + spike, 20)
         });
-        let trend = &trends(&flat, thresholds)[0];
+        let trend = &trends(&flat, thresholds, &BTreeMap::new())[0];
         assert!(trend.judged.is_some());
         assert!(trend.leak.is_none(), "{trend:?}");
         // 1 MiB a minute: 26 MiB over the judged 26 minutes.
         let climbing = series(|t| ((60 << 20) + (t / 60.0 * (1 << 20) as f64) as u64, 20));
-        let trend = &trends(&climbing, thresholds)[0];
+        let trend = &trends(&climbing, thresholds, &BTreeMap::new())[0];
         assert!(
             trend
                 .leak
@@ -348,7 +355,7 @@ mod tests {
         );
         let fds = series(|t| (60 << 20, 20 + (t / 30.0) as usize));
         assert!(
-            trends(&fds, thresholds)[0]
+            trends(&fds, thresholds, &BTreeMap::new())[0]
                 .leak
                 .as_deref()
                 .is_some_and(|w| w.contains("descriptors"))
@@ -374,7 +381,11 @@ mod tests {
                     .collect(),
             },
         );
-        let trend = &trends(&samples, Thresholds::new(Duration::from_secs(40)))[0];
+        let trend = &trends(
+            &samples,
+            Thresholds::new(Duration::from_secs(40)),
+            &BTreeMap::new(),
+        )[0];
         assert!(trend.judged.is_none() && trend.leak.is_none());
         assert!(trend.rss_slope > 0.0);
     }
