@@ -12,7 +12,7 @@ mod test;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use xtask::{bench, image};
+use xtask::{bench, image, soak};
 
 #[derive(Parser)]
 #[command(
@@ -46,6 +46,12 @@ enum Command {
     /// Writes target/bench/bench.md and bench.json.
     // Boxed: its many sizes make it the largest variant by far.
     Bench(Box<bench::Args>),
+    /// The hosts under a steady workload and chaos (hot swaps, API server
+    /// restarts, failovers, hostile guests) for --minutes, then checks
+    /// that every object converged, nothing was written outside a grant,
+    /// no reconcile was lost and memory stayed flat. Writes
+    /// target/soak/report.md and .json.
+    Soak(Box<soak::Args>),
 }
 
 fn main() -> Result<()> {
@@ -59,6 +65,18 @@ fn main() -> Result<()> {
         Command::Bench(args) => {
             control_plane::ensure(false, control_plane::Output::Verbose)?;
             bench::run(*args).map(|_| ())
+        }
+        Command::Soak(args) => {
+            control_plane::ensure(false, control_plane::Output::Verbose)?;
+            let outcome = soak::run(*args)?;
+            if !outcome.report.passed() {
+                anyhow::bail!(
+                    "the soak failed ({}): see {}",
+                    outcome.report.failures.len(),
+                    outcome.markdown.display()
+                );
+            }
+            Ok(())
         }
     }
 }

@@ -134,14 +134,32 @@ impl Controller {
         log: &Path,
     ) -> Result<Controller> {
         let (binary, cache) = binaries.host(side)?;
+        Controller::bosun_at(binary, cache, args, &[], kubeconfig, log).map(|mut controller| {
+            controller.side = side;
+            controller
+        })
+    }
+
+    /// Starts `binary` as `bosun run ARGS` with its compile cache in
+    /// `cache`, `env` added to its environment, its telemetry on a free
+    /// port.
+    pub fn bosun_at(
+        binary: &Path,
+        cache: &Path,
+        args: &[String],
+        env: &[(&str, &str)],
+        kubeconfig: &Path,
+        log: &Path,
+    ) -> Result<Controller> {
         let port = free_port()?;
         let mut command = Command::new(binary);
         command
             .arg("run")
             .args(args)
             .args(["--telemetry-addr", &format!("127.0.0.1:{port}")])
-            .env("BOSUN_CACHE_DIR", cache);
-        Controller::spawn(side, command, Some(port), kubeconfig, log)
+            .env("BOSUN_CACHE_DIR", cache)
+            .envs(env.iter().copied());
+        Controller::spawn(Side::Bosun, command, Some(port), kubeconfig, log)
     }
 
     /// Starts one native controller process with `args`.
@@ -179,19 +197,9 @@ impl Controller {
         let port = self
             .telemetry_port
             .context("this controller serves no reconcile count")?;
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        let (_, text) = http_get(([127, 0, 0, 1], port).into(), "/metrics")
             .await
-            .with_context(|| {
-                format!(
-                    "connecting to the {} controller's /metrics",
-                    self.side.name()
-                )
-            })?;
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .await?;
-        let mut text = String::new();
-        stream.read_to_string(&mut text).await?;
+            .with_context(|| format!("reading the {} controller's /metrics", self.side.name()))?;
         Ok(super::counters::reconciles(&text))
     }
 
@@ -252,41 +260,93 @@ impl Controller {
 
     /// CPU seconds (user + system) the process has used so far.
     pub fn cpu_seconds(&self) -> Result<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
-        // The command name may hold spaces; the fields start after its ')'.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        // utime and stime are fields 14 and 15 of the file, 12 and 13 after the name.
-        let ticks = |i: usize| -> Result<f64> {
-            Ok(fields
-                .get(i)
-                .context("a short /proc/PID/stat")?
-                .parse::<f64>()?)
-        };
-        // SAFETY: sysconf has no preconditions.
-        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-        Ok((ticks(11)? + ticks(12)?) / per_second)
+        cpu_seconds_of(self.child.id())
     }
 
     /// (resident now, peak resident) in bytes.
     pub fn rss(&self) -> Result<(u64, u64)> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        let field = |name: &str| -> Result<u64> {
-            let line = status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .with_context(|| format!("no {name} in /proc/PID/status"))?;
-            let kib: u64 = line
-                .split_whitespace()
-                .nth(1)
-                .context("a field without a value")?
-                .parse()?;
-            Ok(kib * 1024)
-        };
-        Ok((field("VmRSS:")?, field("VmHWM:")?))
+        rss_of(self.child.id())
     }
+
+    /// The file descriptors the process holds open.
+    pub fn open_fds(&self) -> Result<usize> {
+        open_fds_of(self.child.id())
+    }
+
+    /// Where the process logs.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// The process's exit status, once it has exited.
+    pub fn exited(&mut self) -> Result<Option<std::process::ExitStatus>> {
+        Ok(self.child.try_wait()?)
+    }
+
+    /// Sends SIGTERM (a graceful stop: a leader hands its Lease over) and
+    /// waits up to `grace` for the exit, then kills it.
+    pub fn terminate(mut self, grace: std::time::Duration) -> Result<()> {
+        // SAFETY: a plain syscall on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let started = std::time::Instant::now();
+        while self.child.try_wait()?.is_none() {
+            if started.elapsed() > grace {
+                self.child.kill()?;
+                self.child.wait()?;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Ok(())
+    }
+}
+
+/// CPU seconds (user + system) process `pid` has used so far.
+pub fn cpu_seconds_of(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name may hold spaces; the fields start after its ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime are fields 14 and 15 of the file, 12 and 13 after the name.
+    let ticks = |i: usize| -> Result<f64> {
+        Ok(fields
+            .get(i)
+            .context("a short /proc/PID/stat")?
+            .parse::<f64>()?)
+    };
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok((ticks(11)? + ticks(12)?) / per_second)
+}
+
+/// (resident now, peak resident) of process `pid`, in bytes.
+pub fn rss_of(pid: u32) -> Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| -> Result<u64> {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .with_context(|| format!("no {name} in /proc/PID/status"))?;
+        let kib: u64 = line
+            .split_whitespace()
+            .nth(1)
+            .context("a field without a value")?
+            .parse()?;
+        Ok(kib * 1024)
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// How many file descriptors process `pid` holds open (the entries of
+/// `/proc/PID/fd`; reading another user's needs root).
+pub fn open_fds_of(pid: u32) -> Result<usize> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .with_context(|| format!("reading /proc/{pid}/fd"))?
+        .count())
 }
 
 impl Drop for Controller {
@@ -296,7 +356,34 @@ impl Drop for Controller {
     }
 }
 
-fn free_port() -> Result<u16> {
+/// A free loopback port.
+pub fn free_port() -> Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
+}
+
+/// `GET path` on a controller's telemetry address, over one plain HTTP/1.1
+/// connection: (status, body).
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> Result<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await?;
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
 }
