@@ -13,15 +13,9 @@ use bosun::engine::bindings::{Request, Trigger};
 use bosun::engine::{CallContext, Engine, EngineConfig};
 use serde_json::json;
 
-/// The resident memory of this process, from /proc.
+/// The resident memory of this process.
 fn resident_mib() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .expect("resident pages");
-    (pages * 4096) >> 20
+    bosun_testenv::node::resident_bytes_of(std::process::id()) >> 20
 }
 
 #[test]
