@@ -173,7 +173,9 @@ impl bindings::bosun::reconciler::host::Host for Sandbox {
             message.truncate(kept);
             message.push('…');
         }
-        let (module, object) = (&*self.module, &*self.object);
+        // Displayed, not debugged: unquoted like the guest_call span's fields.
+        let module = tracing::field::display(&*self.module);
+        let object = tracing::field::display(&*self.object);
         match level {
             LogLevel::Trace => tracing::trace!(target: "bosun::guest", module, object, "{message}"),
             LogLevel::Debug => tracing::debug!(target: "bosun::guest", module, object, "{message}"),
