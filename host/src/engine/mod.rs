@@ -56,25 +56,23 @@ fn keep_resident() -> usize {
     }
 }
 
-/// What the pool's idle slots may keep resident between them. Every slot
-/// an instance ever used keeps up to [`keep_resident`] bytes, and the pool
-/// prefers a never-used slot over another module's idle one until that
-/// many idle slots exist (wasmtime's default is 100): each hot swap is a
-/// new module, so with the default every swap took fresh slots and left
-/// the old ones resident — 8 MiB a swap of a guest that used its memory,
-/// ~440 MiB after 55 swaps, and the soak's steady host grew by 39 MiB in
-/// 17 minutes. Bounding the idle slots bounds that at this budget, beyond
-/// what calls in flight hold.
-const IDLE_SLOTS_RESIDENT: usize = 64 << 20;
-
-/// How many idle slots the pool keeps warm for their module: as many as
-/// [`IDLE_SLOTS_RESIDENT`] holds, at least 4 (a few modules' next calls
-/// still find their memory image mapped).
-fn max_unused_warm_slots() -> u32 {
-    u32::try_from(IDLE_SLOTS_RESIDENT / keep_resident())
-        .unwrap_or(u32::MAX)
-        .max(4)
-}
+/// Idle slots the pool keeps warm for their module beyond those it needs:
+/// none. Every slot an instance ever used keeps up to [`keep_resident`]
+/// bytes, so the slots a long-running host has touched are its idle
+/// resident memory. wasmtime's default (100) prefers a never-used slot over
+/// another module's idle one until that many idle slots exist: each hot
+/// swap is a new module, so every swap took fresh slots (8 MiB each, ~440
+/// MiB after 55 swaps). Any bound N above zero still lets the set creep:
+/// whenever calls in flight leave fewer than N idle, the next call takes a
+/// fresh slot, so it ends at N plus the most calls ever in flight, reached
+/// slowly (the soak's steady host with N = 8: 14 slots resident 8 minutes
+/// in, 19 eight minutes later). With none, a call without an idle slot of
+/// its own module takes the least recently used idle one, and the slots
+/// ever used are exactly the most instances that ever ran at once — so a
+/// host's idle pool memory is that peak times [`keep_resident`], reached at
+/// its busiest. Losing affinity costs a remap of the module's memory
+/// image, not a compile.
+const MAX_UNUSED_WARM_SLOTS: u32 = 0;
 
 /// PAGEMAP_SCAN arrived in Linux 6.7.
 fn pagemap_scan_available() -> bool {
@@ -186,7 +184,7 @@ impl Engine {
             // pages the last call dirtied (PAGEMAP_SCAN, Linux 6.7+; older
             // kernels memset the low addresses instead).
             .linear_memory_keep_resident(keep_resident())
-            .max_unused_warm_slots(max_unused_warm_slots())
+            .max_unused_warm_slots(MAX_UNUSED_WARM_SLOTS)
             .table_keep_resident(64 << 10)
             .pagemap_scan(wasmtime::Enabled::Auto);
 
