@@ -132,3 +132,10 @@ def test_declares_pods_as_its_only_owned_kind():
     assert info.primary.plural == "ats"
     assert [k.kind for k in info.owns] == ["Pod"]
     assert info.finalizer is None
+
+
+def test_a_date_that_does_not_exist_is_a_permanent_error():
+    with pytest.raises(bosun.Error) as caught:
+        Harness(Cnat).reconcile(at("2026-02-30T10:00:00Z"))
+    assert caught.value.is_permanent
+    assert caught.value.reason == "InvalidSchedule"
