@@ -196,3 +196,76 @@ fn python_cnat_declares_what_rust_cnat_declares() {
     assert_eq!(python["module"]["primary"]["plural"], "ats");
     assert_eq!(python, rust);
 }
+
+/// README's "In Python" block, run as written from the repository's root
+/// in one shell (so `cd` and the venv's activation carry over), with the
+/// binary under test first on `PATH`.
+#[test]
+fn the_readme_python_block_runs_as_written() {
+    const MARKER: &str = "<!-- tested: python-sdk -->";
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    let start = readme
+        .find(MARKER)
+        .expect("README has the tested Python block")
+        + MARKER.len();
+    let block = readme[start..]
+        .trim_start()
+        .strip_prefix("```sh\n")
+        .expect("a ```sh block right after the marker");
+    let block = &block[..block.find("```").expect("the block ends")];
+    let lines: Vec<&str> = block
+        .lines()
+        .map(|line| line.split(" # ").next().unwrap_or(line).trim())
+        .filter(|line| !line.is_empty())
+        .collect();
+    for step in [
+        "pip install",
+        "pytest",
+        "python -m bosun build",
+        "bosun reconcile",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(step)),
+            "the block lacks {step:?}: {lines:#?}"
+        );
+    }
+    let bin = Path::new(env!("CARGO_BIN_EXE_bosun")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let script = format!("set -euo pipefail\n{}\n", lines.join("\n"));
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(root())
+        .env("PATH", path)
+        .env(
+            "BOSUN_CACHE_DIR",
+            bosun_testenv::guests::target_dir().join("python-guest-test-cache"),
+        )
+        .env_remove("RUST_LOG")
+        .env_remove("VIRTUAL_ENV")
+        .output()
+        .expect("bash runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "the block failed ({}):\n{script}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    assert!(stdout.contains(" passed"), "pytest ran: {stdout}");
+    assert!(
+        stdout.contains("fieldManager: bosun/cnat"),
+        "inspect ran: {stdout}"
+    );
+    let report: Value =
+        serde_yaml::from_str(&stdout[stdout.rfind("apply:").expect("the reconcile report")..])
+            .expect("the reconcile report is YAML");
+    assert_eq!(report["status"]["phase"], "RUNNING", "{stdout}");
+    assert_eq!(report["apply"][0]["metadata"]["name"], "example-at-pod");
+}
