@@ -67,10 +67,10 @@ def test_delays_round_up_to_whole_milliseconds(delay, ms):
 
 
 def test_the_shipped_wit_is_the_repository_contract():
-    shipped = Path(bosun.wit_dir()) / "reconciler.wit"
+    shipped = Path(bosun.wit_dir()) / "deps" / "bosun-reconciler" / "reconciler.wit"
     contract = Path(__file__).resolve().parents[3] / "wit" / "reconciler.wit"
     assert shipped.read_bytes() == contract.read_bytes(), (
-        "sdks/python/src/bosun/wit/reconciler.wit differs from wit/reconciler.wit; copy it over"
+        "sdks/python/src/bosun/wit/deps/bosun-reconciler/reconciler.wit differs from wit/reconciler.wit; copy it over"
     )
 
 

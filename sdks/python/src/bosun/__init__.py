@@ -26,7 +26,7 @@ Build the component with ``python -m bosun build app -o app.wasm``; test the
 logic natively with :class:`bosun.testing.Harness`.
 """
 
-from . import conditions, kinds, types
+from . import conditions, http, kinds, types
 from ._component import export
 from ._dispatch import Reconciler
 from ._host import LogLevel
@@ -50,6 +50,7 @@ __all__ = [
     "Scope",
     "Trigger",
     "conditions",
+    "http",
     "custom_kind",
     "export",
     "kinds",

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from . import wit_dir
 
-WORLD = "reconciler"
+# bosun's `reconciler` world plus wasi:http's outgoing-handler (wit/world.wit).
+WORLD = "reconciler-http"
 
 
 def main(argv: list[str] | None = None) -> int:

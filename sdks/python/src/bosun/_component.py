@@ -1,6 +1,10 @@
 """The component's side of the contract: the ``bosun:reconciler`` exports
 and imports, through the bindings componentize-py generates from
-``bosun/wit/reconciler.wit`` while it builds the component.
+``bosun/wit/`` while it builds the component.
+
+The SDK's world (``bosun/wit/world.wit``) is bosun's ``reconciler`` plus
+``wasi:http/outgoing-handler``, so bosun's ``types`` interface comes out as
+``bosun_reconciler_types`` beside ``wasi_http_types``.
 
 The bindings (package ``wit_world``) exist only inside that build, so they
 are imported when a call comes in, never at import time: the same app
@@ -13,7 +17,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from . import _dispatch
+from . import _dispatch, _wasi_http
 from ._host import HostError, LogLevel
 from ._kinds import Kind, Scope
 from .context import Trigger
@@ -31,13 +35,14 @@ def export(reconciler: type[_dispatch.Reconciler]) -> type:
     # Fail at build time (componentize imports the app module) rather than
     # at the host's load: metadata that cannot be produced is the author's bug.
     _dispatch.metadata(reconciler)
+    _preload_bindings()
 
     class WitWorld:
         def metadata(self) -> Any:
             return _module_info(_dispatch.metadata(reconciler))
 
         def reconcile(self, request: Any) -> Any:
-            from wit_world.imports import types as wit
+            from wit_world.imports import bosun_reconciler_types as wit
 
             try:
                 answer = _dispatch.reconcile(reconciler, _request(request), WasmHost())
@@ -51,7 +56,7 @@ def export(reconciler: type[_dispatch.Reconciler]) -> type:
             )
 
         def finalize(self, request: Any) -> Any:
-            from wit_world.imports import types as wit
+            from wit_world.imports import bosun_reconciler_types as wit
 
             try:
                 answer = _dispatch.finalize(reconciler, _request(request), WasmHost())
@@ -65,6 +70,26 @@ def export(reconciler: type[_dispatch.Reconciler]) -> type:
 
     WitWorld.__qualname__ = f"WitWorld[{reconciler.__name__}]"
     return WitWorld
+
+
+def _preload_bindings() -> None:
+    """Imports the bindings while componentize-py builds the component:
+    it bundles only the modules imported then, and a module first imported
+    during a call is missing. Natively there are none, and nothing to do."""
+    import importlib
+
+    for name in (
+        "componentize_py_types",
+        "wit_world.imports.bosun_reconciler_types",
+        "wit_world.imports.host",
+        "wit_world.imports.outgoing_handler",
+        "wit_world.imports.streams",
+        "wit_world.imports.wasi_http_types",
+    ):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            return
 
 
 class WasmHost:
@@ -101,6 +126,9 @@ class WasmHost:
         # The WASI wall clock, which the host controls (`bosun reconcile --now`).
         return datetime.fromtimestamp(time.time(), tz=timezone.utc)
 
+    def http(self, request: Any) -> Any:
+        return _wasi_http.send(request)
+
 
 def _request(request: Any) -> _dispatch.WireRequest:
     return _dispatch.WireRequest(
@@ -113,7 +141,7 @@ def _request(request: Any) -> _dispatch.WireRequest:
 
 
 def _kind(kind: Kind) -> Any:
-    from wit_world.imports import types as wit
+    from wit_world.imports import bosun_reconciler_types as wit
 
     return wit.ApiKind(
         group=kind.group,
@@ -125,7 +153,7 @@ def _kind(kind: Kind) -> Any:
 
 
 def _module_info(info: _dispatch.WireModuleInfo) -> Any:
-    from wit_world.imports import types as wit
+    from wit_world.imports import bosun_reconciler_types as wit
 
     return wit.ModuleInfo(
         name=info.name,
@@ -139,7 +167,7 @@ def _module_info(info: _dispatch.WireModuleInfo) -> Any:
 
 
 def _event(event: Event) -> Any:
-    from wit_world.imports import types as wit
+    from wit_world.imports import bosun_reconciler_types as wit
 
     return wit.Event(
         event_type=wit.EventType.NORMAL if event.event_type is EventType.NORMAL else wit.EventType.WARNING,
@@ -151,7 +179,7 @@ def _event(event: Event) -> Any:
 
 def _err(error: Error) -> Exception:
     from componentize_py_types import Err
-    from wit_world.imports import types as wit
+    from wit_world.imports import bosun_reconciler_types as wit
 
     failure = wit.Failure(reason=error.reason, message=error.message)
     variant = wit.ReconcileError_Permanent if error.is_permanent else wit.ReconcileError_Retryable

@@ -22,6 +22,12 @@ from .response import Event, Finalized, Response
 TRACEBACK_FRAMES = 8
 
 
+class HarnessFailure(AssertionError):
+    """A test's own failure raised inside a reconciler by the native harness
+    (an HTTP request no stub answers): it must fail the test, not become
+    the retryable error an ordinary exception becomes."""
+
+
 class Reconciler:
     """The logic of one controller. Subclass it, set ``kind`` to the primary
     kind, and define ``metadata`` and ``reconcile`` (and ``finalize`` when
@@ -112,7 +118,7 @@ def metadata(reconciler: type[Reconciler]) -> WireModuleInfo:
         owns=list(declared.owned),
         reads=list(declared.read),
         finalizer=declared.finalizer_name,
-        http_origins=[],
+        http_origins=list(declared.http_origins),
     )
 
 
@@ -135,7 +141,7 @@ def reconcile(reconciler: type[Reconciler], request: WireRequest, host: Host) ->
             requeue_after_ms=response.requeue_after_ms,
             events=list(response.events),
         )
-    except Error:
+    except (Error, HarnessFailure):
         raise
     except BaseException as e:  # noqa: BLE001 - whatever escapes must not trap the component
         raise uncaught(e) from None
@@ -156,7 +162,7 @@ def finalize(reconciler: type[Reconciler], request: WireRequest, host: Host) -> 
             requeue_after_ms=answer.requeue_after_ms,
             events=list(answer.events),
         )
-    except Error:
+    except (Error, HarnessFailure):
         raise
     except BaseException as e:  # noqa: BLE001
         raise uncaught(e) from None

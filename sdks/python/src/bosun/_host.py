@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from .http import Request, Response
 
 
 class LogLevel(enum.Enum):
@@ -36,3 +39,8 @@ class Host(Protocol):
     ) -> list[str]: ...
 
     def now(self) -> datetime: ...
+
+    def http(self, request: "Request") -> "Response":
+        """Sends a checked request and reads the whole response; raises
+        :class:`bosun.http.HttpError`."""
+        ...

@@ -5,12 +5,15 @@ from __future__ import annotations
 import enum
 import json
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._host import Host, HostError, LogLevel
 from ._kinds import Kind, Scope
 from .errors import Error, permanent, retryable
 from .types import Condition
+
+if TYPE_CHECKING:
+    from .http import Client
 
 
 class Trigger(enum.Enum):
@@ -126,6 +129,13 @@ class Context:
             return [json.loads(o) for o in found]
         except ValueError as e:
             raise retryable("ReadFailed", f"{kind.kind}: {e}") from None
+
+    def http(self) -> "Client":
+        """The HTTP client: requests to the origins the module declared with
+        ``Metadata.http_origin`` and the operator granted."""
+        from .http import Client
+
+        return Client(self._host)
 
     def log(self, level: LogLevel, message: str) -> None:
         """Writes a line to the host's log, tagged with the module and object."""

@@ -9,8 +9,8 @@ from ._kinds import Kind
 
 @dataclass
 class Metadata:
-    """A module's name and version, the kinds it owns and reads, and its
-    finalizer. (No HTTP origins: the Python SDK has no HTTP client yet.)
+    """A module's name and version, the kinds it owns and reads, its
+    finalizer and the HTTP origins it reaches.
 
     The primary kind is the reconciler's ``kind`` attribute, as the Rust
     SDK takes it from ``Reconciler::Object``. The host enforces the
@@ -25,6 +25,7 @@ class Metadata:
     owned: list[Kind] = field(default_factory=list)
     read: list[Kind] = field(default_factory=list)
     finalizer_name: str | None = None
+    http_origins: list[str] = field(default_factory=list)
 
     def owns(self, kind: Kind) -> "Metadata":
         """Declares that the module creates children of ``kind``."""
@@ -40,6 +41,15 @@ class Metadata:
         """Asks the host to hold ``finalizer`` on every primary object and to
         call the reconciler's ``finalize`` before it goes."""
         self.finalizer_name = finalizer
+        return self
+
+    def http_origin(self, origin: str) -> "Metadata":
+        """Declares an origin the module sends HTTP requests to,
+        ``scheme://host[:port]`` (``http`` or ``https``; a leading ``*.``
+        covers subdomains only). Call once per origin. The operator must
+        grant each; the host refuses requests anywhere else and adds the
+        credentials the grant binds to an origin itself."""
+        self.http_origins.append(origin)
         return self
 
 

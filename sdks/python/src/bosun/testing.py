@@ -15,6 +15,11 @@ component::
 
 A failed reconcile raises :class:`bosun.Error`, an uncaught exception in
 the reconciler included (as the retryable error the host would get).
+
+HTTP never reaches the network natively: the harness answers each request
+from the :class:`HttpStub` objects the test gave it, records it in
+``Outcome.http_requests``, refuses origins the module did not declare (as
+the host does), and fails the test on a request no stub matches.
 """
 
 from __future__ import annotations
@@ -24,13 +29,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from . import _dispatch, _selector
+from . import _dispatch, _selector, _stubs
+from ._stubs import HttpStub
 from ._host import HostError, LogLevel
 from ._kinds import Kind, Scope
 from .context import Trigger
+from .http import Request
 from .response import Event
 
-__all__ = ["Harness", "Outcome", "FinalizeOutcome"]
+__all__ = ["Harness", "Outcome", "FinalizeOutcome", "HttpStub"]
 
 
 class Harness:
@@ -47,6 +54,7 @@ class Harness:
         self._settings: str | None = None
         self._trigger = Trigger.MANUAL
         self._attempt = 1
+        self._stubs: list[HttpStub] = []
 
     def now(self, now: str | datetime) -> "Harness":
         """Fixes the clock the reconciler sees: a ``datetime`` or an RFC 3339 text."""
@@ -83,6 +91,13 @@ class Harness:
         self._trigger, self._attempt = trigger, attempt
         return self
 
+    def http(self, stub: HttpStub) -> "Harness":
+        """Answers matching HTTP requests with ``stub``. When several match,
+        the most specific wins (method and path over path over origin), then
+        the one added first that has answers left, so a sequence reads in order."""
+        self._stubs.append(stub)
+        return self
+
     def metadata(self) -> _dispatch.WireModuleInfo:
         """The metadata the component would export.
 
@@ -103,7 +118,7 @@ class Harness:
         """Runs ``reconcile`` on ``obj``; raises :class:`bosun.Error` on failure."""
         host = self._host(obj)
         answer = _dispatch.reconcile(self._reconciler, self._request(obj), host)
-        return Outcome(answer, host.logs)
+        return Outcome(answer, host.logs, host.requests)
 
     def finalize(self, obj: dict[str, Any]) -> "FinalizeOutcome":
         """Runs ``finalize`` on ``obj``; raises :class:`bosun.Error` on failure."""
@@ -114,6 +129,7 @@ class Harness:
             requeue_after=_delay(answer.requeue_after_ms),
             events=answer.events,
             logs=host.logs,
+            http_requests=host.requests,
         )
 
     def _request(self, obj: dict[str, Any]) -> _dispatch.WireRequest:
@@ -131,7 +147,9 @@ class Harness:
         namespace = None
         if info.primary.scope is Scope.NAMESPACED:
             namespace = (obj.get("metadata") or {}).get("namespace") or ""
-        return _TestHost(self._now, self._objects, readable, namespace)
+        return _TestHost(
+            self._now, self._objects, readable, namespace, self._stubs, list(info.http_origins)
+        )
 
 
 @dataclass
@@ -140,6 +158,8 @@ class Outcome:
 
     _answer: _dispatch.WireResponse
     logs: list[tuple[LogLevel, str]]
+    http_requests: list[Request]
+    """The HTTP requests the reconciler made, in order."""
 
     @property
     def children_json(self) -> list[dict[str, Any]]:
@@ -186,6 +206,7 @@ class FinalizeOutcome:
     requeue_after: timedelta | None
     events: list[Event]
     logs: list[tuple[LogLevel, str]] = field(default_factory=list)
+    http_requests: list[Request] = field(default_factory=list)
 
 
 class _TestHost:
@@ -195,12 +216,22 @@ class _TestHost:
         objects: list[dict[str, Any]],
         readable: set[tuple[str, str]],
         namespace: str | None,
+        stubs: list[HttpStub],
+        origins: list[str],
     ) -> None:
         self._now = now
         self._objects = objects
         self._readable = readable
         self._namespace = namespace
+        self._stubs = stubs
+        self._stub_uses = [0] * len(stubs)
+        self._origins = origins
         self.logs: list[tuple[LogLevel, str]] = []
+        self.requests: list[Request] = []
+
+    def http(self, request: Request):  # type: ignore[no-untyped-def]
+        self.requests.append(request)
+        return _stubs.answer(self._stubs, self._stub_uses, self._origins, request)
 
     def log(self, level: LogLevel, message: str) -> None:
         self.logs.append((level, message))
