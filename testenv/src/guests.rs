@@ -312,7 +312,7 @@ pub fn cnat_fleet(kind: &str) -> Result<PathBuf, BuildError> {
 /// A copy of the built component of `package` with the `room` bytes after
 /// `marker` replaced by `value` (space-padded), written to
 /// `target/guest-variants/<file_name>`.
-fn patched(
+pub(crate) fn patched(
     package: &str,
     marker: &[u8],
     room: usize,

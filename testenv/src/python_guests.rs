@@ -1,4 +1,5 @@
-//! Building the Python guests (`examples/cnat-python`) as Wasm components.
+//! Building the Python guests (`examples/cnat-python`, the test guest
+//! `tests/guests/http-probe-python`) as Wasm components.
 //!
 //! The Python counterpart of [`crate::guests`]: one builder shared by
 //! `cargo xtask test` (which builds before any test runs) and every test
@@ -6,7 +7,7 @@
 //! in [`PACKAGES`] here). It makes a venv under `<target>/python/venv` with
 //! the pinned toolchain from PyPI, installs `sdks/python` into it, and runs
 //! the SDK's own `python -m bosun build` (componentize-py) for each
-//! example, into `<target>/python/guests/<package>.wasm`.
+//! guest, into `<target>/python/guests/<package>.wasm`.
 //!
 //! A build costs about 10 s of CPU and ~400 MB, so it runs at most once per
 //! process and is skipped when a digest of its inputs (the SDK, the
@@ -33,8 +34,47 @@ pub const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 /// build), pytest runs the SDK's and the examples' own tests.
 pub const TOOLS: [&str; 3] = [COMPONENTIZE_PY, "setuptools==84.2.1", "pytest==9.2.0"];
 
-/// The Python guests, each a directory under `examples/` with an `app.py`.
-pub const PACKAGES: [&str; 1] = ["cnat-python"];
+/// The Python guests, each a directory with an `app.py`: the example
+/// `examples/cnat-python`, and `tests/guests/http-probe-python`, which sends
+/// one HTTP request through the SDK's client (see [`http_probe_reaching`]).
+pub const PACKAGES: [&str; 2] = ["cnat-python", "http-probe-python"];
+
+/// Where the sources of `package` live.
+fn source_dir(package: &str) -> PathBuf {
+    let root = workspace_root();
+    if package.starts_with("cnat") {
+        root.join("examples").join(package)
+    } else {
+        root.join("tests").join("guests").join(package)
+    }
+}
+
+/// The marker before the origin http-probe-python declares.
+const PROBE_ORIGIN_MARKER: &[u8] = b"HTTP-PROBE-ORIGIN=";
+
+/// The room for the origin after the marker.
+const PROBE_ORIGIN_BYTES: usize = 64;
+
+/// http-probe-python declaring (and sending to) `origin` instead of its
+/// default: a copy of the built component with the origin patched in place
+/// (the guest keeps it in a padded string constant), so a test can point
+/// it at a server on a port chosen at run time. Written to
+/// `target/guest-variants/http-probe-python-<hash>.wasm`.
+pub fn http_probe_reaching(origin: &str) -> Result<PathBuf, BuildError> {
+    if origin.len() > PROBE_ORIGIN_BYTES || !origin.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(BuildError::new(format!(
+            "{origin:?} does not fit http-probe-python's origin"
+        )));
+    }
+    let tag = hex::encode(&Sha256::digest(origin.as_bytes())[..8]);
+    crate::guests::patched(
+        "http-probe-python",
+        PROBE_ORIGIN_MARKER,
+        PROBE_ORIGIN_BYTES,
+        origin,
+        &format!("http-probe-python-{tag}.wasm"),
+    )
+}
 
 /// Where the venv, the staged SDK and the components live.
 pub fn dir() -> PathBuf {
@@ -79,9 +119,8 @@ fn build(package: &str) -> Result<PathBuf, BuildError> {
     std::fs::create_dir_all(dir.join("guests")).map_err(|e| io("creating", &dir, e))?;
     let _lock = lock(&dir)?;
     let python = ensure_venv(&dir)?;
-    let root = workspace_root();
-    let sdk = root.join("sdks").join("python");
-    let source = root.join("examples").join(package);
+    let sdk = workspace_root().join("sdks").join("python");
+    let source = source_dir(package);
     let digest = inputs_digest(&[&sdk, &source])?;
     let out = dir.join("guests").join(format!("{package}.wasm"));
     let stamp = dir.join("guests").join(format!("{package}.inputs"));
@@ -109,7 +148,8 @@ fn build(package: &str) -> Result<PathBuf, BuildError> {
     )?;
 
     eprintln!(
-        "python guests: componentizing examples/{package} with {COMPONENTIZE_PY} (about 10 s on 2 cores)"
+        "python guests: componentizing {} with {COMPONENTIZE_PY} (about 10 s on 2 cores)",
+        source.display()
     );
     let partial = dir
         .join("guests")
@@ -121,7 +161,7 @@ fn build(package: &str) -> Result<PathBuf, BuildError> {
             .arg(&source)
             .arg("-o")
             .arg(&partial),
-        &format!("componentizing examples/{package}"),
+        &format!("componentizing {}", source.display()),
     )?;
     std::fs::rename(&partial, &out).map_err(|e| io("writing", &out, e))?;
     std::fs::write(&stamp, &digest).map_err(|e| io("writing", &stamp, e))?;

@@ -25,7 +25,7 @@ pub fn run(args: Args) -> Result<()> {
     crate::prepare::prepare(|text| eprintln!("test: {text}"))?;
     // Only the tests load the Python guests; the demo does without them.
     eprintln!(
-        "test: building the Python guests: a venv with componentize-py from PyPI, then examples/cnat-python (cold: about 1 min; then instant)"
+        "test: building the Python guests: a venv with componentize-py from PyPI, then examples/cnat-python and the Python test guest (cold: about 1 min; then instant)"
     );
     for package in bosun_testenv::python_guests::PACKAGES {
         bosun_testenv::python_guests::path(package)
