@@ -46,6 +46,12 @@ impl std::fmt::Display for BuildError {
 
 impl std::error::Error for BuildError {}
 
+impl BuildError {
+    pub(crate) fn new(message: String) -> Self {
+        BuildError(message)
+    }
+}
+
 /// The workspace root (the directory holding the workspace `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -82,8 +88,12 @@ pub fn build() -> Result<PathBuf, BuildError> {
 }
 
 /// Builds the guests if needed and returns the component of `package`
-/// (for instance `cnat`).
+/// (for instance `cnat`). The Python guests (`cnat-python`) come from
+/// [`crate::python_guests`], built only when asked for.
 pub fn path(package: &str) -> Result<PathBuf, BuildError> {
+    if crate::python_guests::is_python(package) {
+        return crate::python_guests::path(package);
+    }
     let file = build()?.join(format!("{}.wasm", package.replace('-', "_")));
     if file.is_file() {
         Ok(file)
@@ -302,7 +312,7 @@ pub fn cnat_fleet(kind: &str) -> Result<PathBuf, BuildError> {
 /// A copy of the built component of `package` with the `room` bytes after
 /// `marker` replaced by `value` (space-padded), written to
 /// `target/guest-variants/<file_name>`.
-fn patched(
+pub(crate) fn patched(
     package: &str,
     marker: &[u8],
     room: usize,

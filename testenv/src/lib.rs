@@ -41,7 +41,8 @@
 //! current kubeconfig instead of starting one.
 //!
 //! [`guests`] builds the example and test reconcilers as Wasm components, once
-//! per test process. [`registry::Registry`] runs a container registry on
+//! per test process; [`python_guests`] the Python ones, with componentize-py
+//! in a venv under the target directory. [`registry::Registry`] runs a container registry on
 //! loopback the same way, for the image tests, and [`powerdns::PowerDns`] a
 //! PowerDNS server with its HTTP API (queried over DNS with [`dns`]), for
 //! the DNS-record operator; [`CountingProxy`] stands in front of such a
@@ -52,14 +53,15 @@
 //! writer, and the node's stand-ins'. [`hostile`] generates components
 //! that are costly to compile, for the tests of the compile cage.
 //!
-//! Without the default `harness` feature only [`assets`], [`guests`] and
-//! [`hostile`] are compiled (std and sha2).
+//! Without the default `harness` feature only [`assets`], [`guests`],
+//! [`python_guests`] and [`hostile`] are compiled (std and sha2).
 
 #![warn(missing_docs)]
 
 pub mod assets;
 pub mod guests;
 pub mod hostile;
+pub mod python_guests;
 pub mod tools;
 
 #[cfg(feature = "harness")]

@@ -3,6 +3,8 @@
 //! 1. the control plane (built once, then reused from its cache), the
 //!    guests and the host binary the end-to-end tests load, built before any
 //!    test runs, the Go build beside the Rust ones (see `prepare`);
+//! 2. the Python guests (`bosun_testenv::python_guests`: a venv under
+//!    `target/python` with the pinned componentize-py from PyPI);
 //! 3. `cargo test --workspace`, with any extra arguments passed through.
 
 use std::time::Instant;
@@ -21,6 +23,14 @@ pub fn run(args: Args) -> Result<()> {
     // What the end-to-end tests would otherwise build inside a running test,
     // competing for the CPU with tests that wait on timeouts.
     crate::prepare::prepare(|text| eprintln!("test: {text}"))?;
+    // Only the tests load the Python guests; the demo does without them.
+    eprintln!(
+        "test: building the Python guests: a venv with componentize-py from PyPI, then examples/cnat-python and the Python test guest (cold: about 1 min; then instant)"
+    );
+    for package in bosun_testenv::python_guests::PACKAGES {
+        bosun_testenv::python_guests::path(package)
+            .map_err(|e| anyhow::anyhow!("building the Python guest {package}: {e}"))?;
+    }
     eprintln!(
         "test: cargo test --workspace {}",
         args.cargo_test_args.join(" ")

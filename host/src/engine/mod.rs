@@ -112,6 +112,10 @@ pub struct EngineConfig {
     pub compiler: Compiler,
 }
 
+/// The most core module instances one component may instantiate (see
+/// [`Engine::new`]): a Python guest needs 14.
+const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 32;
+
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
@@ -169,9 +173,17 @@ impl Engine {
     /// the `bosun:reconciler/host` functions of every served version).
     pub fn new(config: EngineConfig) -> anyhow::Result<Self> {
         let mut pool = PoolingAllocationConfig::new();
+        // Per component: a Python guest (componentize-py 0.25.1: CPython,
+        // libc, the WASI adapter and their shims as separate core modules)
+        // instantiates 14 core modules, 1 memory and 2 tables, where a Rust
+        // guest needs a few; 32 core instances leave it twice its need.
+        // The totals let every instance slot hold the largest component
+        // allowed, so a pool full of Python guests does not run out of core
+        // instances before it runs out of slots. They bound metadata that
+        // wasmtime allocates per instantiation, not memory reserved up front.
         pool.total_component_instances(config.max_instances)
-            .total_core_instances(config.max_instances * 8)
-            .max_core_instances_per_component(16)
+            .total_core_instances(config.max_instances * MAX_CORE_INSTANCES_PER_COMPONENT)
+            .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
             .total_memories(config.max_instances * 2)
             .max_memories_per_component(2)
             .total_tables(config.max_instances * 8)

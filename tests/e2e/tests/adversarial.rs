@@ -229,8 +229,19 @@ async fn a_local_module_runs_only_under_a_grant_the_operator_gave() {
 
 #[tokio::test]
 async fn a_bad_schedule_is_a_condition_and_an_event_and_no_failing_write() {
-    let cluster = Cluster::tenant("adv-schedule").await;
-    let host = Host::start_confined(&cluster, &["cnat"], &[]).await;
+    a_bad_schedule_of("cnat", "adv-schedule").await;
+}
+
+/// The same with the Python cnat (`examples/cnat-python`), whose permanent
+/// error crosses the boundary from Python.
+#[tokio::test]
+async fn a_bad_schedule_from_python_is_a_condition_and_an_event_too() {
+    a_bad_schedule_of("cnat-python", "adv-schedule-py").await;
+}
+
+async fn a_bad_schedule_of(module: &str, tenant: &str) {
+    let cluster = Cluster::tenant(tenant).await;
+    let host = Host::start_confined(&cluster, &[module], &[]).await;
     cluster
         .ats()
         .create(&PostParams::default(), &at("typo", "tomorrow at noon"))

@@ -43,8 +43,32 @@ async fn wait_phase(cluster: &Cluster, name: &str, want: &str) -> kube::api::Dyn
 
 #[tokio::test]
 async fn cnat_whole_life() {
+    cnat_whole_life_of("cnat").await;
+}
+
+/// The same scenario with the Python cnat (`examples/cnat-python`, built
+/// with the Python SDK): one module, two languages, one behaviour.
+#[tokio::test]
+async fn cnat_python_whole_life() {
+    cnat_whole_life_of("cnat-python").await;
+}
+
+/// cnat's whole life, with `module` (a guest package whose module is named
+/// `cnat`) reconciling: PENDING, the Pod at the schedule, RUNNING, DONE,
+/// converged, and the Pod owned for deletion.
+async fn cnat_whole_life_of(module: &str) {
     let cluster = Cluster::start().await;
-    let host = Host::start(&cluster, &["cnat"], &["--resync", "1s"]).await;
+    let host = Host::start(&cluster, &[module], &["--resync", "1s"]).await;
+    // /readyz passes before a module has loaded (its checks are registered
+    // once loading is done), and a Python component's first compile takes
+    // tens of seconds here: the At must meet a running controller while
+    // its schedule is still ahead.
+    eventually("the cnat controller", LONG, || async {
+        host.log()
+            .contains("starting controller module=cnat")
+            .then_some(())
+    })
+    .await;
     let (ats, pods) = (
         cluster.ats(),
         Api::<Pod>::namespaced(cluster.client.clone(), &cluster.namespace),

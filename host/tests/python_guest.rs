@@ -1,0 +1,271 @@
+//! The Python cnat (`examples/cnat-python`, built with the Python SDK) on the
+//! real binary: `bosun reconcile` and `bosun inspect` print for it what they
+//! print for the Rust cnat on the same inputs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn guest(package: &str) -> String {
+    bosun_testenv::guests::path(package)
+        .unwrap_or_else(|e| panic!("building {package}: {e}"))
+        .display()
+        .to_string()
+}
+
+fn sample(path: &str) -> String {
+    root().join(path).display().to_string()
+}
+
+/// Runs the binary with a compile cache shared by this file's tests: a cold
+/// compile of the Python component takes seconds, each test would pay it.
+fn bosun(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bosun"))
+        .args(args)
+        .env(
+            "BOSUN_CACHE_DIR",
+            bosun_testenv::guests::target_dir().join("python-guest-test-cache"),
+        )
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("bosun runs")
+}
+
+fn yaml(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "bosun failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_yaml::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not YAML ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The report without what differs from run to run: the stand-in uid in
+/// ownerReferences.
+fn comparable(mut report: Value) -> Value {
+    if let Some(apply) = report["apply"].as_array_mut() {
+        for child in apply {
+            if let Some(owners) = child["metadata"]["ownerReferences"].as_array_mut() {
+                for owner in owners {
+                    owner["uid"] = json!("<uid>");
+                }
+            }
+        }
+    }
+    report
+}
+
+fn reconcile_both(args: &[&str]) -> (Value, Value) {
+    let run = |package: &str| {
+        let module = guest(package);
+        let mut all = vec!["reconcile", module.as_str()];
+        all.extend_from_slice(args);
+        comparable(yaml(&bosun(&all)))
+    };
+    (run("cnat"), run("cnat-python"))
+}
+
+#[test]
+fn python_cnat_prints_the_same_desired_pod_as_rust_cnat_when_due() {
+    let at = sample("examples/cnat/samples/at.yaml");
+    let (rust, python) = reconcile_both(&["--object", &at, "--now", "2026-12-01T10:00:00Z"]);
+    assert_eq!(python["apply"][0]["kind"], "Pod", "{python:#}");
+    assert_eq!(
+        python["apply"][0]["spec"]["containers"][0]["command"],
+        json!(["echo", "YAY"])
+    );
+    assert_eq!(python, rust);
+}
+
+#[test]
+fn python_cnat_waits_for_the_schedule_as_rust_cnat_does() {
+    let at = sample("examples/cnat/samples/at.yaml");
+    let (rust, python) = reconcile_both(&["--object", &at, "--now", "2026-12-01T09:00:00Z"]);
+    assert_eq!(python["status"]["phase"], "PENDING");
+    assert_eq!(python["requeueAfterMs"], 3_600_000);
+    assert_eq!(python, rust);
+}
+
+#[test]
+fn python_cnat_reports_done_for_a_succeeded_pod_as_rust_cnat_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = sample("examples/cnat/samples/at.yaml");
+    let running = yaml(&bosun(&[
+        "reconcile",
+        &guest("cnat"),
+        "--object",
+        &at,
+        "--now",
+        "2026-12-01T10:00:00Z",
+    ]));
+    let mut pod = running["apply"][0].clone();
+    pod["status"] = json!({"phase": "Succeeded"});
+    let children = dir.path().join("pod.yaml");
+    std::fs::write(&children, serde_yaml::to_string(&pod).unwrap()).unwrap();
+    let mut object: Value = serde_yaml::from_str(&std::fs::read_to_string(&at).unwrap()).unwrap();
+    object["status"] = json!({"phase": "RUNNING"});
+    let object_file = dir.path().join("at.yaml");
+    std::fs::write(&object_file, serde_yaml::to_string(&object).unwrap()).unwrap();
+
+    let (rust, python) = reconcile_both(&[
+        "--object",
+        object_file.to_str().unwrap(),
+        "--children",
+        children.to_str().unwrap(),
+    ]);
+    assert_eq!(python["status"]["phase"], "DONE");
+    assert_eq!(python["events"][0]["reason"], "Done");
+    assert_eq!(python, rust);
+}
+
+#[test]
+fn python_cnat_fails_a_bad_schedule_permanently_as_rust_cnat_does() {
+    let bad = sample("examples/cnat/samples/bad-schedule.yaml");
+    for package in ["cnat", "cnat-python"] {
+        let out = bosun(&["reconcile", &guest(package), "--object", &bad]);
+        assert_eq!(out.status.code(), Some(1), "{package}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let line = err
+            .lines()
+            .find(|l| l.starts_with("error:"))
+            .unwrap_or_else(|| panic!("{package}: no error line in {err}"));
+        assert!(
+            line.contains(
+                "permanent error InvalidSchedule: schedule \"next tuesday\" is not in the layout 2006-01-02T15:04:05Z"
+            ),
+            "{package}: {line}"
+        );
+    }
+}
+
+#[test]
+fn an_uncaught_python_exception_is_a_retryable_error_with_its_traceback() {
+    // An At whose spec has no command: the Rust type refuses the object
+    // outright, the Python code meets a KeyError when the schedule is due.
+    let dir = tempfile::tempdir().unwrap();
+    let mut object: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(sample("examples/cnat/samples/at.yaml")).unwrap(),
+    )
+    .unwrap();
+    object["spec"].as_object_mut().unwrap().remove("command");
+    let file = dir.path().join("at.yaml");
+    std::fs::write(&file, serde_yaml::to_string(&object).unwrap()).unwrap();
+    let out = bosun(&[
+        "reconcile",
+        &guest("cnat-python"),
+        "--object",
+        file.to_str().unwrap(),
+        "--now",
+        "2026-12-01T10:00:00Z",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("retryable error UncaughtException: KeyError: 'command'"),
+        "{err}"
+    );
+    assert!(
+        err.contains("in reconcile"),
+        "the traceback's frames: {err}"
+    );
+    assert!(!err.contains("trap"), "{err}");
+}
+
+#[test]
+fn python_cnat_declares_what_rust_cnat_declares() {
+    let inspect = |package: &str| {
+        let mut report = yaml(&bosun(&["inspect", &guest(package)]));
+        let object = report.as_object_mut().unwrap();
+        // What differs between two components of one module.
+        for varying in ["sha256", "loadTimeMs", "loadedFrom"] {
+            object.remove(varying);
+        }
+        report
+    };
+    let (rust, python) = (inspect("cnat"), inspect("cnat-python"));
+    assert_eq!(python["module"]["primary"]["plural"], "ats");
+    assert_eq!(python, rust);
+}
+
+/// README's "In Python" block, run as written from the repository's root
+/// in one shell (so `cd` and the venv's activation carry over), with the
+/// binary under test first on `PATH`.
+#[test]
+fn the_readme_python_block_runs_as_written() {
+    const MARKER: &str = "<!-- tested: python-sdk -->";
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    let start = readme
+        .find(MARKER)
+        .expect("README has the tested Python block")
+        + MARKER.len();
+    let block = readme[start..]
+        .trim_start()
+        .strip_prefix("```sh\n")
+        .expect("a ```sh block right after the marker");
+    let block = &block[..block.find("```").expect("the block ends")];
+    let lines: Vec<&str> = block
+        .lines()
+        .map(|line| line.split(" # ").next().unwrap_or(line).trim())
+        .filter(|line| !line.is_empty())
+        .collect();
+    for step in [
+        "pip install",
+        "pytest",
+        "python -m bosun build",
+        "bosun reconcile",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(step)),
+            "the block lacks {step:?}: {lines:#?}"
+        );
+    }
+    let bin = Path::new(env!("CARGO_BIN_EXE_bosun")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let script = format!("set -euo pipefail\n{}\n", lines.join("\n"));
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(root())
+        .env("PATH", path)
+        .env(
+            "BOSUN_CACHE_DIR",
+            bosun_testenv::guests::target_dir().join("python-guest-test-cache"),
+        )
+        .env_remove("RUST_LOG")
+        .env_remove("VIRTUAL_ENV")
+        .output()
+        .expect("bash runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "the block failed ({}):\n{script}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    assert!(stdout.contains(" passed"), "pytest ran: {stdout}");
+    assert!(
+        stdout.contains("fieldManager: bosun/cnat"),
+        "inspect ran: {stdout}"
+    );
+    let report: Value =
+        serde_yaml::from_str(&stdout[stdout.rfind("apply:").expect("the reconcile report")..])
+            .expect("the reconcile report is YAML");
+    assert_eq!(report["status"]["phase"], "RUNNING", "{stdout}");
+    assert_eq!(report["apply"][0]["metadata"]["name"], "example-at-pod");
+}
