@@ -98,6 +98,17 @@ pub async fn run(
         })
     });
 
+    // Not ready until the modules given at start (files, the directory's
+    // first scan) are loaded: a first compile can take tens of seconds, and
+    // a host that answered ready meanwhile would meet its first objects
+    // with no controller running.
+    let modules_loaded = health.check("modules-loaded");
+    // A host that does not campaign waits for its caches from the start
+    // too, so no moment between the two checks reads as ready.
+    let mut caches_synced = config
+        .leader
+        .is_none()
+        .then(|| health.check("caches-synced"));
     // Modules named on the command line must load: check them before
     // campaigning (the second load below comes from the compile cache).
     let files = read_module_files(&engine, &config.modules).await?;
@@ -182,6 +193,7 @@ pub async fn run(
             }
         });
     }
+    modules_loaded.set(true);
     if config.modules_from_cluster {
         sources.spawn(crate::modules::cluster::run(
             client.clone(),
@@ -220,13 +232,14 @@ pub async fn run(
         election = Some(elector);
     }
     let mut election = election.map(|elector| (elector, leading.clone()));
-    // Registered only now, so a standby waiting for the Lease has no failing
-    // check and is ready (as controller-runtime's are): a two-replica
-    // Deployment could otherwise never finish a rollout, and its
-    // PodDisruptionBudget would never let the leader be evicted.
-    let modules_loaded = health.check("modules-loaded");
-    let caches_synced = health.check("caches-synced");
-    modules_loaded.set(true);
+    // Registered only now, so a standby waiting for the Lease, its modules
+    // loaded, has no failing check and is ready (as controller-runtime's
+    // are): a two-replica Deployment could otherwise never finish a
+    // rollout, and its PodDisruptionBudget would never let the leader be
+    // evicted.
+    let caches_synced = caches_synced
+        .take()
+        .unwrap_or_else(|| health.check("caches-synced"));
 
     let readiness = tokio::spawn({
         let registry = registry.clone();

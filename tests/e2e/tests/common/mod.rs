@@ -368,7 +368,9 @@ impl Host {
         let binary = bosun_testenv::guests::host_binary().expect("bosun builds");
         let host = Host::spawn_with(&binary, kubeconfig, modules, extra);
         let _ = cluster;
-        host.wait_until("/readyz", Duration::from_secs(60)).await;
+        // Ready includes the modules' first compile: a Python component's
+        // takes 20-30 s with the debug host, more on a loaded machine.
+        host.wait_until("/readyz", Duration::from_secs(180)).await;
         host
     }
 
