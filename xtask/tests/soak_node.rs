@@ -27,8 +27,8 @@ fn two_minutes_on_a_node_fail_over_by_pod_survive_the_kubelet_and_leave_no_orpha
         eprintln!("skipped: {why}");
         return;
     }
-    let Some(_) = bosun_testenv::tools::for_test("kubectl", "kubectl 1.27 or newer")
-        .expect("kubectl in CI")
+    let Some(_) =
+        bosun_testenv::tools::for_test("kubectl", "kubectl 1.27 or newer").expect("kubectl in CI")
     else {
         return;
     };
@@ -40,6 +40,8 @@ fn two_minutes_on_a_node_fail_over_by_pod_survive_the_kubelet_and_leave_no_orpha
         // Two failovers in two minutes: the leader's Pod deleted, then the
         // next leader's force-deleted.
         failover_every: Duration::from_secs(60),
+        // Two kubelet restarts, the first before any failover.
+        kubelet_every: Duration::from_secs(50),
         out: Some(out),
         ..Args::default()
     })

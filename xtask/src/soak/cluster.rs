@@ -36,8 +36,7 @@ pub const SYSTEM_NAMESPACE: &str = "bosun-system";
 pub const BYSTANDER_NAMESPACE: &str = "soak-bystanders";
 /// The user kube-controller-manager's garbage collector acts as (it runs
 /// with `--use-service-account-credentials`).
-pub const GARBAGE_COLLECTOR: &str =
-    "system:serviceaccount:kube-system:generic-garbage-collector";
+pub const GARBAGE_COLLECTOR: &str = "system:serviceaccount:kube-system:generic-garbage-collector";
 
 /// A set of hosts and the namespaces its modules are granted: the steady
 /// host (one process, never killed) or the leader-elected pair.

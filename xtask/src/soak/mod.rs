@@ -37,6 +37,7 @@
 pub mod chaos;
 pub mod checks;
 pub mod cluster;
+pub mod collector;
 pub mod hosts;
 pub mod ledger;
 pub mod modules;
@@ -223,7 +224,14 @@ async fn run_async(args: Args) -> Result<Outcome> {
         Some(node) => {
             eprintln!("soak: building the image and installing the pair on the node");
             PairLane::Pods(tokio::task::block_in_place(|| {
-                PodPair::deploy(&client, node, &binary, &cluster.admin_kubeconfig, &out)
+                PodPair::deploy(
+                    &client,
+                    node,
+                    &binary,
+                    &cache,
+                    &cluster.admin_kubeconfig,
+                    &out,
+                )
             })?)
         }
         None => PairLane::Processes(Pair::start(&program(Lane::Pair))?),

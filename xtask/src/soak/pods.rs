@@ -8,9 +8,11 @@
 //!
 //! The install runs under the shipped ServiceAccount and RBAC (ClusterRole
 //! `bosun-host`, and `bosun-example-modules` for cnat and webapp), plus
-//! the rules of the soak's other two modules, mirror and misbehave, in the
-//! shape the example's are (`bosun-soak-modules`): RBAC refuses what no
-//! module needs, the audit log still shows every write attempted.
+//! what README's "RBAC for your modules" says to bind for the rest: `bosun
+//! rbac --from-cluster` over the pair's ReconcilerModules (Roles in the
+//! namespaces their grants name, `bosun-soak-modules`), each bound to the
+//! host's account. RBAC refuses what no module needs; the audit log still
+//! shows every write attempted.
 //!
 //! A failover ends the leader one of three ways, in turn: its Pod deleted
 //! (SIGTERM, the Lease handed over), its Pod force-deleted (no grace: the
@@ -34,6 +36,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, LogParams};
+use serde_json::{Value, json};
 
 use super::cluster::SYSTEM_NAMESPACE;
 use super::hosts::{Exit, Failover, FailoverKind, Instance, holder, leads};
@@ -51,50 +54,8 @@ const TELEMETRY_PORT: u16 = 8080;
 /// compile cache is an emptyDir), on a 2-core machine shared with the node.
 const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(180);
 
-/// The rules mirror and misbehave need the host to hold, in the shape of
-/// `deploy/components/example-modules` (which covers cnat and webapp).
-const MODULE_RULES: &str = r#"# The soak's other modules (mirror, misbehave): their primary kinds and
-# what they read. Written by `cargo xtask soak --node`.
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata:
-  name: bosun-soak-modules
-rules:
-  - apiGroups: ["examples.bosun.dev"]
-    resources: ["mirrors"]
-    verbs: ["get", "list", "watch", "patch", "update"]
-  - apiGroups: ["examples.bosun.dev"]
-    resources: ["mirrors/status"]
-    verbs: ["get", "patch", "update"]
-  - apiGroups: ["examples.bosun.dev"]
-    resources: ["mirrors/finalizers"]
-    verbs: ["update"]
-  - apiGroups: ["tests.bosun.dev"]
-    resources: ["misbehaves"]
-    verbs: ["get", "list", "watch", "patch", "update"]
-  - apiGroups: ["tests.bosun.dev"]
-    resources: ["misbehaves/status"]
-    verbs: ["get", "patch", "update"]
-  - apiGroups: ["tests.bosun.dev"]
-    resources: ["misbehaves/finalizers"]
-    verbs: ["update"]
-  - apiGroups: [""]
-    resources: ["configmaps"]
-    verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: bosun-soak-modules
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: ClusterRole
-  name: bosun-soak-modules
-subjects:
-  - kind: ServiceAccount
-    name: bosun
-    namespace: bosun-system
-"#;
+/// The name of the soak's module roles and their bindings.
+const MODULE_ROLES: &str = "bosun-soak-modules";
 
 /// The pair as the shipped Deployment's Pods.
 pub struct PodPair {
@@ -110,10 +71,14 @@ pub struct PodPair {
 impl PodPair {
     /// Builds the image from `binary`, loads it into `node`, and installs
     /// the shipped overlay with it (`kubectl apply --server-side -k`).
+    /// The modules must be published already: their RBAC is derived from
+    /// their ReconcilerModules, and bound before the Pods start so no
+    /// module waits out a `MissingRBAC` retry.
     pub fn deploy(
         client: &kube::Client,
         node: &bosun_testenv::node::Node,
         binary: &Path,
+        cache: &Path,
         admin_kubeconfig: &Path,
         out: &Path,
     ) -> Result<PodPair> {
@@ -133,34 +98,30 @@ impl PodPair {
         let overlay = bosun_testenv::guests::workspace_root().join("deploy/overlays/examples");
         // kustomize takes only relative paths to other kustomizations.
         let base = relative(&dir, &overlay)?;
-        std::fs::write(dir.join("modules-rbac.yaml"), MODULE_RULES)?;
         std::fs::write(
             dir.join("kustomization.yaml"),
             format!(
-                "resources: [{}, modules-rbac.yaml]\nimages:\n  - {{name: ghcr.io/bosun-dev/bosun, newName: {IMAGE}, newTag: {TAG}}}\n",
+                "resources: [{}]\nimages:\n  - {{name: ghcr.io/bosun-dev/bosun, newName: {IMAGE}, newTag: {TAG}}}\n",
                 base.display()
             ),
         )?;
-        let output = Command::new("kubectl")
-            .args(["apply", "--server-side", "--force-conflicts", "-k"])
-            .arg(&dir)
-            .env("KUBECONFIG", admin_kubeconfig)
-            .output()
-            .context("running kubectl (1.27 or newer, with kustomize built in)")?;
-        if !output.status.success() {
-            bail!(
-                "kubectl apply --server-side -k {}: {}{}",
-                dir.display(),
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
+        let rbac = dir.join("modules-rbac.json");
+        std::fs::write(
+            &rbac,
+            serde_json::to_string_pretty(&module_rbac(binary, cache, admin_kubeconfig)?)?,
+        )?;
+        kubectl(admin_kubeconfig, &["apply", "--server-side", "-f"], &rbac)?;
+        kubectl(
+            admin_kubeconfig,
+            &["apply", "--server-side", "--force-conflicts", "-k"],
+            &dir,
+        )?;
         Ok(PodPair {
             client: client.clone(),
             restarts: BTreeMap::new(),
             killed: BTreeSet::new(),
             description: format!(
-                "the shipped Deployment (deploy/overlays/examples, 2 replicas, --leader-elect with client-go's defaults, --modules-from-cluster) of image {IMAGE}:{TAG} ({}) in Pods on the node, under the shipped ServiceAccount and RBAC plus mirror's and misbehave's rules",
+                "the shipped Deployment (deploy/overlays/examples, 2 replicas, --leader-elect with client-go's defaults, --modules-from-cluster) of image {IMAGE}:{TAG} ({}) in Pods on the node, under the shipped ServiceAccount and RBAC plus the Roles `bosun rbac --from-cluster` prints for the modules",
                 image.manifest.digest
             ),
         })
@@ -182,7 +143,11 @@ impl PodPair {
     /// The Pods running now (not being deleted, with an address), as
     /// instances; the pid is 0 while the host's process is not found.
     pub async fn instances(&self) -> Vec<Instance> {
-        let Ok(list) = self.pods().list(&ListParams::default().labels(SELECTOR)).await else {
+        let Ok(list) = self
+            .pods()
+            .list(&ListParams::default().labels(SELECTOR))
+            .await
+        else {
             return Vec::new();
         };
         list.items
@@ -299,7 +264,11 @@ impl PodPair {
     async fn wait_replicas(&self, timeout: Duration) -> Result<()> {
         let started = Instant::now();
         loop {
-            let ready = match self.pods().list(&ListParams::default().labels(SELECTOR)).await {
+            let ready = match self
+                .pods()
+                .list(&ListParams::default().labels(SELECTOR))
+                .await
+            {
                 Ok(list) => list.items.iter().filter(|p| is_ready(p)).count(),
                 Err(_) => 0,
             };
@@ -341,7 +310,11 @@ impl PodPair {
     /// kubelet restarts the container, as the process lane's supervisor
     /// restarts a process).
     pub async fn supervise(&mut self) -> Vec<Exit> {
-        let Ok(list) = self.pods().list(&ListParams::default().labels(SELECTOR)).await else {
+        let Ok(list) = self
+            .pods()
+            .list(&ListParams::default().labels(SELECTOR))
+            .await
+        else {
             return Vec::new();
         };
         let mut exits = Vec::new();
@@ -401,15 +374,86 @@ impl PodPair {
     /// run; a deleted Pod's log went with it).
     pub async fn save_logs(&self, logs: &Path) {
         for instance in self.instances().await {
-            if let Ok(text) = self
-                .pods()
-                .logs(&instance.id, &LogParams::default())
-                .await
-            {
+            if let Ok(text) = self.pods().logs(&instance.id, &LogParams::default()).await {
                 let _ = std::fs::write(logs.join(format!("{}.log", instance.id)), text);
             }
         }
     }
+}
+
+/// `kubectl ARGS PATH` as the admin.
+fn kubectl(kubeconfig: &Path, args: &[&str], path: &Path) -> Result<()> {
+    let output = Command::new("kubectl")
+        .args(args)
+        .arg(path)
+        .env("KUBECONFIG", kubeconfig)
+        .output()
+        .context("running kubectl (1.27 or newer, with kustomize built in)")?;
+    if !output.status.success() {
+        bail!(
+            "kubectl {} {}: {}{}",
+            args.join(" "),
+            path.display(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// What `bosun rbac --from-cluster` prints for the published modules (a
+/// role per namespace their grants name, or a ClusterRole), each with a
+/// binding to the shipped account, as one `List`.
+fn module_rbac(binary: &Path, cache: &Path, kubeconfig: &Path) -> Result<Value> {
+    let output = Command::new(binary)
+        .args([
+            "rbac",
+            "--from-cluster",
+            "--name",
+            MODULE_ROLES,
+            "-o",
+            "json",
+        ])
+        .arg("--cache-dir")
+        .arg(cache)
+        .env("KUBECONFIG", kubeconfig)
+        .output()
+        .context("running bosun rbac")?;
+    if !output.status.success() {
+        bail!(
+            "bosun rbac --from-cluster: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let printed: Value =
+        serde_json::from_slice(&output.stdout).context("bosun rbac printed no JSON")?;
+    let roles = match printed["kind"].as_str() {
+        Some("List") => printed["items"].as_array().cloned().unwrap_or_default(),
+        _ => vec![printed],
+    };
+    let subject =
+        json!([{"kind": "ServiceAccount", "name": "bosun", "namespace": SYSTEM_NAMESPACE}]);
+    let mut items = Vec::new();
+    for role in roles {
+        let binding = match role["kind"].as_str() {
+            Some("Role") => json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": {"name": role["metadata"]["name"], "namespace": role["metadata"]["namespace"]},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]},
+                "subjects": subject,
+            }),
+            Some("ClusterRole") => json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                "metadata": {"name": role["metadata"]["name"]},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role["metadata"]["name"]},
+                "subjects": subject,
+            }),
+            other => bail!("bosun rbac printed a {other:?}, not a role"),
+        };
+        items.push(role);
+        items.push(binding);
+    }
+    Ok(json!({"apiVersion": "v1", "kind": "List", "items": items}))
 }
 
 fn is_ready(pod: &Pod) -> bool {

@@ -15,23 +15,22 @@
 //! | misbehave | honest `Misbehave`s (mode `status`) beside the hostile ones | a spec field it ignores (a new generation) |
 //!
 //! Without a node nothing collects the children of a deleted primary, so
-//! the workload plays the garbage collector ([`Workload::collect_garbage`]).
+//! the workload plays the garbage collector ([`collector`]).
 //! With `--node` kube-controller-manager's runs, and the workload leaves
 //! the children to it, racing the hosts' own prunes: every other delete of
 //! a primary is in the foreground (the primary stays, being deleted, until
 //! the collector has taken its children), the rest in the background.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
-};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use super::cluster::{self, Lane};
+use super::collector;
 use super::ledger::{Change, Expect, Ledger};
 
 /// A small, seedable random source (xorshift64*): a run can be repeated.
@@ -70,8 +69,7 @@ impl Rng {
     }
 }
 
-/// How often the workload collects the garbage (see
-/// [`Workload::collect_garbage`]).
+/// How often the workload collects the garbage (see [`collector`]).
 const GC_EVERY: Duration = Duration::from_secs(10);
 
 /// The ConfigMaps each lane's Mirrors read.
@@ -693,73 +691,9 @@ impl Workload {
         }
     }
 
-    /// Plays kube-controller-manager's garbage collector, which a control
-    /// plane without a node does not run: deletes every child in the lanes'
-    /// namespaces whose controller no longer exists. Without it the
-    /// children of deleted objects pile up — in etcd, in the hosts' caches
-    /// of the kinds they own (growth that looks like a leak), and in the
-    /// Service IP range, until creating a Service fails. Children are
-    /// listed before their owners, so a child of an object created since
-    /// is never taken for garbage. Counted apart from the changes.
+    /// Plays the garbage collector once ([`collector::collect`]).
     pub async fn collect_garbage(&mut self) {
-        for lane in Lane::ALL {
-            let mut children = Vec::new();
-            for resource in [
-                cluster::pods(),
-                cluster::deployments(),
-                cluster::services(),
-                cluster::config_maps(),
-            ] {
-                let Ok(list) = self.api(lane, &resource).list(&ListParams::default()).await else {
-                    // The API server away: next time.
-                    return;
-                };
-                children.extend(list.items.into_iter().map(|c| (resource.clone(), c)));
-            }
-            let mut live = HashSet::new();
-            for resource in [
-                cluster::ats(),
-                cluster::webapps(),
-                cluster::mirrors(),
-                cluster::misbehaves(),
-            ] {
-                let Ok(list) = self.api(lane, &resource).list(&ListParams::default()).await else {
-                    return;
-                };
-                live.extend(list.items.into_iter().filter_map(|o| o.metadata.uid));
-            }
-            for (resource, child) in children {
-                let Some(owner) = child
-                    .metadata
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .find(|o| o.controller == Some(true))
-                else {
-                    continue;
-                };
-                if live.contains(&owner.uid) {
-                    continue;
-                }
-                let Some(name) = child.metadata.name.as_deref() else {
-                    continue;
-                };
-                if self
-                    .api(lane, &resource)
-                    .delete(name, &DeleteParams::background())
-                    .await
-                    .is_ok()
-                {
-                    *self
-                        .counts
-                        .entry((
-                            "garbage collector".to_owned(),
-                            format!("{} of a deleted owner deleted", resource.kind),
-                        ))
-                        .or_default() += 1;
-                }
-            }
-        }
+        collector::collect(&self.client, &mut self.counts).await;
     }
 
     /// Changes made (every operation the API server took).

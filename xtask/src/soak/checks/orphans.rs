@@ -68,7 +68,10 @@ impl Orphans {
             self.going,
             self.settled.map_or_else(
                 || "orphans were left at the timeout".to_owned(),
-                |d| format!("none orphaned {:.1} s after the settle began", d.as_secs_f64())
+                |d| format!(
+                    "none orphaned {:.1} s after the settle began",
+                    d.as_secs_f64()
+                )
             )
         );
         for orphan in &self.orphans {
