@@ -3,7 +3,7 @@
 //! any grant ([`grants`]), the hosts' memory and descriptors flat after
 //! warm-up ([`resources`]), with `--node` no child outliving its primary
 //! ([`orphans`]). No reconcile lost is the [`Ledger`]'s
-//! verdict.
+//! verdict. [`failures`] reads what failed off the report's figures.
 //!
 //! [`Ledger`]: super::ledger::Ledger
 
