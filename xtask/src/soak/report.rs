@@ -255,9 +255,13 @@ impl Report {
             let _ = writeln!(out, "| {kind} | {n} | {failed} |");
         }
         if !self.failovers.is_empty() {
+            // Pods only: the replacement's readiness.
+            let pods = self.failovers.iter().any(|f| f.replaced.is_some());
             let _ = writeln!(
                 out,
-                "\nFailovers:\n\n| at | how | from → to | Lease taken | new leader ready | two Pods Ready |\n|---:|---|---|---:|---:|---:|"
+                "\nFailovers:\n\n| at | how | from → to | Lease taken | new leader ready |{}\n|---:|---|---|---:|---:|{}",
+                if pods { " two Pods Ready |" } else { "" },
+                if pods { "---:|" } else { "" }
             );
             for f in &self.failovers {
                 let at = self
@@ -270,13 +274,17 @@ impl Report {
                     .map_or(String::new(), |e| secs(e.at));
                 let _ = writeln!(
                     out,
-                    "| {at} | {} | {} → {} | {} | {} | {} |",
+                    "| {at} | {} | {} → {} | {} | {} |{}",
                     f.kind.name(),
                     f.from,
                     f.to,
                     secs(f.lease_taken),
                     secs(f.ready),
-                    f.replaced.map_or_else(|| "—".to_owned(), secs)
+                    if pods {
+                        format!(" {} |", f.replaced.map_or_else(|| "—".to_owned(), secs))
+                    } else {
+                        String::new()
+                    }
                 );
             }
         }
