@@ -145,6 +145,13 @@ pub async fn run(
         applier = applier.standing_by();
     }
     let applier = Arc::new(applier);
+    // The controllers start handing out reconciles on `writable`, not on
+    // the Lease itself: it turns true only once the applier is open below.
+    // On the Lease alone, a takeover on a busy machine handed out
+    // reconciles whose writes met the still-closed gate, were refused as
+    // "no longer leads" (never retried: a host that lost the Lease exits)
+    // and left those objects unreconciled until they changed again.
+    let (writable_sender, writable) = watch::channel(election.is_none());
     let ctx = ControllerContext {
         informers,
         applier: applier.clone(),
@@ -160,7 +167,7 @@ pub async fn run(
             hint: None,
             leading: election.is_some().then(|| leading.clone()),
         },
-        leading: leading.clone(),
+        leading: writable,
     };
     let registry = Arc::new(Registry::new(engine.clone(), ctx));
     let local = LocalGrants {
@@ -228,6 +235,7 @@ pub async fn run(
             Some(true) => {}
         }
         applier.open();
+        writable_sender.send_replace(true);
         tracing::info!("became the leader");
         election = Some(elector);
     }

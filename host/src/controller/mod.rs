@@ -62,9 +62,10 @@ pub struct ControllerContext {
     /// What every module's outbound HTTP shares (key reads, guarded
     /// addresses, metrics).
     pub http: crate::http::Environment,
-    /// True while this host leads. Before that a controller watches,
-    /// caches and queues but hands nothing out (a warm standby); without
-    /// leader election it is true from the start.
+    /// True once this host leads and its applier lets writes through.
+    /// Before that a controller watches, caches and queues but hands
+    /// nothing out (a warm standby); without leader election it is true
+    /// from the start.
     pub leading: watch::Receiver<bool>,
 }
 

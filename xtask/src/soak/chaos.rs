@@ -1,6 +1,6 @@
 //! The chaos beside the workload, on a schedule: hot swaps of webapp in
-//! each lane, API server restarts, failovers of the pair, and the hostile
-//! guests of the adversarial suite —
+//! each lane, API server restarts, failovers of the pair, with `--node`
+//! kubelet restarts, and the hostile guests of the adversarial suite —
 //! created at the start in each lane's hostile namespace and poked (a new
 //! generation, so they run again) on a schedule too.
 //!
@@ -12,14 +12,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow, bail};
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::cluster::{self, Cluster, Lane};
-use super::hosts::{Exit, Failover, Pair, Steady};
+use super::hosts::{self, Exit, Failover, Steady};
 use super::ledger::{Change, Expect, Ledger};
 use super::modules::Modules;
+use super::pair::PairLane;
 
 /// The hostile guests each lane runs beside its honest work: misbehave's
 /// modes (see `tests/guests/misbehave`), each with what it does.
@@ -62,7 +63,7 @@ pub struct Hosts {
     /// The steady host.
     pub steady: Steady,
     /// The pair.
-    pub pair: Pair,
+    pub pair: PairLane,
 }
 
 /// When each kind of action falls due.
@@ -76,6 +77,8 @@ pub struct Plan {
     pub failover_every: Duration,
     /// Pokes of the hostile guests.
     pub poke_every: Duration,
+    /// Kubelet restarts (`--node` only).
+    pub kubelet_every: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -83,6 +86,7 @@ enum Action {
     Swap(Lane),
     RestartApiServer,
     Failover,
+    RestartKubelet,
     Poke,
 }
 
@@ -120,6 +124,11 @@ impl Plan {
         }
         for at in times(total, self.poke_every, self.poke_every, 0.3) {
             due.push((at, Action::Poke));
+        }
+        if let Some(every) = self.kubelet_every {
+            for at in times(total, every, every * 3 / 5, 0.55) {
+                due.push((at, Action::RestartKubelet));
+            }
         }
         due.sort();
         due
@@ -165,6 +174,9 @@ pub struct Chaos {
     pub hostile: Vec<(Lane, String, &'static str)>,
     /// Pokes of hostile objects.
     pub pokes: u64,
+    /// `--node`: how long each kubelet restart took, from the kill to the
+    /// Node Ready with the new kubelet's heartbeat.
+    pub kubelet_restarts: Vec<Duration>,
     failover_turn: usize,
 }
 
@@ -192,6 +204,7 @@ impl Chaos {
             next: Lane::ALL.into_iter().map(|l| (l, false)).collect(),
             hostile: Vec::new(),
             pokes: 0,
+            kubelet_restarts: Vec::new(),
             failover_turn: 0,
         }
     }
@@ -252,7 +265,7 @@ impl Chaos {
     /// Restarts pair hosts that exited; notes a dead steady host.
     pub async fn supervise(&mut self) {
         let mut hosts = self.hosts.lock().await;
-        let exits = hosts.pair.supervise();
+        let exits = hosts.pair.supervise().await;
         for exit in &exits {
             eprintln!(
                 "soak: pair host {} exited ({}){}",
@@ -327,6 +340,10 @@ impl Chaos {
                     Err(error) => (format!("failover: {}", kind.name()), Err(error)),
                 }
             }
+            Action::RestartKubelet => match self.restart_kubelet().await {
+                Ok(what) => (what, Ok(())),
+                Err(error) => ("kubelet restarted".to_owned(), Err(error)),
+            },
             Action::Poke => ("hostile guests poked".to_owned(), self.poke().await),
         };
         let took = began.elapsed();
@@ -345,6 +362,44 @@ impl Chaos {
             took,
             error: result.err().map(|e| format!("{e:#}")),
         });
+    }
+
+    /// Restarts the node's kubelet (SIGKILL, then started again) and waits
+    /// for the pair to lead with its caches synced: the Pods run on
+    /// untouched, so the leader should keep the Lease.
+    async fn restart_kubelet(&mut self) -> Result<String> {
+        let node = self.cluster.env.node().context("no node runs")?;
+        let client = self.cluster.client.clone();
+        let before = self.hosts.lock().await.pair.leader(&client).await;
+        let took = node
+            .restart_kubelet(&client)
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
+        self.kubelet_restarts.push(took);
+        let waited = Instant::now();
+        let after = loop {
+            if let Some(leader) = self.hosts.lock().await.pair.leader(&client).await
+                && hosts::leads(&leader).await
+            {
+                break leader;
+            }
+            if waited.elapsed() > Duration::from_secs(90) {
+                bail!(
+                    "no host of the pair led with its caches synced within 90 s of the kubelet's restart ({:.1} s)",
+                    took.as_secs_f64()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let lead = match before {
+            Some(before) if before.id == after.id => format!("{} kept the Lease", after.id),
+            Some(before) => format!("the Lease passed from {} to {}", before.id, after.id),
+            None => format!("{} leads", after.id),
+        };
+        Ok(format!(
+            "kubelet restarted (Node Ready again after {:.1} s; {lead})",
+            took.as_secs_f64()
+        ))
     }
 
     /// Swaps `lane`'s webapp and expects every WebApp of the lane to show it.
@@ -401,6 +456,61 @@ impl Chaos {
     }
 }
 
+/// What the hosts said of each hostile guest: its `Reconciled` condition,
+/// or its status.
+pub async fn attacks(
+    client: &kube::Client,
+    hostile: &[(Lane, String, &'static str)],
+) -> Vec<(String, String, String, String)> {
+    let mut out = Vec::new();
+    for (lane, name, mode) in hostile {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), &lane.hostile(), &cluster::misbehaves());
+        let said = match api.get_opt(name).await {
+            Ok(Some(object)) => {
+                let status = object.data.get("status").cloned().unwrap_or(Value::Null);
+                let condition = status
+                    .get("conditions")
+                    .and_then(Value::as_array)
+                    .and_then(|c| c.iter().find(|c| c["type"] == "Reconciled"));
+                match condition {
+                    Some(c) => {
+                        let message: String = c["message"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .chars()
+                            .take(140)
+                            .collect();
+                        format!(
+                            "Reconciled={} {}: {}",
+                            c["status"].as_str().unwrap_or_default(),
+                            c["reason"].as_str().unwrap_or_default(),
+                            message.replace('|', "\\|").replace('\n', " ")
+                        )
+                    }
+                    None => {
+                        let text: String = status.to_string().chars().take(140).collect();
+                        format!("no failure reported; status {}", text.replace('|', "\\|"))
+                    }
+                }
+            }
+            Ok(None) => "gone".into(),
+            Err(error) => format!("not read: {error}"),
+        };
+        let what = HOSTILE
+            .iter()
+            .find(|(m, _)| m == mode)
+            .map_or("", |(_, what)| *what);
+        out.push((
+            lane.name().to_owned(),
+            (*mode).to_owned(),
+            what.to_owned(),
+            said,
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -412,6 +522,7 @@ mod tests {
             restart_every: Duration::from_secs(300),
             failover_every: Duration::from_secs(300),
             poke_every: Duration::from_secs(60),
+            kubelet_every: Some(Duration::from_secs(180)),
         };
         let short = plan.schedule(Duration::from_secs(120));
         for action in [
@@ -419,6 +530,7 @@ mod tests {
             Action::Swap(Lane::Pair),
             Action::RestartApiServer,
             Action::Failover,
+            Action::RestartKubelet,
             Action::Poke,
         ] {
             assert!(
@@ -431,5 +543,6 @@ mod tests {
         assert_eq!(count(Action::Swap(Lane::Steady)), 30);
         assert_eq!(count(Action::RestartApiServer), 6);
         assert_eq!(count(Action::Failover), 6);
+        assert_eq!(count(Action::RestartKubelet), 10);
     }
 }

@@ -1,15 +1,22 @@
 //! The soak's cluster: a control plane of its own (kube-apiserver and
-//! etcd; no node), the API server writing an audit log of
-//! every write the hosts attempt, the CRDs, the namespaces of each lane,
-//! and the identity the hosts run as.
+//! etcd; with `--node`, testenv's real node beside it), the API server
+//! writing an audit log of every write the hosts attempt, the CRDs, the
+//! namespaces of each lane, and the identity the hosts run as.
 //!
 //! The hosts of each lane authenticate as a ServiceAccount of their own
-//! (`bosun-system/bosun-steady`, `bosun-system/bosun`), bound to
-//! `cluster-admin`: RBAC does not stand between a host and a write outside
-//! its grants, so nothing but the host's own rules keeps it inside them,
-//! and the audit log (filtered to those users) shows every write each lane
-//! attempted, whatever the API server answered. Processes get a kubeconfig
-//! with a token from the TokenRequest API.
+//! (`bosun-system/bosun-steady`, `bosun-system/bosun`). The processes'
+//! accounts are bound to `cluster-admin`: RBAC does not stand between a
+//! host and a write outside its grants, so nothing but the host's own
+//! rules keeps it inside them. With `--node` the pair runs as the shipped
+//! install ([`super::pods`]), under the shipped ServiceAccount and RBAC,
+//! which refuse some writes a grant would too. Either way the audit log
+//! (filtered to those users) shows every write each lane attempted,
+//! whatever the API server answered. Processes get a kubeconfig with a
+//! token from the TokenRequest API.
+//!
+//! The audit log also holds the garbage collector's deletes (with
+//! `--node`, kube-controller-manager's runs): the orphan check counts the
+//! children it took ([`super::checks::orphans`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,6 +34,9 @@ use serde_json::json;
 pub const SYSTEM_NAMESPACE: &str = "bosun-system";
 /// Objects no module may touch, of every kind, in a namespace no grant names.
 pub const BYSTANDER_NAMESPACE: &str = "soak-bystanders";
+/// The user kube-controller-manager's garbage collector acts as (it runs
+/// with `--use-service-account-credentials`).
+pub const GARBAGE_COLLECTOR: &str = "system:serviceaccount:kube-system:generic-garbage-collector";
 
 /// A set of hosts and the namespaces its modules are granted: the steady
 /// host (one process, never killed) or the leader-elected pair.
@@ -93,23 +103,28 @@ pub struct Cluster {
     pub client: kube::Client,
     /// The admin's kubeconfig (`bosun push`).
     pub admin_kubeconfig: PathBuf,
-    /// Each lane's hosts' kubeconfig: its ServiceAccount's token.
+    /// Each lane's host processes' kubeconfig: its ServiceAccount's token
+    /// (with `--node`, the steady lane's only: the pair runs in Pods).
     pub host_kubeconfigs: std::collections::BTreeMap<Lane, PathBuf>,
     /// The API server's audit log (JSON lines) of the hosts' writes.
     pub audit_log: PathBuf,
 }
 
 impl Cluster {
-    /// Starts the control plane, installs the
-    /// CRDs, makes the namespaces and the hosts' identity.
-    pub async fn start(out: &Path, lifetime: Duration) -> Result<Cluster> {
+    /// Starts the control plane (and with `node` a node beside it),
+    /// installs the CRDs, makes the namespaces and the host processes'
+    /// identity.
+    pub async fn start(out: &Path, lifetime: Duration, node: bool) -> Result<Cluster> {
         let audit_log = out.join("audit.log");
         let policy = out.join("audit-policy.json");
         let _ = std::fs::remove_file(&audit_log);
         std::fs::write(&policy, audit_policy().to_string())
             .with_context(|| format!("writing {}", policy.display()))?;
-        let env = TestEnv::builder()
-            .use_existing_cluster(false)
+        let mut builder = TestEnv::builder().use_existing_cluster(false);
+        if node {
+            builder = builder.node(bosun_testenv::node::NodeOptions::default());
+        }
+        let env = builder
             .apiserver_arg(format!("--audit-policy-file={}", policy.display()))
             .apiserver_arg(format!("--audit-log-path={}", audit_log.display()))
             .apiserver_arg("--audit-log-format=json")
@@ -118,6 +133,13 @@ impl Cluster {
             .start()
             .await
             .map_err(|e| anyhow!("the control plane did not start: {e}"))?;
+        if let Some(node) = env.node() {
+            eprintln!(
+                "soak: node {} ready in {:.1} s",
+                node.name(),
+                node.startup_duration().as_secs_f64()
+            );
+        }
         let root = bosun_testenv::guests::workspace_root();
         env.install_crds(
             [
@@ -148,7 +170,10 @@ impl Cluster {
             .context("the control plane wrote no kubeconfig")?
             .to_owned();
         let mut host_kubeconfigs = std::collections::BTreeMap::new();
-        for lane in Lane::ALL {
+        // With a node the pair's Pods take the shipped ServiceAccount's
+        // token; the install makes the account.
+        let processes: &[Lane] = if node { &[Lane::Steady] } else { &Lane::ALL };
+        for &lane in processes {
             let file = out.join(format!("{}.kubeconfig", lane.name()));
             host_identity(&env, &client, lane.account(), &file, lifetime).await?;
             host_kubeconfigs.insert(lane, file);
@@ -165,7 +190,8 @@ impl Cluster {
 
 /// Every write the hosts' user attempts, at the Metadata level (the
 /// request's URI — with its `fieldManager` — the object's reference, the
-/// answer's code), once the answer is sent; nothing else.
+/// answer's code), once the answer is sent, and the garbage collector's
+/// deletes; nothing else.
 fn audit_policy() -> serde_json::Value {
     json!({
         "apiVersion": "audit.k8s.io/v1",
@@ -176,6 +202,11 @@ fn audit_policy() -> serde_json::Value {
                 "level": "Metadata",
                 "users": Lane::ALL.map(Lane::user),
                 "verbs": ["create", "update", "patch", "delete", "deletecollection"],
+            },
+            {
+                "level": "Metadata",
+                "users": [GARBAGE_COLLECTOR],
+                "verbs": ["delete"],
             },
             {"level": "None"},
         ],
@@ -289,6 +320,11 @@ pub fn config_maps() -> ApiResource {
 /// Pods.
 pub fn pods() -> ApiResource {
     resource("", "v1", "Pod", "pods")
+}
+
+/// ReplicaSets.
+pub fn replica_sets() -> ApiResource {
+    resource("apps", "v1", "ReplicaSet", "replicasets")
 }
 
 /// Deployments.

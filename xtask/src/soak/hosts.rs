@@ -9,6 +9,8 @@
 //!   ReconcilerModules (`--modules-from-cluster`). A failover kills the
 //!   leader (SIGKILL: the Lease lapses) or stops it (SIGTERM: it hands the
 //!   Lease over), and a replacement starts at once, as a ReplicaSet would.
+//!   With `--node` the pair runs in Pods instead ([`super::pods`]); the
+//!   lane is either ([`super::pair`]).
 //!
 //! A host's identity on the Lease is `HOSTNAME_<random>`: the process's
 //! instance name, so the holder names the instance.
@@ -75,6 +77,15 @@ pub enum FailoverKind {
     KillProcess,
     /// SIGTERM: the leader finishes what is in flight and steps down.
     Terminate,
+    /// `--node`: the leader's Pod deleted (SIGTERM from the kubelet, the
+    /// Lease handed over); its ReplicaSet makes another.
+    DeletePod,
+    /// `--node`: the leader's Pod force-deleted (grace 0): the object goes
+    /// at once and the kubelet kills the container.
+    ForceDeletePod,
+    /// `--node`: the leader's process SIGKILLed in its container (a crash:
+    /// the Lease lapses); the kubelet restarts the container.
+    KillContainer,
 }
 
 impl FailoverKind {
@@ -83,6 +94,9 @@ impl FailoverKind {
         match self {
             FailoverKind::KillProcess => "leader process killed (SIGKILL)",
             FailoverKind::Terminate => "leader stopped (SIGTERM)",
+            FailoverKind::DeletePod => "leader Pod deleted",
+            FailoverKind::ForceDeletePod => "leader Pod force-deleted (grace 0)",
+            FailoverKind::KillContainer => "leader's container killed (SIGKILL)",
         }
     }
 }
@@ -102,6 +116,9 @@ pub struct Failover {
     pub lease_taken: Duration,
     /// From then to the new leader's caches synced (`/readyz`).
     pub ready: Duration,
+    /// `--node`: from then to two Pods Ready again (the ReplicaSet's
+    /// replacement, or the restarted container).
+    pub replaced: Option<Duration>,
 }
 
 /// A host that exited without being asked to.
@@ -271,6 +288,7 @@ impl Pair {
             at,
             lease_taken,
             ready: at.elapsed(),
+            replaced: None,
         })
     }
 
@@ -362,7 +380,7 @@ impl Pair {
             .iter()
             .position(|(i, _)| i == id)
             .with_context(|| format!("no pair host {id}"))?;
-        let (_, controller) = self.hosts.remove(index);
+        let (id, controller) = self.hosts.remove(index);
         // The replacement starts as soon as the old one is gone, as a
         // ReplicaSet would start a new Pod.
         match kind {
@@ -371,13 +389,17 @@ impl Pair {
                 std::thread::spawn(move || controller.terminate(Duration::from_secs(35)));
             }
             FailoverKind::KillProcess => controller.kill()?,
+            other => {
+                self.hosts.insert(index, (id, controller));
+                bail!("{} is not a failover of processes", other.name())
+            }
         }
         self.start_one()
     }
 }
 
 /// The Lease's holder, if it has one.
-async fn holder(client: &kube::Client) -> Option<String> {
+pub(super) async fn holder(client: &kube::Client) -> Option<String> {
     let leases: Api<Lease> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
     leases
         .get_opt(LEASE)

@@ -15,18 +15,34 @@
 //!   hostile guests running beside;
 //! - a sampler of each host's memory and descriptors every 5 s.
 //!
+//! With `--node` the control plane has testenv's real node beside it
+//! (kube-controller-manager with its garbage collector, kube-scheduler,
+//! containerd, the kubelet, kube-proxy), and what a node adds joins in:
+//! the pair runs as the shipped image in the shipped Deployment's Pods
+//! ([`pods`]; [`pair`] is the lane either way), a failover deletes or
+//! force-deletes the leader's Pod or kills its container, the kubelet is
+//! restarted every few minutes, the workload's Pods really run and the
+//! children of the primaries it deletes are the garbage collector's to
+//! delete while the hosts prune. The steady host stays a process. The
+//! sampler reads the Pods' hosts from `/proc` like the processes: they
+//! are processes on this machine, under containerd (see [`pods`]).
+//!
 //! Then the workload stops, the soak waits for every object to converge,
 //! and [`checks`]: every object converged to what its module wants; no
 //! write outside any grant; no reconcile lost; memory and descriptors
-//! flat after warm-up. [`report`] prints it and writes
-//! `target/soak/report.md` and `report.json`.
+//! flat after warm-up; with `--node`, no child left whose primary is gone.
+//! [`report`] prints it and writes `target/soak/report.md` and
+//! `report.json`.
 
 pub mod chaos;
 pub mod checks;
 pub mod cluster;
+pub mod collector;
 pub mod hosts;
 pub mod ledger;
 pub mod modules;
+pub mod pair;
+pub mod pods;
 pub mod report;
 pub mod workload;
 
@@ -36,16 +52,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use kube::api::{Api, DynamicObject, ListParams};
-use serde_json::Value;
 
-use chaos::{Chaos, HOSTILE, Hosts, Plan};
+use chaos::{Chaos, Hosts, Plan};
 use checks::converged::{self, LaneState};
 use checks::grants::{self, Bystanders};
+use checks::orphans;
 use checks::resources::{self, Thresholds};
 use cluster::{Cluster, Lane};
 use hosts::{Pair, Program, Steady};
 use ledger::{Ledger, Watched};
 use modules::Modules;
+use pair::PairLane;
+use pods::PodPair;
 use report::Report;
 use workload::Workload;
 
@@ -90,6 +108,15 @@ pub struct Args {
     /// Where the report, logs and audit log go; default `target/soak`.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Run on a real node (root and the node's packages, like the node
+    /// tests): the pair as the shipped image in Pods, the garbage
+    /// collector live, failovers by deleting the leader's Pod, kubelet
+    /// restarts.
+    #[arg(long)]
+    pub node: bool,
+    /// With `--node`, a kubelet restart this often (at least one per run).
+    #[arg(long, default_value = "3m", value_parser = parse_duration)]
+    pub kubelet_every: Duration,
 }
 
 impl Default for Args {
@@ -107,6 +134,8 @@ impl Default for Args {
             debug: false,
             bosun_binary: None,
             out: None,
+            node: false,
+            kubelet_every: Duration::from_secs(180),
         }
     }
 }
@@ -178,7 +207,7 @@ async fn run_async(args: Args) -> Result<Outcome> {
 
     eprintln!("soak: starting the control plane");
     let lifetime = minutes + args.settle + Duration::from_secs(1800);
-    let cluster = Cluster::start(&out, lifetime).await?;
+    let cluster = Cluster::start(&out, lifetime, args.node).await?;
     let client = cluster.client.clone();
     let bystanders = Bystanders::create(&client).await?;
 
@@ -191,7 +220,29 @@ async fn run_async(args: Args) -> Result<Outcome> {
     };
     let steady = Steady::start(&program(Lane::Steady), &modules.steady_dir)?;
     tokio::task::block_in_place(|| modules.publish(&cluster.admin_kubeconfig))?;
-    let mut pair = Pair::start(&program(Lane::Pair))?;
+    let mut pair = match cluster.env.node() {
+        Some(node) => {
+            eprintln!("soak: building the image and installing the pair on the node");
+            PairLane::Pods(tokio::task::block_in_place(|| {
+                PodPair::deploy(
+                    &client,
+                    node,
+                    &binary,
+                    &cache,
+                    &cluster.admin_kubeconfig,
+                    &out,
+                )
+            })?)
+        }
+        None => PairLane::Processes(Pair::start(&program(Lane::Pair))?),
+    };
+    let pair_description = match &pair {
+        PairLane::Pods(pods) => pods.description.clone(),
+        PairLane::Processes(_) => format!(
+            "two bosun processes on the machine, --leader-elect (lease 15s, renew 10s, retry 2s), --modules-from-cluster; namespaces {}",
+            Lane::Pair.namespaces().join(", ")
+        ),
+    };
     wait_ready(&steady.instance(), Duration::from_secs(180)).await?;
     pair.wait_ready(&client, Duration::from_secs(300)).await?;
     let first_leader = pair.leader(&client).await.map(|i| i.id);
@@ -214,7 +265,11 @@ async fn run_async(args: Args) -> Result<Outcome> {
                         hosts
                             .pair
                             .instances()
+                            .await
                             .into_iter()
+                            // A Pod whose host has not started (or was
+                            // just killed) has no process to read.
+                            .filter(|i| i.pid != 0)
                             .map(|i| (i.id, i.pid, i.telemetry)),
                     );
                     all
@@ -250,13 +305,14 @@ async fn run_async(args: Args) -> Result<Outcome> {
         ));
     }
     eprintln!("soak: creating the objects and the hostile guests");
-    let mut workload = Workload::new(&client, ledger.clone(), args.seed);
+    let mut workload = Workload::new(&client, ledger.clone(), args.seed, args.node);
     workload.populate().await?;
     let plan = Plan {
         swap_every: args.swap_every,
         restart_every: args.restart_every,
         failover_every: args.failover_every,
         poke_every: args.poke_every.min(minutes / 3),
+        kubelet_every: args.node.then_some(args.kubelet_every),
     };
     let mut chaos = Chaos::new(
         cluster,
@@ -292,18 +348,24 @@ async fn run_async(args: Args) -> Result<Outcome> {
     observe_last(&client, &ledger).await;
     let verdict = ledger.verdict();
     chaos.supervise().await;
+    let orphans = if args.node {
+        eprintln!("soak: waiting for the garbage collector to leave no orphan");
+        Some(orphans::wait(&client, &chaos.cluster.audit_log, Duration::from_secs(120)).await?)
+    } else {
+        None
+    };
 
     let _ = stop_sampler.send(true);
     let samples = sampler.await.context("the sampler panicked")?;
     drop(watches);
 
     let touched = bystanders.touched(&client).await?;
-    let attacks = attacks(&client, &chaos.hostile).await;
+    let attacks = chaos::attacks(&client, &chaos.hostile).await;
     let mut health = Vec::new();
     {
         let hosts = hosts.lock().await;
         let mut all = vec![hosts.steady.instance()];
-        all.extend(hosts.pair.instances());
+        all.extend(hosts.pair.instances().await);
         for instance in all {
             health.push((
                 instance.id.clone(),
@@ -332,7 +394,11 @@ async fn run_async(args: Args) -> Result<Outcome> {
         setup: vec![
             (
                 "control plane".into(),
-                "kube-apiserver and etcd (testenv), no node".into(),
+                if args.node {
+                    "kube-apiserver and etcd (testenv) with a node: kube-controller-manager (its garbage collector live), kube-scheduler, containerd, the kubelet, kube-proxy".into()
+                } else {
+                    "kube-apiserver and etcd (testenv), no node".into()
+                },
             ),
             (
                 "steady lane".into(),
@@ -341,13 +407,7 @@ async fn run_async(args: Args) -> Result<Outcome> {
                     Lane::Steady.namespaces().join(", ")
                 ),
             ),
-            (
-                "pair lane".into(),
-                format!(
-                    "two bosun processes on the machine, --leader-elect (lease 15s, renew 10s, retry 2s), --modules-from-cluster; namespaces {}",
-                    Lane::Pair.namespaces().join(", ")
-                ),
-            ),
+            ("pair lane".into(), pair_description),
             (
                 "host binary".into(),
                 format!(
@@ -372,8 +432,14 @@ async fn run_async(args: Args) -> Result<Outcome> {
             (
                 "chaos".into(),
                 format!(
-                    "a webapp hot swap every {:?} per lane, an API server restart every {:?}, a failover every {:?}, hostile guests poked every {:?}",
-                    plan.swap_every, plan.restart_every, plan.failover_every, plan.poke_every
+                    "a webapp hot swap every {:?} per lane, an API server restart every {:?}, a failover every {:?}, hostile guests poked every {:?}{}",
+                    plan.swap_every,
+                    plan.restart_every,
+                    plan.failover_every,
+                    plan.poke_every,
+                    plan.kubelet_every.map_or(String::new(), |every| format!(
+                        ", a kubelet restart every {every:?}; the children of deleted primaries left to the garbage collector"
+                    ))
                 ),
             ),
             (
@@ -401,11 +467,13 @@ async fn run_async(args: Args) -> Result<Outcome> {
         audit,
         trends,
         warm_up: (thresholds.warm_up, thresholds.window),
+        kubelet_restarts: chaos.kubelet_restarts.clone(),
+        orphans,
         health,
         failures: Vec::new(),
         took: Duration::ZERO,
     };
-    report.failures = failures(&report, chaos.steady_died.as_deref());
+    report.failures = checks::failures(&report, chaos.steady_died.as_deref());
 
     eprintln!("soak: stopping the hosts");
     // The chaos's handle on the hosts goes first; the cluster last, so the
@@ -420,7 +488,7 @@ async fn run_async(args: Args) -> Result<Outcome> {
         .ok()
         .context("the hosts are still in use")?
         .into_inner();
-    pair.stop();
+    pair.stop(&logs).await;
     drop(steady);
     drop(cluster);
     report.took = began.elapsed();
@@ -485,121 +553,4 @@ async fn observe_last(client: &kube::Client, ledger: &Ledger) {
             }
         }
     }
-}
-
-/// What the hosts said of each hostile guest: its `Reconciled` condition,
-/// or its status.
-async fn attacks(
-    client: &kube::Client,
-    hostile: &[(Lane, String, &'static str)],
-) -> Vec<(String, String, String, String)> {
-    let mut out = Vec::new();
-    for (lane, name, mode) in hostile {
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(client.clone(), &lane.hostile(), &cluster::misbehaves());
-        let said = match api.get_opt(name).await {
-            Ok(Some(object)) => {
-                let status = object.data.get("status").cloned().unwrap_or(Value::Null);
-                let condition = status
-                    .get("conditions")
-                    .and_then(Value::as_array)
-                    .and_then(|c| c.iter().find(|c| c["type"] == "Reconciled"));
-                match condition {
-                    Some(c) => {
-                        let message: String = c["message"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .chars()
-                            .take(140)
-                            .collect();
-                        format!(
-                            "Reconciled={} {}: {}",
-                            c["status"].as_str().unwrap_or_default(),
-                            c["reason"].as_str().unwrap_or_default(),
-                            message.replace('|', "\\|").replace('\n', " ")
-                        )
-                    }
-                    None => {
-                        let text: String = status.to_string().chars().take(140).collect();
-                        format!("no failure reported; status {}", text.replace('|', "\\|"))
-                    }
-                }
-            }
-            Ok(None) => "gone".into(),
-            Err(error) => format!("not read: {error}"),
-        };
-        let what = HOSTILE
-            .iter()
-            .find(|(m, _)| m == mode)
-            .map_or("", |(_, what)| *what);
-        out.push((
-            lane.name().to_owned(),
-            (*mode).to_owned(),
-            what.to_owned(),
-            said,
-        ));
-    }
-    out
-}
-
-/// What failed, from the report's figures.
-fn failures(report: &Report, steady_died: Option<&str>) -> Vec<String> {
-    let mut failures = Vec::new();
-    if let Some(why) = steady_died {
-        failures.push(format!("the steady host died: {why}"));
-    }
-    for exit in report.exits.iter().filter(|e| !e.lost_lease) {
-        failures.push(format!(
-            "pair host {} exited unasked ({}) without losing its Lease:\n{}",
-            exit.id, exit.status, exit.tail
-        ));
-    }
-    for event in &report.events {
-        if let Some(error) = &event.error {
-            failures.push(format!(
-                "{} at {:.0} s failed: {error}",
-                event.what,
-                event.at.as_secs_f64()
-            ));
-        }
-    }
-    if report.convergence.is_none() {
-        failures.push(format!(
-            "{} objects did not converge within {:?} of the last change",
-            report.converged.unconverged.len(),
-            report.settle_timeout
-        ));
-    }
-    if !report.lost.lost.is_empty() {
-        failures.push(format!(
-            "{} changes were never seen reconciled",
-            report.lost.lost.len()
-        ));
-    }
-    if !report.bystanders.1.is_empty() {
-        failures.push(format!(
-            "{} bystanders were written",
-            report.bystanders.1.len()
-        ));
-    }
-    if !report.audit.outside.is_empty() {
-        failures.push(format!(
-            "{} writes outside every grant",
-            report.audit.outside.len()
-        ));
-    }
-    for trend in &report.trends {
-        if let Some(why) = &trend.leak {
-            failures.push(format!("host {}: {why}", trend.id));
-        }
-    }
-    for (id, healthy, _) in &report.health {
-        if !healthy {
-            failures.push(format!("host {id} was not healthy at the end"));
-        }
-    }
-    if !report.health.iter().any(|(_, _, leading)| *leading) {
-        failures.push("no host of the pair led at the end".into());
-    }
-    failures
 }

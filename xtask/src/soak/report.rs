@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::chaos::Event;
 use super::checks::converged::Judgement;
 use super::checks::grants::{Audit, Touched};
+use super::checks::orphans::Orphans;
 use super::checks::resources::Trend;
 use super::hosts::{Exit, Failover};
 use super::ledger::{Change, Verdict};
@@ -53,6 +54,11 @@ pub struct Report {
     pub trends: Vec<Trend>,
     /// The warm-up left out of the trends, and the least span judged.
     pub warm_up: (Duration, Duration),
+    /// `--node`: each kubelet restart, from the kill to the Node Ready.
+    pub kubelet_restarts: Vec<Duration>,
+    /// `--node`: the orphan check (None without a node: nothing but the
+    /// workload collects garbage).
+    pub orphans: Option<Orphans>,
     /// Hosts at the end: (instance, healthy, leading).
     pub health: Vec<(String, bool, bool)>,
     /// What failed; empty when the soak passed.
@@ -150,7 +156,7 @@ impl Report {
         };
         let _ = writeln!(out, "## Summary\n");
         let _ = writeln!(out, "| figure | value |\n|---|---:|");
-        let rows = [
+        let mut rows = vec![
             ("changes made", self.changes_made().to_string()),
             (
                 "changes written down for the lost-reconcile check",
@@ -186,6 +192,25 @@ impl Report {
                 self.exits.len().to_string(),
             ),
         ];
+        if let Some(orphans) = &self.orphans {
+            rows.push((
+                "kubelet restarts",
+                format!(
+                    "{} ({})",
+                    self.kubelet_restarts.len(),
+                    self.kubelet_restarts
+                        .iter()
+                        .map(|d| secs(*d))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+            rows.push((
+                "children deleted by the garbage collector",
+                orphans.collected_total().to_string(),
+            ));
+            rows.push(("orphaned children left", orphans.orphans.len().to_string()));
+        }
         for (what, value) in rows {
             let _ = writeln!(out, "| {what} | {value} |");
         }
@@ -230,9 +255,13 @@ impl Report {
             let _ = writeln!(out, "| {kind} | {n} | {failed} |");
         }
         if !self.failovers.is_empty() {
+            // Pods only: the replacement's readiness.
+            let pods = self.failovers.iter().any(|f| f.replaced.is_some());
             let _ = writeln!(
                 out,
-                "\nFailovers:\n\n| at | how | from → to | Lease taken | new leader ready |\n|---:|---|---|---:|---:|"
+                "\nFailovers:\n\n| at | how | from → to | Lease taken | new leader ready |{}\n|---:|---|---|---:|---:|{}",
+                if pods { " two Pods Ready |" } else { "" },
+                if pods { "---:|" } else { "" }
             );
             for f in &self.failovers {
                 let at = self
@@ -245,12 +274,17 @@ impl Report {
                     .map_or(String::new(), |e| secs(e.at));
                 let _ = writeln!(
                     out,
-                    "| {at} | {} | {} → {} | {} | {} |",
+                    "| {at} | {} | {} → {} | {} | {} |{}",
                     f.kind.name(),
                     f.from,
                     f.to,
                     secs(f.lease_taken),
-                    secs(f.ready)
+                    secs(f.ready),
+                    if pods {
+                        format!(" {} |", f.replaced.map_or_else(|| "—".to_owned(), secs))
+                    } else {
+                        String::new()
+                    }
                 );
             }
         }
@@ -394,6 +428,9 @@ impl Report {
         for o in self.audit.outside.iter().take(30) {
             let _ = writeln!(out, "- OUTSIDE: {o}");
         }
+        if let Some(orphans) = &self.orphans {
+            out.push_str(&orphans.markdown());
+        }
 
         let _ = writeln!(
             out,
@@ -497,7 +534,10 @@ impl Report {
             "failovers": self.failovers.iter().map(|f| json!({
                 "kind": f.kind.name(), "from": f.from, "to": f.to,
                 "lease_taken_s": f.lease_taken.as_secs_f64(), "ready_s": f.ready.as_secs_f64(),
+                "replaced_s": f.replaced.map(|d| d.as_secs_f64()),
             })).collect::<Vec<_>>(),
+            "kubelet_restarts_s": self.kubelet_restarts.iter().map(Duration::as_secs_f64).collect::<Vec<_>>(),
+            "orphans": self.orphans.as_ref().map(Orphans::json),
             "exits": self.exits.iter().map(|e| json!({
                 "id": e.id, "status": e.status, "lost_lease": e.lost_lease, "tail": e.tail,
             })).collect::<Vec<_>>(),

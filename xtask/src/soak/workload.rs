@@ -13,18 +13,24 @@
 //! | mirror | `Mirror`s naming one of six ConfigMaps, half selecting a group | another source, another selector |
 //! | mirror's reads | the six ConfigMaps | new data (`seq`), the group label moved, deleted and made again |
 //! | misbehave | honest `Misbehave`s (mode `status`) beside the hostile ones | a spec field it ignores (a new generation) |
+//!
+//! Without a node nothing collects the children of a deleted primary, so
+//! the workload plays the garbage collector ([`collector`]).
+//! With `--node` kube-controller-manager's runs, and the workload leaves
+//! the children to it, racing the hosts' own prunes: every other delete of
+//! a primary is in the foreground (the primary stays, being deleted, until
+//! the collector has taken its children), the rest in the background.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
-};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use super::cluster::{self, Lane};
+use super::collector;
 use super::ledger::{Change, Expect, Ledger};
 
 /// A small, seedable random source (xorshift64*): a run can be repeated.
@@ -63,8 +69,7 @@ impl Rng {
     }
 }
 
-/// How often the workload collects the garbage (see
-/// [`Workload::collect_garbage`]).
+/// How often the workload collects the garbage (see [`collector`]).
 const GC_EVERY: Duration = Duration::from_secs(10);
 
 /// The ConfigMaps each lane's Mirrors read.
@@ -119,11 +124,23 @@ pub struct Workload {
     /// The counter ConfigMap data carries, so every version of every
     /// source is distinct and ordered.
     seq: u64,
+    /// Whether kube-controller-manager's garbage collector runs (`--node`):
+    /// then the workload collects nothing and alternates the deletes'
+    /// propagation.
+    collector_runs: bool,
+    /// Primaries deleted, for the alternation.
+    deletes: u64,
 }
 
 impl Workload {
-    /// A workload over both lanes, seeded with `seed`.
-    pub fn new(client: &kube::Client, ledger: Arc<Ledger>, seed: u64) -> Workload {
+    /// A workload over both lanes, seeded with `seed`; `collector_runs`
+    /// when a real garbage collector does (`--node`).
+    pub fn new(
+        client: &kube::Client,
+        ledger: Arc<Ledger>,
+        seed: u64,
+        collector_runs: bool,
+    ) -> Workload {
         let targets = Targets {
             ats: 12,
             webapps: 10,
@@ -144,6 +161,8 @@ impl Workload {
             failed: 0,
             last_change: None,
             seq: 0,
+            collector_runs,
+            deletes: 0,
         }
     }
 
@@ -307,12 +326,29 @@ impl Workload {
         name: &str,
         uid: &str,
     ) -> Result<()> {
+        // In the foreground the primary stays, being deleted, while the
+        // collector takes its children: the hosts see it go (and must not
+        // write children for it) while the collector deletes theirs.
+        let foreground = self.collector_runs && self.deletes % 2 == 1;
+        let params = if foreground {
+            DeleteParams::foreground()
+        } else {
+            DeleteParams::default()
+        };
         self.api(lane, resource)
-            .delete(name, &DeleteParams::default())
+            .delete(name, &params)
             .await
             .with_context(|| format!("deleting {} {name}", resource.kind))?;
+        self.deletes += 1;
         self.ledger.deleted(uid, Instant::now());
-        self.count(module, "delete");
+        self.count(
+            module,
+            if foreground {
+                "delete (foreground)"
+            } else {
+                "delete"
+            },
+        );
         Ok(())
     }
 
@@ -392,7 +428,7 @@ impl Workload {
         Ok(())
     }
 
-    /// Replicas of a WebApp (no node runs them).
+    /// Replicas of a WebApp (with `--node`, Pods the node runs).
     fn replicas(&mut self) -> u64 {
         self.rng.below(3)
     }
@@ -655,73 +691,9 @@ impl Workload {
         }
     }
 
-    /// Plays kube-controller-manager's garbage collector, which this
-    /// control plane does not run: deletes every child in the lanes'
-    /// namespaces whose controller no longer exists. Without it the
-    /// children of deleted objects pile up — in etcd, in the hosts' caches
-    /// of the kinds they own (growth that looks like a leak), and in the
-    /// Service IP range, until creating a Service fails. Children are
-    /// listed before their owners, so a child of an object created since
-    /// is never taken for garbage. Counted apart from the changes.
+    /// Plays the garbage collector once ([`collector::collect`]).
     pub async fn collect_garbage(&mut self) {
-        for lane in Lane::ALL {
-            let mut children = Vec::new();
-            for resource in [
-                cluster::pods(),
-                cluster::deployments(),
-                cluster::services(),
-                cluster::config_maps(),
-            ] {
-                let Ok(list) = self.api(lane, &resource).list(&ListParams::default()).await else {
-                    // The API server away: next time.
-                    return;
-                };
-                children.extend(list.items.into_iter().map(|c| (resource.clone(), c)));
-            }
-            let mut live = HashSet::new();
-            for resource in [
-                cluster::ats(),
-                cluster::webapps(),
-                cluster::mirrors(),
-                cluster::misbehaves(),
-            ] {
-                let Ok(list) = self.api(lane, &resource).list(&ListParams::default()).await else {
-                    return;
-                };
-                live.extend(list.items.into_iter().filter_map(|o| o.metadata.uid));
-            }
-            for (resource, child) in children {
-                let Some(owner) = child
-                    .metadata
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .find(|o| o.controller == Some(true))
-                else {
-                    continue;
-                };
-                if live.contains(&owner.uid) {
-                    continue;
-                }
-                let Some(name) = child.metadata.name.as_deref() else {
-                    continue;
-                };
-                if self
-                    .api(lane, &resource)
-                    .delete(name, &DeleteParams::background())
-                    .await
-                    .is_ok()
-                {
-                    *self
-                        .counts
-                        .entry((
-                            "garbage collector".to_owned(),
-                            format!("{} of a deleted owner deleted", resource.kind),
-                        ))
-                        .or_default() += 1;
-                }
-            }
-        }
+        collector::collect(&self.client, &mut self.counts).await;
     }
 
     /// Changes made (every operation the API server took).
@@ -750,7 +722,7 @@ pub async fn run(mut workload: Workload, rate: f64, deadline: Instant) -> Worklo
     let mut collected = Instant::now();
     while Instant::now() < deadline {
         workload.step().await;
-        if collected.elapsed() >= GC_EVERY {
+        if !workload.collector_runs && collected.elapsed() >= GC_EVERY {
             workload.collect_garbage().await;
             collected = Instant::now();
         }

@@ -106,6 +106,16 @@ async fn list(
         .collect())
 }
 
+/// The primaries not being deleted: one deleted in the foreground stays
+/// until the garbage collector has taken its children, and the host
+/// writes nothing for it meanwhile; the orphan check judges what it
+/// leaves.
+fn staying(objects: Vec<DynamicObject>) -> impl Iterator<Item = DynamicObject> {
+    objects
+        .into_iter()
+        .filter(|o| o.metadata.deletion_timestamp.is_none())
+}
+
 /// Judges every object of every lane as the API server holds it now.
 pub async fn judge(client: &kube::Client, lanes: &[LaneState]) -> Result<Judgement> {
     let mut judgement = Judgement::default();
@@ -139,7 +149,7 @@ pub async fn judge(client: &kube::Client, lanes: &[LaneState]) -> Result<Judgeme
             });
         };
         let mut judged = BTreeMap::<&'static str, usize>::new();
-        for at in list(client, &namespace, &cluster::ats()).await? {
+        for at in staying(list(client, &namespace, &cluster::ats()).await?) {
             *judged.entry("cnat").or_default() += 1;
             let observed = children_of(&children, &at);
             let outcome = run::<cnat::Cnat>(&at, &observed, &[], now);
@@ -147,7 +157,7 @@ pub async fn judge(client: &kube::Client, lanes: &[LaneState]) -> Result<Judgeme
                 unconverged(&at, why);
             }
         }
-        for app in list(client, &namespace, &cluster::webapps()).await? {
+        for app in staying(list(client, &namespace, &cluster::webapps()).await?) {
             *judged.entry("webapp").or_default() += 1;
             let observed = children_of(&children, &app);
             let outcome = run::<webapp::WebApps>(&app, &observed, &[], now);
@@ -158,14 +168,14 @@ pub async fn judge(client: &kube::Client, lanes: &[LaneState]) -> Result<Judgeme
                 unconverged(&app, why);
             }
         }
-        for mirror in list(client, &namespace, &cluster::mirrors()).await? {
+        for mirror in staying(list(client, &namespace, &cluster::mirrors()).await?) {
             *judged.entry("mirror").or_default() += 1;
             let outcome = run::<mirror::Mirrors>(&mirror, &[], &config_maps, now);
             if let Err(why) = outcome.and_then(|o| compare(&mirror, &o, &[], "bosun/mirror")) {
                 unconverged(&mirror, why);
             }
         }
-        for tenant in list(client, &namespace, &cluster::misbehaves()).await? {
+        for tenant in staying(list(client, &namespace, &cluster::misbehaves()).await?) {
             *judged.entry("misbehave").or_default() += 1;
             if let Err(why) = tenant_ok(&tenant) {
                 unconverged(&tenant, why);

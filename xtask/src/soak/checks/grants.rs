@@ -103,8 +103,8 @@ impl Bystanders {
                 cluster::misbehaves(),
                 json!({"spec": {"mode": "ok"}}),
             ),
-            // No kube-controller-manager runs, so nothing but a host could
-            // write it.
+            // Without a node nothing but a host could write it; with one,
+            // only kube-controller-manager's status of it, once (below).
             (
                 BYSTANDER_NAMESPACE.into(),
                 cluster::deployments(),
@@ -156,6 +156,25 @@ impl Bystanders {
                 })?;
             let print = fingerprint(&api, "bystander").await?;
             objects.push((resource, namespace, "bystander".to_owned(), print));
+        }
+        // With `--node` kube-controller-manager writes the Deployment's
+        // status once (a ReplicaSet of none) after it is made: the
+        // fingerprints count from when two reads 3 s apart agree.
+        for _ in 0..10 {
+            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+            let mut settled = true;
+            for (resource, namespace, name, print) in &mut objects {
+                let api: Api<DynamicObject> =
+                    Api::namespaced_with(client.clone(), namespace, resource);
+                let now = fingerprint(&api, name).await?;
+                if &now != print {
+                    settled = false;
+                    *print = now;
+                }
+            }
+            if settled {
+                break;
+            }
         }
         Ok(Bystanders { objects })
     }
