@@ -274,6 +274,7 @@ pub async fn run(
             // Another replica may lead from now on: not one more write from
             // here, not even from reconciles in flight.
             applier.close();
+            writable_sender.send_replace(false);
             tracing::error!("lost the leader lease; writes stopped, shutting down");
             Err(OperatorError::LostLeadership)
         }
