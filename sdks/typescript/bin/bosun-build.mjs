@@ -2,14 +2,18 @@
 // bosun-build APP.js -o OUT.wasm [--export NAME]
 //
 // Makes a bosun reconciler component from a compiled module whose export
-// NAME (default: `default`) is the reconciler class, with the pinned jco
-// (1.35.0) and its QuickJS backend against the WIT shipped in this package.
-// Compile TypeScript with tsc first: jco cannot read WIT from disk when it
-// is handed TypeScript (its WASI shim has no preopens).
-import { spawnSync } from "node:child_process";
-import { writeFileSync, rmSync } from "node:fs";
-import { createRequire } from "node:module";
-import { basename, dirname, join, resolve } from "node:path";
+// NAME (default: `default`) is the reconciler class, with the pinned
+// componentize-qjs (0.4.5, what `jco componentize --backend quickjs` runs)
+// against the WIT shipped in this package. Called directly rather than
+// through jco's CLI: jco roots module resolution at the entry's directory,
+// so an app's imports of the SDK (in node_modules, or a symlink elsewhere)
+// fail to load. Compile TypeScript with tsc first.
+//
+// QuickJS rather than SpiderMonkey (componentize-js): a 1.7 MB component
+// that compiles in about 3 s, where SpiderMonkey makes 12 MB and 9 s. It
+// has no fetch, and this SDK no HTTP client yet.
+import { readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
+import { basename, dirname, join, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const usage = "usage: bosun-build APP.js -o OUT.wasm [--export NAME]";
@@ -40,12 +44,8 @@ if (!/^[A-Za-z_$][\w$]*$/.test(exportName)) {
 
 const sdk = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const appPath = resolve(app);
-// jco resolves relative paths against another directory than ours and
-// doubles them: everything it gets is absolute.
 const outPath = resolve(out);
 const wit = join(sdk, "wit");
-// jco exports no package.json: its root is two levels above its API module.
-const jcoRoot = dirname(dirname(createRequire(import.meta.url).resolve("@bytecodealliance/jco")));
 
 // The entry sits beside the app so that the app's own imports resolve as
 // they do natively; it alone imports the component glue, whose
@@ -63,30 +63,34 @@ writeFileSync(
     `export const finalize = world.finalize;\n`,
 );
 try {
-  const run = spawnSync(
-    process.execPath,
-    [
-      join(jcoRoot, "dist", "jco.js"),
-      "componentize",
-      entry,
-      "--wit",
-      wit,
-      "--world-name",
-      "reconciler",
-      // QuickJS: a 1.6 MB component that compiles in about 2 s, where
-      // SpiderMonkey makes 12 MB and 9 s; it has no fetch, and this SDK no
-      // HTTP client yet. Without the flag the component needs
-      // component-model async, which the host does not enable.
-      "--backend",
-      "quickjs",
-      "--backend-qjs-disable-async",
-      "-o",
-      outPath,
-    ],
-    { stdio: "inherit" },
-  );
-  if (run.error) throw run.error;
-  process.exitCode = run.status ?? 1;
+  const { componentize } = await import("componentize-qjs");
+  const { component } = await componentize({
+    witPath: wit,
+    jsSource: readFileSync(entry, "utf8"),
+    jsPath: entry,
+    // The app's imports reach the SDK (through node_modules, often a
+    // symlink to elsewhere): the root must hold both, or QuickJS refuses to
+    // load what lies outside it.
+    moduleRoot: commonAncestor([dirname(realpathSync(entry)), realpathSync(sdk)]),
+    world: "reconciler",
+    // QuickJS's synchronous runtime: without it the component needs
+    // component-model async, which the host does not enable.
+    sync: true,
+  });
+  writeFileSync(outPath, component);
+  console.error(`bosun-build: wrote ${outPath} (${component.length} bytes)`);
+} catch (e) {
+  console.error(`bosun-build: ${e instanceof Error ? e.message : String(e)}`);
+  process.exitCode = 1;
 } finally {
   rmSync(entry, { force: true });
+}
+
+function commonAncestor(paths) {
+  const split = paths.map((p) => p.split(sep));
+  const common = [];
+  for (let i = 0; split.every((parts) => i < parts.length && parts[i] === split[0][i]); i++) {
+    common.push(split[0][i]);
+  }
+  return common.join(sep) || sep;
 }
