@@ -42,7 +42,8 @@
 //!
 //! [`guests`] builds the example and test reconcilers as Wasm components, once
 //! per test process; [`python_guests`] the Python ones, with componentize-py
-//! in a venv under the target directory. [`registry::Registry`] runs a container registry on
+//! in a venv under the target directory; [`typescript_guests`] the
+//! TypeScript one, with npm under the target directory. [`registry::Registry`] runs a container registry on
 //! loopback the same way, for the image tests, and [`powerdns::PowerDns`] a
 //! PowerDNS server with its HTTP API (queried over DNS with [`dns`]), for
 //! the DNS-record operator; [`CountingProxy`] stands in front of such a
@@ -54,7 +55,8 @@
 //! that are costly to compile, for the tests of the compile cage.
 //!
 //! Without the default `harness` feature only [`assets`], [`guests`],
-//! [`python_guests`] and [`hostile`] are compiled (std and sha2).
+//! [`python_guests`], [`typescript_guests`] and [`hostile`] are compiled
+//! (std and sha2).
 
 #![warn(missing_docs)]
 
@@ -63,6 +65,7 @@ pub mod guests;
 pub mod hostile;
 pub mod python_guests;
 pub mod tools;
+pub mod typescript_guests;
 
 #[cfg(feature = "harness")]
 mod certs;

@@ -273,7 +273,7 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), BuildError> {
 }
 
 /// Holds an exclusive lock on `<dir>/.lock` until dropped.
-fn lock(dir: &Path) -> Result<File, BuildError> {
+pub(crate) fn lock(dir: &Path) -> Result<File, BuildError> {
     let path = dir.join(".lock");
     let mut file = File::options()
         .create(true)
@@ -287,7 +287,7 @@ fn lock(dir: &Path) -> Result<File, BuildError> {
     Ok(file)
 }
 
-fn run(command: &mut Command, what: &str) -> Result<(), BuildError> {
+pub(crate) fn run(command: &mut Command, what: &str) -> Result<(), BuildError> {
     let status = command
         .status()
         .map_err(|e| BuildError::new(format!("{what}: cannot run {command:?}: {e}")))?;
@@ -300,7 +300,7 @@ fn run(command: &mut Command, what: &str) -> Result<(), BuildError> {
     }
 }
 
-fn io(doing: &str, path: &Path, e: std::io::Error) -> BuildError {
+pub(crate) fn io(doing: &str, path: &Path, e: std::io::Error) -> BuildError {
     BuildError::new(format!("{doing} {}: {e}", path.display()))
 }
 

@@ -4,7 +4,9 @@
 //!    guests and the host binary the end-to-end tests load, built before any
 //!    test runs, the Go build beside the Rust ones (see `prepare`);
 //! 2. the Python guests (`bosun_testenv::python_guests`: a venv under
-//!    `target/python` with the pinned componentize-py from PyPI);
+//!    `target/python` with the pinned componentize-py from PyPI), then the
+//!    TypeScript one (`bosun_testenv::typescript_guests`: npm ci under
+//!    `target/typescript`);
 //! 3. `cargo test --workspace`, with any extra arguments passed through.
 
 use std::time::Instant;
@@ -30,6 +32,13 @@ pub fn run(args: Args) -> Result<()> {
     for package in bosun_testenv::python_guests::PACKAGES {
         bosun_testenv::python_guests::path(package)
             .map_err(|e| anyhow::anyhow!("building the Python guest {package}: {e}"))?;
+    }
+    eprintln!(
+        "test: building the TypeScript guest: npm ci of sdks/typescript and examples/cnat-typescript under target/typescript, then bosun-build (cold: under 1 min; then instant)"
+    );
+    for package in bosun_testenv::typescript_guests::PACKAGES {
+        bosun_testenv::typescript_guests::path(package)
+            .map_err(|e| anyhow::anyhow!("building the TypeScript guest {package}: {e}"))?;
     }
     eprintln!(
         "test: cargo test --workspace {}",

@@ -53,6 +53,13 @@ async fn cnat_python_whole_life() {
     cnat_whole_life_of("cnat-python").await;
 }
 
+/// The same scenario with the TypeScript cnat (`examples/cnat-typescript`,
+/// built with the TypeScript SDK on QuickJS).
+#[tokio::test]
+async fn cnat_typescript_whole_life() {
+    cnat_whole_life_of("cnat-typescript").await;
+}
+
 /// cnat's whole life, with `module` (a guest package whose module is named
 /// `cnat`) reconciling: PENDING, the Pod at the schedule, RUNNING, DONE,
 /// converged, and the Pod owned for deletion.

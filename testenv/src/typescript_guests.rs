@@ -1,0 +1,214 @@
+//! Building the TypeScript guest (`examples/cnat-typescript`) as a Wasm
+//! component.
+//!
+//! The TypeScript counterpart of [`crate::python_guests`]: one builder
+//! shared by `cargo xtask test` and every test that loads the component
+//! ([`crate::guests::path`] routes the names in [`PACKAGES`] here). It
+//! copies `sdks/typescript` and the example under `<target>/typescript/src`
+//! (keeping their relative layout, which the example's `file:` dependency
+//! on the SDK relies on), runs `npm ci` in both (the SDK's `prepare`
+//! compiles it with tsc; the toolchain is pinned by each package-lock.json),
+//! then the example's `npm run build`, which type-checks and runs the SDK's
+//! `bosun-build` (componentize-qjs, QuickJS) into
+//! `<target>/typescript/guests/<package>.wasm`.
+//!
+//! A build costs a few seconds of CPU once `npm ci` has its cache, so it
+//! runs at most once per process and is skipped when a digest of its inputs
+//! (the SDK and the example, lockfiles included) matches the one recorded
+//! beside the component. A file lock keeps test processes that start
+//! together from building into one another.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use sha2::{Digest, Sha256};
+
+use crate::guests::{BuildError, target_dir, workspace_root};
+use crate::python_guests::{io, lock, run};
+
+/// The TypeScript guests, each a directory under `examples/` with a
+/// package.json whose `build` script takes the output path.
+pub const PACKAGES: [&str; 1] = ["cnat-typescript"];
+
+/// Where the staged sources and the components live.
+pub fn dir() -> PathBuf {
+    target_dir().join("typescript")
+}
+
+/// True for the name of a TypeScript guest.
+pub fn is_typescript(package: &str) -> bool {
+    PACKAGES.contains(&package)
+}
+
+/// Builds `package` if its inputs changed (once per process) and returns
+/// its component.
+pub fn path(package: &str) -> Result<PathBuf, BuildError> {
+    static BUILT: Mutex<Vec<(String, Result<PathBuf, BuildError>)>> = Mutex::new(Vec::new());
+    if !is_typescript(package) {
+        return Err(BuildError::new(format!(
+            "{package:?} is not a TypeScript guest (those are {PACKAGES:?})"
+        )));
+    }
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, result)) = built.iter().find(|(p, _)| p == package) {
+        return result.clone();
+    }
+    let result = build(package);
+    built.push((package.to_owned(), result.clone()));
+    result
+}
+
+fn build(package: &str) -> Result<PathBuf, BuildError> {
+    let dir = dir();
+    std::fs::create_dir_all(dir.join("guests")).map_err(|e| io("creating", &dir, e))?;
+    let _lock = lock(&dir)?;
+    let root = workspace_root();
+    let sdk = root.join("sdks").join("typescript");
+    let source = root.join("examples").join(package);
+    let digest = inputs_digest(&[&sdk, &source])?;
+    let out = dir.join("guests").join(format!("{package}.wasm"));
+    let stamp = dir.join("guests").join(format!("{package}.inputs"));
+    if out.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == digest) {
+        return Ok(out);
+    }
+
+    // Staged outside the source tree: npm ci writes node_modules and tsc
+    // dist/ beside the sources. node_modules is kept between builds, so a
+    // rebuild after a source change skips the download.
+    let staged = dir.join("src");
+    let staged_sdk = staged.join("sdks").join("typescript");
+    let staged_example = staged.join("examples").join(package);
+    for (from, to) in [(&sdk, &staged_sdk), (&source, &staged_example)] {
+        copy_tree(from, to)?;
+    }
+    eprintln!(
+        "typescript guests: npm ci in {} (the pinned tsc and componentize-qjs 0.4.5)",
+        staged_sdk.display()
+    );
+    run(
+        npm().arg("ci").current_dir(&staged_sdk),
+        "npm ci in sdks/typescript",
+    )?;
+    run(
+        npm().arg("ci").current_dir(&staged_example),
+        &format!("npm ci in examples/{package}"),
+    )?;
+    eprintln!(
+        "typescript guests: building {} with bosun-build (QuickJS; a few seconds)",
+        source.display()
+    );
+    let partial = dir
+        .join("guests")
+        .join(format!("{package}.wasm.{}", std::process::id()));
+    run(
+        npm()
+            .args(["run", "build", "--"])
+            .arg(&partial)
+            .current_dir(&staged_example),
+        &format!("building examples/{package}"),
+    )?;
+    std::fs::rename(&partial, &out).map_err(|e| io("writing", &out, e))?;
+    std::fs::write(&stamp, &digest).map_err(|e| io("writing", &stamp, e))?;
+    Ok(out)
+}
+
+fn npm() -> Command {
+    let mut command = Command::new("npm");
+    // Quiet and offline-friendly: no audit or funding calls to the registry
+    // beyond the packages themselves.
+    command.args(["--no-audit", "--no-fund", "--loglevel=warn"]);
+    command
+}
+
+/// One sha256 over every file under `dirs` that a build reads (installed
+/// packages and build output left out), in a stable order.
+fn inputs_digest(dirs: &[&Path]) -> Result<String, BuildError> {
+    let mut hasher = Sha256::new();
+    for dir in dirs {
+        let mut files = Vec::new();
+        walk(dir, &mut files)?;
+        files.sort();
+        for file in files {
+            let bytes = std::fs::read(&file).map_err(|e| io("reading", &file, e))?;
+            let name = file.strip_prefix(dir).unwrap_or(&file);
+            hasher.update(name.to_string_lossy().as_bytes());
+            hasher.update([0]);
+            hasher.update((bytes.len() as u64).to_le_bytes());
+            hasher.update(&bytes);
+        }
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), BuildError> {
+    for entry in std::fs::read_dir(dir).map_err(|e| io("reading", dir, e))? {
+        let path = entry.map_err(|e| io("reading", dir, e))?.path();
+        if skipped(&path) {
+            continue;
+        }
+        if path.is_dir() {
+            walk(&path, files)?;
+        } else {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// What neither the build nor the digest should see: what npm, tsc and an
+/// in-tree build leave behind.
+fn skipped(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    matches!(name.as_ref(), "node_modules" | "dist") || name.ends_with(".wasm")
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<(), BuildError> {
+    std::fs::create_dir_all(to).map_err(|e| io("creating", to, e))?;
+    for entry in std::fs::read_dir(from).map_err(|e| io("reading", from, e))? {
+        let path = entry.map_err(|e| io("reading", from, e))?.path();
+        if skipped(&path) {
+            continue;
+        }
+        let target = to.join(path.file_name().unwrap_or_default());
+        if path.is_dir() {
+            copy_tree(&path, &target)?;
+        } else {
+            std::fs::copy(&path, &target).map_err(|e| io("copying", &path, e))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_digest_moves_with_a_source_file_and_ignores_installed_packages() {
+        let dir = std::env::temp_dir().join(format!("bosun-ts-digest-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("node_modules")).unwrap();
+        std::fs::write(dir.join("app.ts"), "export const x = 1;\n").unwrap();
+        let first = inputs_digest(&[&dir]).unwrap();
+        std::fs::write(dir.join("node_modules").join("junk.js"), "junk").unwrap();
+        assert_eq!(
+            inputs_digest(&[&dir]).unwrap(),
+            first,
+            "node_modules is no input"
+        );
+        std::fs::write(dir.join("app.ts"), "export const x = 2;\n").unwrap();
+        assert_ne!(inputs_digest(&[&dir]).unwrap(), first, "a source change is");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn only_typescript_guests_are_built_here() {
+        assert!(is_typescript("cnat-typescript"));
+        assert!(path("cnat").is_err());
+    }
+}
