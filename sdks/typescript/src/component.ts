@@ -1,7 +1,8 @@
 /**
  * The component's side of the contract: the `bosun:reconciler` exports and
  * imports, in the shapes jco's bindings use (enums as strings, options as
- * undefined, u64 as bigint, a `result`'s error thrown as its variant).
+ * undefined, a u64 as a number — componentize-qjs refuses a bigint — and
+ * a `result`'s error thrown as its variant).
  *
  * Only the entry `bosun-build` generates imports this module: the import of
  * `bosun:reconciler/host` resolves inside the component alone, so the app

@@ -63,14 +63,14 @@ export interface WireEvent {
 export interface WireResponse {
   children: string[];
   status: string | undefined;
-  requeueAfterMs: bigint | undefined;
+  requeueAfterMs: number | undefined;
   events: WireEvent[];
 }
 
 /** `bosun:reconciler/types.finalize-response`. */
 export interface WireFinalizeResponse {
   done: boolean;
-  requeueAfterMs: bigint | undefined;
+  requeueAfterMs: number | undefined;
   events: WireEvent[];
 }
 

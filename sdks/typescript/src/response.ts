@@ -6,8 +6,12 @@ import { Kind } from "./kind.js";
 /** The type of a Kubernetes Event. */
 export type EventType = "normal" | "warning";
 
-/** The largest requeue the WIT's u64 carries. */
-const MAX_DELAY_MS = 2n ** 64n - 1n;
+/**
+ * The largest requeue sent: the WIT's field is a u64, but componentize-qjs
+ * lowers a u64 from a JS number and refuses a bigint, so the delay stays a
+ * number that holds whole milliseconds exactly (over 285,000 years).
+ */
+const MAX_DELAY_MS = Number.MAX_SAFE_INTEGER;
 
 /** A Kubernetes Event the host records against the reconciled object. */
 export class Event {
@@ -46,7 +50,7 @@ export class Event {
 export class Response {
   readonly children: string[] = [];
   statusJson: string | undefined = undefined;
-  requeueAfterMs: bigint | undefined = undefined;
+  requeueAfterMs: number | undefined = undefined;
   readonly events: Event[] = [];
   // Encoding failures surface when the response is returned (as in the Rust
   // SDK), so that building it stays a chain of calls.
@@ -108,7 +112,7 @@ export class Finalized {
 
   private constructor(
     readonly isDone: boolean,
-    readonly requeueAfterMs: bigint | undefined,
+    readonly requeueAfterMs: number | undefined,
   ) {}
 
   /** Cleanup is complete: the host removes the finalizer. */
@@ -132,11 +136,9 @@ export class Finalized {
  * Whole milliseconds, rounded up, so a requeue never comes due before the
  * time asked for; negative and NaN delays are zero.
  */
-export function delayMs(ms: number): bigint {
-  if (Number.isNaN(ms) || ms <= 0) return 0n;
-  if (!Number.isFinite(ms)) return MAX_DELAY_MS;
-  const whole = BigInt(Math.ceil(ms));
-  return whole > MAX_DELAY_MS ? MAX_DELAY_MS : whole;
+export function delayMs(ms: number): number {
+  if (Number.isNaN(ms) || ms <= 0) return 0;
+  return Math.min(Math.ceil(ms), MAX_DELAY_MS);
 }
 
 function encode(value: unknown): string {

@@ -105,7 +105,7 @@ export class Harness {
     const answer = dispatch.finalize(this.reconciler, this.request(obj), host);
     return {
       done: answer.done,
-      requeueAfterMs: answer.requeueAfterMs === undefined ? undefined : Number(answer.requeueAfterMs),
+      requeueAfterMs: answer.requeueAfterMs,
       events: answer.events,
       logs: host.logs,
     };
@@ -163,7 +163,7 @@ export class Outcome {
 
   /** The requested requeue delay in milliseconds, as the host receives it. */
   get requeueAfterMs(): number | undefined {
-    return this.answer.requeueAfterMs === undefined ? undefined : Number(this.answer.requeueAfterMs);
+    return this.answer.requeueAfterMs;
   }
 
   /** The events to record, as the host receives them. */

@@ -161,11 +161,11 @@ test("finalize is done at once unless the reconciler defines it", () => {
 });
 
 test("delays round up to whole milliseconds and never go negative", () => {
-  assert.equal(delayMs(0.5), 1n);
-  assert.equal(delayMs(1000), 1000n);
-  assert.equal(delayMs(-5), 0n);
-  assert.equal(delayMs(NaN), 0n);
-  assert.equal(delayMs(Infinity), 2n ** 64n - 1n);
+  assert.equal(delayMs(0.5), 1);
+  assert.equal(delayMs(1000), 1000);
+  assert.equal(delayMs(-5), 0);
+  assert.equal(delayMs(NaN), 0);
+  assert.equal(delayMs(Infinity), Number.MAX_SAFE_INTEGER);
 });
 
 test("plurals follow kube-derive", () => {
