@@ -1,7 +1,8 @@
 //! The TypeScript cnat (`examples/cnat-typescript`, built with the
 //! TypeScript SDK) on the real binary: `bosun reconcile` prints for it what
 //! it prints for the Rust cnat on the same inputs, and an uncaught
-//! exception comes back as a retryable error, not a trap.
+//! exception comes back as a retryable error, not a trap; README's
+//! TypeScript block runs as written.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -159,4 +160,78 @@ fn typescript_cnat_declares_what_rust_cnat_declares() {
     let (rust, typescript) = (inspect("cnat"), inspect("cnat-typescript"));
     assert_eq!(typescript["module"]["primary"]["plural"], "ats");
     assert_eq!(typescript, rust);
+}
+
+#[test]
+fn the_readme_typescript_block_runs_as_written() {
+    const MARKER: &str = "<!-- tested: typescript-sdk -->";
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    let start = readme
+        .find(MARKER)
+        .expect("README has the tested TypeScript block")
+        + MARKER.len();
+    let block = readme[start..]
+        .trim_start()
+        .strip_prefix("```sh\n")
+        .expect("a ```sh block right after the marker");
+    let block = &block[..block.find("```").expect("the block ends")];
+    let lines: Vec<&str> = block
+        .lines()
+        .map(|line| line.split(" # ").next().unwrap_or(line).trim())
+        .filter(|line| !line.is_empty())
+        .collect();
+    for step in [
+        "npm test",
+        "npm run build",
+        "bosun inspect",
+        "bosun reconcile",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.contains(step)),
+            "the block lacks {step:?}: {lines:#?}"
+        );
+    }
+    let bin = Path::new(env!("CARGO_BIN_EXE_bosun")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let script = format!("set -euo pipefail\n{}\n", lines.join("\n"));
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(root())
+        .env("PATH", path)
+        .env(
+            "BOSUN_CACHE_DIR",
+            bosun_testenv::guests::target_dir().join("typescript-guest-test-cache"),
+        )
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("bash runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "the block failed ({}):\n{script}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("# pass ") && l != "# pass 0"),
+        "node --test ran: {stdout}"
+    );
+    assert!(
+        stdout.contains("fieldManager: bosun/cnat"),
+        "inspect ran: {stdout}"
+    );
+    let report: Value =
+        serde_yaml::from_str(&stdout[stdout.rfind("apply:").expect("the reconcile report")..])
+            .expect("the reconcile report is YAML");
+    assert_eq!(report["status"]["phase"], "RUNNING", "{stdout}");
+    assert_eq!(report["apply"][0]["metadata"]["name"], "example-at-pod");
 }
