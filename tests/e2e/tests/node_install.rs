@@ -83,22 +83,59 @@ async fn rolled_out(cluster: &Cluster, image: &str) -> Vec<Pod> {
 async fn leader(cluster: &Cluster, other_than: Option<&str>) -> String {
     let leases: Api<Lease> = Api::namespaced(cluster.client.clone(), NAMESPACE);
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), NAMESPACE);
-    eventually("a replica leading", LONG, || async {
+    let started = Instant::now();
+    loop {
         let holder = leases
             .get_opt("bosun-leader")
             .await
-            .ok()??
-            .spec?
-            .holder_identity?;
-        let pod = holder.split('_').next()?.to_owned();
-        if other_than == Some(pod.as_str()) {
-            return None;
+            .ok()
+            .flatten()
+            .and_then(|lease| lease.spec?.holder_identity);
+        if let Some(pod) = holder.and_then(|h| h.split('_').next().map(str::to_owned)) {
+            // A Pod that is going away may still hold it a moment.
+            if other_than != Some(pod.as_str()) && pods.get_opt(&pod).await.ok().flatten().is_some()
+            {
+                return pod;
+            }
         }
-        // A Pod that is going away may still hold it a moment.
-        pods.get_opt(&pod).await.ok()??;
-        Some(pod)
-    })
-    .await
+        if started.elapsed() > LONG {
+            panic!(
+                "timed out after {LONG:?} waiting for a replica leading{}\n{}",
+                other_than.map_or(String::new(), |p| format!(" other than {p}")),
+                replicas_report(&leases, &pods).await
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The Lease and each replica's state and log tail: what a timeout needs
+/// to be explained.
+async fn replicas_report(leases: &Api<Lease>, pods: &Api<Pod>) -> String {
+    let mut report = format!("Lease: {:?}\n", leases.get_opt("bosun-leader").await);
+    let listed = pods.list(&ListParams::default()).await;
+    for pod in listed.map(|l| l.items).unwrap_or_default() {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let status = pod.status.as_ref();
+        report.push_str(&format!(
+            "--- Pod {name}: phase {:?}, conditions {:?}, restarts {}\n",
+            status.and_then(|s| s.phase.as_deref()),
+            status.and_then(|s| s.conditions.as_ref()).map(|c| c
+                .iter()
+                .map(|c| format!("{}={}", c.type_, c.status))
+                .collect::<Vec<_>>()),
+            restarts(&pod)
+        ));
+        let tail = kube::api::LogParams {
+            tail_lines: Some(40),
+            ..Default::default()
+        };
+        match pods.logs(&name, &tail).await {
+            Ok(log) => report.push_str(&log),
+            Err(error) => report.push_str(&format!("(no log: {error})\n")),
+        }
+    }
+    report
 }
 
 fn restarts(pod: &Pod) -> i32 {
