@@ -64,6 +64,7 @@ pub mod assets;
 pub mod guests;
 pub mod hostile;
 pub mod python_guests;
+mod staging;
 pub mod tools;
 pub mod typescript_guests;
 

@@ -15,8 +15,6 @@
 //! beside the component. A file lock keeps test processes that start
 //! together from building into one another.
 
-use std::fs::File;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
@@ -24,6 +22,7 @@ use std::sync::Mutex;
 use sha2::{Digest, Sha256};
 
 use crate::guests::{BuildError, target_dir, workspace_root};
+use crate::staging::{self, io, lock, run};
 
 /// componentize-py, pinned: it embeds its own CPython (3.14 in 0.25.1) and
 /// generates the bindings, so another version is another component.
@@ -121,7 +120,7 @@ fn build(package: &str) -> Result<PathBuf, BuildError> {
     let python = ensure_venv(&dir)?;
     let sdk = workspace_root().join("sdks").join("python");
     let source = source_dir(package);
-    let digest = inputs_digest(&[&sdk, &source])?;
+    let digest = staging::inputs_digest(&TOOLS, &[&sdk, &source], skipped)?;
     let out = dir.join("guests").join(format!("{package}.wasm"));
     let stamp = dir.join("guests").join(format!("{package}.inputs"));
     if out.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == digest) {
@@ -138,7 +137,7 @@ fn build(package: &str) -> Result<PathBuf, BuildError> {
     if staged.exists() {
         std::fs::remove_dir_all(&staged).map_err(|e| io("removing", &staged, e))?;
     }
-    copy_tree(&sdk, &staged)?;
+    staging::copy_tree(&sdk, &staged, skipped)?;
     run(
         Command::new(&python)
             .args(["-m", "pip", "install", "--quiet", "--no-deps"])
@@ -205,42 +204,6 @@ fn ensure_venv(dir: &Path) -> Result<PathBuf, BuildError> {
     Ok(python)
 }
 
-/// One sha256 over the toolchain pins and every file under `dirs` that a
-/// build reads (caches and bytecode left out), in a stable order.
-fn inputs_digest(dirs: &[&Path]) -> Result<String, BuildError> {
-    let mut hasher = Sha256::new();
-    hasher.update(TOOLS.join("\n"));
-    for dir in dirs {
-        let mut files = Vec::new();
-        walk(dir, &mut files)?;
-        files.sort();
-        for file in files {
-            let bytes = std::fs::read(&file).map_err(|e| io("reading", &file, e))?;
-            let name = file.strip_prefix(dir).unwrap_or(&file);
-            hasher.update(name.to_string_lossy().as_bytes());
-            hasher.update([0]);
-            hasher.update((bytes.len() as u64).to_le_bytes());
-            hasher.update(&bytes);
-        }
-    }
-    Ok(hex::encode(hasher.finalize()))
-}
-
-fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), BuildError> {
-    for entry in std::fs::read_dir(dir).map_err(|e| io("reading", dir, e))? {
-        let path = entry.map_err(|e| io("reading", dir, e))?.path();
-        if skipped(&path) {
-            continue;
-        }
-        if path.is_dir() {
-            walk(&path, files)?;
-        } else {
-            files.push(path);
-        }
-    }
-    Ok(())
-}
-
 /// What neither the build nor the digest should see: caches, bytecode and
 /// what an in-tree `pip install` leaves behind.
 fn skipped(path: &Path) -> bool {
@@ -255,55 +218,6 @@ fn skipped(path: &Path) -> bool {
         || name.ends_with(".egg-info")
 }
 
-fn copy_tree(from: &Path, to: &Path) -> Result<(), BuildError> {
-    std::fs::create_dir_all(to).map_err(|e| io("creating", to, e))?;
-    for entry in std::fs::read_dir(from).map_err(|e| io("reading", from, e))? {
-        let path = entry.map_err(|e| io("reading", from, e))?.path();
-        if skipped(&path) {
-            continue;
-        }
-        let target = to.join(path.file_name().unwrap_or_default());
-        if path.is_dir() {
-            copy_tree(&path, &target)?;
-        } else {
-            std::fs::copy(&path, &target).map_err(|e| io("copying", &path, e))?;
-        }
-    }
-    Ok(())
-}
-
-/// Holds an exclusive lock on `<dir>/.lock` until dropped.
-pub(crate) fn lock(dir: &Path) -> Result<File, BuildError> {
-    let path = dir.join(".lock");
-    let mut file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| io("opening", &path, e))?;
-    file.lock().map_err(|e| io("locking", &path, e))?;
-    // The holder's pid, for whoever finds a build waiting on it.
-    let _ = writeln!(file, "{}", std::process::id());
-    Ok(file)
-}
-
-pub(crate) fn run(command: &mut Command, what: &str) -> Result<(), BuildError> {
-    let status = command
-        .status()
-        .map_err(|e| BuildError::new(format!("{what}: cannot run {command:?}: {e}")))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(BuildError::new(format!(
-            "{what} failed ({status}): {command:?}"
-        )))
-    }
-}
-
-pub(crate) fn io(doing: &str, path: &Path, e: std::io::Error) -> BuildError {
-    BuildError::new(format!("{doing} {}: {e}", path.display()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,16 +226,20 @@ mod tests {
     fn the_digest_moves_with_a_source_file_and_ignores_bytecode() {
         let dir = tempfile_dir();
         std::fs::write(dir.join("app.py"), "x = 1\n").unwrap();
-        let first = inputs_digest(&[&dir]).unwrap();
+        let first = staging::inputs_digest(&TOOLS, &[&dir], skipped).unwrap();
         std::fs::create_dir_all(dir.join("__pycache__")).unwrap();
         std::fs::write(dir.join("__pycache__").join("app.pyc"), "junk").unwrap();
         assert_eq!(
-            inputs_digest(&[&dir]).unwrap(),
+            staging::inputs_digest(&TOOLS, &[&dir], skipped).unwrap(),
             first,
             "bytecode is no input"
         );
         std::fs::write(dir.join("app.py"), "x = 2\n").unwrap();
-        assert_ne!(inputs_digest(&[&dir]).unwrap(), first, "a source change is");
+        assert_ne!(
+            staging::inputs_digest(&TOOLS, &[&dir], skipped).unwrap(),
+            first,
+            "a source change is"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

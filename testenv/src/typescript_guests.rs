@@ -22,10 +22,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
-use sha2::{Digest, Sha256};
-
 use crate::guests::{BuildError, target_dir, workspace_root};
-use crate::python_guests::{io, lock, run};
+use crate::staging::{self, io, lock, run};
 
 /// The TypeScript guests, each a directory under `examples/` with a
 /// package.json whose `build` script takes the output path.
@@ -68,7 +66,7 @@ fn build(package: &str) -> Result<PathBuf, BuildError> {
     let root = workspace_root();
     let sdk = root.join("sdks").join("typescript");
     let source = root.join("examples").join(package);
-    let digest = inputs_digest(&[&sdk, &source])?;
+    let digest = staging::inputs_digest(&[], &[&sdk, &source], skipped)?;
     let out = dir.join("guests").join(format!("{package}.wasm"));
     let stamp = dir.join("guests").join(format!("{package}.inputs"));
     if out.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == digest) {
@@ -82,7 +80,7 @@ fn build(package: &str) -> Result<PathBuf, BuildError> {
     let staged_sdk = staged.join("sdks").join("typescript");
     let staged_example = staged.join("examples").join(package);
     for (from, to) in [(&sdk, &staged_sdk), (&source, &staged_example)] {
-        copy_tree(from, to)?;
+        staging::copy_tree(from, to, skipped)?;
     }
     eprintln!(
         "typescript guests: npm ci in {} (the pinned tsc and componentize-qjs 0.4.5)",
@@ -123,41 +121,6 @@ fn npm() -> Command {
     command
 }
 
-/// One sha256 over every file under `dirs` that a build reads (installed
-/// packages and build output left out), in a stable order.
-fn inputs_digest(dirs: &[&Path]) -> Result<String, BuildError> {
-    let mut hasher = Sha256::new();
-    for dir in dirs {
-        let mut files = Vec::new();
-        walk(dir, &mut files)?;
-        files.sort();
-        for file in files {
-            let bytes = std::fs::read(&file).map_err(|e| io("reading", &file, e))?;
-            let name = file.strip_prefix(dir).unwrap_or(&file);
-            hasher.update(name.to_string_lossy().as_bytes());
-            hasher.update([0]);
-            hasher.update((bytes.len() as u64).to_le_bytes());
-            hasher.update(&bytes);
-        }
-    }
-    Ok(hex::encode(hasher.finalize()))
-}
-
-fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), BuildError> {
-    for entry in std::fs::read_dir(dir).map_err(|e| io("reading", dir, e))? {
-        let path = entry.map_err(|e| io("reading", dir, e))?.path();
-        if skipped(&path) {
-            continue;
-        }
-        if path.is_dir() {
-            walk(&path, files)?;
-        } else {
-            files.push(path);
-        }
-    }
-    Ok(())
-}
-
 /// What neither the build nor the digest should see: what npm, tsc and an
 /// in-tree build leave behind.
 fn skipped(path: &Path) -> bool {
@@ -166,23 +129,6 @@ fn skipped(path: &Path) -> bool {
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
     matches!(name.as_ref(), "node_modules" | "dist") || name.ends_with(".wasm")
-}
-
-fn copy_tree(from: &Path, to: &Path) -> Result<(), BuildError> {
-    std::fs::create_dir_all(to).map_err(|e| io("creating", to, e))?;
-    for entry in std::fs::read_dir(from).map_err(|e| io("reading", from, e))? {
-        let path = entry.map_err(|e| io("reading", from, e))?.path();
-        if skipped(&path) {
-            continue;
-        }
-        let target = to.join(path.file_name().unwrap_or_default());
-        if path.is_dir() {
-            copy_tree(&path, &target)?;
-        } else {
-            std::fs::copy(&path, &target).map_err(|e| io("copying", &path, e))?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -194,15 +140,19 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("bosun-ts-digest-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("node_modules")).unwrap();
         std::fs::write(dir.join("app.ts"), "export const x = 1;\n").unwrap();
-        let first = inputs_digest(&[&dir]).unwrap();
+        let first = staging::inputs_digest(&[], &[&dir], skipped).unwrap();
         std::fs::write(dir.join("node_modules").join("junk.js"), "junk").unwrap();
         assert_eq!(
-            inputs_digest(&[&dir]).unwrap(),
+            staging::inputs_digest(&[], &[&dir], skipped).unwrap(),
             first,
             "node_modules is no input"
         );
         std::fs::write(dir.join("app.ts"), "export const x = 2;\n").unwrap();
-        assert_ne!(inputs_digest(&[&dir]).unwrap(), first, "a source change is");
+        assert_ne!(
+            staging::inputs_digest(&[], &[&dir], skipped).unwrap(),
+            first,
+            "a source change is"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
