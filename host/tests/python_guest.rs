@@ -2,77 +2,20 @@
 //! real binary: `bosun reconcile` and `bosun inspect` print for it what they
 //! print for the Rust cnat on the same inputs.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod cnat_beside_rust;
 
+use cnat_beside_rust::{guest, readme_block, run_cnat_block, sample, yaml};
 use serde_json::{Value, json};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
+/// This file's compile cache.
+const CACHE: &str = "python-guest-test-cache";
 
-fn guest(package: &str) -> String {
-    bosun_testenv::guests::path(package)
-        .unwrap_or_else(|e| panic!("building {package}: {e}"))
-        .display()
-        .to_string()
-}
-
-fn sample(path: &str) -> String {
-    root().join(path).display().to_string()
-}
-
-/// Runs the binary with a compile cache shared by this file's tests: a cold
-/// compile of the Python component takes seconds, each test would pay it.
-fn bosun(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bosun"))
-        .args(args)
-        .env(
-            "BOSUN_CACHE_DIR",
-            bosun_testenv::guests::target_dir().join("python-guest-test-cache"),
-        )
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("bosun runs")
-}
-
-fn yaml(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "bosun failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_yaml::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not YAML ({e}): {}", String::from_utf8_lossy(&out.stdout)))
-}
-
-/// The report without what differs from run to run: the stand-in uid in
-/// ownerReferences.
-fn comparable(mut report: Value) -> Value {
-    if let Some(apply) = report["apply"].as_array_mut() {
-        for child in apply {
-            if let Some(owners) = child["metadata"]["ownerReferences"].as_array_mut() {
-                for owner in owners {
-                    owner["uid"] = json!("<uid>");
-                }
-            }
-        }
-    }
-    report
+fn bosun(args: &[&str]) -> std::process::Output {
+    cnat_beside_rust::bosun(CACHE, args)
 }
 
 fn reconcile_both(args: &[&str]) -> (Value, Value) {
-    let run = |package: &str| {
-        let module = guest(package);
-        let mut all = vec!["reconcile", module.as_str()];
-        all.extend_from_slice(args);
-        comparable(yaml(&bosun(&all)))
-    };
-    (run("cnat"), run("cnat-python"))
+    cnat_beside_rust::reconcile_both(CACHE, "cnat-python", args)
 }
 
 #[test]
@@ -202,22 +145,7 @@ fn python_cnat_declares_what_rust_cnat_declares() {
 /// binary under test first on `PATH`.
 #[test]
 fn the_readme_python_block_runs_as_written() {
-    const MARKER: &str = "<!-- tested: python-sdk -->";
-    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
-    let start = readme
-        .find(MARKER)
-        .expect("README has the tested Python block")
-        + MARKER.len();
-    let block = readme[start..]
-        .trim_start()
-        .strip_prefix("```sh\n")
-        .expect("a ```sh block right after the marker");
-    let block = &block[..block.find("```").expect("the block ends")];
-    let lines: Vec<&str> = block
-        .lines()
-        .map(|line| line.split(" # ").next().unwrap_or(line).trim())
-        .filter(|line| !line.is_empty())
-        .collect();
+    let lines = readme_block("<!-- tested: python-sdk -->");
     for step in [
         "pip install",
         "pytest",
@@ -229,43 +157,6 @@ fn the_readme_python_block_runs_as_written() {
             "the block lacks {step:?}: {lines:#?}"
         );
     }
-    let bin = Path::new(env!("CARGO_BIN_EXE_bosun")).parent().unwrap();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let script = format!("set -euo pipefail\n{}\n", lines.join("\n"));
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(&script)
-        .current_dir(root())
-        .env("PATH", path)
-        .env(
-            "BOSUN_CACHE_DIR",
-            bosun_testenv::guests::target_dir().join("python-guest-test-cache"),
-        )
-        .env_remove("RUST_LOG")
-        .env_remove("VIRTUAL_ENV")
-        .output()
-        .expect("bash runs");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(
-        out.status.success(),
-        "the block failed ({}):\n{script}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status
-    );
+    let stdout = run_cnat_block(&lines, CACHE);
     assert!(stdout.contains(" passed"), "pytest ran: {stdout}");
-    assert!(
-        stdout.contains("fieldManager: bosun/cnat"),
-        "inspect ran: {stdout}"
-    );
-    let report: Value =
-        serde_yaml::from_str(&stdout[stdout.rfind("apply:").expect("the reconcile report")..])
-            .expect("the reconcile report is YAML");
-    assert_eq!(report["status"]["phase"], "RUNNING", "{stdout}");
-    assert_eq!(report["apply"][0]["metadata"]["name"], "example-at-pod");
 }

@@ -4,76 +4,20 @@
 //! exception comes back as a retryable error, not a trap; README's
 //! TypeScript block runs as written.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod cnat_beside_rust;
 
+use cnat_beside_rust::{guest, readme_block, run_cnat_block, sample, yaml};
 use serde_json::{Value, json};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
+/// This file's compile cache.
+const CACHE: &str = "typescript-guest-test-cache";
 
-fn guest(package: &str) -> String {
-    bosun_testenv::guests::path(package)
-        .unwrap_or_else(|e| panic!("building {package}: {e}"))
-        .display()
-        .to_string()
-}
-
-fn sample(path: &str) -> String {
-    root().join(path).display().to_string()
-}
-
-/// Runs the binary with a compile cache shared by this file's tests.
-fn bosun(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bosun"))
-        .args(args)
-        .env(
-            "BOSUN_CACHE_DIR",
-            bosun_testenv::guests::target_dir().join("typescript-guest-test-cache"),
-        )
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("bosun runs")
-}
-
-fn yaml(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "bosun failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_yaml::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not YAML ({e}): {}", String::from_utf8_lossy(&out.stdout)))
-}
-
-/// The report without the stand-in uid in ownerReferences, which differs
-/// from run to run.
-fn comparable(mut report: Value) -> Value {
-    if let Some(apply) = report["apply"].as_array_mut() {
-        for child in apply {
-            if let Some(owners) = child["metadata"]["ownerReferences"].as_array_mut() {
-                for owner in owners {
-                    owner["uid"] = json!("<uid>");
-                }
-            }
-        }
-    }
-    report
+fn bosun(args: &[&str]) -> std::process::Output {
+    cnat_beside_rust::bosun(CACHE, args)
 }
 
 fn reconcile_both(args: &[&str]) -> (Value, Value) {
-    let run = |package: &str| {
-        let module = guest(package);
-        let mut all = vec!["reconcile", module.as_str()];
-        all.extend_from_slice(args);
-        comparable(yaml(&bosun(&all)))
-    };
-    (run("cnat"), run("cnat-typescript"))
+    cnat_beside_rust::reconcile_both(CACHE, "cnat-typescript", args)
 }
 
 #[test]
@@ -164,22 +108,7 @@ fn typescript_cnat_declares_what_rust_cnat_declares() {
 
 #[test]
 fn the_readme_typescript_block_runs_as_written() {
-    const MARKER: &str = "<!-- tested: typescript-sdk -->";
-    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
-    let start = readme
-        .find(MARKER)
-        .expect("README has the tested TypeScript block")
-        + MARKER.len();
-    let block = readme[start..]
-        .trim_start()
-        .strip_prefix("```sh\n")
-        .expect("a ```sh block right after the marker");
-    let block = &block[..block.find("```").expect("the block ends")];
-    let lines: Vec<&str> = block
-        .lines()
-        .map(|line| line.split(" # ").next().unwrap_or(line).trim())
-        .filter(|line| !line.is_empty())
-        .collect();
+    let lines = readme_block("<!-- tested: typescript-sdk -->");
     for step in [
         "npm test",
         "npm run build",
@@ -191,47 +120,11 @@ fn the_readme_typescript_block_runs_as_written() {
             "the block lacks {step:?}: {lines:#?}"
         );
     }
-    let bin = Path::new(env!("CARGO_BIN_EXE_bosun")).parent().unwrap();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let script = format!("set -euo pipefail\n{}\n", lines.join("\n"));
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(&script)
-        .current_dir(root())
-        .env("PATH", path)
-        .env(
-            "BOSUN_CACHE_DIR",
-            bosun_testenv::guests::target_dir().join("typescript-guest-test-cache"),
-        )
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("bash runs");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(
-        out.status.success(),
-        "the block failed ({}):\n{script}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status
-    );
+    let stdout = run_cnat_block(&lines, CACHE);
     assert!(
         stdout
             .lines()
             .any(|l| l.starts_with("# pass ") && l != "# pass 0"),
         "node --test ran: {stdout}"
     );
-    assert!(
-        stdout.contains("fieldManager: bosun/cnat"),
-        "inspect ran: {stdout}"
-    );
-    let report: Value =
-        serde_yaml::from_str(&stdout[stdout.rfind("apply:").expect("the reconcile report")..])
-            .expect("the reconcile report is YAML");
-    assert_eq!(report["status"]["phase"], "RUNNING", "{stdout}");
-    assert_eq!(report["apply"][0]["metadata"]["name"], "example-at-pod");
 }

@@ -1,0 +1,147 @@
+//! What the tests of cnat in another language share: the binary run with a
+//! compile cache of the file's own, cnat's reports made comparable, and
+//! README's tested block of the language run as written.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+pub fn guest(package: &str) -> String {
+    bosun_testenv::guests::path(package)
+        .unwrap_or_else(|e| panic!("building {package}: {e}"))
+        .display()
+        .to_string()
+}
+
+pub fn sample(path: &str) -> String {
+    root().join(path).display().to_string()
+}
+
+/// Runs the binary with the compile cache `cache` (under the target
+/// directory), shared by one file's tests: a cold compile of an
+/// interpreter's component takes seconds, each test would pay it.
+pub fn bosun(cache: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bosun"))
+        .args(args)
+        .env(
+            "BOSUN_CACHE_DIR",
+            bosun_testenv::guests::target_dir().join(cache),
+        )
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("bosun runs")
+}
+
+pub fn yaml(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "bosun failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_yaml::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not YAML ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The report without what differs from run to run: the stand-in uid in
+/// ownerReferences.
+fn comparable(mut report: Value) -> Value {
+    if let Some(apply) = report["apply"].as_array_mut() {
+        for child in apply {
+            if let Some(owners) = child["metadata"]["ownerReferences"].as_array_mut() {
+                for owner in owners {
+                    owner["uid"] = json!("<uid>");
+                }
+            }
+        }
+    }
+    report
+}
+
+/// `bosun reconcile <module> args` for the Rust cnat and for `package`,
+/// each report made comparable.
+pub fn reconcile_both(cache: &str, package: &str, args: &[&str]) -> (Value, Value) {
+    let run = |package: &str| {
+        let module = guest(package);
+        let mut all = vec!["reconcile", module.as_str()];
+        all.extend_from_slice(args);
+        comparable(yaml(&bosun(cache, &all)))
+    };
+    (run("cnat"), run(package))
+}
+
+/// The lines of README's ```sh block after `marker`, comments and blank
+/// lines left out.
+pub fn readme_block(marker: &str) -> Vec<String> {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    let start = readme
+        .find(marker)
+        .unwrap_or_else(|| panic!("README has the block marked {marker}"))
+        + marker.len();
+    let block = readme[start..]
+        .trim_start()
+        .strip_prefix("```sh\n")
+        .expect("a ```sh block right after the marker");
+    let block = &block[..block.find("```").expect("the block ends")];
+    block
+        .lines()
+        .map(|line| line.split(" # ").next().unwrap_or(line).trim())
+        .filter(|line| !line.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Runs `lines` from the repository's root in one shell (so `cd` and a
+/// venv's activation carry over), with the binary under test first on
+/// `PATH`, and checks that cnat's block ran to its end: `bosun inspect`
+/// printed the module's grant and `bosun reconcile` the Pod for the
+/// sample At. Returns what it printed.
+pub fn run_cnat_block(lines: &[String], cache: &str) -> String {
+    let bin = Path::new(env!("CARGO_BIN_EXE_bosun")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let script = format!("set -euo pipefail\n{}\n", lines.join("\n"));
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(root())
+        .env("PATH", path)
+        .env(
+            "BOSUN_CACHE_DIR",
+            bosun_testenv::guests::target_dir().join(cache),
+        )
+        .env_remove("RUST_LOG")
+        .env_remove("VIRTUAL_ENV")
+        .output()
+        .expect("bash runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "the block failed ({}):\n{script}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    assert!(
+        stdout.contains("fieldManager: bosun/cnat"),
+        "inspect ran: {stdout}"
+    );
+    let report: Value =
+        serde_yaml::from_str(&stdout[stdout.rfind("apply:").expect("the reconcile report")..])
+            .expect("the reconcile report is YAML");
+    assert_eq!(report["status"]["phase"], "RUNNING", "{stdout}");
+    assert_eq!(report["apply"][0]["metadata"]["name"], "example-at-pod");
+    stdout
+}
