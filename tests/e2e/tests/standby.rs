@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::{Cluster, Host, eventually, get};
@@ -21,25 +22,41 @@ fn webapp(name: &str) -> DynamicObject {
     .unwrap()
 }
 
-/// The LISTs the API server served for webapp's kinds so far.
-async fn lists(cluster: &Cluster) -> f64 {
+/// The LISTs the API server served for webapp's kinds so far, by
+/// resource and response code: a mismatch then says which kind was listed
+/// again and whether an earlier list had failed.
+async fn lists(cluster: &Cluster) -> BTreeMap<String, f64> {
     let request = http::Request::get("/metrics").body(Vec::new()).unwrap();
     let text = cluster
         .client
         .request_text(request)
         .await
         .expect("the API server's /metrics");
-    text.lines()
-        .filter(|line| {
-            line.starts_with("apiserver_request_total{") && line.contains("verb=\"LIST\"")
-        })
-        .filter(|line| {
-            ["webapps", "deployments", "services"]
-                .iter()
-                .any(|resource| line.contains(&format!("resource=\"{resource}\"")))
-        })
-        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
+    let mut served = BTreeMap::new();
+    for line in text.lines().filter(|line| {
+        line.starts_with("apiserver_request_total{") && line.contains("verb=\"LIST\"")
+    }) {
+        let label = |name: &str| {
+            let start = line
+                .find(&format!("{name}=\""))
+                .map(|at| at + name.len() + 2)?;
+            let len = line[start..].find('"')?;
+            Some(line[start..start + len].to_owned())
+        };
+        let (Some(resource), Some(code)) = (label("resource"), label("code")) else {
+            continue;
+        };
+        if !["webapps", "deployments", "services"].contains(&resource.as_str()) {
+            continue;
+        }
+        if let Some(count) = line
+            .rsplit_once(' ')
+            .and_then(|(_, n)| n.parse::<f64>().ok())
+        {
+            *served.entry(format!("{resource} {code}")).or_default() += count;
+        }
+    }
+    served
 }
 
 fn leads(host: &Host) -> bool {
@@ -86,12 +103,23 @@ async fn a_warm_standby_takes_over_without_a_list_and_wrote_nothing_before() {
     })
     .await;
 
-    // The standby holds every WebApp in its cache and has written nothing.
+    // The standby holds every WebApp in its cache, has listed each of
+    // webapp's kinds, and has written nothing. Waiting for every kind's
+    // first list, not just WebApp's: a standby whose first list of a kind
+    // failed lists it again on its backoff — its start-up, not the takeover
+    // this test measures.
     let cached = "bosun_cached_objects{kind=\"WebApp.examples.bosun.dev/v1alpha1\",namespace=\"\"}";
     eventually("the standby's cache is full", LONG, || async {
         (hosts[standby].metric(cached).await == WEBAPPS as f64).then_some(())
     })
     .await;
+    for kind in ["Deployment.apps/v1", "Service.v1"] {
+        let synced = format!("cache synced kind={kind}");
+        eventually(&format!("the standby lists every {kind}"), LONG, || async {
+            hosts[standby].log().contains(&synced).then_some(())
+        })
+        .await;
+    }
     assert!(!leads(&hosts[standby]), "only one leader");
     for result in ["success", "error", "requeue", "requeue_after"] {
         let sample = format!(
@@ -133,10 +161,12 @@ async fn a_warm_standby_takes_over_without_a_list_and_wrote_nothing_before() {
         (hosts[standby].metric(reconciled).await >= (WEBAPPS + 1) as f64).then_some(())
     })
     .await;
+    let after = lists(&cluster).await;
     assert_eq!(
-        lists(&cluster).await,
+        after,
         listed,
-        "the new leader listed webapp's kinds again after taking the Lease"
+        "the new leader listed webapp's kinds again after taking the Lease; its log:\n{}",
+        hosts[standby].log()
     );
     let took_lease = logged_at(&hosts[standby], "became the leader").expect("logged");
     let first =
