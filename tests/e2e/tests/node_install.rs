@@ -79,8 +79,17 @@ async fn rolled_out(cluster: &Cluster, image: &str) -> Vec<Pod> {
     .await
 }
 
-/// The Pod holding the host's Lease, once one does.
-async fn leader(cluster: &Cluster, other_than: Option<&str>) -> String {
+/// Who holds the host's Lease: a host process, named by its identity
+/// (`<pod>_<random>`, new for every start of the container), in a Pod.
+#[derive(Clone, Debug, PartialEq)]
+struct Holder {
+    identity: String,
+    pod: String,
+}
+
+/// The holder of the host's Lease, once one does, other than the process
+/// `other_than` — which a restarted container in the same Pod is not.
+async fn leader(cluster: &Cluster, other_than: Option<&Holder>) -> Holder {
     let leases: Api<Lease> = Api::namespaced(cluster.client.clone(), NAMESPACE);
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), NAMESPACE);
     let started = Instant::now();
@@ -90,18 +99,22 @@ async fn leader(cluster: &Cluster, other_than: Option<&str>) -> String {
             .await
             .ok()
             .flatten()
-            .and_then(|lease| lease.spec?.holder_identity);
-        if let Some(pod) = holder.and_then(|h| h.split('_').next().map(str::to_owned)) {
+            .and_then(|lease| lease.spec?.holder_identity)
+            .and_then(|identity| {
+                let pod = identity.split('_').next()?.to_owned();
+                Some(Holder { identity, pod })
+            });
+        if let Some(holder) = holder
+            && other_than.is_none_or(|old| old.identity != holder.identity)
             // A Pod that is going away may still hold it a moment.
-            if other_than != Some(pod.as_str()) && pods.get_opt(&pod).await.ok().flatten().is_some()
-            {
-                return pod;
-            }
+            && pods.get_opt(&holder.pod).await.ok().flatten().is_some()
+        {
+            return holder;
         }
         if started.elapsed() > LONG {
             panic!(
-                "timed out after {LONG:?} waiting for a replica leading{}\n{}",
-                other_than.map_or(String::new(), |p| format!(" other than {p}")),
+                "timed out after {LONG:?} waiting for a host leading{}\n{}",
+                other_than.map_or(String::new(), |old| format!(" other than {}", old.identity)),
                 replicas_report(&leases, &pods).await
             );
         }
@@ -354,7 +367,7 @@ async fn the_readme_installs_bosun_on_a_node_which_fails_over_upgrades_and_unins
     let pod = get(&pods_here, "first-pod").await.expect("cnat's Pod");
     assert_eq!(pod.data["status"]["phase"], "Succeeded");
     // The writes came from the host in the leading Pod: its metrics say so.
-    let leader_pod = host_pods.get(&first).await.unwrap();
+    let leader_pod = host_pods.get(&first.pod).await.unwrap();
     let ip = leader_pod
         .status
         .unwrap()
@@ -402,7 +415,7 @@ async fn the_readme_installs_bosun_on_a_node_which_fails_over_upgrades_and_unins
 
     // The leader's Pod is deleted: it hands the Lease over on SIGTERM.
     Api::<Pod>::namespaced(cluster.client.clone(), NAMESPACE)
-        .delete(&first, &DeleteParams::default())
+        .delete(&first.pod, &DeleteParams::default())
         .await
         .unwrap();
     let second = leader(&cluster, Some(&first)).await;
@@ -417,19 +430,24 @@ async fn the_readme_installs_bosun_on_a_node_which_fails_over_upgrades_and_unins
     );
     rolled_out(&cluster, &format!("{IMAGE}:0.1.0")).await;
 
-    // The new leader's process is killed outright: no hand-over; the other
-    // replica takes the Lease once it expires (15 s), the kubelet restarts
-    // the container.
+    // The new leader's process is killed outright: no hand-over; once the
+    // Lease expires (15 s) another host takes it — the other replica, or
+    // the container the kubelet restarted in the same Pod, whichever
+    // campaigns first.
     let killed_at = Instant::now();
     assert_eq!(
-        kill_host_process_of(&second),
+        kill_host_process_of(&second.pod),
         1,
-        "one bosun process in {second}"
+        "one bosun process in {}",
+        second.pod
     );
     let third = leader(&cluster, Some(&second)).await;
     eprintln!(
-        "{third} took over {:.1}s after {second}'s process was killed",
-        killed_at.elapsed().as_secs_f64()
+        "{} (in {}) took over {:.1}s after {}'s process was killed",
+        third.identity,
+        third.pod,
+        killed_at.elapsed().as_secs_f64(),
+        second.identity
     );
     ats.create(&PostParams::default(), &at("third"))
         .await
@@ -441,7 +459,7 @@ async fn the_readme_installs_bosun_on_a_node_which_fails_over_upgrades_and_unins
         "the new leader rewrote what was converged"
     );
     eventually("the killed container restarted", LONG, || async {
-        let pod = host_pods.get_opt(&second).await.ok()??;
+        let pod = host_pods.get_opt(&second.pod).await.ok()??;
         (restarts(&pod) >= 1).then_some(())
     })
     .await;
@@ -463,7 +481,7 @@ async fn the_readme_installs_bosun_on_a_node_which_fails_over_upgrades_and_unins
     assert!(
         upgraded
             .iter()
-            .all(|p| p.metadata.name.as_deref() != Some(&helm_leader)),
+            .all(|p| p.metadata.name.as_deref() != Some(&helm_leader.pod)),
         "every replica was replaced"
     );
     leader(&cluster, Some(&helm_leader)).await;
