@@ -369,6 +369,62 @@ mod tests {
         }
     }
 
+    /// `wit/http` is published for other languages' bindings: it must be
+    /// complete (its deps carry the current contract as released) and
+    /// honest (its WASI packages are the ones the host links, so a guest
+    /// built against it links here). An upgrade of wasmtime-wasi-http that
+    /// moves WASI fails this test until `wit/http` follows.
+    #[test]
+    fn the_published_http_world_carries_the_contract_and_the_wasi_the_host_links() {
+        let repository = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let published = repository.join("wit/http");
+        assert_eq!(
+            std::fs::read(published.join("deps/bosun-reconciler/reconciler.wit")).unwrap(),
+            wit_of(Contract::CURRENT).as_bytes(),
+            "wit/http/deps/bosun-reconciler/reconciler.wit is not wit/reconciler.wit; copy it over"
+        );
+        let world = std::fs::read_to_string(published.join("world.wit")).unwrap();
+        assert!(
+            world.contains(&format!(
+                "include bosun:reconciler/reconciler@{};",
+                Contract::CURRENT.version()
+            )),
+            "wit/http/world.wit must include the current reconciler world:\n{world}"
+        );
+
+        let metadata = std::process::Command::new(env!("CARGO"))
+            .args(["metadata", "--format-version", "1", "--offline"])
+            .current_dir(&repository)
+            .output()
+            .expect("cargo metadata runs");
+        let metadata: serde_json::Value = serde_json::from_slice(&metadata.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&metadata.stderr)));
+        let linked = metadata["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|package| package["name"] == "wasmtime-wasi-http")
+            .expect("the host links wasmtime-wasi-http");
+        let crate_wit = std::path::Path::new(linked["manifest_path"].as_str().unwrap())
+            .with_file_name("wit")
+            .join("deps");
+        let mut compared = 0;
+        for entry in std::fs::read_dir(&crate_wit).unwrap() {
+            let path = entry.unwrap().path();
+            let package = path.file_stem().unwrap().to_str().unwrap().to_owned();
+            let ours = published.join("deps").join(&package).join(format!("{package}.wit"));
+            assert_eq!(
+                std::fs::read(&ours).ok(),
+                Some(std::fs::read(&path).unwrap()),
+                "{} is not the WASI the host links ({}); copy it over",
+                ours.display(),
+                path.display()
+            );
+            compared += 1;
+        }
+        assert!(compared >= 7, "found only {compared} WASI packages in {}", crate_wit.display());
+    }
+
     #[test]
     fn imports_name_the_version_they_target() {
         assert_eq!(
