@@ -1,7 +1,11 @@
-//! `bosun build`: a reconciler crate built as a Wasm component, checked
-//! against the host's world by loading it in the engine, and described:
-//! where it is, its size and digest, what it declares, and the grant it
-//! needs.
+//! `bosun build`: a reconciler crate (or a Python project, `python.rs`, or
+//! a TypeScript package, `typescript.rs`)
+//! built as a Wasm component, checked against the host's world by loading
+//! it in the engine, and described: where it is, its size and digest, what
+//! it declares, and the grant it needs.
+
+mod python;
+mod typescript;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -19,7 +23,9 @@ const TARGET: &str = "wasm32-wasip2";
 /// Arguments of `bosun build`.
 #[derive(Debug, clap::Args)]
 pub struct BuildArgs {
-    /// The crate (a directory with Cargo.toml, or the manifest itself).
+    /// The crate (a directory with Cargo.toml, or the manifest itself), a
+    /// Python project (a directory with app.py) or a TypeScript package (a
+    /// package.json depending on @bosun/sdk).
     #[arg(default_value = ".")]
     pub path: PathBuf,
     /// The package to build, when the manifest is a workspace of several.
@@ -35,6 +41,42 @@ pub struct BuildArgs {
 }
 
 pub(super) fn run(args: &BuildArgs, engine: &Engine) -> anyhow::Result<ExitCode> {
+    let component = if python::is_project(&args.path) {
+        python::build(&args.path)?
+    } else if typescript::is_project(&args.path) {
+        typescript::build(&args.path)?
+    } else {
+        build_crate(args)?
+    };
+    let bytes = std::fs::read(&component).with_context(|| {
+        format!(
+            "the build finished but {} is missing: is the crate's [lib] crate-type cdylib?",
+            component.display()
+        )
+    })?;
+    let module = match engine.load(&component.display().to_string(), &bytes) {
+        Ok(module) => module,
+        Err(error) => return Ok(fail(EXIT_LOAD_FAILED, &error)),
+    };
+    let grant = crate::grants::GrantFile {
+        module: module.meta().name.clone(),
+        permissions: crate::grants::requested(module.meta()),
+    };
+    let report = json!({
+        "component": component.display().to_string(),
+        "size": bytes.len(),
+        "sha256": module.digest(),
+        "contract": module.contract().package(),
+        "module": module.meta(),
+        "permissions": grant.permissions,
+        "loadTimeMs": module.load_time().as_secs_f64() * 1000.0,
+    });
+    print(args.output, &report)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Builds the crate `args` names with cargo; returns the component's path.
+fn build_crate(args: &BuildArgs) -> anyhow::Result<PathBuf> {
     let manifest = if args.path.is_dir() {
         args.path.join("Cargo.toml")
     } else {
@@ -42,7 +84,7 @@ pub(super) fn run(args: &BuildArgs, engine: &Engine) -> anyhow::Result<ExitCode>
     };
     if !manifest.is_file() {
         bail!(
-            "{} is not a crate: there is no Cargo.toml (make one with bosun new)",
+            "{} is not a crate (no Cargo.toml), a Python project (no app.py) or a TypeScript package (no package.json depending on @bosun/sdk): make one with bosun new",
             args.path.display()
         );
     }
@@ -80,35 +122,10 @@ pub(super) fn run(args: &BuildArgs, engine: &Engine) -> anyhow::Result<ExitCode>
         "bench" => "release",
         other => other,
     };
-    let component = target_dir
+    Ok(target_dir
         .join(TARGET)
         .join(profile_dir)
-        .join(format!("{}.wasm", package.replace('-', "_")));
-    let bytes = std::fs::read(&component).with_context(|| {
-        format!(
-            "the build finished but {} is missing: is the crate's [lib] crate-type cdylib?",
-            component.display()
-        )
-    })?;
-    let module = match engine.load(&component.display().to_string(), &bytes) {
-        Ok(module) => module,
-        Err(error) => return Ok(fail(EXIT_LOAD_FAILED, &error)),
-    };
-    let grant = crate::grants::GrantFile {
-        module: module.meta().name.clone(),
-        permissions: crate::grants::requested(module.meta()),
-    };
-    let report = json!({
-        "component": component.display().to_string(),
-        "size": bytes.len(),
-        "sha256": module.digest(),
-        "contract": module.contract().package(),
-        "module": module.meta(),
-        "permissions": grant.permissions,
-        "loadTimeMs": module.load_time().as_secs_f64() * 1000.0,
-    });
-    print(args.output, &report)?;
-    Ok(ExitCode::SUCCESS)
+        .join(format!("{}.wasm", package.replace('-', "_"))))
 }
 
 /// Installs the wasm32-wasip2 target through rustup when it is missing.

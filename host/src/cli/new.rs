@@ -6,6 +6,16 @@
 //! the next commands.
 
 mod kinds;
+mod python;
+mod typescript;
+
+pub use python::component_path as python_component_path;
+pub use typescript::component_path as typescript_component_path;
+
+/// The kinds a Python or TypeScript scaffold knows how to own: those whose
+/// child is the spec's data. Others are written by hand (see
+/// `examples/cnat-python`, `examples/cnat-typescript`).
+const OWNABLE_BY_SCRIPTS: [&str; 2] = ["ConfigMap", "Secret"];
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -17,9 +27,6 @@ use super::EXIT_BAD_INPUT;
 use super::output::fail;
 use crate::meta::is_dns_label;
 use kinds::{Field, Owned, catalogue, function_name};
-
-/// The SDK version a crate made outside this repository depends on.
-const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Arguments of `bosun new`.
 #[derive(Debug, clap::Args)]
@@ -42,14 +49,31 @@ pub struct NewArgs {
     /// ServiceAccount, Service, Deployment, StatefulSet, Job, Pod.
     #[arg(long, value_delimiter = ',')]
     pub owns: Vec<String>,
-    /// Depend on bosun-sdk by this path (default: by path when the crate is
-    /// made inside the bosun repository, else by version).
+    /// Depend on bosun-sdk by this path (default: the bosun checkout the
+    /// crate is made in, else the one this binary was built from).
     #[arg(long, value_name = "DIR")]
     pub sdk_path: Option<PathBuf>,
     /// Do not run `cargo test` to generate the CRD (do it yourself:
-    /// `BOSUN_UPDATE_CRDS=1 cargo test`).
+    /// `BOSUN_UPDATE_CRDS=1 cargo test`). Rust only: a Python project's
+    /// CRD is written as YAML.
     #[arg(long)]
     pub no_crd: bool,
+    /// The language to write the reconciler in.
+    #[arg(long, value_enum, default_value_t = Lang::Rust)]
+    pub lang: Lang,
+}
+
+/// The languages `bosun new` writes a module in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    /// A crate on the Rust SDK (`guest-sdk`), built by cargo.
+    Rust,
+    /// A project on the Python SDK (`sdks/python`), built by componentize-py.
+    Python,
+    /// A project on the TypeScript SDK (`sdks/typescript`), built by tsc and
+    /// componentize-qjs.
+    #[value(name = "typescript")]
+    TypeScript,
 }
 
 pub(super) fn run(args: &NewArgs) -> anyhow::Result<ExitCode> {
@@ -74,7 +98,9 @@ pub(super) fn run(args: &NewArgs) -> anyhow::Result<ExitCode> {
                 .join(", ")
         }
     );
-    if args.no_crd {
+    if args.lang != Lang::Rust {
+        // The CRD is written as YAML; nothing to generate.
+    } else if args.no_crd {
         eprintln!(
             "generate its CRD with: cd {} && BOSUN_UPDATE_CRDS=1 cargo test",
             plan.dir.display()
@@ -116,8 +142,11 @@ struct Scaffold {
     kind: String,
     owned: Vec<Owned>,
     sdk: String,
-    /// The repository's lock file, when made inside it: the same versions
-    /// it builds with.
+    /// The SDK's directory, absolute.
+    sdk_dir: PathBuf,
+    lang: Lang,
+    /// The lock file of the checkout the SDK comes from: the versions the
+    /// SDK is built and tested with.
     lock: Option<PathBuf>,
 }
 
@@ -144,6 +173,14 @@ impl Scaffold {
                     known.iter().map(|o| o.kind).collect::<Vec<_>>().join(", ")
                 );
             };
+            if args.lang != Lang::Rust && !OWNABLE_BY_SCRIPTS.contains(&wanted.as_str()) {
+                bail!(
+                    "bosun new --lang {} knows how to own {}; write a {wanted} child by hand (examples/cnat-{} keeps a Pod)",
+                    args.lang.name(),
+                    OWNABLE_BY_SCRIPTS.join(" and "),
+                    args.lang.name(),
+                );
+            }
             if owned.iter().any(|o: &Owned| o.kind == wanted) {
                 continue;
             }
@@ -158,24 +195,35 @@ impl Scaffold {
         }
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let dir = dir.canonicalize()?;
-        let repository = repository_of(&dir);
+        // bosun-sdk is on no registry: a crate depends on it by path, in
+        // the checkout it is made in (relative, so the checkout can move),
+        // else in the checkout this binary was built from.
+        let inside = repository_of(&dir);
+        let repository = inside.clone().or_else(built_from);
+        let sdk_in_checkout = match args.lang {
+            Lang::Rust => "guest-sdk",
+            Lang::Python => "sdks/python",
+            Lang::TypeScript => "sdks/typescript",
+        };
         let sdk_path = args
             .sdk_path
             .clone()
-            .or_else(|| repository.as_ref().map(|repo| repo.join("guest-sdk")));
-        let sdk = match sdk_path {
-            Some(path) => {
-                let path = path
-                    .canonicalize()
-                    .with_context(|| format!("the SDK path {} does not exist", path.display()))?;
-                let relative = relative_to(&path, &dir);
+            .or_else(|| repository.as_ref().map(|repo| repo.join(sdk_in_checkout)))
+            .with_context(|| {
                 format!(
-                    "bosun-sdk = {{ path = {:?} }}",
-                    relative.display().to_string()
+                    "cannot find bosun-sdk, which is on no registry: this bosun was built from {}, which is gone; pass --sdk-path with a bosun checkout's {sdk_in_checkout}",
+                    built_from_dir().display()
                 )
-            }
-            None => format!("bosun-sdk = \"{SDK_VERSION}\""),
+            })?;
+        let sdk_path = sdk_path
+            .canonicalize()
+            .with_context(|| format!("the SDK path {} does not exist", sdk_path.display()))?;
+        let shown = if inside.is_some() {
+            relative_to(&sdk_path, &dir)
+        } else {
+            sdk_path.clone()
         };
+        let sdk = format!("bosun-sdk = {{ path = {:?} }}", shown.display().to_string());
         Ok(Scaffold {
             crate_name: args.name.replace('-', "_"),
             name: args.name.clone(),
@@ -185,6 +233,8 @@ impl Scaffold {
             kind,
             owned,
             sdk,
+            sdk_dir: sdk_path,
+            lang: args.lang,
             lock: repository.map(|repo| repo.join("Cargo.lock")),
         })
     }
@@ -407,7 +457,49 @@ strip = true
         )
     }
 
+    /// The plural kube-derive gives the kind (`to_plural`), which the
+    /// SDKs' `custom_kind` computes too: the CRD must agree with both.
+    fn plural(&self) -> String {
+        let word = self.kind.to_lowercase();
+        if word.ends_with('s') || word.ends_with('x') || word.ends_with('z') || word.ends_with("ch") || word.ends_with("sh") {
+            format!("{word}es")
+        } else if let Some(stem) = word.strip_suffix('y').filter(|stem| {
+            stem.chars().last().is_some_and(|c| !"aeiou".contains(c))
+        }) {
+            format!("{stem}ies")
+        } else {
+            format!("{word}s")
+        }
+    }
+
+    /// The CRD of a project whose kind is written by hand, not generated
+    /// from a Rust type: the same schema the Rust scaffold's derives.
+    fn crd_yaml(&self) -> String {
+        let spec_schema = if self.owned.is_empty() {
+            "              note:\n                description: What the object asks for; add your fields here.\n                type: string\n                default: \"\""
+        } else {
+            "              data:\n                description: Data handed to the application.\n                type: object\n                default: {}\n                additionalProperties:\n                  type: string"
+        };
+        self.substitute(include_str!("new/crd.yaml.tmpl"))
+            .replace("{{plural}}", &self.plural())
+            .replace("{{spec_schema}}", spec_schema)
+    }
+
+    /// The sample's spec as JSON, for the scripts' tests.
+    fn spec_example(&self) -> &'static str {
+        if self.owned.is_empty() {
+            "{\"note\": \"hello\"}"
+        } else {
+            "{\"data\": {\"greeting\": \"hello\"}}"
+        }
+    }
+
     fn next_steps(&self) -> String {
+        match self.lang {
+            Lang::Python => return python::next_steps(self),
+            Lang::TypeScript => return typescript::next_steps(self),
+            Lang::Rust => {}
+        }
         let dir = self.dir.display();
         let kind = self.kind.to_lowercase();
         format!(
@@ -434,6 +526,14 @@ strip = true
     }
 
     fn write(&self) -> anyhow::Result<()> {
+        match self.lang {
+            Lang::Rust => self.write_crate(),
+            Lang::Python => write_files(&self.dir, python::files(self, &self.sdk_dir)),
+            Lang::TypeScript => write_files(&self.dir, typescript::files(self, &self.sdk_dir)),
+        }
+    }
+
+    fn write_crate(&self) -> anyhow::Result<()> {
         let files = [
             ("Cargo.toml".to_owned(), self.cargo_toml()),
             ("src/lib.rs".to_owned(), self.lib()),
@@ -448,14 +548,7 @@ strip = true
             // --no-crd fails that test until it is generated.
             ("crd.yaml".to_owned(), String::new()),
         ];
-        for (path, contents) in files {
-            let path = self.dir.join(path);
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            std::fs::write(&path, contents)
-                .with_context(|| format!("writing {}", path.display()))?;
-        }
+        write_files(&self.dir, files.into())?;
         if let Some(lock) = self.lock.as_ref().filter(|lock| lock.is_file()) {
             std::fs::copy(lock, self.dir.join("Cargo.lock"))?;
         }
@@ -467,6 +560,27 @@ strip = true
             .status();
         Ok(())
     }
+}
+
+impl Lang {
+    fn name(self) -> &'static str {
+        match self {
+            Lang::Rust => "rust",
+            Lang::Python => "python",
+            Lang::TypeScript => "typescript",
+        }
+    }
+}
+
+fn write_files(dir: &Path, files: Vec<(String, String)>) -> anyhow::Result<()> {
+    for (path, contents) in files {
+        let path = dir.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// The labels every child carries.
@@ -517,11 +631,28 @@ fn imports(owned: &[Owned]) -> String {
 /// The bosun repository `dir` is in, if any.
 fn repository_of(dir: &Path) -> Option<PathBuf> {
     dir.ancestors()
-        .find(|d| {
-            std::fs::read_to_string(d.join("guest-sdk/Cargo.toml"))
-                .is_ok_and(|toml| toml.contains("name = \"bosun-sdk\""))
-        })
+        .find(|d| is_checkout(d))
         .map(Path::to_owned)
+}
+
+/// The bosun checkout this binary was built from, while it is there.
+fn built_from() -> Option<PathBuf> {
+    let checkout = built_from_dir();
+    is_checkout(&checkout).then_some(checkout)
+}
+
+fn built_from_dir() -> PathBuf {
+    // The host crate's directory, recorded at compile time; its parent is
+    // the checkout.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .to_owned()
+}
+
+fn is_checkout(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("guest-sdk/Cargo.toml"))
+        .is_ok_and(|toml| toml.contains("name = \"bosun-sdk\""))
 }
 
 /// `path` relative to `base` (both absolute).

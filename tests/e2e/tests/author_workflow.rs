@@ -7,13 +7,13 @@
 //! leaves one. It passes when the sample object is reconciled: the
 //! ConfigMap the scaffolded reconciler keeps is in the cluster.
 //!
-//! The scaffolded crate lives in `target/author-workflow/` (made afresh
-//! each run, inside the repository, so it depends on the SDK by path and
-//! copies the workspace's Cargo.lock) and builds into the workspace's own
-//! target directory (`CARGO_TARGET_DIR`; `target` in the crate is a link
-//! to it, so the README's paths hold): the dependencies it shares with the
-//! examples are built once, not again per run. The time of each step is
-//! printed.
+//! The scaffolded crate lives in a temporary directory outside the
+//! repository, where an author's would: `bosun new` finds the SDK in the
+//! checkout the binary was built from (by path, with that checkout's
+//! Cargo.lock). It builds into the workspace's own target directory
+//! (`CARGO_TARGET_DIR`; `target` in the crate is a link to it, so the
+//! README's paths hold): the dependencies it shares with the examples are
+//! built once, not again per run. The time of each step is printed.
 
 mod common;
 
@@ -23,19 +23,23 @@ use std::time::{Duration, Instant};
 
 use common::{Cluster, Host, eventually, root};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use kube::api::{Api, PostParams};
+use kube::api::{Api, DynamicObject, PostParams};
 use serde_json::json;
 
-/// The marker before each tested block.
+/// The marker before each tested block of the Rust workflow.
 const MARKER: &str = "<!-- tested: author-workflow -->";
+/// The marker before the Python scaffold's block.
+const PYTHON_MARKER: &str = "<!-- tested: author-workflow-python -->";
+/// The marker before the TypeScript scaffold's block.
+const TYPESCRIPT_MARKER: &str = "<!-- tested: author-workflow-typescript -->";
 
-/// The command lines of the README's tested blocks, in order.
-fn readme_commands() -> Vec<String> {
+/// The command lines of the README's blocks marked `marker`, in order.
+fn readme_commands(marker: &str) -> Vec<String> {
     let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
     let mut commands = Vec::new();
     let mut rest = readme.as_str();
-    while let Some(start) = rest.find(MARKER) {
-        rest = &rest[start + MARKER.len()..];
+    while let Some(start) = rest.find(marker) {
+        rest = &rest[start + marker.len()..];
         let block = rest
             .trim_start()
             .strip_prefix("```sh\n")
@@ -54,7 +58,7 @@ fn readme_commands() -> Vec<String> {
 
 #[test]
 fn the_readme_names_the_whole_workflow() {
-    let commands = readme_commands();
+    let commands = readme_commands(MARKER);
     for step in [
         "bosun new ",
         "cargo test",
@@ -79,7 +83,7 @@ async fn the_readme_takes_an_author_from_bosun_new_to_a_reconciled_object() {
     {
         return;
     }
-    let commands = readme_commands();
+    let commands = readme_commands(MARKER);
     let cluster = Cluster::start().await;
     // The demo's namespace, which the README applies the sample to.
     let demo: Namespace = serde_json::from_value(json!({"metadata": {"name": "demo"}})).unwrap();
@@ -90,50 +94,17 @@ async fn the_readme_takes_an_author_from_bosun_new_to_a_reconciled_object() {
     let _host = Host::start(&cluster, &[], &["--modules-from-cluster"]).await;
 
     let target = bosun_testenv::guests::target_dir();
-    let bosun = bosun_testenv::guests::host_binary().expect("bosun builds");
-    let work = target.join("author-workflow");
-    if work.exists() {
-        std::fs::remove_dir_all(&work).unwrap();
-    }
-    std::fs::create_dir_all(&work).unwrap();
-    let path = format!(
-        "{}:{}",
-        bosun.parent().unwrap().display(),
-        std::env::var("PATH").unwrap_or_default()
+    let outside = tempfile::tempdir().unwrap();
+    let work = outside.path().to_owned();
+    assert!(
+        !work.starts_with(root()),
+        "{} must be outside the repository",
+        work.display()
     );
-
-    let mut cwd = work.clone();
-    let mut times: Vec<(String, Duration)> = Vec::new();
-    for command in &commands {
-        if let Some(dir) = command.strip_prefix("cd ") {
-            cwd = cwd.join(dir.trim());
-            continue;
-        }
-        let started = Instant::now();
-        let out = shell(command, &cwd)
-            .env("PATH", &path)
-            .env("KUBECONFIG", cluster.kubeconfig())
-            .env("CARGO_TARGET_DIR", &target)
-            .env("BOSUN_CACHE_DIR", root().join("target/e2e-module-cache"))
-            .output()
-            .expect("sh runs");
-        let took = started.elapsed();
-        eprintln!(
-            "$ {command}    ({:.1}s)\n{}{}",
-            took.as_secs_f64(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "README step failed: {command}");
-        times.push((command.clone(), took));
-        if let Some(name) = command
-            .strip_prefix("bosun new ")
-            .and_then(|rest| rest.split_whitespace().next())
-        {
-            // The README's paths name the crate's own target directory.
-            std::os::unix::fs::symlink(&target, cwd.join(name).join("target")).unwrap();
-        }
-    }
+    let times = run_commands(&commands, &work, &cluster, |name, dir| {
+        // The README's paths name the crate's own target directory.
+        std::os::unix::fs::symlink(&target, dir.join(name).join("target")).unwrap();
+    });
 
     let config_maps = Api::<ConfigMap>::namespaced(cluster.client.clone(), "demo");
     let kept = eventually(
@@ -149,8 +120,136 @@ async fn the_readme_takes_an_author_from_bosun_new_to_a_reconciled_object() {
             .map(String::as_str),
         Some("hello")
     );
+    print_times(&times);
+}
+
+/// README's Python block, run as written in a directory outside the
+/// repository: `bosun new --lang python` makes a project whose `bosun
+/// build` installs the SDK from the checkout the binary was built from
+/// (with its pinned componentize-py) and builds the component; the
+/// project's own tests pass; `bosun reconcile` answers its sample with the
+/// ConfigMap; a real API server takes its CRD and its sample.
+#[tokio::test]
+async fn the_readme_takes_a_python_author_from_bosun_new_to_a_reconciled_sample() {
+    a_scripted_scaffold_from_new_to_a_reconciled_sample(PYTHON_MARKER, ".venv/bin/pytest").await;
+}
+
+/// README's TypeScript block, the same way: `bosun new --lang typescript`,
+/// whose `bosun build` runs npm install, tsc and the SDK's bosun-build.
+#[tokio::test]
+async fn the_readme_takes_a_typescript_author_from_bosun_new_to_a_reconciled_sample() {
+    a_scripted_scaffold_from_new_to_a_reconciled_sample(TYPESCRIPT_MARKER, "npm test").await;
+}
+
+async fn a_scripted_scaffold_from_new_to_a_reconciled_sample(marker: &str, tests: &str) {
+    let commands = readme_commands(marker);
+    for step in [
+        "bosun new ",
+        "bosun build",
+        tests,
+        "bosun reconcile ",
+        "kubectl apply -f crd.yaml",
+    ] {
+        assert!(
+            commands.iter().any(|c| c.starts_with(step)),
+            "README's block {marker} lacks {step:?}: {commands:#?}"
+        );
+    }
+    if bosun_testenv::tools::for_test("kubectl", "see README: Tests")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .is_none()
+    {
+        return;
+    }
+    let cluster = Cluster::start().await;
+    let demo: Namespace = serde_json::from_value(json!({"metadata": {"name": "demo"}})).unwrap();
+    Api::<Namespace>::all(cluster.client.clone())
+        .create(&PostParams::default(), &demo)
+        .await
+        .unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let times = run_commands(&commands, outside.path(), &cluster, |_, _| {});
+    let (_, _, reconciled) = times
+        .iter()
+        .find(|(command, _, _)| command.starts_with("bosun reconcile "))
+        .unwrap();
+    for expected in ["kind: ConfigMap", "greeting: hello", "waiting for ConfigMap"] {
+        assert!(
+            reconciled.contains(expected),
+            "bosun reconcile's answer lacks {expected:?}:\n{reconciled}"
+        );
+    }
+    let greeter = kube::discovery::ApiResource {
+        group: "example.com".into(),
+        version: "v1alpha1".into(),
+        api_version: "example.com/v1alpha1".into(),
+        kind: "Greeter".into(),
+        plural: "greeters".into(),
+    };
+    let greeters: Api<DynamicObject> =
+        Api::namespaced_with(cluster.client.clone(), "demo", &greeter);
+    let sample = eventually("the sample in the cluster", Duration::from_secs(10), || async {
+        greeters.get_opt("example").await.ok().flatten()
+    })
+    .await;
+    assert_eq!(sample.data["spec"]["data"]["greeting"], "hello");
+    print_times(&times);
+}
+
+/// Runs `commands` from `work` as an author types them (`cd` moves), with
+/// the bosun binary on PATH and the cluster's kubeconfig; `made(name, dir)`
+/// is called after `bosun new NAME` in `dir`. Returns each command with its
+/// time and output; panics on the first that fails.
+fn run_commands(
+    commands: &[String],
+    work: &Path,
+    cluster: &Cluster,
+    made: impl Fn(&str, &Path),
+) -> Vec<(String, Duration, String)> {
+    let target = bosun_testenv::guests::target_dir();
+    let bosun = bosun_testenv::guests::host_binary().expect("bosun builds");
+    let path = format!(
+        "{}:{}",
+        bosun.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cwd = work.to_owned();
+    let mut ran = Vec::new();
+    for command in commands {
+        if let Some(dir) = command.strip_prefix("cd ") {
+            cwd = cwd.join(dir.trim());
+            continue;
+        }
+        let started = Instant::now();
+        let out = shell(command, &cwd)
+            .env("PATH", &path)
+            .env("KUBECONFIG", cluster.kubeconfig())
+            .env("CARGO_TARGET_DIR", &target)
+            .env("BOSUN_CACHE_DIR", root().join("target/e2e-module-cache"))
+            .output()
+            .expect("sh runs");
+        let took = started.elapsed();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        eprintln!(
+            "$ {command}    ({:.1}s)\n{stdout}{}",
+            took.as_secs_f64(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "README step failed: {command}");
+        if let Some(name) = command
+            .strip_prefix("bosun new ")
+            .and_then(|rest| rest.split_whitespace().next())
+        {
+            made(name, &cwd);
+        }
+        ran.push((command.clone(), took, stdout));
+    }
+    ran
+}
+
+fn print_times(times: &[(String, Duration, String)]) {
     eprintln!("time of each step:");
-    for (command, took) in &times {
+    for (command, took, _) in times {
         eprintln!("  {:>7.1}s  {command}", took.as_secs_f64());
     }
 }

@@ -1,0 +1,87 @@
+//! `bosun build` for a TypeScript package (`bosun new --lang typescript`,
+//! or any package depending on `@bosun/sdk` with its reconciler in
+//! `src/app.ts`): `npm install` the first time, the package's own tsc,
+//! then the SDK's `bosun-build` with the componentize-qjs it pins.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+
+/// Whether `dir` holds a TypeScript reconciler rather than a crate.
+pub(super) fn is_project(dir: &Path) -> bool {
+    !dir.join("Cargo.toml").is_file()
+        && std::fs::read_to_string(dir.join("package.json"))
+            .is_ok_and(|package| package.contains("\"@bosun/sdk\""))
+}
+
+/// Builds the package in `dir`; returns the component's path.
+pub(super) fn build(dir: &Path) -> anyhow::Result<PathBuf> {
+    let sdk = dir.join("node_modules").join("@bosun").join("sdk");
+    if !sdk.join("bin").join("bosun-build.mjs").is_file() {
+        eprintln!(
+            "installing {}'s dependencies (npm install: the SDK, tsc, componentize-qjs)",
+            dir.display()
+        );
+        run(
+            Command::new("npm")
+                .current_dir(dir)
+                .args(["install", "--no-audit", "--no-fund"]),
+            "npm install (Debian: apt-get install npm)",
+        )?;
+    }
+    // A `file:` dependency is linked, not built: the SDK's own compiled
+    // JavaScript and its componentize-qjs come from its `npm ci`.
+    let sdk = sdk
+        .canonicalize()
+        .with_context(|| format!("{} is missing after npm install", sdk.display()))?;
+    if !sdk.join("dist").join("src").join("component.js").is_file()
+        || !sdk.join("node_modules").join("componentize-qjs").is_dir()
+    {
+        eprintln!(
+            "building the SDK at {} (npm ci: its pinned tsc and componentize-qjs)",
+            sdk.display()
+        );
+        run(
+            Command::new("npm")
+                .current_dir(&sdk)
+                .args(["ci", "--no-audit", "--no-fund"]),
+            "npm ci in the SDK",
+        )?;
+    }
+    eprintln!("compiling {} (tsc)", dir.display());
+    run(
+        Command::new("npm")
+            .current_dir(dir)
+            .args(["exec", "--no", "--", "tsc"]),
+        "tsc",
+    )?;
+    let component = crate::cli::new::typescript_component_path(dir);
+    if let Some(parent) = component.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    eprintln!(
+        "building {} with componentize-qjs (bosun-build dist/src/app.js)",
+        component.display()
+    );
+    run(
+        Command::new("node")
+            .current_dir(dir)
+            .arg(sdk.join("bin").join("bosun-build.mjs"))
+            .args(["dist/src/app.js", "-o"])
+            .arg(&component),
+        "bosun-build",
+    )?;
+    Ok(component)
+}
+
+fn run(command: &mut Command, what: &str) -> anyhow::Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("running {what}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
