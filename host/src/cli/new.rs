@@ -461,11 +461,17 @@ strip = true
     /// SDKs' `custom_kind` computes too: the CRD must agree with both.
     fn plural(&self) -> String {
         let word = self.kind.to_lowercase();
-        if word.ends_with('s') || word.ends_with('x') || word.ends_with('z') || word.ends_with("ch") || word.ends_with("sh") {
+        if word.ends_with('s')
+            || word.ends_with('x')
+            || word.ends_with('z')
+            || word.ends_with("ch")
+            || word.ends_with("sh")
+        {
             format!("{word}es")
-        } else if let Some(stem) = word.strip_suffix('y').filter(|stem| {
-            stem.chars().last().is_some_and(|c| !"aeiou".contains(c))
-        }) {
+        } else if let Some(stem) = word
+            .strip_suffix('y')
+            .filter(|stem| stem.chars().last().is_some_and(|c| !"aeiou".contains(c)))
+        {
             format!("{stem}ies")
         } else {
             format!("{word}s")
@@ -630,9 +636,7 @@ fn imports(owned: &[Owned]) -> String {
 
 /// The bosun repository `dir` is in, if any.
 fn repository_of(dir: &Path) -> Option<PathBuf> {
-    dir.ancestors()
-        .find(|d| is_checkout(d))
-        .map(Path::to_owned)
+    dir.ancestors().find(|d| is_checkout(d)).map(Path::to_owned)
 }
 
 /// The bosun checkout this binary was built from, while it is there.

@@ -412,7 +412,10 @@ mod tests {
         for entry in std::fs::read_dir(&crate_wit).unwrap() {
             let path = entry.unwrap().path();
             let package = path.file_stem().unwrap().to_str().unwrap().to_owned();
-            let ours = published.join("deps").join(&package).join(format!("{package}.wit"));
+            let ours = published
+                .join("deps")
+                .join(&package)
+                .join(format!("{package}.wit"));
             assert_eq!(
                 std::fs::read(&ours).ok(),
                 Some(std::fs::read(&path).unwrap()),
@@ -422,7 +425,11 @@ mod tests {
             );
             compared += 1;
         }
-        assert!(compared >= 7, "found only {compared} WASI packages in {}", crate_wit.display());
+        assert!(
+            compared >= 7,
+            "found only {compared} WASI packages in {}",
+            crate_wit.display()
+        );
     }
 
     #[test]

@@ -173,7 +173,11 @@ async fn a_scripted_scaffold_from_new_to_a_reconciled_sample(marker: &str, tests
         .iter()
         .find(|(command, _, _)| command.starts_with("bosun reconcile "))
         .unwrap();
-    for expected in ["kind: ConfigMap", "greeting: hello", "waiting for ConfigMap"] {
+    for expected in [
+        "kind: ConfigMap",
+        "greeting: hello",
+        "waiting for ConfigMap",
+    ] {
         assert!(
             reconciled.contains(expected),
             "bosun reconcile's answer lacks {expected:?}:\n{reconciled}"
@@ -188,9 +192,11 @@ async fn a_scripted_scaffold_from_new_to_a_reconciled_sample(marker: &str, tests
     };
     let greeters: Api<DynamicObject> =
         Api::namespaced_with(cluster.client.clone(), "demo", &greeter);
-    let sample = eventually("the sample in the cluster", Duration::from_secs(10), || async {
-        greeters.get_opt("example").await.ok().flatten()
-    })
+    let sample = eventually(
+        "the sample in the cluster",
+        Duration::from_secs(10),
+        || async { greeters.get_opt("example").await.ok().flatten() },
+    )
     .await;
     assert_eq!(sample.data["spec"]["data"]["greeting"], "hello");
     print_times(&times);

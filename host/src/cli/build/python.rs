@@ -16,6 +16,9 @@ pub(super) fn is_project(dir: &Path) -> bool {
 
 /// Builds the project in `dir`; returns the component's path.
 pub(super) fn build(dir: &Path) -> anyhow::Result<PathBuf> {
+    let dir = &dir
+        .canonicalize()
+        .with_context(|| format!("{} does not exist", dir.display()))?;
     let venv = dir.join(".venv");
     let python = venv.join("bin").join("python");
     if !python.is_file() {

@@ -17,26 +17,15 @@ pub(super) fn is_project(dir: &Path) -> bool {
 
 /// Builds the package in `dir`; returns the component's path.
 pub(super) fn build(dir: &Path) -> anyhow::Result<PathBuf> {
-    let sdk = dir.join("node_modules").join("@bosun").join("sdk");
-    if !sdk.join("bin").join("bosun-build.mjs").is_file() {
-        eprintln!(
-            "installing {}'s dependencies (npm install: the SDK, tsc, componentize-qjs)",
-            dir.display()
-        );
-        run(
-            Command::new("npm")
-                .current_dir(dir)
-                .args(["install", "--no-audit", "--no-fund"]),
-            "npm install (Debian: apt-get install npm)",
-        )?;
-    }
-    // A `file:` dependency is linked, not built: the SDK's own compiled
-    // JavaScript and its componentize-qjs come from its `npm ci`.
-    let sdk = sdk
+    let dir = &dir
         .canonicalize()
-        .with_context(|| format!("{} is missing after npm install", sdk.display()))?;
-    if !sdk.join("dist").join("src").join("component.js").is_file()
-        || !sdk.join("node_modules").join("componentize-qjs").is_dir()
+        .with_context(|| format!("{} does not exist", dir.display()))?;
+    // A `file:` dependency is linked, not built, and npm runs its
+    // `prepare` (tsc) with the SDK's own node_modules: the SDK's `npm ci`
+    // (its pinned tsc and componentize-qjs) comes first.
+    if let Some(sdk) = linked_sdk(dir)?
+        && (!sdk.join("dist").join("src").join("component.js").is_file()
+            || !sdk.join("node_modules").join("componentize-qjs").is_dir())
     {
         eprintln!(
             "building the SDK at {} (npm ci: its pinned tsc and componentize-qjs)",
@@ -46,9 +35,25 @@ pub(super) fn build(dir: &Path) -> anyhow::Result<PathBuf> {
             Command::new("npm")
                 .current_dir(&sdk)
                 .args(["ci", "--no-audit", "--no-fund"]),
-            "npm ci in the SDK",
+            "npm ci in the SDK (Debian: apt-get install npm)",
         )?;
     }
+    let sdk = dir.join("node_modules").join("@bosun").join("sdk");
+    if !sdk.join("bin").join("bosun-build.mjs").is_file() {
+        eprintln!(
+            "installing {}'s dependencies (npm install: the SDK, tsc)",
+            dir.display()
+        );
+        run(
+            Command::new("npm")
+                .current_dir(dir)
+                .args(["install", "--no-audit", "--no-fund"]),
+            "npm install",
+        )?;
+    }
+    let sdk = sdk
+        .canonicalize()
+        .with_context(|| format!("{} is missing after npm install", sdk.display()))?;
     eprintln!("compiling {} (tsc)", dir.display());
     run(
         Command::new("npm")
@@ -74,6 +79,22 @@ pub(super) fn build(dir: &Path) -> anyhow::Result<PathBuf> {
         "bosun-build",
     )?;
     Ok(component)
+}
+
+/// The SDK's directory when package.json depends on it by `file:` path
+/// (as `bosun new` writes it); None when it comes from a registry.
+fn linked_sdk(dir: &Path) -> anyhow::Result<Option<PathBuf>> {
+    let text = std::fs::read_to_string(dir.join("package.json"))
+        .with_context(|| format!("reading {}", dir.join("package.json").display()))?;
+    let package: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not JSON", dir.join("package.json").display()))?;
+    let Some(path) = package["dependencies"]["@bosun/sdk"]
+        .as_str()
+        .and_then(|spec| spec.strip_prefix("file:"))
+    else {
+        return Ok(None);
+    };
+    Ok(Some(dir.join(path)))
 }
 
 fn run(command: &mut Command, what: &str) -> anyhow::Result<()> {

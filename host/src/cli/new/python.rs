@@ -39,6 +39,9 @@ pub(super) fn files(plan: &Scaffold, sdk: &Path) -> Vec<(String, String)> {
 
 /// Where `bosun build` writes the component of a project in `dir`.
 pub fn component_path(dir: &Path) -> std::path::PathBuf {
+    // `bosun build` in the project itself names it `.`: the name is the
+    // directory's own.
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
     let name = dir
         .file_name()
         .and_then(|n| n.to_str())
@@ -47,7 +50,8 @@ pub fn component_path(dir: &Path) -> std::path::PathBuf {
     dir.join("target").join(format!("{name}.wasm"))
 }
 
-const CONFTEST: &str = "# pytest's rootdir conftest: puts this directory on sys.path so tests import `app`.\n";
+const CONFTEST: &str =
+    "# pytest's rootdir conftest: puts this directory on sys.path so tests import `app`.\n";
 
 fn app(plan: &Scaffold) -> String {
     let owns: String = plan

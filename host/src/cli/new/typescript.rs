@@ -36,6 +36,9 @@ pub(super) fn files(plan: &Scaffold, sdk: &Path) -> Vec<(String, String)> {
 
 /// Where `bosun build` writes the component of a package in `dir`.
 pub fn component_path(dir: &Path) -> PathBuf {
+    // `bosun build` in the project itself names it `.`: the name is the
+    // directory's own.
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
     let name = dir
         .file_name()
         .and_then(|n| n.to_str())
@@ -47,30 +50,40 @@ pub fn component_path(dir: &Path) -> PathBuf {
 fn package_json(plan: &Scaffold, sdk: &Path) -> String {
     let component = component_path(&plan.dir);
     let component = component.strip_prefix(&plan.dir).unwrap_or(&component);
-    let package = serde_json::json!({
-        "name": plan.name,
-        "version": "0.1.0",
-        "private": true,
-        "description": format!("{}: a bosun reconciler module, made by bosun new", plan.kind),
-        "type": "module",
-        "scripts": {
-            "build": format!(
-                "tsc && bosun-build dist/src/app.js -o {}",
-                component.display()
-            ),
-            "test": "tsc && node --test dist/test/",
-        },
-        "dependencies": {
-            "@bosun/sdk": format!("file:{}", sdk.display()),
-        },
-        "devDependencies": {
-            "@types/node": "20.19.9",
-            "typescript": "5.9.3",
-        },
-    });
-    let mut text = serde_json::to_string_pretty(&package).unwrap_or_default();
-    text.push('\n');
-    text
+    // Written by hand rather than through serde_json, whose maps sort their
+    // keys: a package.json reads name first.
+    let quoted = |text: &str| serde_json::Value::from(text).to_string();
+    format!(
+        r#"{{
+  "name": {name},
+  "version": "0.1.0",
+  "private": true,
+  "description": {description},
+  "type": "module",
+  "scripts": {{
+    "build": {build},
+    "test": "tsc && node --test dist/test/"
+  }},
+  "dependencies": {{
+    "@bosun/sdk": {sdk}
+  }},
+  "devDependencies": {{
+    "@types/node": "20.19.9",
+    "typescript": "5.9.3"
+  }}
+}}
+"#,
+        name = quoted(&plan.name),
+        description = quoted(&format!(
+            "{}: a bosun reconciler module, made by bosun new",
+            plan.kind
+        )),
+        build = quoted(&format!(
+            "tsc && bosun-build dist/src/app.js -o {}",
+            component.display()
+        )),
+        sdk = quoted(&format!("file:{}", sdk.display())),
+    )
 }
 
 fn app(plan: &Scaffold) -> String {
@@ -147,7 +160,12 @@ fn tests(plan: &Scaffold) -> String {
         let observed: String = plan
             .owned
             .iter()
-            .map(|o| format!("    .child({{ metadata: {{ name: \"example\" }} }}, kinds.{})\n", o.kind))
+            .map(|o| {
+                format!(
+                    "    .child({{ metadata: {{ name: \"example\" }} }}, kinds.{})\n",
+                    o.kind
+                )
+            })
             .collect();
         tests.push_str(&format!(
             "\ntest(\"not ready until every child is observed\", () => {{\n  const outcome = new Harness({reconciler}).reconcile(obj());\n  assert.equal(ready(outcome).status, \"False\");\n  assert.equal(ready(outcome).message, \"waiting for {waiting}\");\n  assert.deepEqual(outcome.events, []);\n}});\n\ntest(\"ready once every child is observed\", () => {{\n  const outcome = new Harness({reconciler})\n{observed}    .reconcile(obj());\n  assert.equal(ready(outcome).status, \"True\");\n  assert.deepEqual(outcome.events.map((e) => e.reason), [\"Ready\"]);\n}});\n",
