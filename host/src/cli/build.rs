@@ -5,6 +5,7 @@
 //! it declares, and the grant it needs.
 
 mod python;
+mod toolchain;
 mod typescript;
 
 use std::path::{Path, PathBuf};

@@ -7,10 +7,10 @@
 
 mod kinds;
 mod python;
+mod script;
 mod typescript;
 
-pub use python::component_path as python_component_path;
-pub use typescript::component_path as typescript_component_path;
+pub use script::component_path as script_component_path;
 
 /// The kinds a Python or TypeScript scaffold knows how to own: those whose
 /// child is the spec's data. Others are written by hand (see
@@ -502,8 +502,8 @@ strip = true
 
     fn next_steps(&self) -> String {
         match self.lang {
-            Lang::Python => return python::next_steps(self),
-            Lang::TypeScript => return typescript::next_steps(self),
+            Lang::Python => return script::next_steps(self, &python::STEPS),
+            Lang::TypeScript => return script::next_steps(self, &typescript::STEPS),
             Lang::Rust => {}
         }
         let dir = self.dir.display();

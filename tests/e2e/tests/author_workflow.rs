@@ -77,20 +77,10 @@ fn the_readme_names_the_whole_workflow() {
 
 #[tokio::test]
 async fn the_readme_takes_an_author_from_bosun_new_to_a_reconciled_object() {
-    if bosun_testenv::tools::for_test("kubectl", "see README: Tests")
-        .unwrap_or_else(|e| panic!("{e}"))
-        .is_none()
-    {
-        return;
-    }
     let commands = readme_commands(MARKER);
-    let cluster = Cluster::start().await;
-    // The demo's namespace, which the README applies the sample to.
-    let demo: Namespace = serde_json::from_value(json!({"metadata": {"name": "demo"}})).unwrap();
-    Api::<Namespace>::all(cluster.client.clone())
-        .create(&PostParams::default(), &demo)
-        .await
-        .unwrap();
+    let Some(cluster) = cluster_with_demo_namespace().await else {
+        return;
+    };
     let _host = Host::start(&cluster, &[], &["--modules-from-cluster"]).await;
 
     let target = bosun_testenv::guests::target_dir();
@@ -155,18 +145,9 @@ async fn a_scripted_scaffold_from_new_to_a_reconciled_sample(marker: &str, tests
             "README's block {marker} lacks {step:?}: {commands:#?}"
         );
     }
-    if bosun_testenv::tools::for_test("kubectl", "see README: Tests")
-        .unwrap_or_else(|e| panic!("{e}"))
-        .is_none()
-    {
+    let Some(cluster) = cluster_with_demo_namespace().await else {
         return;
-    }
-    let cluster = Cluster::start().await;
-    let demo: Namespace = serde_json::from_value(json!({"metadata": {"name": "demo"}})).unwrap();
-    Api::<Namespace>::all(cluster.client.clone())
-        .create(&PostParams::default(), &demo)
-        .await
-        .unwrap();
+    };
     let outside = tempfile::tempdir().unwrap();
     let times = run_commands(&commands, outside.path(), &cluster, |_, _| {});
     let (_, _, reconciled) = times
@@ -200,6 +181,20 @@ async fn a_scripted_scaffold_from_new_to_a_reconciled_sample(marker: &str, tests
     .await;
     assert_eq!(sample.data["spec"]["data"]["greeting"], "hello");
     print_times(&times);
+}
+
+/// A control plane with the demo's namespace, which the README applies
+/// samples to; None (the test skips) without kubectl.
+async fn cluster_with_demo_namespace() -> Option<Cluster> {
+    bosun_testenv::tools::for_test("kubectl", "see README: Tests")
+        .unwrap_or_else(|e| panic!("{e}"))?;
+    let cluster = Cluster::start().await;
+    let demo: Namespace = serde_json::from_value(json!({"metadata": {"name": "demo"}})).unwrap();
+    Api::<Namespace>::all(cluster.client.clone())
+        .create(&PostParams::default(), &demo)
+        .await
+        .unwrap();
+    Some(cluster)
 }
 
 /// Runs `commands` from `work` as an author types them (`cd` moves), with

@@ -9,6 +9,8 @@ use std::process::Command;
 
 use anyhow::{Context as _, bail};
 
+use super::toolchain::{output, run};
+
 /// Whether `dir` holds a Python reconciler rather than a crate.
 pub(super) fn is_project(dir: &Path) -> bool {
     dir.join("app.py").is_file() && !dir.join("Cargo.toml").is_file()
@@ -44,11 +46,7 @@ pub(super) fn build(dir: &Path) -> anyhow::Result<PathBuf> {
             "pip install -r requirements.txt",
         )?;
     }
-    let component = crate::cli::new::python_component_path(dir);
-    if let Some(parent) = component.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
+    let component = output(dir)?;
     eprintln!(
         "building {} with componentize-py (python -m bosun build app)",
         component.display()
@@ -61,14 +59,4 @@ pub(super) fn build(dir: &Path) -> anyhow::Result<PathBuf> {
         "python -m bosun build",
     )?;
     Ok(component)
-}
-
-fn run(command: &mut Command, what: &str) -> anyhow::Result<()> {
-    let status = command
-        .status()
-        .with_context(|| format!("running {what}"))?;
-    if !status.success() {
-        bail!("{what} failed ({status})");
-    }
-    Ok(())
 }

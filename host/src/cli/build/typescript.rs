@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
+
+use super::toolchain::{output, run};
 
 /// Whether `dir` holds a TypeScript reconciler rather than a crate.
 pub(super) fn is_project(dir: &Path) -> bool {
@@ -61,11 +63,7 @@ pub(super) fn build(dir: &Path) -> anyhow::Result<PathBuf> {
             .args(["exec", "--no", "--", "tsc"]),
         "tsc",
     )?;
-    let component = crate::cli::new::typescript_component_path(dir);
-    if let Some(parent) = component.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
+    let component = output(dir)?;
     eprintln!(
         "building {} with componentize-qjs (bosun-build dist/src/app.js)",
         component.display()
@@ -95,14 +93,4 @@ fn linked_sdk(dir: &Path) -> anyhow::Result<Option<PathBuf>> {
         return Ok(None);
     };
     Ok(Some(dir.join(path)))
-}
-
-fn run(command: &mut Command, what: &str) -> anyhow::Result<()> {
-    let status = command
-        .status()
-        .with_context(|| format!("running {what}"))?;
-    if !status.success() {
-        bail!("{what} failed ({status})");
-    }
-    Ok(())
 }

@@ -11,6 +11,7 @@ use std::path::Path;
 
 use super::Scaffold;
 use super::kinds::Owned;
+use super::script::{self, Steps};
 
 /// The files of a Python project for `plan`, the SDK installed from
 /// `sdk` (a checkout's `sdks/python`).
@@ -35,19 +36,6 @@ pub(super) fn files(plan: &Scaffold, sdk: &Path) -> Vec<(String, String)> {
             "/.venv\n/target\n__pycache__/\n".to_owned(),
         ),
     ]
-}
-
-/// Where `bosun build` writes the component of a project in `dir`.
-pub fn component_path(dir: &Path) -> std::path::PathBuf {
-    // `bosun build` in the project itself names it `.`: the name is the
-    // directory's own.
-    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
-    let name = dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("module")
-        .to_owned();
-    dir.join("target").join(format!("{name}.wasm"))
 }
 
 const CONFTEST: &str =
@@ -90,10 +78,8 @@ fn app(plan: &Scaffold) -> String {
 }
 
 fn builder(owned: &Owned) -> String {
-    let (field, what) = match owned.kind {
-        "Secret" => ("stringData", "The Secret holding the spec's data."),
-        _ => ("data", "The ConfigMap holding the spec's data."),
-    };
+    let field = script::data_field(owned.kind);
+    let what = format!("The {} holding the spec's data.", owned.kind);
     format!(
         "\n\ndef {function}(obj: dict[str, Any]) -> dict[str, Any]:\n    \"\"\"{what}\"\"\"\n    return {{\n        \"metadata\": {{\"name\": obj[\"metadata\"][\"name\"], \"labels\": labels(obj)}},\n        \"{field}\": dict(obj[\"spec\"].get(\"data\") or {{}}),\n    }}\n",
         function = super::function_name(owned.kind),
@@ -109,11 +95,7 @@ fn tests(plan: &Scaffold) -> String {
         ));
     } else {
         for owned in &plan.owned {
-            let field = if owned.kind == "Secret" {
-                "stringData"
-            } else {
-                "data"
-            };
+            let field = script::data_field(owned.kind);
             tests.push_str(&format!(
                 "\n\ndef test_it_keeps_a_{lower}_of_the_spec_data():\n    outcome = Harness({reconciler}).reconcile(obj())\n    child = outcome.child(kinds.{kind}, \"example\")\n    assert child is not None, \"a {kind}\"\n    assert child[\"{field}\"] == {{\"greeting\": \"hello\"}}\n    assert child[\"metadata\"][\"labels\"][\"app.kubernetes.io/managed-by\"] == \"bosun\"\n",
                 lower = super::function_name(owned.kind),
@@ -141,31 +123,29 @@ fn tests(plan: &Scaffold) -> String {
         .replace("{{tests}}", &tests)
 }
 
-fn readme(plan: &Scaffold) -> String {
-    format!(
-        "# {name}\n\n{summary}\n\nA [bosun](https://github.com/bosun-dev/bosun) reconciler module in Python, made by\n`bosun new --lang python`.\n\n{steps}\n\n- `app.py`: the `{kind}` reconciler; `WitWorld` is what the component exports.\n- `tests/test_app.py`: its tests, natively, through `bosun.testing.Harness`.\n- `crd.yaml`: the `{kind}` kind; keep its schema in step with `app.py`.\n- `samples/{lower}.yaml`: an object to try.\n- `requirements.txt`: the SDK and its pinned toolchain; `bosun build` installs\n  them into `.venv` the first time.\n",
-        name = plan.name,
-        summary = super::capitalize(&plan.summary()),
-        steps = next_steps(plan)
-            .replace("next:\n", "```sh\n")
-            .replace("\n  ", "\n")
-            + "\n```",
-        kind = plan.kind,
-        lower = plan.kind.to_lowercase(),
-    )
-}
+/// How a Python project goes on.
+pub(super) const STEPS: Steps = Steps {
+    build: ".venv with the SDK (the first time), then the Wasm component, checked",
+    test: ".venv/bin/pytest -q",
+    push: Some((
+        " (a Python component is too big for a ConfigMap)",
+        " --to oci://REGISTRY/{name}:0.1.0",
+    )),
+};
 
-/// The commands to go on with, as `bosun new` prints them.
-pub(super) fn next_steps(plan: &Scaffold) -> String {
-    let dir = plan.dir.display();
-    let component = component_path(&plan.dir);
-    let component = component
-        .strip_prefix(&plan.dir)
-        .unwrap_or(&component)
-        .display();
-    format!(
-        "next:\n  cd {dir}\n  bosun build                                 # .venv with the SDK (the first time), then the Wasm component, checked\n  .venv/bin/pytest -q                         # the reconciler, natively\n  bosun reconcile {component} --object samples/{kind}.yaml\n  kubectl apply -f crd.yaml                   # then, in a cluster (a Python component is too big for a ConfigMap):\n  bosun push {component} --name {name} --to oci://REGISTRY/{name}:0.1.0",
-        kind = plan.kind.to_lowercase(),
-        name = plan.name,
+fn readme(plan: &Scaffold) -> String {
+    let kind = &plan.kind;
+    let lower = kind.to_lowercase();
+    script::readme(
+        plan,
+        &STEPS,
+        "Python",
+        &[
+            format!("`app.py`: the `{kind}` reconciler; `WitWorld` is what the component exports."),
+            "`tests/test_app.py`: its tests, natively, through `bosun.testing.Harness`.".to_owned(),
+            format!("`crd.yaml`: the `{kind}` kind; keep its schema in step with `app.py`."),
+            format!("`samples/{lower}.yaml`: an object to try."),
+            "`requirements.txt`: the SDK and its pinned toolchain; `bosun build` installs\n  them into `.venv` the first time.".to_owned(),
+        ],
     )
 }

@@ -8,9 +8,10 @@
 //! in the checkout `new.rs` found, with the versions of tsc and the Node
 //! types the SDK itself pins.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::Scaffold;
+use super::script::{self, Steps, component_path};
 
 /// The files of an npm package for `plan`, the SDK depended on at `sdk` (a
 /// checkout's `sdks/typescript`).
@@ -32,19 +33,6 @@ pub(super) fn files(plan: &Scaffold, sdk: &Path) -> Vec<(String, String)> {
             "/node_modules\n/dist\n/target\n".to_owned(),
         ),
     ]
-}
-
-/// Where `bosun build` writes the component of a package in `dir`.
-pub fn component_path(dir: &Path) -> PathBuf {
-    // `bosun build` in the project itself names it `.`: the name is the
-    // directory's own.
-    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
-    let name = dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("module")
-        .to_owned();
-    dir.join("target").join(format!("{name}.wasm"))
 }
 
 fn package_json(plan: &Scaffold, sdk: &Path) -> String {
@@ -111,10 +99,8 @@ fn app(plan: &Scaffold) -> String {
             kind = plan.kind
         );
         for owned in &plan.owned {
-            let (field, what) = match owned.kind {
-                "Secret" => ("stringData", "The Secret holding the spec's data."),
-                _ => ("data", "The ConfigMap holding the spec's data."),
-            };
+            let field = script::data_field(owned.kind);
+            let what = format!("The {} holding the spec's data.", owned.kind);
             builders.push_str(&format!(
                 "\n/** {what} */\nexport function {function}(obj: {kind}): KubeObject {{\n  return {{\n    metadata: {{ name: obj.metadata.name, labels: labels(obj) }},\n    {field}: {{ ...(obj.spec.data ?? {{}}) }},\n  }};\n}}\n",
                 function = camel(&super::function_name(owned.kind)),
@@ -146,11 +132,7 @@ fn tests(plan: &Scaffold) -> String {
         ));
     } else {
         for owned in &plan.owned {
-            let field = if owned.kind == "Secret" {
-                "stringData"
-            } else {
-                "data"
-            };
+            let field = script::data_field(owned.kind);
             tests.push_str(&format!(
                 "\ntest(\"it keeps a {kind} of the spec's data\", () => {{\n  const outcome = new Harness({reconciler}).reconcile(obj());\n  const child = outcome.child(kinds.{kind}, \"example\");\n  assert.ok(child, \"a {kind}\");\n  assert.deepEqual(child[\"{field}\"], {{ greeting: \"hello\" }});\n  assert.equal(child.metadata?.labels?.[\"app.kubernetes.io/managed-by\"], \"bosun\");\n}});\n",
                 kind = owned.kind,
@@ -199,31 +181,26 @@ fn camel(snake: &str) -> String {
     out
 }
 
-fn readme(plan: &Scaffold) -> String {
-    format!(
-        "# {name}\n\n{summary}\n\nA [bosun](https://github.com/bosun-dev/bosun) reconciler module in TypeScript, made by\n`bosun new --lang typescript`.\n\n{steps}\n\n- `src/app.ts`: the `{kind}` reconciler; the module's default export is what the component exports.\n- `test/app.test.ts`: its tests, natively, through `Harness` from `@bosun/sdk/testing`.\n- `crd.yaml`: the `{kind}` kind; keep its schema in step with `src/app.ts`.\n- `samples/{lower}.yaml`: an object to try.\n- `package.json`: the SDK (by path: it is on no registry) and the pinned tsc;\n  `bosun build` runs `npm install` the first time.\n",
-        name = plan.name,
-        summary = super::capitalize(&plan.summary()),
-        steps = next_steps(plan)
-            .replace("next:\n", "```sh\n")
-            .replace("\n  ", "\n")
-            + "\n```",
-        kind = plan.kind,
-        lower = plan.kind.to_lowercase(),
-    )
-}
+/// How a TypeScript package goes on.
+pub(super) const STEPS: Steps = Steps {
+    build: "npm install (the first time), tsc, then the Wasm component, checked",
+    test: "npm test",
+    push: None,
+};
 
-/// The commands to go on with, as `bosun new` prints them.
-pub(super) fn next_steps(plan: &Scaffold) -> String {
-    let dir = plan.dir.display();
-    let component = component_path(&plan.dir);
-    let component = component
-        .strip_prefix(&plan.dir)
-        .unwrap_or(&component)
-        .display();
-    format!(
-        "next:\n  cd {dir}\n  bosun build                                 # npm install (the first time), tsc, then the Wasm component, checked\n  npm test                                    # the reconciler, natively\n  bosun reconcile {component} --object samples/{kind}.yaml\n  kubectl apply -f crd.yaml                   # then, in a cluster:\n  bosun push {component} --name {name}",
-        kind = plan.kind.to_lowercase(),
-        name = plan.name,
+fn readme(plan: &Scaffold) -> String {
+    let kind = &plan.kind;
+    let lower = kind.to_lowercase();
+    script::readme(
+        plan,
+        &STEPS,
+        "TypeScript",
+        &[
+            format!("`src/app.ts`: the `{kind}` reconciler; the module's default export is what the component exports."),
+            "`test/app.test.ts`: its tests, natively, through `Harness` from `@bosun/sdk/testing`.".to_owned(),
+            format!("`crd.yaml`: the `{kind}` kind; keep its schema in step with `src/app.ts`."),
+            format!("`samples/{lower}.yaml`: an object to try."),
+            "`package.json`: the SDK (by path: it is on no registry) and the pinned tsc;\n  `bosun build` runs `npm install` the first time.".to_owned(),
+        ],
     )
 }
