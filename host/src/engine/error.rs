@@ -136,11 +136,16 @@ pub enum LoadError {
 impl LoadError {
     /// A CamelCase reason for a status condition: `CompileLimit` for a
     /// limit of the compile cage, `CompileUnavailable` when the cage could
-    /// not compile now, `LoadFailed` for everything else.
+    /// not compile now, `HostStarved` when the `metadata` call missed its
+    /// deadline for want of CPU (the host's load, not the module: a later
+    /// try may pass), `LoadFailed` for everything else.
     pub fn reason(&self) -> &'static str {
         match self {
             LoadError::CompileLimit { .. } => "CompileLimit",
             LoadError::CompileUnavailable { .. } => "CompileUnavailable",
+            LoadError::Metadata { source, .. } if matches!(**source, CallError::Starved { .. }) => {
+                "HostStarved"
+            }
             _ => "LoadFailed",
         }
     }
@@ -368,4 +373,28 @@ impl CallError {
 pub(crate) struct HostCallOverran {
     pub(crate) call: &'static str,
     pub(crate) examined: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_metadata_call_starved_of_cpu_is_host_starved_not_a_failed_load() {
+        let metadata = |source| LoadError::Metadata {
+            source_name: "m.wasm".to_owned(),
+            source: Box::new(source),
+        };
+        let starved = metadata(CallError::Starved {
+            module: "m".to_owned(),
+            limit: Duration::from_secs(2),
+            cpu: Duration::from_millis(700),
+        });
+        assert_eq!(starved.reason(), "HostStarved");
+        let spun = metadata(CallError::Timeout {
+            module: "m".to_owned(),
+            limit: Duration::from_secs(2),
+        });
+        assert_eq!(spun.reason(), "LoadFailed");
+    }
 }

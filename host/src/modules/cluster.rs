@@ -223,6 +223,7 @@ pub fn heals_by_itself(reason: &str) -> bool {
             | "MissingRBAC"
             | "Conflict"
             | "CompileUnavailable"
+            | "HostStarved"
     )
 }
 
@@ -501,6 +502,7 @@ mod tests {
             "MissingRBAC",
             "Conflict",
             "CompileUnavailable",
+            "HostStarved",
         ] {
             assert!(heals_by_itself(reason), "{reason}");
         }
