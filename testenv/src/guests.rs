@@ -90,10 +90,14 @@ pub fn build() -> Result<PathBuf, BuildError> {
 /// Builds the guests if needed and returns the component of `package`
 /// (for instance `cnat`). The Python guests (`cnat-python`) come from
 /// [`crate::python_guests`], the TypeScript one (`cnat-typescript`) from
-/// [`crate::typescript_guests`], each built only when asked for.
+/// [`crate::typescript_guests`], the Go one (`cnat-go`) from
+/// [`crate::go_guests`], each built only when asked for.
 pub fn path(package: &str) -> Result<PathBuf, BuildError> {
     if crate::python_guests::is_python(package) {
         return crate::python_guests::path(package);
+    }
+    if crate::go_guests::is_go(package) {
+        return crate::go_guests::path(package);
     }
     if crate::typescript_guests::is_typescript(package) {
         return crate::typescript_guests::path(package);

@@ -61,6 +61,8 @@
 #![warn(missing_docs)]
 
 pub mod assets;
+pub mod go_component;
+pub mod go_guests;
 pub mod guests;
 pub mod hostile;
 pub mod python_guests;

@@ -1,7 +1,8 @@
 //! What the builders of guests in other languages ([`crate::python_guests`],
-//! [`crate::typescript_guests`]) share: a digest of their inputs, a copy of
-//! a source tree to stage, a lock across test processes, and running the
-//! toolchain. Each builder says which files are no input (`skipped`).
+//! [`crate::typescript_guests`], [`crate::go_guests`]) share: a digest of
+//! their inputs, a copy of a source tree to stage, a lock across test
+//! processes, and running the toolchain. Each builder says which files are
+//! no input (`skipped`).
 
 use std::fs::File;
 use std::io::Write as _;
