@@ -1,0 +1,148 @@
+//! The Go cnat (`examples/cnat-go`, built with the Go SDK by mainline Go
+//! and made a component with the WASI preview1 reactor adapter) on the
+//! real binary: it loads through the same path as production, `bosun
+//! reconcile` prints for it what it prints for the Rust cnat on the same
+//! inputs, and a panic comes back as a retryable error, not a trap;
+//! README's Go block runs as written.
+
+mod cnat_beside_rust;
+
+use cnat_beside_rust::{guest, readme_block, run_cnat_block, sample, yaml};
+use serde_json::{Value, json};
+
+/// This file's compile cache.
+const CACHE: &str = "go-guest-test-cache";
+
+fn bosun(args: &[&str]) -> std::process::Output {
+    cnat_beside_rust::bosun(CACHE, args)
+}
+
+fn reconcile_both(args: &[&str]) -> (Value, Value) {
+    cnat_beside_rust::reconcile_both(CACHE, "cnat-go", args)
+}
+
+#[test]
+fn go_cnat_prints_the_same_desired_pod_as_rust_cnat_when_due() {
+    let at = sample("examples/cnat/samples/at.yaml");
+    let (rust, go) = reconcile_both(&["--object", &at, "--now", "2026-12-01T10:00:00Z"]);
+    assert_eq!(go["apply"][0]["kind"], "Pod", "{go:#}");
+    assert_eq!(
+        go["apply"][0]["spec"]["containers"][0]["command"],
+        json!(["echo", "YAY"])
+    );
+    assert_eq!(go["events"][0]["reason"], "Started", "{go:#}");
+    assert_eq!(go, rust);
+}
+
+#[test]
+fn go_cnat_waits_for_the_schedule_as_rust_cnat_does() {
+    let at = sample("examples/cnat/samples/at.yaml");
+    let (rust, go) = reconcile_both(&["--object", &at, "--now", "2026-12-01T09:00:00Z"]);
+    assert_eq!(go["status"]["phase"], "PENDING");
+    assert_eq!(go["requeueAfterMs"], 3_600_000);
+    assert_eq!(go, rust);
+}
+
+#[test]
+fn go_cnat_reports_done_for_a_succeeded_pod_as_rust_cnat_does() {
+    // The observed child crosses the boundary as a list of strings, the
+    // status as an option: both lifted and lowered by the SDK's glue.
+    let dir = tempfile::tempdir().unwrap();
+    let at = sample("examples/cnat/samples/at.yaml");
+    let running = yaml(&bosun(&[
+        "reconcile",
+        &guest("cnat"),
+        "--object",
+        &at,
+        "--now",
+        "2026-12-01T10:00:00Z",
+    ]));
+    let mut pod = running["apply"][0].clone();
+    pod["status"] = json!({"phase": "Succeeded"});
+    let children = dir.path().join("pod.yaml");
+    std::fs::write(&children, serde_yaml::to_string(&pod).unwrap()).unwrap();
+    let mut object: Value = serde_yaml::from_str(&std::fs::read_to_string(&at).unwrap()).unwrap();
+    object["status"] = json!({"phase": "RUNNING"});
+    let object_file = dir.path().join("at.yaml");
+    std::fs::write(&object_file, serde_yaml::to_string(&object).unwrap()).unwrap();
+
+    let (rust, go) = reconcile_both(&[
+        "--object",
+        object_file.to_str().unwrap(),
+        "--children",
+        children.to_str().unwrap(),
+    ]);
+    assert_eq!(go["status"]["phase"], "DONE");
+    assert_eq!(go["events"][0]["reason"], "Done");
+    assert_eq!(go, rust);
+}
+
+#[test]
+fn go_cnat_fails_a_bad_schedule_permanently_as_rust_cnat_does() {
+    let bad = sample("examples/cnat/samples/bad-schedule.yaml");
+    for package in ["cnat", "cnat-go"] {
+        let out = bosun(&["reconcile", &guest(package), "--object", &bad]);
+        assert_eq!(out.status.code(), Some(1), "{package}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let line = err
+            .lines()
+            .find(|l| l.starts_with("error:"))
+            .unwrap_or_else(|| panic!("{package}: no error line in {err}"));
+        assert!(
+            line.contains(
+                "permanent error InvalidSchedule: schedule \"next tuesday\" is not in the layout 2006-01-02T15:04:05Z"
+            ),
+            "{package}: {line}"
+        );
+    }
+}
+
+#[test]
+fn a_go_panic_is_a_retryable_error_with_its_frames_not_a_trap() {
+    // An At without a spec: the Rust type refuses the object outright, the
+    // Go code dereferences a nil *AtSpec when it reads the schedule.
+    let dir = tempfile::tempdir().unwrap();
+    let mut object: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(sample("examples/cnat/samples/at.yaml")).unwrap(),
+    )
+    .unwrap();
+    object.as_object_mut().unwrap().remove("spec");
+    let file = dir.path().join("at.yaml");
+    std::fs::write(&file, serde_yaml::to_string(&object).unwrap()).unwrap();
+    let out = bosun(&[
+        "reconcile",
+        &guest("cnat-go"),
+        "--object",
+        file.to_str().unwrap(),
+        "--now",
+        "2026-12-01T10:00:00Z",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "retryable error UncaughtPanic: panic: runtime error: invalid memory address or nil pointer dereference"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("main.Cnat.Reconcile("),
+        "the panic's frames: {err}"
+    );
+    assert!(!err.contains("trap"), "{err}");
+}
+
+#[test]
+fn go_cnat_declares_what_rust_cnat_declares() {
+    let inspect = |package: &str| {
+        let mut report = yaml(&bosun(&["inspect", &guest(package)]));
+        let object = report.as_object_mut().unwrap();
+        for varying in ["sha256", "loadTimeMs", "loadedFrom"] {
+            object.remove(varying);
+        }
+        report
+    };
+    let (rust, go) = (inspect("cnat"), inspect("cnat-go"));
+    assert_eq!(go["module"]["primary"]["plural"], "ats");
+    assert_eq!(go, rust);
+}
