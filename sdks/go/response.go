@@ -1,6 +1,7 @@
 package bosun
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -83,24 +84,23 @@ func (r *Response) Child(child any, kind Kind) *Response {
 }
 
 func (r *Response) push(value map[string]any, kind string) *Response {
-	encoded, err := json.Marshal(value)
+	encoded, err := encode(value)
 	if err != nil {
 		r.fail(fmt.Sprintf("a desired %s does not encode as JSON: %v", kind, err))
 		return r
 	}
-	r.Children = append(r.Children, string(encoded))
+	r.Children = append(r.Children, encoded)
 	return r
 }
 
 // Status sets the desired status; the host writes it to the status
 // subresource.
 func (r *Response) Status(status any) *Response {
-	encoded, err := json.Marshal(status)
+	s, err := encode(status)
 	if err != nil {
 		r.fail(fmt.Sprintf("the status does not encode as JSON: %v", err))
 		return r
 	}
-	s := string(encoded)
 	r.StatusJSON = &s
 	return r
 }
@@ -160,4 +160,17 @@ func delayMs(delay time.Duration) uint64 {
 		ms++
 	}
 	return uint64(ms)
+}
+
+// encode is value as JSON without encoding/json's HTML escaping (`<`, `>`
+// and `&` as \u003c...), which the host does not need: the text stays as
+// the author wrote it, as the other SDKs write it.
+func encode(value any) (string, error) {
+	var out bytes.Buffer
+	encoder := json.NewEncoder(&out)
+	encoder.SetEscapeHTML(false)
+	if err := encoder.Encode(value); err != nil {
+		return "", err
+	}
+	return string(bytes.TrimSuffix(out.Bytes(), []byte("\n"))), nil
 }
