@@ -60,6 +60,13 @@ async fn cnat_typescript_whole_life() {
     cnat_whole_life_of("cnat-typescript").await;
 }
 
+/// The same scenario with the Go cnat (`examples/cnat-go`, built with the
+/// Go SDK by mainline Go and the WASI preview1 reactor adapter).
+#[tokio::test]
+async fn cnat_go_whole_life() {
+    cnat_whole_life_of("cnat-go").await;
+}
+
 /// cnat's whole life, with `module` (a guest package whose module is named
 /// `cnat`) reconciling: PENDING, the Pod at the schedule, RUNNING, DONE,
 /// converged, and the Pod owned for deletion.
