@@ -146,3 +146,28 @@ fn go_cnat_declares_what_rust_cnat_declares() {
     assert_eq!(go["module"]["primary"]["plural"], "ats");
     assert_eq!(go, rust);
 }
+
+#[test]
+fn the_readme_go_block_runs_as_written() {
+    let lines = readme_block("<!-- tested: go-sdk -->");
+    for step in [
+        "go test",
+        "go build -buildmode=c-shared",
+        "cargo xtask go-component",
+        "bosun inspect",
+        "bosun reconcile",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.contains(step)),
+            "the block lacks {step:?}: {lines:#?}"
+        );
+    }
+    let stdout = run_cnat_block(&lines, CACHE);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("ok")
+                && l.contains("github.com/bosun-dev/bosun/examples/cnat-go")),
+        "go test ran: {stdout}"
+    );
+}

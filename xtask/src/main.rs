@@ -6,6 +6,7 @@ mod control_plane;
 mod demo;
 mod demo_offline;
 mod features;
+mod go_component;
 mod guests;
 mod prepare;
 mod test;
@@ -30,6 +31,9 @@ enum Command {
     ControlPlane(control_plane::Args),
     /// Build the example and test reconcilers as Wasm components.
     BuildGuests,
+    /// Make a Go reconciler's core module (GOOS=wasip1 -buildmode=c-shared)
+    /// a component, with the Go SDK's WIT and the preview1 reactor adapter.
+    GoComponent(go_component::Args),
     /// Run the whole test suite: control plane, guests, then `cargo test --workspace`.
     Test(test::Args),
     /// The main job: start a local control plane, run bosun with the example
@@ -58,6 +62,7 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::ControlPlane(args) => control_plane::run(args),
         Command::BuildGuests => guests::run(),
+        Command::GoComponent(args) => go_component::run(args),
         Command::Test(args) => test::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Image(args) => image::run(args),

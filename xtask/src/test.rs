@@ -6,7 +6,8 @@
 //! 2. the Python guests (`bosun_testenv::python_guests`: a venv under
 //!    `target/python` with the pinned componentize-py from PyPI), then the
 //!    TypeScript one (`bosun_testenv::typescript_guests`: npm ci under
-//!    `target/typescript`);
+//!    `target/typescript`), then the Go one (`bosun_testenv::go_guests`:
+//!    the machine's Go under `target/go`);
 //! 3. `cargo test --workspace`, with any extra arguments passed through.
 
 use std::time::Instant;
@@ -39,6 +40,13 @@ pub fn run(args: Args) -> Result<()> {
     for package in bosun_testenv::typescript_guests::PACKAGES {
         bosun_testenv::typescript_guests::path(package)
             .map_err(|e| anyhow::anyhow!("building the TypeScript guest {package}: {e}"))?;
+    }
+    eprintln!(
+        "test: building the Go guest: examples/cnat-go with the machine's Go (GOOS=wasip1) under target/go, made a component with the preview1 reactor adapter (cold: seconds; then instant)"
+    );
+    for package in bosun_testenv::go_guests::PACKAGES {
+        bosun_testenv::go_guests::path(package)
+            .map_err(|e| anyhow::anyhow!("building the Go guest {package}: {e}"))?;
     }
     eprintln!(
         "test: cargo test --workspace {}",
