@@ -46,3 +46,14 @@ fn the_go_sdk_passes_its_tests() {
 fn cnat_go_passes_its_tests() {
     go_test(&staged("examples/cnat-go"));
 }
+
+#[test]
+fn the_go_sdks_wit_is_the_contract() {
+    let root = bosun_testenv::guests::workspace_root();
+    let contract = std::fs::read_to_string(root.join("wit/reconciler.wit")).unwrap();
+    let copy = std::fs::read_to_string(root.join("sdks/go/wit/reconciler.wit")).unwrap();
+    assert!(
+        copy == contract,
+        "sdks/go/wit/reconciler.wit differs from wit/reconciler.wit; copy it over (and check abi_wasip1.go's layouts)"
+    );
+}
