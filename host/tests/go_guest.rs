@@ -171,3 +171,100 @@ fn the_readme_go_block_runs_as_written() {
         "go test ran: {stdout}"
     );
 }
+
+/// Writes `value` as YAML into `dir/name` and returns the path.
+fn file(dir: &std::path::Path, name: &str, value: &Value) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, serde_yaml::to_string(value).unwrap()).unwrap();
+    path.display().to_string()
+}
+
+fn config_map(name: &str, namespace: &str, tier: &str, text: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"tier": tier}},
+        "data": {"text": text},
+    })
+}
+
+fn probe(spec: Value) -> Value {
+    json!({
+        "apiVersion": "test.bosun.dev/v1", "kind": "Probe",
+        "metadata": {"name": "probe", "namespace": "team", "uid": "u-1", "generation": 1},
+        "spec": spec,
+    })
+}
+
+#[test]
+fn a_go_guests_reads_settings_and_children_cross_the_glue() {
+    // The host lowers get-object's and list-objects' answers into the
+    // guest's memory through its cabi_realloc, in the middle of a Go
+    // import call: what reads-go reports is what it was given.
+    let dir = tempfile::tempdir().unwrap();
+    let object = file(
+        dir.path(),
+        "probe.yaml",
+        &probe(
+            json!({"get": "web", "missing": "nothing-here", "selector": "tier in (front,back)"}),
+        ),
+    );
+    let objects: Vec<String> = [
+        config_map("web", "team", "front", "hello, wörld"),
+        config_map("db", "team", "back", "x"),
+        config_map("cache", "team", "cache", "y"),
+        config_map("elsewhere", "other", "front", "z"),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, cm)| file(dir.path(), &format!("cm{i}.yaml"), cm))
+    .collect();
+    let owned = file(
+        dir.path(),
+        "secret.yaml",
+        &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "probe-token", "namespace": "team"}}),
+    );
+    let settings = file(
+        dir.path(),
+        "settings.yaml",
+        &json!({"level": 3, "name": "probe"}),
+    );
+    let module = guest("reads-go");
+    let mut args = vec![
+        "reconcile",
+        module.as_str(),
+        "--object",
+        object.as_str(),
+        "--children",
+        owned.as_str(),
+        "--settings",
+        settings.as_str(),
+        "--objects",
+    ];
+    args.extend(objects.iter().map(String::as_str));
+    let report = yaml(&bosun(&args));
+    let status = &report["status"];
+    assert_eq!(status["got"], json!({"text": "hello, wörld"}), "{report:#}");
+    assert_eq!(status["missing"], true);
+    let mut listed: Vec<&str> = status["listed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    listed.sort_unstable();
+    assert_eq!(listed, ["db", "web"], "in the namespace, by the selector");
+    assert_eq!(status["children"], json!(["probe-token"]));
+    assert_eq!(status["settings"], json!({"level": 3, "name": "probe"}));
+    assert_eq!(status["trigger"], "manual");
+}
+
+#[test]
+fn a_read_the_host_refuses_is_a_retryable_error_in_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let object = file(dir.path(), "probe.yaml", &probe(json!({"forbidden": true})));
+    let out = bosun(&["reconcile", &guest("reads-go"), "--object", &object]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("retryable error ReadFailed:"), "{err}");
+    assert!(err.contains("Deployment"), "the host's reason: {err}");
+}

@@ -1,6 +1,9 @@
 //! Building the Go guest (`examples/cnat-go`, built with `sdks/go`) as a
 //! Wasm component.
 //!
+//! Also the test guest `tests/guests/reads-go`, which crosses the glue's
+//! reads, settings and children for `host/tests/go_guest.rs`.
+//!
 //! The Go counterpart of [`crate::python_guests`] and
 //! [`crate::typescript_guests`]: one builder shared by `cargo xtask test`
 //! and every test that loads the component ([`crate::guests::path`] routes
@@ -24,9 +27,20 @@ use std::sync::Mutex;
 use crate::guests::{BuildError, target_dir, workspace_root};
 use crate::staging::{self, io, lock, run};
 
-/// The Go guests, each a directory under `examples/` holding a main
-/// package.
-pub const PACKAGES: [&str; 1] = ["cnat-go"];
+/// The Go guests, each a directory holding a main package: the example
+/// `examples/cnat-go` and the test guest `tests/guests/reads-go`.
+pub const PACKAGES: [&str; 2] = ["cnat-go", "reads-go"];
+
+/// Where the sources of `package` live, relative to the repository's root
+/// (and to the staging directory, so a `replace` of the SDK by relative
+/// path holds in both).
+fn source_dir(package: &str) -> PathBuf {
+    if package.starts_with("cnat") {
+        Path::new("examples").join(package)
+    } else {
+        Path::new("tests").join("guests").join(package)
+    }
+}
 
 /// Where the staged sources and the components live.
 pub fn dir() -> PathBuf {
@@ -71,14 +85,14 @@ fn build(package: &str) -> Result<PathBuf, BuildError> {
     let _lock = lock(&dir)?;
     let root = workspace_root();
     let sdk = root.join("sdks").join("go");
-    let source = root.join("examples").join(package);
+    let source = root.join(source_dir(package));
     let toolchain = go_version()?;
     let digest = staging::inputs_digest(&[&toolchain], &[&sdk, &source], skipped)?;
     let out = dir.join("guests").join(format!("{package}.wasm"));
     let stamp = dir.join("guests").join(format!("{package}.inputs"));
     let staged = dir.join("src");
     let staged_sdk = staged.join("sdks").join("go");
-    let staged_example = staged.join("examples").join(package);
+    let staged_example = staged.join(source_dir(package));
     if out.is_file()
         && staged_example.is_dir()
         && std::fs::read_to_string(&stamp).is_ok_and(|s| s == digest)
@@ -108,7 +122,7 @@ fn build(package: &str) -> Result<PathBuf, BuildError> {
             .env("GOOS", "wasip1")
             .env("GOARCH", "wasm")
             .current_dir(&staged_example),
-        &format!("building examples/{package}"),
+        &format!("building {}", source_dir(package).display()),
     )?;
     eprintln!(
         "go guests: making {} a component (the WASI preview1 reactor adapter, the SDK's WIT)",
@@ -192,7 +206,7 @@ mod tests {
 
     #[test]
     fn only_go_guests_are_built_here() {
-        assert!(is_go("cnat-go"));
+        assert!(is_go("cnat-go") && is_go("reads-go"));
         assert!(path("cnat").is_err());
     }
 }
