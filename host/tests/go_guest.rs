@@ -268,3 +268,36 @@ fn a_read_the_host_refuses_is_a_retryable_error_in_go() {
     assert!(err.contains("retryable error ReadFailed:"), "{err}");
     assert!(err.contains("Deployment"), "the host's reason: {err}");
 }
+
+#[test]
+fn a_go_guests_finalize_crosses_the_glue() {
+    let dir = tempfile::tempdir().unwrap();
+    let owned = file(
+        dir.path(),
+        "secret.yaml",
+        &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "probe-token", "namespace": "team"}}),
+    );
+    let module = guest("reads-go");
+    let finalize = |spec: Value| {
+        let object = file(dir.path(), "probe.yaml", &probe(spec));
+        yaml(&bosun(&[
+            "reconcile",
+            &module,
+            "--finalize",
+            "--object",
+            &object,
+            "--children",
+            &owned,
+        ]))
+    };
+    let lingering = finalize(json!({"linger": true}));
+    assert_eq!(lingering["result"], "Pending", "{lingering:#}");
+    assert_eq!(lingering["requeueAfterMs"], 1500);
+    assert_eq!(
+        lingering["events"],
+        json!([{"type": "Warning", "reason": "Lingering", "note": "1 children left", "action": "Cleanup"}])
+    );
+    let done = finalize(json!({}));
+    assert_eq!(done["result"], "Done", "{done:#}");
+    assert_eq!(done["events"], json!([]));
+}

@@ -64,7 +64,9 @@ func cabiRealloc(old, oldSize, align, size uint32) uint32 {
 		start := (bootUsed + uintptr(align) - 1) &^ (uintptr(align) - 1)
 		if start+uintptr(size) > uintptr(len(bootArena)) {
 			// Out of static room before the runtime is up: nothing else can
-			// serve it. A trap here says so rather than corrupting memory.
+			// serve it. The panic cannot be printed this early (printing
+			// calls into the adapter that is asking), so the instance ends
+			// in a trap, never with memory shared with Go's heap.
 			panic("bosun: cabi_realloc before the Go runtime started needs more than the boot arena")
 		}
 		bootUsed = start + uintptr(size)

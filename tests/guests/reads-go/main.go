@@ -1,12 +1,13 @@
-// A test guest for host/tests/go_guest.rs: each reconcile crosses every
-// part of the Go SDK's glue cnat-go does not — get-object (found and
-// missing), list-objects with a selector, a read the host refuses, the
-// module's settings, observed children — and reports what it saw in its
-// status, so the test compares it with what it gave the host.
+// A test guest for host/tests/go_guest.rs: each call crosses a part of
+// the Go SDK's glue cnat-go does not — get-object (found and missing),
+// list-objects with a selector, a read the host refuses, the module's
+// settings, observed children, finalize — and reports what it saw, so the
+// test compares it with what it gave the host.
 package main
 
 import (
 	"fmt"
+	"time"
 
 	bosun "github.com/bosun-dev/bosun/sdks/go"
 	"github.com/bosun-dev/bosun/sdks/go/kinds"
@@ -21,6 +22,7 @@ type Probe struct {
 		Missing   string `json:"missing"`
 		Selector  string `json:"selector"`
 		Forbidden bool   `json:"forbidden"`
+		Linger    bool   `json:"linger"`
 	} `json:"spec"`
 }
 
@@ -39,7 +41,22 @@ type reads struct{}
 func (reads) Kind() bosun.Kind { return bosun.CustomKind("test.bosun.dev", "v1", "Probe") }
 
 func (reads) Metadata() *bosun.Metadata {
-	return bosun.NewMetadata("reads-go", "0.1.0").Owns(kinds.Secret).Reads(kinds.ConfigMap)
+	return bosun.NewMetadata("reads-go", "0.1.0").Owns(kinds.Secret).Reads(kinds.ConfigMap).
+		WithFinalizer("test.bosun.dev/cleanup")
+}
+
+// Finalize lingers for 1.5 s while spec.linger says so, with an event
+// naming the children still there; done otherwise.
+func (reads) Finalize(p *Probe, ctx *bosun.Context) (*bosun.Finalized, error) {
+	if !p.Spec.Linger {
+		return bosun.Done(), nil
+	}
+	var owned []bosun.Object
+	if err := ctx.Children(kinds.Secret, &owned); err != nil {
+		return nil, err
+	}
+	note := fmt.Sprintf("%d children left", len(owned))
+	return bosun.Pending(1500 * time.Millisecond).Event(bosun.WarningEvent("Lingering", note).WithAction("Cleanup")), nil
 }
 
 func (reads) Reconcile(p *Probe, ctx *bosun.Context) (*bosun.Response, error) {
