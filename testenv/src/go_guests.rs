@@ -141,13 +141,14 @@ fn build(package: &str) -> Result<PathBuf, BuildError> {
 }
 
 /// The machine's `go`, never fetching another toolchain (a go.mod's `go`
-/// line could ask for one) and never reaching for modules beyond what the
-/// staged tree holds.
+/// line could ask for one) nor any module: the SDK and the guests need
+/// none beyond the standard library, and the staged tree holds the SDK.
 pub fn go() -> Command {
     let mut command = Command::new("go");
     command
         .env("GOTOOLCHAIN", "local")
-        .env("GOFLAGS", "-mod=mod");
+        .env("GOPROXY", "off")
+        .env("GOFLAGS", "-mod=readonly");
     command
 }
 
