@@ -1,7 +1,8 @@
-//! cnat in each language the SDKs cover, on the engine, beside the Rust cnat
-//! and beside the same logic called natively: component size, cold
-//! compile, load from the compile cache, one call (a fresh pooled instance,
-//! then the reconcile of a due `At` of about 1, 10 and 100 KB), the
+//! cnat in each language the SDKs cover (Rust, Python, TypeScript, Go),
+//! on the engine, beside the Rust cnat and beside the same logic called
+//! natively: component size, cold compile, load from the compile cache,
+//! one call (a fresh pooled instance, then the reconcile of a due `At` of
+//! about 1, 10 and 100 KB), the
 //! smallest per-call memory cap that call fits in, and the resident memory
 //! each loaded module adds to the host. Every figure is printed with its
 //! ratio to the Rust guest's; calls also with their ratio to native.
@@ -23,10 +24,11 @@ const SIZES_KB: [usize; 3] = [1, 10, 100];
 const RESIDENT_MODULES: usize = 10;
 
 /// cnat's packages, the Rust one first (the baseline).
-const GUESTS: [(&str, &str); 3] = [
+const GUESTS: [(&str, &str); 4] = [
     ("Rust", "cnat"),
     ("Python", "cnat-python"),
     ("TypeScript", "cnat-typescript"),
+    ("Go", "cnat-go"),
 ];
 
 /// One figure as printed, its value for the ratio to the Rust guest, and
