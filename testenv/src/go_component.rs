@@ -1,59 +1,14 @@
-//! Making a component of a core module built by mainline Go
-//! (`GOOS=wasip1 GOARCH=wasm -buildmode=c-shared`), as `wasm-tools
-//! component embed` then `wasm-tools component new --adapt` would, without
-//! the tool: the WIT world's type information is embedded in the module,
-//! and the WASI preview1 imports Go's runtime makes are served by the
-//! *reactor* adapter (a c-shared module has `_initialize`, no `_start`)
-//! that wasmtime publishes as the crate
-//! `wasi-preview1-component-adapter-provider`, of the host's wasmtime
-//! version.
-//!
-//! The adapter allocates its state through the module's `cabi_realloc`
-//! during `_initialize`, before Go's runtime is up; the SDK's glue
-//! (`sdks/go/abi_wasip1.go`) serves those first allocations from a static
-//! area. (wit-component's `realloc_via_memory_grow` would grow memory
-//! behind Go's allocator, which assumes it owns every page above its data.)
+//! Go guests made components for the tests, through the same
+//! `bosun-componentize` that `bosun build` uses.
 
 use std::path::Path;
 
-use wasi_preview1_component_adapter_provider::{
-    WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
-};
-use wit_component::{ComponentEncoder, StringEncoding, embed_component_metadata};
-use wit_parser::Resolve;
-
 use crate::guests::BuildError;
 
-/// The world a reconciler component targets.
-pub const WORLD: &str = "reconciler";
+pub use bosun_componentize::WORLD;
 
 /// The component made from `core` (a Go c-shared module) against the world
 /// [`WORLD`] of the WIT package in `wit_dir`.
 pub fn componentize(core: &[u8], wit_dir: &Path) -> Result<Vec<u8>, BuildError> {
-    let mut resolve = Resolve::default();
-    let (package, _) = resolve
-        .push_dir(wit_dir)
-        .map_err(|e| failed(&format!("reading {}", wit_dir.display()), e))?;
-    let world = resolve
-        .select_world(&[package], Some(WORLD))
-        .map_err(|e| failed("selecting the world", e))?;
-    let mut module = core.to_vec();
-    embed_component_metadata(&mut module, &resolve, world, StringEncoding::UTF8)
-        .map_err(|e| failed("embedding the world", e))?;
-    ComponentEncoder::default()
-        .validate(true)
-        .module(&module)
-        .map_err(|e| failed("reading the module", e))?
-        .adapter(
-            WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
-            WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
-        )
-        .map_err(|e| failed("adding the preview1 reactor adapter", e))?
-        .encode()
-        .map_err(|e| failed("encoding", e))
-}
-
-/// `e` (wit-component's error, its causes joined by `{:#}`) while doing `what`.
-fn failed(what: &str, e: impl std::fmt::Display) -> BuildError {
-    BuildError::new(format!("making a component of a Go module: {what}: {e:#}"))
+    bosun_componentize::componentize(core, wit_dir).map_err(|e| BuildError::new(e.to_string()))
 }

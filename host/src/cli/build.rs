@@ -1,9 +1,10 @@
-//! `bosun build`: a reconciler crate (or a Python project, `python.rs`, or
-//! a TypeScript package, `typescript.rs`)
+//! `bosun build`: a reconciler crate (or a Python project, `python.rs`, a
+//! TypeScript package, `typescript.rs`, or a Go module, `go.rs`)
 //! built as a Wasm component, checked against the host's world by loading
 //! it in the engine, and described: where it is, its size and digest, what
 //! it declares, and the grant it needs.
 
+mod go;
 mod python;
 mod toolchain;
 mod typescript;
@@ -26,7 +27,8 @@ const TARGET: &str = "wasm32-wasip2";
 pub struct BuildArgs {
     /// The crate (a directory with Cargo.toml, or the manifest itself), a
     /// Python project (a directory with app.py) or a TypeScript package (a
-    /// package.json depending on @bosun/sdk).
+    /// package.json depending on @bosun/sdk) or a Go module (a go.mod
+    /// requiring the Go SDK).
     #[arg(default_value = ".")]
     pub path: PathBuf,
     /// The package to build, when the manifest is a workspace of several.
@@ -46,6 +48,8 @@ pub(super) fn run(args: &BuildArgs, engine: &Engine) -> anyhow::Result<ExitCode>
         python::build(&args.path)?
     } else if typescript::is_project(&args.path) {
         typescript::build(&args.path)?
+    } else if go::is_project(&args.path) {
+        go::build(&args.path)?
     } else {
         build_crate(args)?
     };
@@ -85,7 +89,7 @@ fn build_crate(args: &BuildArgs) -> anyhow::Result<PathBuf> {
     };
     if !manifest.is_file() {
         bail!(
-            "{} is not a crate (no Cargo.toml), a Python project (no app.py) or a TypeScript package (no package.json depending on @bosun/sdk): make one with bosun new",
+            "{} is not a crate (no Cargo.toml), a Python project (no app.py) or a TypeScript package (no package.json depending on @bosun/sdk) or a Go module (no go.mod requiring the Go SDK): make one with bosun new",
             args.path.display()
         );
     }

@@ -5,16 +5,18 @@
 //! from the Rust type, with the test that keeps it so) and a README with
 //! the next commands.
 
+mod go;
 mod kinds;
 mod python;
 mod script;
 mod typescript;
 
+pub use go::SDK_MODULE as GO_SDK_MODULE;
 pub use script::component_path as script_component_path;
 
-/// The kinds a Python or TypeScript scaffold knows how to own: those whose
-/// child is the spec's data. Others are written by hand (see
-/// `examples/cnat-python`, `examples/cnat-typescript`).
+/// The kinds a Python, TypeScript or Go scaffold knows how to own: those
+/// whose child is the spec's data. Others are written by hand (see
+/// `examples/cnat-python`, `examples/cnat-typescript`, `examples/cnat-go`).
 const OWNABLE_BY_SCRIPTS: [&str; 2] = ["ConfigMap", "Secret"];
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -74,6 +76,8 @@ pub enum Lang {
     /// componentize-qjs.
     #[value(name = "typescript")]
     TypeScript,
+    /// A module on the Go SDK (`sdks/go`), built by mainline Go for wasip1.
+    Go,
 }
 
 pub(super) fn run(args: &NewArgs) -> anyhow::Result<ExitCode> {
@@ -204,6 +208,7 @@ impl Scaffold {
             Lang::Rust => "guest-sdk",
             Lang::Python => "sdks/python",
             Lang::TypeScript => "sdks/typescript",
+            Lang::Go => "sdks/go",
         };
         let sdk_path = args
             .sdk_path
@@ -504,6 +509,7 @@ strip = true
         match self.lang {
             Lang::Python => return script::next_steps(self, &python::STEPS),
             Lang::TypeScript => return script::next_steps(self, &typescript::STEPS),
+            Lang::Go => return script::next_steps(self, &go::STEPS),
             Lang::Rust => {}
         }
         let dir = self.dir.display();
@@ -536,6 +542,16 @@ strip = true
             Lang::Rust => self.write_crate(),
             Lang::Python => write_files(&self.dir, python::files(self, &self.sdk_dir)),
             Lang::TypeScript => write_files(&self.dir, typescript::files(self, &self.sdk_dir)),
+            Lang::Go => {
+                write_files(&self.dir, go::files(self, &self.sdk_dir))?;
+                // Formatted as gofmt would; it is the author's code from now on.
+                let _ = Command::new("gofmt")
+                    .arg("-w")
+                    .arg(self.dir.join("main.go"))
+                    .arg(self.dir.join("main_test.go"))
+                    .status();
+                Ok(())
+            }
         }
     }
 
@@ -574,6 +590,7 @@ impl Lang {
             Lang::Rust => "rust",
             Lang::Python => "python",
             Lang::TypeScript => "typescript",
+            Lang::Go => "go",
         }
     }
 }

@@ -32,6 +32,8 @@ const MARKER: &str = "<!-- tested: author-workflow -->";
 const PYTHON_MARKER: &str = "<!-- tested: author-workflow-python -->";
 /// The marker before the TypeScript scaffold's block.
 const TYPESCRIPT_MARKER: &str = "<!-- tested: author-workflow-typescript -->";
+/// The marker before the Go scaffold's block.
+const GO_MARKER: &str = "<!-- tested: author-workflow-go -->";
 
 /// The command lines of the README's blocks marked `marker`, in order.
 fn readme_commands(marker: &str) -> Vec<String> {
@@ -129,6 +131,13 @@ async fn the_readme_takes_a_python_author_from_bosun_new_to_a_reconciled_sample(
 #[tokio::test]
 async fn the_readme_takes_a_typescript_author_from_bosun_new_to_a_reconciled_sample() {
     a_scripted_scaffold_from_new_to_a_reconciled_sample(TYPESCRIPT_MARKER, "npm test").await;
+}
+
+/// README's Go block, the same way: `bosun new --lang go`, whose `bosun
+/// build` runs go build for wasip1 and makes the component in-process.
+#[tokio::test]
+async fn the_readme_takes_a_go_author_from_bosun_new_to_a_reconciled_sample() {
+    a_scripted_scaffold_from_new_to_a_reconciled_sample(GO_MARKER, "go test").await;
 }
 
 async fn a_scripted_scaffold_from_new_to_a_reconciled_sample(marker: &str, tests: &str) {

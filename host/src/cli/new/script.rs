@@ -73,3 +73,21 @@ pub(super) fn data_field(kind: &str) -> &'static str {
         "data"
     }
 }
+
+/// A Rust function name as the scripts spell theirs: `config_map` →
+/// `configMap`.
+pub(super) fn lower_camel(snake: &str) -> String {
+    let mut out = String::new();
+    let mut upper = false;
+    for c in snake.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -87,7 +87,7 @@ fn app(plan: &Scaffold) -> String {
             format!(
                 "    if (ctx.child(kinds.{kind}, obj.metadata.name) === undefined) {{\n      waiting.push(\"{kind}\");\n    }}\n    response = response.child({function}(obj), kinds.{kind});\n",
                 kind = o.kind,
-                function = camel(&super::function_name(o.kind)),
+                function = script::lower_camel(&super::function_name(o.kind)),
             )
         })
         .collect();
@@ -103,7 +103,7 @@ fn app(plan: &Scaffold) -> String {
             let what = format!("The {} holding the spec's data.", owned.kind);
             builders.push_str(&format!(
                 "\n/** {what} */\nexport function {function}(obj: {kind}): KubeObject {{\n  return {{\n    metadata: {{ name: obj.metadata.name, labels: labels(obj) }},\n    {field}: {{ ...(obj.spec.data ?? {{}}) }},\n  }};\n}}\n",
-                function = camel(&super::function_name(owned.kind)),
+                function = script::lower_camel(&super::function_name(owned.kind)),
                 kind = plan.kind,
             ));
         }
@@ -162,23 +162,6 @@ fn tests(plan: &Scaffold) -> String {
     plan.substitute(include_str!("typescript/app.test.ts.tmpl"))
         .replace("{{spec_example}}", spec_example)
         .replace("{{tests}}", &tests)
-}
-
-/// `config_map` → `configMap`.
-fn camel(snake: &str) -> String {
-    let mut out = String::new();
-    let mut upper = false;
-    for c in snake.chars() {
-        if c == '_' {
-            upper = true;
-        } else if upper {
-            out.extend(c.to_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// How a TypeScript package goes on.
