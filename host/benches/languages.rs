@@ -111,7 +111,7 @@ fn main() {
     row("resident per module, loaded", &|f| {
         (format!("{:.1} MiB", f.loaded_mib), f.loaded_mib, None)
     });
-    row("… and called once", &|f| {
+    row("… and reconciled once", &|f| {
         (format!("{:.1} MiB", f.resident_mib), f.resident_mib, None)
     });
     println!(
@@ -203,9 +203,9 @@ fn measure(package: &str, objects: &[String], rounds: usize) -> Figures {
         calls(&module, &objects[0], &capped)
     });
     // What each loaded module adds, as a host holds them: loaded from the
-    // cache (as after a restart), then each called once — the first figure
-    // is the compiled module alone, the second adds what its first call
-    // leaves (code paged in, the instance's pool slot).
+    // cache (as after a restart; a load calls `metadata` once), then each
+    // reconciling once — the second figure adds what a reconcile leaves
+    // (more code paged in, more of its instance's pool slot).
     let before = resident_mib();
     let held: Vec<Module> = (0..RESIDENT_MODULES)
         .map(|i| {
