@@ -239,6 +239,13 @@ async fn a_bad_schedule_from_python_is_a_condition_and_an_event_too() {
     a_bad_schedule_of("cnat-python", "adv-schedule-py").await;
 }
 
+/// The same with the TypeScript cnat (`examples/cnat-typescript`), whose
+/// permanent error crosses the boundary from QuickJS.
+#[tokio::test]
+async fn a_bad_schedule_from_typescript_is_a_condition_and_an_event_too() {
+    a_bad_schedule_of("cnat-typescript", "adv-schedule-ts").await;
+}
+
 /// The same with the Go cnat (`examples/cnat-go`), whose permanent error
 /// crosses the boundary through the Go SDK's hand-written glue.
 #[tokio::test]
