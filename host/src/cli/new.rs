@@ -523,14 +523,10 @@ strip = true
 
     fn readme(&self) -> String {
         format!(
-            "# {name}\n\n{summary_upper}\n\nA [bosun](https://github.com/bosun-dev/bosun) reconciler module, made by `bosun new`.\n\n```sh\ncargo test        # the reconciler, natively, through the SDK's harness\nbosun build       # the Wasm component, checked against the host's world\n```\n\n{steps}\n\n- `src/lib.rs`: the `{kind}` custom resource and its reconciler.\n- `tests/{crate_name}.rs`: its tests; they also keep `crd.yaml` in step with the Rust type\n  (`BOSUN_UPDATE_CRDS=1 cargo test` rewrites it).\n- `samples/{lower}.yaml`: an object to try.\n",
+            "# {name}\n\n{summary_upper}\n\nA [bosun](https://github.com/bosun-dev/bosun) reconciler module, made by `bosun new`.\n\n{steps}\n\n- `src/lib.rs`: the `{kind}` custom resource and its reconciler.\n- `tests/{crate_name}.rs`: its tests; they also keep `crd.yaml` in step with the Rust type\n  (`BOSUN_UPDATE_CRDS=1 cargo test` rewrites it).\n- `samples/{lower}.yaml`: an object to try.\n",
             name = self.name,
             summary_upper = capitalize(&self.summary()),
-            steps = self
-                .next_steps()
-                .replace("next:\n", "Then:\n\n```sh\n")
-                .replace("\n  ", "\n")
-                + "\n```",
+            steps = readme_commands(&self.next_steps()),
             kind = self.kind,
             crate_name = self.crate_name,
             lower = self.kind.to_lowercase(),
@@ -593,6 +589,18 @@ impl Lang {
             Lang::Go => "go",
         }
     }
+}
+
+/// The commands `bosun new` prints, as a README's shell block: without
+/// the `cd` into the project, whose README this is (and which may move).
+fn readme_commands(next_steps: &str) -> String {
+    let lines: Vec<&str> = next_steps
+        .lines()
+        .skip(1)
+        .map(str::trim_start)
+        .filter(|line| !line.starts_with("cd "))
+        .collect();
+    format!("```sh\n{}\n```", lines.join("\n"))
 }
 
 fn write_files(dir: &Path, files: Vec<(String, String)>) -> anyhow::Result<()> {

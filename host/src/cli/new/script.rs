@@ -57,10 +57,7 @@ pub(super) fn readme(plan: &Scaffold, steps: &Steps, language: &str, files: &[St
         name = plan.name,
         summary = super::capitalize(&plan.summary()),
         lang = language.to_lowercase(),
-        commands = next_steps(plan, steps)
-            .replace("next:\n", "```sh\n")
-            .replace("\n  ", "\n")
-            + "\n```",
+        commands = super::readme_commands(&next_steps(plan, steps)),
     )
 }
 
