@@ -42,23 +42,8 @@ fn python_cnat_waits_for_the_schedule_as_rust_cnat_does() {
 #[test]
 fn python_cnat_reports_done_for_a_succeeded_pod_as_rust_cnat_does() {
     let dir = tempfile::tempdir().unwrap();
-    let at = sample("examples/cnat/samples/at.yaml");
-    let running = yaml(&bosun(&[
-        "reconcile",
-        &guest("cnat"),
-        "--object",
-        &at,
-        "--now",
-        "2026-12-01T10:00:00Z",
-    ]));
-    let mut pod = running["apply"][0].clone();
-    pod["status"] = json!({"phase": "Succeeded"});
-    let children = dir.path().join("pod.yaml");
-    std::fs::write(&children, serde_yaml::to_string(&pod).unwrap()).unwrap();
-    let mut object: Value = serde_yaml::from_str(&std::fs::read_to_string(&at).unwrap()).unwrap();
-    object["status"] = json!({"phase": "RUNNING"});
-    let object_file = dir.path().join("at.yaml");
-    std::fs::write(&object_file, serde_yaml::to_string(&object).unwrap()).unwrap();
+    let (object_file, children) =
+        cnat_beside_rust::running_at_with_a_succeeded_pod(CACHE, dir.path());
 
     let (rust, python) = reconcile_both(&[
         "--object",
@@ -73,22 +58,7 @@ fn python_cnat_reports_done_for_a_succeeded_pod_as_rust_cnat_does() {
 
 #[test]
 fn python_cnat_fails_a_bad_schedule_permanently_as_rust_cnat_does() {
-    let bad = sample("examples/cnat/samples/bad-schedule.yaml");
-    for package in ["cnat", "cnat-python"] {
-        let out = bosun(&["reconcile", &guest(package), "--object", &bad]);
-        assert_eq!(out.status.code(), Some(1), "{package}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        let line = err
-            .lines()
-            .find(|l| l.starts_with("error:"))
-            .unwrap_or_else(|| panic!("{package}: no error line in {err}"));
-        assert!(
-            line.contains(
-                "permanent error InvalidSchedule: schedule \"next tuesday\" is not in the layout 2006-01-02T15:04:05Z"
-            ),
-            "{package}: {line}"
-        );
-    }
+    cnat_beside_rust::assert_bad_schedule_is_permanent_in_both(CACHE, "cnat-python");
 }
 
 #[test]

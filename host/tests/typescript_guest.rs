@@ -42,23 +42,25 @@ fn typescript_cnat_waits_for_the_schedule_as_rust_cnat_does() {
 }
 
 #[test]
+fn typescript_cnat_reports_done_for_a_succeeded_pod_as_rust_cnat_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let (object_file, children) =
+        cnat_beside_rust::running_at_with_a_succeeded_pod(CACHE, dir.path());
+
+    let (rust, typescript) = reconcile_both(&[
+        "--object",
+        object_file.to_str().unwrap(),
+        "--children",
+        children.to_str().unwrap(),
+    ]);
+    assert_eq!(typescript["status"]["phase"], "DONE");
+    assert_eq!(typescript["events"][0]["reason"], "Done");
+    assert_eq!(typescript, rust);
+}
+
+#[test]
 fn typescript_cnat_fails_a_bad_schedule_permanently_as_rust_cnat_does() {
-    let bad = sample("examples/cnat/samples/bad-schedule.yaml");
-    for package in ["cnat", "cnat-typescript"] {
-        let out = bosun(&["reconcile", &guest(package), "--object", &bad]);
-        assert_eq!(out.status.code(), Some(1), "{package}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        let line = err
-            .lines()
-            .find(|l| l.starts_with("error:"))
-            .unwrap_or_else(|| panic!("{package}: no error line in {err}"));
-        assert!(
-            line.contains(
-                "permanent error InvalidSchedule: schedule \"next tuesday\" is not in the layout 2006-01-02T15:04:05Z"
-            ),
-            "{package}: {line}"
-        );
-    }
+    cnat_beside_rust::assert_bad_schedule_is_permanent_in_both(CACHE, "cnat-typescript");
 }
 
 #[test]

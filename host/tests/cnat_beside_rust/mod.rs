@@ -78,6 +78,53 @@ pub fn reconcile_both(cache: &str, package: &str, args: &[&str]) -> (Value, Valu
     (run("cnat"), run(package))
 }
 
+/// Runs the bad-schedule sample through the Rust cnat and `package`;
+/// asserts each exits 1 with the same permanent `InvalidSchedule` error.
+pub fn assert_bad_schedule_is_permanent_in_both(cache: &str, package: &str) {
+    let bad = sample("examples/cnat/samples/bad-schedule.yaml");
+    for package in ["cnat", package] {
+        let out = bosun(cache, &["reconcile", &guest(package), "--object", &bad]);
+        assert_eq!(out.status.code(), Some(1), "{package}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let line = err
+            .lines()
+            .find(|l| l.starts_with("error:"))
+            .unwrap_or_else(|| panic!("{package}: no error line in {err}"));
+        assert!(
+            line.contains(
+                "permanent error InvalidSchedule: schedule \"next tuesday\" is not in the layout 2006-01-02T15:04:05Z"
+            ),
+            "{package}: {line}"
+        );
+    }
+}
+
+/// A RUNNING At and, as its observed child, the Pod the Rust cnat desires
+/// for it once Succeeded: files in `dir`, returned as (object, children).
+pub fn running_at_with_a_succeeded_pod(cache: &str, dir: &Path) -> (PathBuf, PathBuf) {
+    let at = sample("examples/cnat/samples/at.yaml");
+    let running = yaml(&bosun(
+        cache,
+        &[
+            "reconcile",
+            &guest("cnat"),
+            "--object",
+            &at,
+            "--now",
+            "2026-12-01T10:00:00Z",
+        ],
+    ));
+    let mut pod = running["apply"][0].clone();
+    pod["status"] = json!({"phase": "Succeeded"});
+    let children = dir.join("pod.yaml");
+    std::fs::write(&children, serde_yaml::to_string(&pod).unwrap()).unwrap();
+    let mut object: Value = serde_yaml::from_str(&std::fs::read_to_string(&at).unwrap()).unwrap();
+    object["status"] = json!({"phase": "RUNNING"});
+    let object_file = dir.join("at.yaml");
+    std::fs::write(&object_file, serde_yaml::to_string(&object).unwrap()).unwrap();
+    (object_file, children)
+}
+
 /// The lines of README's ```sh block after `marker`, comments and blank
 /// lines left out.
 pub fn readme_block(marker: &str) -> Vec<String> {
