@@ -106,3 +106,25 @@ pub(crate) fn run(command: &mut Command, what: &str) -> Result<(), BuildError> {
 pub(crate) fn io(doing: &str, path: &Path, e: std::io::Error) -> BuildError {
     BuildError::new(format!("{doing} {}: {e}", path.display()))
 }
+
+/// What each builder remembers of its builds in this process: one result
+/// per package.
+pub(crate) type Built = std::sync::Mutex<Vec<(String, Result<PathBuf, BuildError>)>>;
+
+/// `package`'s build, run at most once per process: the result remembered
+/// in `built`, else `build`'s, remembered.
+pub(crate) fn once(
+    built: &Built,
+    package: &str,
+    build: impl FnOnce() -> Result<PathBuf, BuildError>,
+) -> Result<PathBuf, BuildError> {
+    let mut built = built
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, result)) = built.iter().find(|(p, _)| p == package) {
+        return result.clone();
+    }
+    let result = build();
+    built.push((package.to_owned(), result.clone()));
+    result
+}

@@ -42,21 +42,13 @@ pub fn is_typescript(package: &str) -> bool {
 /// Builds `package` if its inputs changed (once per process) and returns
 /// its component.
 pub fn path(package: &str) -> Result<PathBuf, BuildError> {
-    static BUILT: Mutex<Vec<(String, Result<PathBuf, BuildError>)>> = Mutex::new(Vec::new());
+    static BUILT: crate::staging::Built = Mutex::new(Vec::new());
     if !is_typescript(package) {
         return Err(BuildError::new(format!(
             "{package:?} is not a TypeScript guest (those are {PACKAGES:?})"
         )));
     }
-    let mut built = BUILT
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some((_, result)) = built.iter().find(|(p, _)| p == package) {
-        return result.clone();
-    }
-    let result = build(package);
-    built.push((package.to_owned(), result.clone()));
-    result
+    crate::staging::once(&BUILT, package, || build(package))
 }
 
 fn build(package: &str) -> Result<PathBuf, BuildError> {
