@@ -17,6 +17,7 @@ use crate::engine::{Engine, LoadError};
 use crate::grants::{Grant, GrantFile};
 use crate::informers::{Informers, Observers, SkipEvents};
 use crate::leader::{LeaderConfig, LeaderElection};
+use crate::modules::class::{Announcer, HostClass};
 use crate::modules::dir::{DirError, DirEvent, DirSource};
 use crate::modules::registry::{Registry, RegistryError};
 use crate::telemetry::{Health, Metrics};
@@ -27,9 +28,9 @@ pub struct OperatorConfig {
     pub modules: Vec<PathBuf>,
     /// A directory to watch for module files (`--modules-dir`).
     pub modules_dir: Option<PathBuf>,
-    /// Run the modules the cluster's ReconcilerModule resources name
-    /// (`--modules-from-cluster`).
-    pub modules_from_cluster: bool,
+    /// Run the modules the cluster's ReconcilerModule resources of this
+    /// host's class name (`--modules-from-cluster`).
+    pub modules_from_cluster: Option<ClusterModules>,
     /// Settings applied to every module's controller.
     pub controller: ControllerSettings,
     /// Grants for local modules (`--module`, `--modules-dir`), by module
@@ -48,6 +49,17 @@ pub struct OperatorConfig {
     /// The API server's addresses: guest HTTP requests never reach them
     /// unless a grant names them literally.
     pub api_server: Vec<std::net::IpAddr>,
+}
+
+/// How a host runs the cluster's ReconcilerModules.
+#[derive(Debug, Clone)]
+pub struct ClusterModules {
+    /// The class of modules it runs (`--host-class`).
+    pub class: HostClass,
+    /// Where its class's announcement Lease lives: its own namespace.
+    pub namespace: String,
+    /// Who holds the announcement.
+    pub identity: String,
 }
 
 /// Why the operator stopped other than by request.
@@ -201,12 +213,19 @@ pub async fn run(
         });
     }
     modules_loaded.set(true);
-    if config.modules_from_cluster {
+    if let Some(cluster) = config.modules_from_cluster {
+        let announcer = Announcer::new(
+            client.clone(),
+            &cluster.namespace,
+            cluster.class,
+            cluster.identity,
+        );
         sources.spawn(crate::modules::cluster::run(
             client.clone(),
             registry.clone(),
             config.controller.clone(),
             leading.clone(),
+            announcer,
             std::future::pending(),
         ));
     }

@@ -72,6 +72,10 @@ pub struct PushArgs {
     /// environment than the command line).
     #[arg(long, env = "BOSUN_REGISTRY_PASSWORD", hide_env_values = true)]
     pub registry_password: Option<String>,
+    /// The class of bosun host that runs the module (`spec.hostClass`;
+    /// default: keep the ReconcilerModule's, `default` for a new one).
+    #[arg(long, value_name = "NAME")]
+    pub host_class: Option<crate::modules::class::HostClass>,
     /// Do not wait for the host to load the module.
     #[arg(long)]
     pub no_wait: bool,
@@ -186,6 +190,15 @@ pub(super) fn run(args: &PushArgs, engine: &Engine) -> anyhow::Result<ExitCode> 
                 .or_else(|| current.as_ref().map(|m| m.spec.permissions.clone()))
                 .unwrap_or_else(|| crate::grants::requested(module.meta())),
             settings: settings.or_else(|| current.as_ref().and_then(|m| m.spec.settings.clone())),
+            host_class: args.host_class.as_ref().map_or_else(
+                || {
+                    current.as_ref().map_or_else(
+                        || crate::modules::class::DEFAULT.to_owned(),
+                        |m| m.spec.host_class.clone(),
+                    )
+                },
+                |class| class.as_str().to_owned(),
+            ),
         };
         let (generation, written) =
             publish::apply_module(&client, &args.name, &spec, current.as_ref()).await?;

@@ -13,7 +13,8 @@ use jiff::SignedDuration;
 use crate::controller::ControllerSettings;
 use crate::engine::{Engine, Limits};
 use crate::leader::LeaderConfig;
-use crate::operator::{OperatorConfig, OperatorError};
+use crate::modules::class::HostClass;
+use crate::operator::{ClusterModules, OperatorConfig, OperatorError};
 use crate::queue::QueueConfig;
 
 /// Arguments of `bosun run`.
@@ -34,6 +35,12 @@ pub struct RunArgs {
     /// stopping them as the resources change, and reporting in their status.
     #[arg(long)]
     pub modules_from_cluster: bool,
+    /// The class of ReconcilerModules this host runs (their
+    /// `spec.hostClass`); hosts of other classes run theirs, side by side
+    /// in one cluster. The host announces its class with a Lease
+    /// `bosun-host-class-<class>` in its namespace.
+    #[arg(long, value_name = "NAME", default_value = crate::modules::class::DEFAULT)]
+    pub host_class: HostClass,
     /// What local modules (`--module`, `--modules-dir`) may do: a YAML file
     /// of grants, one document per module (`module: NAME`, `permissions:
     /// {…}`), as `bosun inspect --grant` prints them (repeatable). A module
@@ -77,9 +84,10 @@ pub struct RunArgs {
     /// The Lease's namespace (default: the pod's namespace, else `default`).
     #[arg(long, value_name = "NAMESPACE")]
     pub leader_election_namespace: Option<String>,
-    /// The Lease's name.
-    #[arg(long, value_name = "NAME", default_value = "bosun-leader")]
-    pub leader_election_id: String,
+    /// The Lease's name (default: `bosun-leader`, or `bosun-leader-<class>`
+    /// for a host class other than `default`, so classes never share one).
+    #[arg(long, value_name = "NAME")]
+    pub leader_election_id: Option<String>,
     /// How long a lease is valid without renewal.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "15s")]
     pub lease_duration: Duration,
@@ -134,13 +142,18 @@ async fn operate(args: &RunArgs, engine: Engine) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(args.telemetry_addr)
         .await
         .with_context(|| format!("binding the telemetry address {}", args.telemetry_addr))?;
+    let namespace = args
+        .leader_election_namespace
+        .clone()
+        .unwrap_or_else(pod_namespace);
+    let identity = crate::leader::default_identity();
     let leader = args.leader_elect.then(|| LeaderConfig {
-        lease_name: args.leader_election_id.clone(),
-        namespace: args
-            .leader_election_namespace
+        lease_name: args
+            .leader_election_id
             .clone()
-            .unwrap_or_else(pod_namespace),
-        identity: crate::leader::default_identity(),
+            .unwrap_or_else(|| leader_lease_name(&args.host_class)),
+        namespace: namespace.clone(),
+        identity: identity.clone(),
         lease_duration: args.lease_duration,
         renew_deadline: args.renew_deadline,
         retry_period: args.retry_period,
@@ -162,7 +175,11 @@ async fn operate(args: &RunArgs, engine: Engine) -> anyhow::Result<ExitCode> {
         grant_declared: args.grant_declared,
         modules: args.modules.clone(),
         modules_dir: args.modules_dir.clone(),
-        modules_from_cluster: args.modules_from_cluster,
+        modules_from_cluster: args.modules_from_cluster.then(|| ClusterModules {
+            class: args.host_class.clone(),
+            namespace,
+            identity,
+        }),
         controller: ControllerSettings {
             settings: None,
             limits: Limits {
@@ -196,6 +213,15 @@ async fn operate(args: &RunArgs, engine: Engine) -> anyhow::Result<ExitCode> {
             Ok(super::output::fail(super::EXIT_LOAD_FAILED, &error))
         }
         Err(error) => Err(error.into()),
+    }
+}
+
+/// The leader Lease of a host class when `--leader-election-id` is unset.
+fn leader_lease_name(class: &HostClass) -> String {
+    if class.as_str() == crate::modules::class::DEFAULT {
+        "bosun-leader".to_owned()
+    } else {
+        format!("bosun-leader-{class}")
     }
 }
 

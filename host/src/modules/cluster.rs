@@ -37,6 +37,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 use tokio::sync::watch;
 
+use super::class::{self, Announcer, HostClass};
 use super::registry::{Change, Registry, RegistryError};
 use super::resource::{
     CONDITION_LOADED, CONDITION_READY, ReconcilerModule, ReconcilerModuleSpec,
@@ -60,6 +61,9 @@ fn key(name: &str) -> String {
 #[derive(Debug, Clone)]
 struct Seen {
     name: String,
+    /// `spec.hostClass` as written (the CRD defaults it; a spec the host
+    /// cannot read still names its class).
+    class: String,
     generation: Option<i64>,
     status: ReconcilerModuleStatus,
     spec: Result<ReconcilerModuleSpec, String>,
@@ -70,6 +74,12 @@ impl Seen {
         let field = |name: &str| object.data.get(name).cloned().unwrap_or_default();
         Seen {
             name: object.name_any(),
+            class: object
+                .data
+                .pointer("/spec/hostClass")
+                .and_then(|c| c.as_str())
+                .unwrap_or(class::DEFAULT)
+                .to_owned(),
             generation: object.metadata.generation,
             // A status the host cannot read is one it rewrites.
             status: serde_json::from_value(field("status")).unwrap_or_default(),
@@ -84,25 +94,34 @@ pub fn untyped_api(client: Client) -> Api<DynamicObject> {
     Api::all_with(client, &ApiResource::erase::<ReconcilerModule>(&()))
 }
 
-/// Reconciles ReconcilerModules until `stop` resolves. Modules load
-/// whether or not this host leads (a warm standby runs them, handing out
-/// no work); their status is written only while `leading`.
+/// Reconciles the ReconcilerModules of `announcer`'s class until `stop`
+/// resolves. Modules load whether or not this host leads (a warm standby
+/// runs them, handing out no work); their status is written, and the
+/// class announced, only while `leading`. Modules of other classes are
+/// left alone, unless no host serves their class and this host's class is
+/// the one that reports so ([`class::reports_unserved`]).
 pub async fn run(
     client: Client,
     registry: Arc<Registry>,
     defaults: ControllerSettings,
     leading: watch::Receiver<bool>,
+    announcer: Announcer,
     stop: impl Future<Output = ()> + Send,
 ) {
     let api = untyped_api(client.clone());
     let mut events =
         std::pin::pin!(watcher(api.clone(), watcher::Config::default()).default_backoff());
-    // The generation each resource was last handed to its worker at.
+    // The generation each resource of this class was last handed to its worker at.
     let mut handled: HashMap<String, Option<i64>> = HashMap::new();
     let mut workers: HashMap<String, watch::Sender<Option<Seen>>> = HashMap::new();
+    // The resources of other classes, as last seen.
+    let mut others: HashMap<String, Seen> = HashMap::new();
     let mut tasks = tokio::task::JoinSet::new();
     let mut stats = tokio::time::interval(STATS_PERIOD);
+    let mut announce = tokio::time::interval(class::ANNOUNCE_PERIOD);
     let mut stop = std::pin::pin!(stop);
+    let ours = announcer.class().as_str().to_owned();
+    let mut announce_failing = false;
     loop {
         tokio::select! {
             () = &mut stop => {
@@ -110,9 +129,20 @@ pub async fn run(
                 return;
             }
             _ = stats.tick(), if *leading.borrow() => refresh_stats(&api, &registry, &handled).await,
+            _ = announce.tick(), if *leading.borrow() => serve_class(&client, &api, &announcer, &others, &mut announce_failing).await,
             event = events.next() => match event {
                 Some(Ok(watcher::Event::Apply(module) | watcher::Event::InitApply(module))) => {
                     let name = module.name_any();
+                    let seen = Seen::read(&module);
+                    if seen.class != ours {
+                        // Another class's (perhaps just moved there): its
+                        // hosts run it; this one lets go.
+                        handled.remove(&name);
+                        stop_worker(&name, &mut workers, &registry).await;
+                        others.insert(name, seen);
+                        continue;
+                    }
+                    others.remove(&name);
                     if handled.get(&name) == Some(&module.metadata.generation) {
                         continue;
                     }
@@ -124,17 +154,13 @@ pub async fn run(
                     });
                     // The worker takes the newest spec when it is free;
                     // specs it did not get to are skipped.
-                    worker.send_replace(Some(Seen::read(&module)));
+                    worker.send_replace(Some(seen));
                 }
                 Some(Ok(watcher::Event::Delete(module))) => {
                     let name = module.name_any();
                     handled.remove(&name);
-                    match workers.remove(&name) {
-                        Some(worker) => {
-                            worker.send_replace(None);
-                        }
-                        None => registry.remove(&key(&name)).await,
-                    }
+                    others.remove(&name);
+                    stop_worker(&name, &mut workers, &registry).await;
                 }
                 Some(Ok(_)) => {}
                 Some(Err(error)) => tracing::warn!(%error, "watching ReconcilerModules failed; retrying"),
@@ -142,6 +168,89 @@ pub async fn run(
             },
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
+    }
+}
+
+/// Stops the worker of the ReconcilerModule `name`, which removes its
+/// module; or removes the module if it has no worker.
+async fn stop_worker(
+    name: &str,
+    workers: &mut HashMap<String, watch::Sender<Option<Seen>>>,
+    registry: &Registry,
+) {
+    match workers.remove(name) {
+        Some(worker) => {
+            worker.send_replace(None);
+        }
+        None => registry.remove(&key(name)).await,
+    }
+}
+
+/// Renews this host's class announcement and, when this host's class is
+/// the one that reports them, says in their status which modules no host
+/// serves.
+async fn serve_class(
+    client: &Client,
+    api: &Api<DynamicObject>,
+    announcer: &Announcer,
+    others: &HashMap<String, Seen>,
+    failing: &mut bool,
+) {
+    match announcer.renew().await {
+        Ok(()) => *failing = false,
+        // Said once per run of failures, not every period.
+        Err(error) if !*failing => {
+            *failing = true;
+            tracing::warn!(%error, class = %announcer.class(), "could not announce the host class (the host needs get, create and update on Leases in its namespace); another class's host may report this class's modules as unserved");
+        }
+        Err(error) => tracing::debug!(%error, "announcing the host class still fails"),
+    }
+    if others.is_empty() {
+        return;
+    }
+    let live = match class::live_classes(client.clone()).await {
+        Ok(live) => live,
+        Err(error) => {
+            tracing::debug!(%error, "could not list the host-class Leases; not reporting unserved modules");
+            return;
+        }
+    };
+    if !class::reports_unserved(&live, announcer.class()) {
+        return;
+    }
+    let now = Time(jiff::Timestamp::now());
+    for seen in others.values() {
+        if HostClass::new(&seen.class).is_ok_and(|c| live.contains(&c)) {
+            continue;
+        }
+        let message = class::unserved_message(&seen.class, &live);
+        let says_so = |type_| {
+            seen.status.condition(type_).is_some_and(|c| {
+                c.status == "False"
+                    && c.reason == class::NO_HOST_REASON
+                    && c.message == bounded(&message)
+                    && c.observed_generation == seen.generation
+            })
+        };
+        if says_so(CONDITION_LOADED) && says_so(CONDITION_READY) {
+            continue;
+        }
+        let mut status = seen.status.clone();
+        status.observed_generation = seen.generation;
+        for type_ in [CONDITION_LOADED, CONDITION_READY] {
+            set_condition(
+                &mut status.conditions,
+                type_,
+                false,
+                class::NO_HOST_REASON,
+                &message,
+                seen.generation,
+                &now,
+            );
+        }
+        status.message = Some(bounded(&message).to_owned());
+        tracing::info!(module = %seen.name, class = %seen.class, "no host serves the module's class");
+        write_status(api, &seen.name, &status).await;
     }
 }
 

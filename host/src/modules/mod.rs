@@ -13,6 +13,7 @@
 //! ReconcilerModule can fetch a component (a ConfigMap or an OCI artifact).
 
 pub mod artifact;
+pub mod class;
 pub mod cluster;
 pub mod dir;
 pub mod oci;

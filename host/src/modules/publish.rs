@@ -342,6 +342,8 @@ pub struct ModuleSpec {
     pub permissions: crate::grants::Permissions,
     /// Its settings, if any.
     pub settings: Option<serde_json::Value>,
+    /// The class of host that runs it.
+    pub host_class: String,
 }
 
 /// The pinned digest a source names (`sha256:…` or hex), for printing.
@@ -389,6 +391,7 @@ pub async fn apply_module(
         && current.spec.source == spec.source
         && current.spec.permissions == spec.permissions
         && current.spec.settings == spec.settings
+        && current.spec.host_class == spec.host_class
     {
         return Ok((current.metadata.generation.unwrap_or(0), Written::Unchanged));
     }
@@ -396,7 +399,7 @@ pub async fn apply_module(
         "apiVersion": "bosun.dev/v1alpha1",
         "kind": "ReconcilerModule",
         "metadata": {"name": name},
-        "spec": {"source": spec.source, "permissions": spec.permissions},
+        "spec": {"source": spec.source, "permissions": spec.permissions, "hostClass": spec.host_class},
     });
     if let Some(settings) = &spec.settings {
         body["spec"]["settings"] = settings.clone();

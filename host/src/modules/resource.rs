@@ -61,6 +61,13 @@ pub const CONDITION_READY: &str = "Ready";
         description = "Whether the module is reconciling"
     ),
     printcolumn(
+        name = "Class",
+        type_ = "string",
+        json_path = ".spec.hostClass",
+        description = "The class of bosun host that runs the module",
+        priority = "1"
+    ),
+    printcolumn(
         name = "Paused",
         type_ = "boolean",
         json_path = ".spec.paused",
@@ -130,6 +137,20 @@ pub struct ReconcilerModuleSpec {
     /// Stops reconciling (the module stays loaded) while true.
     #[serde(default)]
     pub paused: bool,
+
+    /// The class of bosun host that runs this module (`bosun run
+    /// --host-class`); hosts of other classes leave it alone. A class no
+    /// running host serves is reported in the status (`NoHostForClass`).
+    #[serde(default = "default_host_class")]
+    #[schemars(
+        length(min = 1, max = 40),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub host_class: String,
+}
+
+fn default_host_class() -> String {
+    super::class::DEFAULT.to_owned()
 }
 
 /// Where a component's bytes come from.
@@ -348,6 +369,9 @@ pub enum SpecError {
         /// The value as given.
         value: String,
     },
+    /// `hostClass` is not a host class.
+    #[error("spec.hostClass: {0}")]
+    HostClass(#[from] super::class::InvalidClass),
     /// A limit is zero, which would let the module do nothing.
     #[error("spec.{field} is 0: give at least 1, or leave it unset for the host's default")]
     Zero {
@@ -368,6 +392,7 @@ impl ReconcilerModuleSpec {
     /// API server. The source's "exactly one" holds by construction.
     pub fn validate(&self) -> Result<(), SpecError> {
         self.source.validate()?;
+        super::class::HostClass::new(&self.host_class)?;
         if self.permissions.namespaces.iter().any(String::is_empty) {
             return Err(SpecError::Empty {
                 field: "permissions.namespaces[]",
@@ -628,6 +653,7 @@ mod tests {
             timeout_ms: None,
             memory_limit_mib: None,
             paused: false,
+            host_class: "default".into(),
         };
         let url = |url: &str, sha256: &str| {
             ModuleSource::Url(UrlSource {

@@ -351,6 +351,12 @@ async fn the_kustomize_base_installs_the_host_hot_loading_modules_from_the_clust
     assert!(rules_for(host, "pods").is_empty() && rules_for(host, "deployments").is_empty());
     let leases = find(&objects, "Role", "bosun-leader-election");
     assert_eq!(rules_for(leases, "leases"), ["get", "create", "update"]);
+    // Host classes: its own announcement above, everyone's read.
+    assert_eq!(rules_for(host, "leases"), ["list"]);
+    assert!(
+        !args.iter().any(|a| a.starts_with("--host-class")),
+        "{args:?}"
+    );
     let binding = find(&objects, "ClusterRoleBinding", "bosun-host");
     assert_eq!(
         binding["subjects"],
@@ -562,6 +568,7 @@ async fn the_helm_values_shape_what_is_rendered() {
     let values = r#"
 image: {repository: registry.example/bosun, tag: "0.1.0-rc1", pullPolicy: Always}
 replicaCount: 3
+hostClass: tenant-a
 logFormat: text
 logLevel: "info,bosun=debug"
 extraArgs: ["--concurrency=8"]
@@ -612,6 +619,10 @@ affinity:
     let args = args(deployment);
     assert!(args.contains(&"--log-format=text".to_owned()), "{args:?}");
     assert!(args.contains(&"--concurrency=8".to_owned()), "{args:?}");
+    assert!(
+        args.contains(&"--host-class=tenant-a".to_owned()),
+        "{args:?}"
+    );
     assert!(
         container["env"]
             .as_array()
