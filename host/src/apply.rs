@@ -33,6 +33,7 @@ mod events;
 mod finalizers;
 mod status;
 mod subset;
+mod traced;
 
 use std::fmt;
 use std::sync::Arc;
@@ -287,9 +288,14 @@ impl Applier {
         let api = self.api(&meta.primary, namespace.as_deref());
         let patch = Patch::<()>::Json(patch);
         let result = if operation == Operation::Status {
-            api.patch_status(&object_name, &params, &patch).await
+            traced::traced(
+                "patch status",
+                &name,
+                api.patch_status(&object_name, &params, &patch),
+            )
+            .await
         } else {
-            api.patch(&object_name, &params, &patch).await
+            traced::traced("patch", &name, api.patch(&object_name, &params, &patch)).await
         };
         result.map_err(|e| match e {
             kube::Error::Api(ref status) if is_failed_test(status) => ApplyError::Conflict {

@@ -5,37 +5,60 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _};
 
 use bosun::cli::{Cli, LogFormat};
+use bosun::telemetry::trace::{TraceConfig, TraceError, Tracing};
 
 fn main() -> ExitCode {
     bound_retained_heap();
     let cli = Cli::parse();
-    init_logging(cli.log_format);
-    match cli.run() {
+    let tracing = match init_logging(cli.log_format, cli.trace_config()) {
+        Ok(tracing) => tracing,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = match cli.run() {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // The last batch of spans leaves before the process does.
+    drop(tracing);
+    code
 }
 
 /// Logs go to stderr, so stdout carries only the command's result. By default
 /// the host is quiet but guests' own log lines show; `RUST_LOG` overrides.
-fn init_logging(format: LogFormat) {
+/// With traces configured, the host's spans also go to the OTLP endpoint,
+/// filtered apart from the log (see `bosun::telemetry::trace`).
+fn init_logging(
+    format: LogFormat,
+    traces: Option<TraceConfig>,
+) -> Result<Option<Tracing>, TraceError> {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("warn,bosun::guest=info"));
     // Colours only for a person at a terminal, never into files or pipes.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let log = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let log = match format {
+        LogFormat::Text => log.with_filter(filter).boxed(),
+        LogFormat::Json => log.json().with_filter(filter).boxed(),
+    };
+    let traces = match traces {
+        Some(config) => bosun::telemetry::trace::layer(&config)?,
+        None => None,
+    };
+    let (traces, tracing) = traces.unzip();
+    tracing_subscriber::registry().with(log).with(traces).init();
+    Ok(tracing)
 }
 
 /// Keeps glibc's malloc from holding on to what the host frees. By default

@@ -357,14 +357,14 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> WorkQueue<K> {
                 } else {
                     let now = Instant::now();
                     if let Some((key, ready_since)) = state.slots.take(now) {
-                        shared
-                            .observer
-                            .waited(now.saturating_duration_since(ready_since));
+                        let waited = now.saturating_duration_since(ready_since);
+                        shared.observer.waited(waited);
                         shared.observer.depth(state.slots.len());
                         shared.observer.active(state.slots.claimed());
                         return Some(Claim {
                             key,
                             since: now,
+                            waited,
                             shared: Arc::clone(shared),
                         });
                     }
@@ -441,6 +441,7 @@ fn deadline(delay: Duration) -> Instant {
 pub struct Claim<K: Clone + Eq + Hash> {
     key: K,
     since: Instant,
+    waited: Duration,
     shared: Arc<Shared<K>>,
 }
 
@@ -448,6 +449,12 @@ impl<K: Clone + Eq + Hash> Claim<K> {
     /// The key to work on.
     pub fn key(&self) -> &K {
         &self.key
+    }
+
+    /// How long the key was ready before a worker took it (the queue wait
+    /// the work-queue metrics count).
+    pub fn waited(&self) -> Duration {
+        self.waited
     }
 }
 

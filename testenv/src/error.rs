@@ -90,6 +90,22 @@ pub enum Error {
         tail: String,
     },
 
+    /// Jaeger's query API did not answer in time.
+    #[error(
+        "jaeger did not become ready within {timeout:?} (last answer: {last}); \
+         last lines of {}:\n{tail}", log.display()
+    )]
+    JaegerNotReady {
+        /// How long the harness waited.
+        timeout: Duration,
+        /// The last answer or error seen.
+        last: String,
+        /// Jaeger's log file.
+        log: PathBuf,
+        /// Its last lines.
+        tail: String,
+    },
+
     /// PowerDNS's API did not answer in time.
     #[error(
         "pdns_server did not become ready within {timeout:?} (last answer: {last}); \

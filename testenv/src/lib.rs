@@ -83,6 +83,8 @@ mod env;
 #[cfg(feature = "harness")]
 mod error;
 #[cfg(feature = "harness")]
+pub mod jaeger;
+#[cfg(feature = "harness")]
 pub mod node;
 #[cfg(feature = "harness")]
 pub mod oci;

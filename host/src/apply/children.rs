@@ -37,6 +37,7 @@ use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPoli
 use serde_json::{Value, json};
 
 use super::applied::Owner;
+use super::traced::traced;
 use super::{
     Applier, ApplyError, ApplyReport, Operation, describe, describe_ref, is_not_found,
     is_semantic_subset, same_identity, same_ref,
@@ -205,7 +206,13 @@ impl Applier {
         self.gate(Operation::Apply, &name)?;
         let api = self.api(kind, namespace);
         let params = PatchParams::apply(&manager).force();
-        match api.patch(child_name, &params, &Patch::Apply(&body)).await {
+        match traced(
+            "create",
+            &name,
+            api.patch(child_name, &params, &Patch::Apply(&body)),
+        )
+        .await
+        {
             Ok(_) => {
                 self.last_applied.record(owner, &name, child);
                 tracing::debug!(child = %name, "created");
@@ -267,10 +274,14 @@ impl Applier {
         }
         self.gate(Operation::Apply, &name)?;
         let params = PatchParams::apply(&meta.field_manager()).force();
-        self.api(kind, namespace)
-            .patch(child_name, &params, &Patch::Apply(&body))
-            .await
-            .map_err(|e| ApplyError::api(Operation::Apply, &name, e))?;
+        let api = self.api(kind, namespace);
+        traced(
+            "apply",
+            &name,
+            api.patch(child_name, &params, &Patch::Apply(&body)),
+        )
+        .await
+        .map_err(|e| ApplyError::api(Operation::Apply, &name, e))?;
         self.last_applied.record(owner, &name, child);
         tracing::debug!(child = %name, "applied");
         Ok(())
@@ -323,11 +334,8 @@ impl Applier {
             ..DeleteParams::default()
         };
         self.gate(Operation::Prune, &name)?;
-        match self
-            .api(kind, target.namespace.as_deref())
-            .delete(&target.name, &params)
-            .await
-        {
+        let api = self.api(kind, target.namespace.as_deref());
+        match traced("delete", &name, api.delete(&target.name, &params)).await {
             Ok(_) => {
                 tracing::debug!(child = %name, "pruned");
                 Ok(true)

@@ -110,9 +110,12 @@ impl EventWriter {
                 let patch = serde_json::json!({
                     "series": EventSeries { count, last_observed_time: observed },
                 });
-                events
-                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await?;
+                super::traced::traced(
+                    "patch event",
+                    &name,
+                    events.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)),
+                )
+                .await?;
                 Ok(Recorded::Written)
             }
             Verdict::Create => {
@@ -147,7 +150,12 @@ impl EventWriter {
                     ),
                     ..KubeEvent::default()
                 };
-                events.create(&PostParams::default(), &body).await?;
+                super::traced::traced(
+                    "create event",
+                    &name,
+                    events.create(&PostParams::default(), &body),
+                )
+                .await?;
                 self.correlator().created(key, name, now);
                 Ok(Recorded::Written)
             }

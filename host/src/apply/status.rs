@@ -65,10 +65,14 @@ impl Applier {
         });
         self.gate(Operation::Status, &name)?;
         let params = PatchParams::apply(&meta.field_manager()).force();
-        self.api(&meta.primary, namespace.as_deref())
-            .patch_status(&object_name, &params, &Patch::Apply(&body))
-            .await
-            .map_err(|e| ApplyError::api(Operation::Status, &name, e))?;
+        let api = self.api(&meta.primary, namespace.as_deref());
+        super::traced::traced(
+            "apply status",
+            &name,
+            api.patch_status(&object_name, &params, &Patch::Apply(&body)),
+        )
+        .await
+        .map_err(|e| ApplyError::api(Operation::Status, &name, e))?;
         tracing::debug!("status written");
         Ok(())
     }

@@ -147,6 +147,17 @@ pub enum OutputFormat {
 }
 
 impl Cli {
+    /// How the chosen subcommand exports traces: only `bosun run` does.
+    pub fn trace_config(&self) -> Option<crate::telemetry::trace::TraceConfig> {
+        match &self.command {
+            Command::Run(args) => Some(crate::telemetry::trace::TraceConfig {
+                endpoint: args.otlp_endpoint.clone(),
+                sample_ratio: args.trace_sample_ratio,
+            }),
+            _ => None,
+        }
+    }
+
     /// Runs the chosen subcommand.
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let engine_unloading =

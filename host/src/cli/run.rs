@@ -100,6 +100,15 @@ pub struct RunArgs {
     /// How long in-flight reconciles may take to finish on shutdown.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
     pub shutdown_grace: Duration,
+    /// Export a trace of every reconcile over OTLP/HTTP to this endpoint
+    /// (`http://collector:4318`; the standard `OTEL_EXPORTER_OTLP_ENDPOINT`
+    /// and `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` work too). Off by default.
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+    /// The share of reconciles traced, 0 to 1 (default: every one, or
+    /// what `OTEL_TRACES_SAMPLER` says).
+    #[arg(long, value_name = "RATIO")]
+    pub trace_sample_ratio: Option<f64>,
     /// Let go of a module's compiled code after this long without a call,
     /// and map it again from the compile cache on its next event (a few
     /// milliseconds, once); `0s` keeps every module's code in memory.

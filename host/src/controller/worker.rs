@@ -35,6 +35,12 @@ impl Controller {
             .map_or(Trigger::ObjectChanged, |(trigger, _)| trigger);
         let span =
             tracing::info_span!("reconcile", module = %self.meta().name, object = %key, ?trigger);
+        span.in_scope(|| {
+            let queued_at = std::time::SystemTime::now()
+                .checked_sub(claim.waited())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            crate::telemetry::trace::queue_wait(queued_at, &trigger);
+        });
         let started = Instant::now();
         let result = self.reconcile_key(&key, trigger).instrument(span).await;
         self.stats.reconciles.fetch_add(1, Ordering::Relaxed);

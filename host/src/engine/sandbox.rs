@@ -193,6 +193,7 @@ impl bindings::bosun::reconciler::host::Host for Sandbox {
         namespace: Option<String>,
         name: String,
     ) -> wasmtime::Result<Result<Option<String>, String>> {
+        let _span = tracing::debug_span!("read", verb = "get", %kind, namespace = namespace.as_deref().unwrap_or(""), %name).entered();
         answer(
             self.reads()
                 .and_then(|reads| reads.get(&api_version, &kind, namespace.as_deref(), &name)),
@@ -206,6 +207,7 @@ impl bindings::bosun::reconciler::host::Host for Sandbox {
         namespace: Option<String>,
         label_selector: Option<String>,
     ) -> wasmtime::Result<Result<Vec<String>, String>> {
+        let _span = tracing::debug_span!("read", verb = "list", %kind, namespace = namespace.as_deref().unwrap_or(""), selector = label_selector.as_deref().unwrap_or("")).entered();
         answer(self.reads().and_then(|reads| {
             reads.list(
                 &api_version,

@@ -12,6 +12,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant as StdInstant};
+use tracing::Instrument as _;
 
 use http::header::{HeaderName, HeaderValue};
 use http_body_util::BodyExt;
@@ -63,24 +64,31 @@ impl GuestHttp {
 impl WasiHttpHooks for GuestHttp {
     fn send_request(
         &mut self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> SendFuture {
+        // The request runs on a task of its own: the span, made here below
+        // the guest call's, carries the trace there, and to the server.
+        let span = tracing::debug_span!("http_request", method = %request.method(), uri = %request.uri(), status = tracing::field::Empty);
+        span.in_scope(|| crate::telemetry::trace::inject_trace_context(request.headers_mut()));
         let object = self.object.clone();
         let Some(outbound) = self.outbound.clone() else {
             tracing::warn!(object = %object, uri = %request.uri(), "guest HTTP request refused: this module may reach no origin here{}", "");
             return refused();
         };
         match admit(&outbound, &self.budget, &request) {
-            Ok(admitted) => Box::new(send(
-                outbound,
-                admitted,
-                self.budget.clone(),
-                object,
-                request,
-                options,
-            )),
+            Ok(admitted) => Box::new(
+                send(
+                    outbound,
+                    admitted,
+                    self.budget.clone(),
+                    object,
+                    request,
+                    options,
+                )
+                .instrument(span),
+            ),
             Err(refusal) => {
                 outbound.refused(&object, &request, refusal);
                 refused()
@@ -171,6 +179,7 @@ async fn send(
         }
         Err(Failure::Error(error)) => error_name(error).to_owned(),
     };
+    tracing::Span::current().record("status", code.as_str());
     tracing::debug!(module = %outbound.module, object = %object, %method, origin = %origin, status = %code, "guest HTTP request");
     if let Some(metrics) = &outbound.env.metrics {
         metrics.guest_http_request(&outbound.module, &origin, &code, started.elapsed());

@@ -37,6 +37,7 @@ mod health;
 mod metrics;
 mod reads;
 mod server;
+pub mod trace;
 
 pub use health::{Check, Health};
 pub use metrics::{GuestCall, Metrics, ReconcileResult};
