@@ -4,7 +4,8 @@
 //! one call (a fresh pooled instance, then the reconcile of a due `At` of
 //! about 1, 10 and 100 KB), the
 //! smallest per-call memory cap that call fits in, and the resident memory
-//! each loaded module adds to the host. Every figure is printed with its
+//! each loaded module adds to the host (loaded, reconciled once, and idle
+//! once its code is let go, as `bosun run --unload-idle-after` does). Every figure is printed with its
 //! ratio to the Rust guest's; calls also with their ratio to native.
 //!
 //! `cargo bench -p bosun --bench languages` prints the table. Figures,
@@ -22,6 +23,9 @@ const NOW: &str = "2026-12-01T10:00:01Z";
 const SIZES_KB: [usize; 3] = [1, 10, 100];
 /// Modules loaded at once to measure what each adds to the host's memory.
 const RESIDENT_MODULES: usize = 10;
+/// How long a module goes uncalled before the unloading engine lets its
+/// code go.
+const IDLE: Duration = Duration::from_millis(400);
 
 /// cnat's packages, the Rust one first (the baseline).
 const GUESTS: [(&str, &str); 4] = [
@@ -44,6 +48,7 @@ struct Figures {
     smallest_cap_mib: Option<usize>,
     loaded_mib: f64,
     resident_mib: f64,
+    idle_mib: f64,
 }
 
 fn main() {
@@ -113,6 +118,9 @@ fn main() {
     });
     row("… and reconciled once", &|f| {
         (format!("{:.1} MiB", f.resident_mib), f.resident_mib, None)
+    });
+    row("… idle, code let go", &|f| {
+        (format!("{:.1} MiB", f.idle_mib), f.idle_mib, None)
     });
     println!(
         "{:>26} {}",
@@ -218,7 +226,36 @@ fn measure(package: &str, objects: &[String], rounds: usize) -> Figures {
     for module in &held {
         assert!(calls(module, &objects[0], &ctx));
     }
-    let resident_mib = (resident_mib() - before) / RESIDENT_MODULES as f64;
+    let reconciled_mib = (resident_mib() - before) / RESIDENT_MODULES as f64;
+    drop(held);
+    // The same, in an engine that lets idle modules' code go (`bosun run
+    // --unload-idle-after`): what an idle module costs once unloaded.
+    let unloading = Engine::new(EngineConfig {
+        cache_dir: Some(cache.path().to_owned()),
+        unload_idle_after: Some(IDLE),
+        ..EngineConfig::default()
+    })
+    .expect("engine");
+    let before = resident_mib();
+    let held: Vec<Module> = (0..RESIDENT_MODULES)
+        .map(|i| {
+            unloading
+                .load(&format!("{package}-idle-{i}"), &bytes)
+                .expect("loads")
+        })
+        .collect();
+    for module in &held {
+        assert!(calls(module, &objects[0], &ctx));
+    }
+    let deadline = Instant::now() + IDLE * 20;
+    while held.iter().any(Module::is_resident) && Instant::now() < deadline {
+        std::thread::sleep(IDLE / 4);
+    }
+    assert!(
+        !held.iter().any(Module::is_resident),
+        "{package}: idle modules let their code go"
+    );
+    let idle_mib = (resident_mib() - before) / RESIDENT_MODULES as f64;
     drop(held);
     Figures {
         size: bytes.len(),
@@ -228,7 +265,8 @@ fn measure(package: &str, objects: &[String], rounds: usize) -> Figures {
         calls: call_times,
         smallest_cap_mib,
         loaded_mib,
-        resident_mib,
+        resident_mib: reconciled_mib,
+        idle_mib,
     }
 }
 

@@ -24,7 +24,7 @@ use super::report::Row;
 use super::scenario::{self, NAMESPACE};
 
 /// Parallel clients creating the objects.
-const CLIENTS: usize = 8;
+pub(super) const CLIENTS: usize = 8;
 const TIMEOUT: Duration = Duration::from_secs(900);
 
 /// Which controller, at which limit.
@@ -74,26 +74,37 @@ pub async fn run(
     objects: usize,
     out: &Path,
 ) -> Result<ConcurrencyRun> {
-    let (env, client) = scenario::control_plane().await?;
-    let kubeconfig = env
-        .kubeconfig_path()
-        .context("the control plane has no kubeconfig")?;
-    let watch = Marks::start(&client, &scenario::at_resource(), NAMESPACE, marks).await?;
-    let mut controller = match setup {
+    burst_from_clients(objects, |kubeconfig| match setup {
         Setup::NativeUnbounded => Controller::native(
             binaries,
             &["--module", "cnat", "--concurrency", "0"],
             kubeconfig,
             &out.join("native-unbounded-concurrency.log"),
-        )?,
+        ),
         Setup::Host(n) => Controller::host(
             binaries,
             std::slice::from_ref(&binaries.cnat),
             kubeconfig,
             &out.join(format!("bosun-concurrency-{n}.log")),
             &["--concurrency", &n.to_string()],
-        )?,
-    };
+        ),
+    })
+    .await
+}
+
+/// On a control plane of its own, starts the controller `start` makes
+/// (given the kubeconfig), converges a warmup `At`, then times `objects`
+/// `At`s created by [`CLIENTS`] parallel clients.
+pub(super) async fn burst_from_clients(
+    objects: usize,
+    start: impl FnOnce(&Path) -> Result<Controller>,
+) -> Result<ConcurrencyRun> {
+    let (env, client) = scenario::control_plane().await?;
+    let kubeconfig = env
+        .kubeconfig_path()
+        .context("the control plane has no kubeconfig")?;
+    let watch = Marks::start(&client, &scenario::at_resource(), NAMESPACE, marks).await?;
+    let mut controller = start(kubeconfig)?;
     // Ready: one object converged (caches synced, module loaded).
     Api::<DynamicObject>::namespaced_with(client.clone(), NAMESPACE, &scenario::at_resource())
         .create(&PostParams::default(), &scenario::at("warmup")?)

@@ -37,6 +37,7 @@ pub mod reads;
 pub mod report;
 pub mod scenario;
 pub mod storm;
+pub mod traces;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -67,13 +68,16 @@ pub enum Scenario {
     Confined,
     /// kube-runtime's unbounded concurrency beside the host's limits.
     Concurrency,
+    /// The host with traces exported (100% and 1%) beside traces off.
+    Traces,
 }
 
 /// What `cargo xtask bench` measures, and how often.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct Args {
     /// Run only these scenarios (comma-separated): burst, fleet, resync,
-    /// reads, storm, failover, confined, concurrency; every one by default.
+    /// reads, storm, failover, confined, concurrency, traces; every one by
+    /// default (traces needs `jaeger` on PATH; see testenv/jaeger).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub only: Vec<Scenario>,
     /// Run the host side with this `bosun` binary instead of building one
@@ -320,6 +324,13 @@ async fn run_async(args: Args) -> Result<Outcome> {
         };
         let (new_rows, note) =
             concurrency::rows(&binaries, objects, &limits, new_repeats, &out).await?;
+        rows.extend(new_rows);
+        notes.push(note);
+    }
+
+    if args.runs(Scenario::Traces) {
+        let objects = args.size(args.concurrency_objects, 300, 2000);
+        let (new_rows, note) = traces::rows(&binaries, objects, new_repeats, &out).await?;
         rows.extend(new_rows);
         notes.push(note);
     }
