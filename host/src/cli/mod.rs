@@ -4,6 +4,7 @@
 //! [`ExitCode`]; `main` only sets up logging and reports errors.
 
 mod build;
+mod diff;
 mod inspect;
 mod new;
 mod output;
@@ -21,6 +22,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::engine::{CompileLimits, Compiler, Engine, EngineConfig, THIS_EXECUTABLE};
 
 pub use build::BuildArgs;
+pub use diff::DiffArgs;
 pub use inspect::InspectArgs;
 pub use new::NewArgs;
 pub use push::{EXIT_NOT_LOADED, PushArgs};
@@ -97,6 +99,14 @@ pub enum Command {
     /// 2 for bad input files, 3 when the module does not load, 4 when the
     /// call trapped or returned output that failed validation.
     Reconcile(ReconcileArgs),
+    /// Compare what two versions of a module would write, object by
+    /// object, without writing anything: against the cluster's objects of
+    /// the module's kind (lists only) or against --object files.
+    ///
+    /// Exit status: 0 when no object differs, 1 when some object differs
+    /// or fails only with the new version, 2 when they could not be
+    /// compared.
+    Diff(DiffArgs),
     /// Print a module's metadata (name, version, kinds, finalizer) and the
     /// permissions it needs granted.
     Inspect(InspectArgs),
@@ -167,6 +177,7 @@ impl Cli {
         match &self.command {
             Command::Reconcile(args) => reconcile::run(args, &engine()?),
             Command::Inspect(args) => inspect::run(args, &engine()?),
+            Command::Diff(args) => diff::run(args, &engine()?),
             Command::Run(args) => run::run(
                 args,
                 engine_unloading(Some(args.unload_idle_after).filter(|idle| !idle.is_zero()))?,
