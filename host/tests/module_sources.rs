@@ -124,6 +124,7 @@ fn spec(source: ModuleSource) -> ReconcilerModuleSpec {
         timeout_ms: None,
         memory_limit_mib: None,
         paused: false,
+        rollout: None,
     }
 }
 

@@ -11,6 +11,7 @@ mod output;
 mod push;
 mod rbac;
 mod reconcile;
+mod rollout;
 mod run;
 
 use std::path::PathBuf;
@@ -28,6 +29,7 @@ pub use new::NewArgs;
 pub use push::{EXIT_NOT_LOADED, PushArgs};
 pub use rbac::RbacArgs;
 pub use reconcile::ReconcileArgs;
+pub use rollout::{RolloutAction, RolloutArgs};
 pub use run::RunArgs;
 
 /// Exit status when a module could not be loaded.
@@ -128,6 +130,10 @@ pub enum Command {
     /// for bad input (a component too large for a ConfigMap), 3 when the
     /// module does not load here, 5 when the host did not load it.
     Push(PushArgs),
+    /// A ReconcilerModule's staged candidate (`bosun push --shadow`): how
+    /// its shadow run compares with the running version, and promoting or
+    /// dropping it.
+    Rollout(RolloutArgs),
     /// Print the ClusterRole the host needs to run the given modules (and,
     /// with --with-host, itself).
     Rbac(RbacArgs),
@@ -186,6 +192,7 @@ impl Cli {
             Command::New(args) => new::run(args),
             Command::Build(args) => build::run(args, &engine()?),
             Command::Push(args) => push::run(args, &engine()?),
+            Command::Rollout(args) => rollout::run(args),
             Command::CompileWorker => Ok(crate::engine::serve_compile_worker()),
         }
     }

@@ -37,6 +37,9 @@ impl Controller {
             tracing::info_span!("reconcile", module = %self.meta().name, object = %key, ?trigger);
         let started = Instant::now();
         let result = self.reconcile_key(&key, trigger).instrument(span).await;
+        // After the live call, so a staged candidate is compared on what
+        // the live version just saw (and wrote).
+        self.offer_shadow(&key);
         self.stats.reconciles.fetch_add(1, Ordering::Relaxed);
         if result == ReconcileResult::Error {
             self.stats.errors.fetch_add(1, Ordering::Relaxed);

@@ -18,6 +18,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::grants::Permissions;
 
+mod rollout;
+
+pub use rollout::{FailureCount, RolloutExample, RolloutMode, RolloutSpec, RolloutStatus};
+
 /// Condition type: the component was fetched, compiled and checked against the
 /// WIT world.
 pub const CONDITION_LOADED: &str = "Loaded";
@@ -130,6 +134,11 @@ pub struct ReconcilerModuleSpec {
     /// Stops reconciling (the module stays loaded) while true.
     #[serde(default)]
     pub paused: bool,
+
+    /// A candidate version staged beside the running one (see
+    /// `bosun rollout`); none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutSpec>,
 }
 
 /// Where a component's bytes come from.
@@ -294,6 +303,11 @@ pub struct ReconcilerModuleStatus {
     /// A human-readable account of the module's state, mostly why it is not ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+
+    /// The staged candidate and how it compares with the running version;
+    /// null when none is staged (written as null so a merge patch clears it).
+    #[serde(default)]
+    pub rollout: Option<RolloutStatus>,
 }
 
 impl ReconcilerModuleStatus {
@@ -368,6 +382,10 @@ impl ReconcilerModuleSpec {
     /// API server. The source's "exactly one" holds by construction.
     pub fn validate(&self) -> Result<(), SpecError> {
         self.source.validate()?;
+        if let Some(rollout) = &self.rollout {
+            // Its fields' names say `source.`: the candidate is a source.
+            rollout.candidate.validate()?;
+        }
         if self.permissions.namespaces.iter().any(String::is_empty) {
             return Err(SpecError::Empty {
                 field: "permissions.namespaces[]",
@@ -628,6 +646,7 @@ mod tests {
             timeout_ms: None,
             memory_limit_mib: None,
             paused: false,
+            rollout: None,
         };
         let url = |url: &str, sha256: &str| {
             ModuleSource::Url(UrlSource {
