@@ -619,10 +619,26 @@ fn diff_prints_what_the_new_version_would_write_differently_and_exits_by_it() {
         "{text}"
     );
 
-    let same = bosun(&["diff", &guest("webapp"), &guest("webapp"), "--object", &object]);
+    let same = bosun(&[
+        "diff",
+        &guest("webapp"),
+        &guest("webapp"),
+        "--object",
+        &object,
+    ]);
     assert_eq!(same.status.code(), Some(0), "{}", stderr(&same));
 
-    let other_kind = bosun(&["diff", &guest("webapp"), &guest("cnat"), "--object", &object]);
+    let other_kind = bosun(&[
+        "diff",
+        &guest("webapp"),
+        &guest("cnat"),
+        "--object",
+        &object,
+    ]);
     assert_eq!(other_kind.status.code(), Some(2));
-    assert!(stderr(&other_kind).contains("different kinds"), "{}", stderr(&other_kind));
+    assert!(
+        stderr(&other_kind).contains("different kinds"),
+        "{}",
+        stderr(&other_kind)
+    );
 }

@@ -129,13 +129,25 @@ fn compare_all(args: &DiffArgs, engine: &Engine) -> anyhow::Result<ExitCode> {
     let mut report = Vec::new();
     let (mut identical, mut differing, mut failing) = (0usize, 0usize, 0usize);
     for subject in &subjects {
-        let diff = compare_one(&old, &new, subject, &objects, settings.as_deref(), now, limits);
+        let diff = compare_one(
+            &old,
+            &new,
+            subject,
+            &objects,
+            settings.as_deref(),
+            now,
+            limits,
+        );
         match diff.verdict {
             Verdict::Identical => identical += 1,
             Verdict::Differing => differing += 1,
             Verdict::Failing => failing += 1,
         }
-        let label = format!("{} {}", old.meta().primary.kind, object_label(&subject.object));
+        let label = format!(
+            "{} {}",
+            old.meta().primary.kind,
+            object_label(&subject.object)
+        );
         if diff.verdict != Verdict::Identical || args.all {
             report.push((label, diff));
         }
@@ -272,7 +284,8 @@ fn from_files(args: &DiffArgs, meta: &ModuleMeta) -> anyhow::Result<(Vec<Subject
                     .is_some()
                     && controller_of(child).is_some_and(|(owner_uid, owner_name)| {
                         owner_uid == uid
-                            || (owner_name == name && str_at(child, "/metadata/namespace") == namespace)
+                            || (owner_name == name
+                                && str_at(child, "/metadata/namespace") == namespace)
                     })
             })
             .cloned()
@@ -324,7 +337,9 @@ fn from_cluster(
         for kind in kinds {
             let resource = kind.api_resource();
             let api: Api<DynamicObject> = match (&args.namespace, kind.scope) {
-                (Some(ns), Scope::Namespaced) => Api::namespaced_with(client.clone(), ns, &resource),
+                (Some(ns), Scope::Namespaced) => {
+                    Api::namespaced_with(client.clone(), ns, &resource)
+                }
                 _ => Api::all_with(client.clone(), &resource),
             };
             let listed = list_all(&api, kind)
@@ -338,8 +353,12 @@ fn from_cluster(
         }
         let mut owned: HashMap<String, Vec<Value>> = HashMap::new();
         for other in &others {
-            let is_owned = old.owned(str_at(other, "/apiVersion"), str_at(other, "/kind")).is_some()
-                || new.owned(str_at(other, "/apiVersion"), str_at(other, "/kind")).is_some();
+            let is_owned = old
+                .owned(str_at(other, "/apiVersion"), str_at(other, "/kind"))
+                .is_some()
+                || new
+                    .owned(str_at(other, "/apiVersion"), str_at(other, "/kind"))
+                    .is_some();
             if let Some((uid, _)) = controller_of(other).filter(|_| is_owned) {
                 owned.entry(uid.to_owned()).or_default().push(other.clone());
             }

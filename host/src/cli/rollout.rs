@@ -78,7 +78,9 @@ async fn status(api: &Api<ReconcilerModule>, name: &str) -> anyhow::Result<ExitC
     let Some(rollout) = &module.spec.rollout else {
         return Ok(fail(
             EXIT_NO_CANDIDATE,
-            &format!("ReconcilerModule {name} has no candidate staged (bosun push --shadow stages one)"),
+            &format!(
+                "ReconcilerModule {name} has no candidate staged (bosun push --shadow stages one)"
+            ),
         ));
     };
     let status = module.status.clone().unwrap_or_default();
@@ -113,7 +115,10 @@ fn print_status(found: &RolloutStatus) {
         println!("    failing with {}: {}", failure.reason, failure.objects);
     }
     if found.skipped > 0 {
-        println!("  not compared (past the shadow's bounds): {}", found.skipped);
+        println!(
+            "  not compared (past the shadow's bounds): {}",
+            found.skipped
+        );
     }
     for example in &found.examples {
         match &example.failure {
@@ -158,7 +163,10 @@ async fn abort(api: &Api<ReconcilerModule>, name: &str) -> anyhow::Result<ExitCo
         ));
     };
     replace(api, name, &module).await?;
-    println!("ReconcilerModule {name}: candidate {} dropped", rollout.candidate);
+    println!(
+        "ReconcilerModule {name}: candidate {} dropped",
+        rollout.candidate
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -8,9 +8,7 @@
 //! grant's words, and the running version goes on untouched.
 
 use super::registry::Registry;
-use super::resource::{
-    FailureCount, ReconcilerModuleSpec, RolloutExample, RolloutStatus,
-};
+use super::resource::{FailureCount, ReconcilerModuleSpec, RolloutExample, RolloutStatus};
 use super::source;
 use crate::grants::Grant;
 use crate::rollout::compare::Verdict;
@@ -62,7 +60,11 @@ pub async fn reconcile(
         Ok(fetched) => fetched,
         Err(error) => {
             controller.unstage();
-            return refused(format!("the candidate could not be fetched: {error}"), None, None);
+            return refused(
+                format!("the candidate could not be fetched: {error}"),
+                None,
+                None,
+            );
         }
     };
     let digest = fetched.sha256.clone();
@@ -76,7 +78,11 @@ pub async fn reconcile(
         Ok(candidate) => candidate,
         Err(error) => {
             controller.unstage();
-            return refused(format!("the candidate did not load: {error}"), Some(digest), None);
+            return refused(
+                format!("the candidate did not load: {error}"),
+                Some(digest),
+                None,
+            );
         }
     };
     let version = Some(candidate.meta().version.clone());
@@ -101,7 +107,10 @@ pub async fn reconcile(
         phase: PHASE_SHADOWING.to_owned(),
         candidate_digest: Some(digest),
         candidate_version: version,
-        ..controller.shadow_report().map(status_of).unwrap_or_default()
+        ..controller
+            .shadow_report()
+            .map(status_of)
+            .unwrap_or_default()
     })
 }
 

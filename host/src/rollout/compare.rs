@@ -144,7 +144,10 @@ pub fn compare(live: &Outcome, candidate: &Outcome) -> Diff {
         (Outcome::Failed(failure), Outcome::Planned(_)) => out.push(
             ChangeKind::Outcome,
             "/outcome".into(),
-            Some(&Value::String(format!("{}: {}", failure.reason, failure.message))),
+            Some(&Value::String(format!(
+                "{}: {}",
+                failure.reason, failure.message
+            ))),
             Some(&Value::String("planned".into())),
         ),
         (live, Outcome::Failed(failure)) => {
@@ -522,7 +525,10 @@ mod tests {
         let trap = Outcome::Failed(Failure::new("Trap", "unreachable"));
         let diff = compare(&Outcome::Planned(plan(Vec::new())), &trap);
         assert_eq!(diff.verdict, Verdict::Failing);
-        assert_eq!(diff.failure.as_ref().map(|f| f.reason.as_str()), Some("Trap"));
+        assert_eq!(
+            diff.failure.as_ref().map(|f| f.reason.as_str()),
+            Some("Trap")
+        );
         assert_eq!(diff.changes[0].kind, ChangeKind::Outcome);
 
         let same = compare(&trap, &trap);
@@ -543,11 +549,11 @@ mod tests {
         let diff = compare(&Outcome::Planned(live), &Outcome::Planned(candidate));
         assert_eq!(diff.changes.len(), MAX_CHANGES);
         assert!(diff.omitted > 0);
-        assert!(
-            diff.changes
-                .iter()
-                .all(|c| c.candidate.as_ref().is_some_and(|v| v.len() <= MAX_VALUE_BYTES))
-        );
+        assert!(diff.changes.iter().all(|c| {
+            c.candidate
+                .as_ref()
+                .is_some_and(|v| v.len() <= MAX_VALUE_BYTES)
+        }));
         // Deeper than the comparison descends: one change for the subtree.
         let deep = |leaf: Value| (0..200).fold(leaf, |inner, _| json!([inner]));
         let diff = compare(

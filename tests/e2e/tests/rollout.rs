@@ -59,12 +59,18 @@ async fn versions(cluster: &Cluster) -> BTreeMap<String, String> {
     let mut seen = BTreeMap::new();
     for (kind, api) in [
         ("WebApp", cluster.webapps()),
-        ("Deployment", cluster.api("apps", "v1", "Deployment", "deployments")),
+        (
+            "Deployment",
+            cluster.api("apps", "v1", "Deployment", "deployments"),
+        ),
         ("Service", cluster.api("", "v1", "Service", "services")),
     ] {
         for object in api.list(&ListParams::default()).await.unwrap() {
             seen.insert(
-                format!("{kind}/{}", object.metadata.name.clone().unwrap_or_default()),
+                format!(
+                    "{kind}/{}",
+                    object.metadata.name.clone().unwrap_or_default()
+                ),
                 object.metadata.resource_version.clone().unwrap_or_default(),
             );
         }
@@ -114,11 +120,15 @@ async fn a_shadow_run_reports_each_difference_writes_nothing_and_promote_lands_i
             .await
             .unwrap();
     }
-    eventually("every WebApp has its Deployment and Service", LONG, || async {
-        let d = deployments.list(&ListParams::default()).await.unwrap();
-        let s = services.list(&ListParams::default()).await.unwrap();
-        (d.items.len() == WEBAPPS && s.items.len() == WEBAPPS).then_some(())
-    })
+    eventually(
+        "every WebApp has its Deployment and Service",
+        LONG,
+        || async {
+            let d = deployments.list(&ListParams::default()).await.unwrap();
+            let s = services.list(&ListParams::default()).await.unwrap();
+            (d.items.len() == WEBAPPS && s.items.len() == WEBAPPS).then_some(())
+        },
+    )
     .await;
     // Settled: the live version's writes have stopped.
     let mut before = versions(&cluster).await;
@@ -194,7 +204,10 @@ async fn a_shadow_run_reports_each_difference_writes_nothing_and_promote_lands_i
         "no WebApp, Deployment or Service changed during the shadow run"
     );
     let module = get(&modules, "webapp").await.unwrap();
-    assert_eq!(module.data["status"]["version"], "0.1.0", "the live version runs on");
+    assert_eq!(
+        module.data["status"]["version"], "0.1.0",
+        "the live version runs on"
+    );
 
     // bosun diff, from outside, with read access: the same differences.
     let out = bosun(&cluster, &["diff", &webapp, &next, "-n", &ns]);
@@ -208,7 +221,10 @@ async fn a_shadow_run_reports_each_difference_writes_nothing_and_promote_lands_i
     );
     for example in found["examples"].as_array().unwrap() {
         let object = example["object"].as_str().unwrap();
-        assert!(printed.contains(&format!("WebApp {object}: differing")), "{printed}");
+        assert!(
+            printed.contains(&format!("WebApp {object}: differing")),
+            "{printed}"
+        );
         for change in example["changes"].as_array().unwrap() {
             let line = format!(
                 "changed {}: (none) → {}",
@@ -262,7 +278,16 @@ async fn a_candidate_that_traps_is_reported_failing_and_the_live_module_stays_re
     let ok = settings("ok");
     let out = bosun(
         &cluster,
-        &["push", &misbehave, "--name", "misbehave", "-n", &ns, "--settings", &ok],
+        &[
+            "push",
+            &misbehave,
+            "--name",
+            "misbehave",
+            "-n",
+            &ns,
+            "--settings",
+            &ok,
+        ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     for name in ["a", "b", "c"] {
@@ -287,13 +312,24 @@ async fn a_candidate_that_traps_is_reported_failing_and_the_live_module_stays_re
     let out = bosun(
         &cluster,
         &[
-            "push", &misbehave, "--name", "misbehave", "-n", &ns, "--shadow", "--settings", &panic,
+            "push",
+            &misbehave,
+            "--name",
+            "misbehave",
+            "-n",
+            &ns,
+            "--shadow",
+            "--settings",
+            &panic,
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    let found = rollout_status(&modules, "misbehave", "the candidate fails on each object", |r| {
-        r["failing"] == 3
-    })
+    let found = rollout_status(
+        &modules,
+        "misbehave",
+        "the candidate fails on each object",
+        |r| r["failing"] == 3,
+    )
     .await;
     assert_eq!(found["compared"], 3, "{found:#}");
     assert_eq!(
@@ -310,13 +346,21 @@ async fn a_candidate_that_traps_is_reported_failing_and_the_live_module_stays_re
         "{example:#}"
     );
     let out = bosun(&cluster, &["rollout", "status", "misbehave"]);
-    assert!(stdout(&out).contains("failing with Panic: 3"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("failing with Panic: 3"),
+        "{}",
+        stdout(&out)
+    );
 
     // None of it is the live version's: it stays Ready, counts no trap, is
     // not quarantined. The counts are refreshed with the rollout's.
     let module = get(&modules, "misbehave").await.unwrap();
     assert_eq!(condition(&module, "Ready").unwrap()["status"], "True");
-    assert_eq!(module.data["status"]["traps"], 0, "{:#}", module.data["status"]);
+    assert_eq!(
+        module.data["status"]["traps"], 0,
+        "{:#}",
+        module.data["status"]
+    );
     assert_eq!(module.data["status"]["quarantined"], false);
 
     // A candidate asking for more than the module's grant does not run.
