@@ -12,6 +12,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::{Cluster, Host, condition, eventually, get, label, root};
+use futures::StreamExt;
 use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use serde_json::{Value, json};
 
@@ -388,4 +389,111 @@ async fn a_candidate_that_traps_is_reported_failing_and_the_live_module_stays_re
             .filter(|m| m.data.pointer("/status/rollout").is_none_or(Value::is_null))
     })
     .await;
+}
+
+/// The live converge rate with a shadow run busy beside it, against none:
+/// rounds of WebApps created in a namespace of their own, alternately with
+/// and without a candidate staged (staging one makes the shadow compare
+/// every WebApp already there, so it is busy through the round), timed
+/// from the first create until every Deployment exists. Prints the rates
+/// and their ratio. A measurement, not a check:
+/// `cargo test -p bosun-e2e --test rollout -- --ignored converge --nocapture`
+/// (`SHADOW_BENCH_OBJECTS`, default 1000 a round).
+#[tokio::test]
+#[ignore = "a measurement: run it by name"]
+async fn converge_rate_with_a_shadow_run_against_none() {
+    let per_round: usize = std::env::var("SHADOW_BENCH_OBJECTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1000);
+    let cluster = Cluster::start().await;
+    let _host = Host::start(&cluster, &[], &["--modules-from-cluster"]).await;
+    let ns = cluster.namespace.clone();
+    let webapp = common::guest("webapp");
+    let next = webapp_next();
+    let out = bosun(&cluster, &["push", &webapp, "--name", "webapp", "-n", &ns]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let resource = kube::api::ApiResource {
+        group: "examples.bosun.dev".into(),
+        version: "v1alpha1".into(),
+        api_version: "examples.bosun.dev/v1alpha1".into(),
+        kind: "WebApp".into(),
+        plural: "webapps".into(),
+    };
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(cluster.client.clone());
+
+    let mut rates: BTreeMap<bool, Vec<f64>> = BTreeMap::new();
+    // Round 0 warms the host up and is not counted.
+    for round in 0..7 {
+        let shadowed = round % 2 == 0 && round > 0;
+        if shadowed {
+            let out = bosun(
+                &cluster,
+                &["push", &next, "--name", "webapp", "-n", &ns, "--shadow"],
+            );
+            assert!(out.status.success(), "{}", stderr(&out));
+        }
+        let round_ns = format!("round-{round}");
+        namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": round_ns}})).unwrap(),
+            )
+            .await
+            .unwrap();
+        let webapps =
+            Api::<DynamicObject>::namespaced_with(cluster.client.clone(), &round_ns, &resource);
+        let deployments = Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(
+            cluster.client.clone(),
+            &round_ns,
+        );
+        let started = std::time::Instant::now();
+        for i in 0..per_round {
+            let object: DynamicObject = serde_json::from_value(json!({
+                "apiVersion": "examples.bosun.dev/v1alpha1", "kind": "WebApp",
+                "metadata": {"name": format!("web-{i}")},
+                "spec": {"image": "nginx", "replicas": 1, "port": 8080},
+            }))
+            .unwrap();
+            webapps
+                .create(&PostParams::default(), &object)
+                .await
+                .unwrap();
+        }
+        loop {
+            let listed = deployments
+                .list_metadata(&ListParams::default())
+                .await
+                .unwrap();
+            if listed.items.len() == per_round {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let rate = per_round as f64 / started.elapsed().as_secs_f64();
+        let compared = get(&cluster.reconciler_modules(), "webapp")
+            .await
+            .and_then(|m| m.data.pointer("/status/rollout/compared").cloned());
+        eprintln!(
+            "round {round}: {per_round} WebApps converged at {rate:.1}/s {} (shadow compared so far: {compared:?})",
+            if shadowed {
+                "with a shadow run"
+            } else {
+                "without"
+            }
+        );
+        if round > 0 {
+            rates.entry(shadowed).or_default().push(rate);
+        }
+        if shadowed {
+            let out = bosun(&cluster, &["rollout", "abort", "webapp"]);
+            assert!(out.status.success(), "{}", stderr(&out));
+        }
+    }
+    let mean = |v: &Vec<f64>| v.iter().sum::<f64>() / v.len() as f64;
+    let (without, with) = (mean(&rates[&false]), mean(&rates[&true]));
+    eprintln!(
+        "converge rate: {without:.1}/s without a shadow, {with:.1}/s with one: ratio {:.2}",
+        with / without
+    );
 }
