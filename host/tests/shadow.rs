@@ -4,6 +4,7 @@
 //! identical; the shadow starts no call while a live call holds the only
 //! guest slot, and gives every slot back.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -66,11 +67,24 @@ async fn until(report: impl Fn() -> Report, done: impl Fn(&Report) -> bool) -> R
 /// decide what it does: the live version's say `ok`.
 struct Objects {
     names: Vec<&'static str>,
+    /// Whether the live version has reconciles in flight.
+    busy: AtomicBool,
+}
+
+fn objects(names: &[&'static str]) -> Arc<Objects> {
+    Arc::new(Objects {
+        names: names.to_vec(),
+        busy: AtomicBool::new(false),
+    })
 }
 
 impl Subjects for Objects {
     fn keys(&self) -> Vec<ObjectKey> {
         self.names.iter().map(|name| key(name)).collect()
+    }
+
+    fn busy(&self) -> bool {
+        self.busy.load(Ordering::SeqCst)
     }
 
     fn subject(&self, key: &ObjectKey) -> Option<Subject> {
@@ -94,9 +108,7 @@ impl Subjects for Objects {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_candidate_doing_what_the_live_version_does_is_identical() {
-    let subjects: Arc<dyn Subjects> = Arc::new(Objects {
-        names: vec!["a", "b", "c"],
-    });
+    let subjects: Arc<dyn Subjects> = objects(&["a", "b", "c"]);
     let slots = Arc::new(Semaphore::new(2));
     // No settings of its own: the live version's.
     let shadow = Shadow::start(
@@ -127,7 +139,7 @@ async fn each_misbehaviour_of_a_candidate_is_reported_by_its_reason() {
         ("garbage", "InvalidOutput"),
         ("retry", "RetryableError"),
     ] {
-        let subjects: Arc<dyn Subjects> = Arc::new(Objects { names: vec!["x"] });
+        let subjects: Arc<dyn Subjects> = objects(&["x"]);
         let slots = Arc::new(Semaphore::new(1));
         let shadow = Shadow::start(
             loaded().await,
@@ -147,11 +159,13 @@ async fn each_misbehaviour_of_a_candidate_is_reported_by_its_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_shadow_starts_no_call_while_the_only_slot_is_taken() {
-    let subjects: Arc<dyn Subjects> = Arc::new(Objects { names: vec!["x"] });
+async fn the_shadow_starts_no_call_while_live_work_runs_or_holds_the_only_slot() {
+    let live = objects(&["x"]);
+    let subjects: Arc<dyn Subjects> = live.clone();
     let slots = Arc::new(Semaphore::new(1));
-    // A live call holds the only slot.
-    let live = slots.clone().acquire_owned().await.unwrap();
+    // The live version is reconciling, and a live call holds the only slot.
+    live.busy.store(true, Ordering::SeqCst);
+    let held = slots.clone().acquire_owned().await.unwrap();
     let shadow = Shadow::start(
         loaded().await,
         "digest".into(),
@@ -161,18 +175,21 @@ async fn the_shadow_starts_no_call_while_the_only_slot_is_taken() {
     )
     .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(shadow.report().compared, 0, "no call while live work runs");
+    live.busy.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         shadow.report().compared,
         0,
         "no call while the slot is taken"
     );
-    drop(live);
+    drop(held);
     let report = until(|| shadow.report(), |r| r.compared == 1).await;
     assert_eq!(report.differing, 1, "{report:#?}");
 
-    // Dropped: its thread stops, and a subject gone is forgotten.
+    // Dropped: its thread stops and lets go of the live side.
     drop(shadow);
     let weak: Weak<dyn Subjects> = Arc::downgrade(&subjects);
-    drop(subjects);
+    drop((subjects, live));
     assert!(weak.upgrade().is_none());
 }

@@ -168,6 +168,8 @@ pub struct Controller {
     /// A candidate version staged beside this one, compared and never
     /// written ([`crate::rollout::shadow`]).
     shadow: RwLock<Option<Arc<crate::rollout::shadow::Shadow>>>,
+    /// Live reconciles in flight: a shadow call waits for none.
+    live_in_flight: std::sync::atomic::AtomicUsize,
 }
 
 impl Controller {
@@ -222,6 +224,7 @@ impl Controller {
             revoked: std::sync::atomic::AtomicBool::new(false),
             outbound,
             shadow: RwLock::default(),
+            live_in_flight: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 

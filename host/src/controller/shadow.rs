@@ -94,6 +94,12 @@ impl Subjects for Controller {
             .collect()
     }
 
+    fn busy(&self) -> bool {
+        self.live_in_flight
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    }
+
     fn subject(&self, key: &ObjectKey) -> Option<Subject> {
         let object = self.primary().get(key)?;
         // An object in deletion gets finalize, which a shadow never calls.

@@ -3,9 +3,13 @@
 //!
 //! A shadow runs below live work. It has one thread of its own, at the
 //! lowest CPU priority, making one call at a time; each call starts only
-//! when the host's guest slots have a permit free (never queueing for one:
-//! a live reconcile waiting for a slot is ahead of it), and gives the slot
-//! back after that one call. Its calls have no read log (read tracking is
+//! while the live version has no reconcile in flight and the host's guest
+//! slots have a permit free (never queueing for one: a live reconcile
+//! waiting for a slot is ahead of it), and gives the slot back after that
+//! one call. Under a steady stream of live work a shadow waits: it is
+//! below that work, not beside it. It reads the caches on the runtime's
+//! blocking pool, at normal priority, so no cache lock is ever held by a
+//! thread the scheduler has put last. Its calls have no read log (read tracking is
 //! the live version's), no HTTP (any request may be a write somewhere),
 //! no applier, and nothing they do counts toward the live module's
 //! quarantine or status: a candidate that traps, loops or floods is cut
@@ -43,6 +47,9 @@ pub const MAX_EXAMPLES: usize = 32;
 /// How long the shadow waits before looking for a free guest slot again.
 const SLOT_POLL: Duration = Duration::from_millis(20);
 
+/// How long the live version must have been idle before a shadow call.
+const QUIET: Duration = Duration::from_millis(50);
+
 /// Where a shadow takes each object's request from: the live controller's
 /// caches, settings and running version.
 pub trait Subjects: Send + Sync {
@@ -51,6 +58,11 @@ pub trait Subjects: Send + Sync {
     /// The object under `key` as the live version would be called on it
     /// now; None when it is gone or being deleted.
     fn subject(&self, key: &ObjectKey) -> Option<Subject>;
+    /// True while the live version has reconciles in flight: the shadow
+    /// waits for a moment when it has none.
+    fn busy(&self) -> bool {
+        false
+    }
 }
 
 /// One object's call, as the live version gets it.
@@ -157,11 +169,12 @@ impl Shadow {
             }
         }
         let inner = shadow.inner.clone();
+        let runtime = tokio::runtime::Handle::try_current().ok();
         std::thread::Builder::new()
             .name(crate::meta::truncate_at_char_boundary(&name, 15).to_owned())
             .spawn(move || {
                 lower_priority();
-                inner.run(&subjects, &slots);
+                inner.run(&subjects, &slots, runtime.as_ref());
             })?;
         Ok(shadow)
     }
@@ -260,14 +273,22 @@ impl Inner {
         }
     }
 
-    fn run(&self, subjects: &Weak<dyn Subjects>, slots: &Semaphore) {
+    fn run(
+        &self,
+        subjects: &Weak<dyn Subjects>,
+        slots: &Semaphore,
+        runtime: Option<&tokio::runtime::Handle>,
+    ) {
+        // Kept across comparisons: once the live version is quiet, the
+        // shadow goes on at once until it is busy again.
+        let mut quiet_since: Option<std::time::Instant> = None;
         while let Some(key) = self.next() {
-            // The controller is gone: so is what the shadow compares against.
-            let Some(source) = subjects.upgrade() else {
+            if !self.wait_for_quiet(subjects, &mut quiet_since) {
+                return;
+            }
+            let Some(subject) = self.gather(subjects, &key, runtime) else {
                 return;
             };
-            let subject = source.subject(&key);
-            drop(source);
             let Some(subject) = subject else {
                 self.forget(&key);
                 continue;
@@ -280,6 +301,50 @@ impl Inner {
                 Compared::Stopped => return,
             }
         }
+    }
+
+    /// Waits until the live version has had no reconcile in flight for
+    /// [`QUIET`]; false once stopped or the controller is gone.
+    fn wait_for_quiet(
+        &self,
+        subjects: &Weak<dyn Subjects>,
+        quiet_since: &mut Option<std::time::Instant>,
+    ) -> bool {
+        loop {
+            if self.stopped.load(Ordering::SeqCst) {
+                return false;
+            }
+            let Some(source) = subjects.upgrade() else {
+                return false;
+            };
+            let busy = source.busy();
+            drop(source);
+            match (busy, *quiet_since) {
+                (true, _) => *quiet_since = None,
+                (false, None) => *quiet_since = Some(std::time::Instant::now()),
+                (false, Some(since)) if since.elapsed() >= QUIET => return true,
+                (false, Some(_)) => {}
+            }
+            std::thread::sleep(SLOT_POLL);
+        }
+    }
+
+    /// The subject under `key`, read on the runtime's blocking pool when
+    /// there is one (at normal priority: see the module's notes); the
+    /// outer None when the controller is gone.
+    fn gather(
+        &self,
+        subjects: &Weak<dyn Subjects>,
+        key: &ObjectKey,
+        runtime: Option<&tokio::runtime::Handle>,
+    ) -> Option<Option<Subject>> {
+        let source = subjects.upgrade()?;
+        let Some(runtime) = runtime else {
+            return Some(source.subject(key));
+        };
+        let key = key.clone();
+        let read = runtime.spawn_blocking(move || source.subject(&key));
+        runtime.block_on(read).ok()
     }
 
     /// Runs both versions on one request, each call in a free guest slot.
