@@ -98,6 +98,13 @@ pub async fn reconcile(
             version,
         );
     }
+    // Shadow calls get no HTTP on either side: say so where the user looks,
+    // since calls that need a request fail alike and compare as identical.
+    let message = (!candidate.meta().http_origins.is_empty()
+        || !controller.meta().http_origins.is_empty())
+    .then(|| {
+        "the module makes HTTP requests: shadow calls get none (any request may be a write), so calls that need one fail on both sides and compare as identical".to_owned()
+    });
     let settings = rollout.settings.as_ref().map(ToString::to_string);
     if let Err(error) = controller.stage(candidate, digest.clone(), settings) {
         controller.unstage();
@@ -107,6 +114,7 @@ pub async fn reconcile(
         phase: PHASE_SHADOWING.to_owned(),
         candidate_digest: Some(digest),
         candidate_version: version,
+        message,
         ..controller
             .shadow_report()
             .map(status_of)
