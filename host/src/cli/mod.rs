@@ -133,6 +133,8 @@ pub enum Command {
     /// A ReconcilerModule's staged candidate (`bosun push --shadow`): how
     /// its shadow run compares with the running version, and promoting or
     /// dropping it.
+    ///
+    /// Exit status: 0 on success, 1 when no candidate is staged.
     Rollout(RolloutArgs),
     /// Print the ClusterRole the host needs to run the given modules (and,
     /// with --with-host, itself).
