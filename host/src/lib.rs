@@ -38,5 +38,6 @@ pub mod quarantine;
 pub mod queue;
 pub mod rbac;
 pub mod reads;
+pub mod rollout;
 pub mod telemetry;
 pub mod validate;

@@ -597,3 +597,48 @@ fn reconcile_sends_http_only_to_origins_given_with_allow_http() {
     assert_eq!(outcome["bytes"], 5, "{allowed}");
     assert_eq!(served.load(Ordering::SeqCst), 1);
 }
+
+#[test]
+fn diff_prints_what_the_new_version_would_write_differently_and_exits_by_it() {
+    let next = bosun_testenv::guests::webapp_next()
+        .unwrap()
+        .display()
+        .to_string();
+    let object = sample("examples/webapp/samples/webapp.yaml");
+    let out = bosun(&["diff", &guest("webapp"), &next, "--object", &object]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(
+            "changed Deployment.apps/default/shop/metadata/labels/examples.bosun.dev~1revision: (none) → \"2\""
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 objects compared: 0 identical, 1 differing, 0 failing"),
+        "{text}"
+    );
+
+    let same = bosun(&[
+        "diff",
+        &guest("webapp"),
+        &guest("webapp"),
+        "--object",
+        &object,
+    ]);
+    assert_eq!(same.status.code(), Some(0), "{}", stderr(&same));
+
+    let other_kind = bosun(&[
+        "diff",
+        &guest("webapp"),
+        &guest("cnat"),
+        "--object",
+        &object,
+    ]);
+    assert_eq!(other_kind.status.code(), Some(2));
+    assert!(
+        stderr(&other_kind).contains("different kinds"),
+        "{}",
+        stderr(&other_kind)
+    );
+}

@@ -125,6 +125,7 @@ fn spec(source: ModuleSource) -> ReconcilerModuleSpec {
         memory_limit_mib: None,
         paused: false,
         host_class: "default".into(),
+        rollout: None,
     }
 }
 

@@ -4,12 +4,14 @@
 //! [`ExitCode`]; `main` only sets up logging and reports errors.
 
 mod build;
+mod diff;
 mod inspect;
 mod new;
 mod output;
 mod push;
 mod rbac;
 mod reconcile;
+mod rollout;
 mod run;
 
 use std::path::PathBuf;
@@ -21,11 +23,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::engine::{CompileLimits, Compiler, Engine, EngineConfig, THIS_EXECUTABLE};
 
 pub use build::BuildArgs;
+pub use diff::DiffArgs;
 pub use inspect::InspectArgs;
 pub use new::NewArgs;
 pub use push::{EXIT_NOT_LOADED, PushArgs};
 pub use rbac::RbacArgs;
 pub use reconcile::ReconcileArgs;
+pub use rollout::{RolloutAction, RolloutArgs};
 pub use run::RunArgs;
 
 /// Exit status when a module could not be loaded.
@@ -97,6 +101,14 @@ pub enum Command {
     /// 2 for bad input files, 3 when the module does not load, 4 when the
     /// call trapped or returned output that failed validation.
     Reconcile(ReconcileArgs),
+    /// Compare what two versions of a module would write, object by
+    /// object, without writing anything: against the cluster's objects of
+    /// the module's kind (lists only) or against --object files.
+    ///
+    /// Exit status: 0 when no object differs, 1 when some object differs
+    /// or fails only with the new version, 2 when they could not be
+    /// compared.
+    Diff(DiffArgs),
     /// Print a module's metadata (name, version, kinds, finalizer) and the
     /// permissions it needs granted.
     Inspect(InspectArgs),
@@ -118,6 +130,12 @@ pub enum Command {
     /// for bad input (a component too large for a ConfigMap), 3 when the
     /// module does not load here, 5 when the host did not load it.
     Push(PushArgs),
+    /// A ReconcilerModule's staged candidate (`bosun push --shadow`): how
+    /// its shadow run compares with the running version, and promoting or
+    /// dropping it.
+    ///
+    /// Exit status: 0 on success, 1 when no candidate is staged.
+    Rollout(RolloutArgs),
     /// Print the ClusterRole the host needs to run the given modules (and,
     /// with --with-host, itself).
     Rbac(RbacArgs),
@@ -178,6 +196,7 @@ impl Cli {
         match &self.command {
             Command::Reconcile(args) => reconcile::run(args, &engine()?),
             Command::Inspect(args) => inspect::run(args, &engine()?),
+            Command::Diff(args) => diff::run(args, &engine()?),
             Command::Run(args) => run::run(
                 args,
                 engine_unloading(Some(args.unload_idle_after).filter(|idle| !idle.is_zero()))?,
@@ -186,6 +205,7 @@ impl Cli {
             Command::New(args) => new::run(args),
             Command::Build(args) => build::run(args, &engine()?),
             Command::Push(args) => push::run(args, &engine()?),
+            Command::Rollout(args) => rollout::run(args),
             Command::CompileWorker => Ok(crate::engine::serve_compile_worker()),
         }
     }

@@ -25,6 +25,8 @@ use crate::modules::resource::{
 };
 use crate::modules::source;
 
+mod shadow;
+
 /// Exit status when the module was published but the host did not load it
 /// (or did not say so in time).
 pub const EXIT_NOT_LOADED: u8 = 5;
@@ -76,6 +78,14 @@ pub struct PushArgs {
     /// default: keep the ReconcilerModule's, `default` for a new one).
     #[arg(long, value_name = "NAME")]
     pub host_class: Option<crate::modules::class::HostClass>,
+    /// Stage the component as a candidate beside the running version
+    /// (`spec.rollout`, mode Shadow) instead of swapping it in: the host
+    /// compares what it would write with what the running version writes,
+    /// and writes nothing for it. `bosun rollout status NAME` shows what it
+    /// found; `bosun rollout promote NAME` swaps it in. The ConfigMap is
+    /// NAME-candidate, so the running version's stays as it is.
+    #[arg(long)]
+    pub shadow: bool,
     /// Do not wait for the host to load the module.
     #[arg(long)]
     pub no_wait: bool,
@@ -137,7 +147,11 @@ pub(super) fn run(args: &PushArgs, engine: &Engine) -> anyhow::Result<ExitCode> 
 
         let source = match (&destination, stored) {
             (Destination::ConfigMap, Some(stored)) => {
-                let name = format!("{}-module", args.name);
+                let name = if args.shadow {
+                    format!("{}-candidate", args.name)
+                } else {
+                    format!("{}-module", args.name)
+                };
                 let key = format!("{}.wasm", args.name);
                 let written =
                     publish::put_config_map(&client, &namespace, &name, &key, &stored.bytes)
@@ -184,6 +198,9 @@ pub(super) fn run(args: &PushArgs, engine: &Engine) -> anyhow::Result<ExitCode> 
             }
             (Destination::ConfigMap, None) => unreachable!("a ConfigMap destination is prepared"),
         };
+        if args.shadow {
+            return shadow::stage(&client, args, current, source, settings).await;
+        }
         let spec = ModuleSpec {
             source,
             permissions: grant

@@ -331,7 +331,7 @@ fn read_settings(path: &Path) -> anyhow::Result<String> {
 /// hand-written file usually lacks: the namespace (`default`, as kubectl
 /// does), a uid (derived from the object's identity, so runs repeat) and
 /// generation 1.
-fn complete_server_fields(object: &mut Value, meta: &ModuleMeta) {
+pub(super) fn complete_server_fields(object: &mut Value, meta: &ModuleMeta) {
     let identity = format!(
         "{}/{}/{}/{}",
         str_at(object, "/apiVersion"),
@@ -375,7 +375,7 @@ fn derived_uid(identity: &str) -> String {
     )
 }
 
-fn object_label(object: &Value) -> String {
+pub(super) fn object_label(object: &Value) -> String {
     match object
         .pointer("/metadata/namespace")
         .and_then(Value::as_str)
@@ -385,7 +385,7 @@ fn object_label(object: &Value) -> String {
     }
 }
 
-fn str_at<'a>(object: &'a Value, pointer: &str) -> &'a str {
+pub(super) fn str_at<'a>(object: &'a Value, pointer: &str) -> &'a str {
     object
         .pointer(pointer)
         .and_then(Value::as_str)

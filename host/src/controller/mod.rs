@@ -22,6 +22,7 @@
 mod failures;
 mod finalize;
 mod outbound;
+mod shadow;
 mod triggers;
 mod worker;
 
@@ -164,6 +165,11 @@ pub struct Controller {
     revoked: std::sync::atomic::AtomicBool,
     /// The module's outbound HTTP and its connection pool, kept across calls.
     outbound: outbound::ModuleOutbound,
+    /// A candidate version staged beside this one, compared and never
+    /// written ([`crate::rollout::shadow`]).
+    shadow: RwLock<Option<Arc<crate::rollout::shadow::Shadow>>>,
+    /// Live reconciles in flight: a shadow call waits for none.
+    live_in_flight: std::sync::atomic::AtomicUsize,
 }
 
 impl Controller {
@@ -217,6 +223,8 @@ impl Controller {
             failed: Mutex::default(),
             revoked: std::sync::atomic::AtomicBool::new(false),
             outbound,
+            shadow: RwLock::default(),
+            live_in_flight: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 

@@ -42,7 +42,12 @@ impl Controller {
             crate::telemetry::trace::queue_wait(queued_at, &trigger);
         });
         let started = Instant::now();
+        let in_flight = InFlight::count(&self.live_in_flight);
         let result = self.reconcile_key(&key, trigger).instrument(span).await;
+        drop(in_flight);
+        // After the live call, so a staged candidate is compared on what
+        // the live version just saw (and wrote).
+        self.offer_shadow(&key);
         self.stats.reconciles.fetch_add(1, Ordering::Relaxed);
         if result == ReconcileResult::Error {
             self.stats.errors.fetch_add(1, Ordering::Relaxed);
@@ -339,5 +344,22 @@ impl Controller {
             tracing::warn!(cap, "reads past the tracked-reads cap");
             self.report_warning(object, "TooManyReads", &message).await;
         }
+    }
+}
+
+/// One live reconcile counted in flight until it ends, however it ends (a
+/// future dropped mid-call included): a shadow waits while any is.
+struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn count(counter: &'a std::sync::atomic::AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        InFlight(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }

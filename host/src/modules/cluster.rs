@@ -426,6 +426,9 @@ async fn load(
     }
     .await;
 
+    let spec = module.spec.as_ref().ok();
+    status.rollout = super::staging::reconcile(client, registry, &key(&name), spec).await;
+
     let now = Time(jiff::Timestamp::now());
     let result = match outcome {
         Ok(loaded) => {
@@ -531,7 +534,12 @@ async fn refresh_stats(
         }
         let (reconciles, errors, traps) = controller.stats();
         let quarantined = controller.is_quarantined();
-        let patch = json!({"status": {"reconciles": reconciles, "errors": errors, "traps": traps, "quarantined": quarantined}});
+        let mut patch = json!({"status": {"reconciles": reconciles, "errors": errors, "traps": traps, "quarantined": quarantined}});
+        // A shadow's findings ride on the same periodic write: never one
+        // write per call.
+        if let Some(rollout) = controller.shadow_report().map(super::staging::status_of) {
+            patch["status"]["rollout"] = json!(rollout);
+        }
         if let Err(error) = api
             .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await

@@ -9,6 +9,9 @@
 //!   an OCI registry by [`oci`] — and reconciled by [`cluster`],
 //!   `--modules-from-cluster`).
 //!
+//! [`staging`] stages a ReconcilerModule's `spec.rollout` candidate as a
+//! shadow of its running controller.
+//!
 //! [`publish`] is the other side: what `bosun push` writes so that a
 //! ReconcilerModule can fetch a component (a ConfigMap or an OCI artifact).
 
@@ -21,3 +24,4 @@ pub mod publish;
 pub mod registry;
 pub mod resource;
 pub mod source;
+pub mod staging;

@@ -472,6 +472,20 @@ impl Registry {
             .collect()
     }
 
+    /// The controller running the module from `key`, if one does.
+    pub async fn controller(&self, key: &str) -> Option<Arc<Controller>> {
+        self.running
+            .lock()
+            .await
+            .get(key)
+            .map(|r| r.controller.clone())
+    }
+
+    /// The engine modules are loaded with (a staged candidate too).
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
     /// True when a module from `key` runs.
     pub async fn is_running(&self, key: &str) -> bool {
         self.running.lock().await.contains_key(key)

@@ -18,6 +18,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::grants::Permissions;
 
+mod rollout;
+
+pub use rollout::{FailureCount, RolloutExample, RolloutMode, RolloutSpec, RolloutStatus};
+
 /// Condition type: the component was fetched, compiled and checked against the
 /// WIT world.
 pub const CONDITION_LOADED: &str = "Loaded";
@@ -147,6 +151,11 @@ pub struct ReconcilerModuleSpec {
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     )]
     pub host_class: String,
+
+    /// A candidate version staged beside the running one (see
+    /// `bosun rollout`); none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutSpec>,
 }
 
 fn default_host_class() -> String {
@@ -315,6 +324,11 @@ pub struct ReconcilerModuleStatus {
     /// A human-readable account of the module's state, mostly why it is not ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+
+    /// The staged candidate and how it compares with the running version;
+    /// null when none is staged (written as null so a merge patch clears it).
+    #[serde(default)]
+    pub rollout: Option<RolloutStatus>,
 }
 
 impl ReconcilerModuleStatus {
@@ -393,6 +407,10 @@ impl ReconcilerModuleSpec {
     pub fn validate(&self) -> Result<(), SpecError> {
         self.source.validate()?;
         super::class::HostClass::new(&self.host_class)?;
+        if let Some(rollout) = &self.rollout {
+            // Its fields' names say `source.`: the candidate is a source.
+            rollout.candidate.validate()?;
+        }
         if self.permissions.namespaces.iter().any(String::is_empty) {
             return Err(SpecError::Empty {
                 field: "permissions.namespaces[]",
@@ -654,6 +672,7 @@ mod tests {
             memory_limit_mib: None,
             paused: false,
             host_class: "default".into(),
+            rollout: None,
         };
         let url = |url: &str, sha256: &str| {
             ModuleSource::Url(UrlSource {
