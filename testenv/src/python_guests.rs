@@ -19,7 +19,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
-
 use crate::guests::{BuildError, target_dir, workspace_root};
 use crate::staging::{self, io, lock, run};
 

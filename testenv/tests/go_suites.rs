@@ -64,7 +64,10 @@ fn the_go_sdks_wit_is_the_published_http_world() {
     let copy =
         std::fs::read_to_string(root.join("sdks/go/wit/deps/bosun-reconciler/reconciler.wit"))
             .unwrap();
-    assert!(copy == contract, "sdks/go/wit's reconciler.wit is not wit/reconciler.wit");
+    assert!(
+        copy == contract,
+        "sdks/go/wit's reconciler.wit is not wit/reconciler.wit"
+    );
 }
 
 /// Every `.wit` file under `dir`, by its path relative to `dir`.

@@ -153,7 +153,14 @@ pub fn sends_and_reads_the_answer(cache: &str, reaching: Reaching) {
     );
     let out = bosun(
         cache,
-        &["reconcile", &module, "--object", &object, "--allow-http", &origin],
+        &[
+            "reconcile",
+            &module,
+            "--object",
+            &object,
+            "--allow-http",
+            &origin,
+        ],
     );
     assert!(
         out.status.success(),
@@ -184,7 +191,9 @@ pub fn ungranted_is_a_retryable_http_refused(cache: &str, reaching: Reaching) {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains(&format!("retryable error HttpRefused: GET {origin}/ refused by the host")),
+        err.contains(&format!(
+            "retryable error HttpRefused: GET {origin}/ refused by the host"
+        )),
         "{err}"
     );
     assert_eq!(
@@ -203,7 +212,14 @@ pub fn a_404_is_a_permanent_http_status(cache: &str, reaching: Reaching) {
     let object = probe_object(dir.path(), json!({"path": "/missing"}));
     let out = bosun(
         cache,
-        &["reconcile", &module, "--object", &object, "--allow-http", &origin],
+        &[
+            "reconcile",
+            &module,
+            "--object",
+            &object,
+            "--allow-http",
+            &origin,
+        ],
     );
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -224,7 +240,14 @@ pub fn a_dead_port_is_a_retryable_http_connection(cache: &str, reaching: Reachin
     let object = probe_object(dir.path(), json!({}));
     let out = bosun(
         cache,
-        &["reconcile", &module, "--object", &object, "--allow-http", &origin],
+        &[
+            "reconcile",
+            &module,
+            "--object",
+            &object,
+            "--allow-http",
+            &origin,
+        ],
     );
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
