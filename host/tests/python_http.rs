@@ -102,3 +102,11 @@ fn a_404_from_a_python_guests_request_is_a_permanent_http_status() {
         "{err}"
     );
 }
+
+#[test]
+fn a_python_guests_request_to_a_dead_port_is_a_retryable_http_connection() {
+    http_probe::a_dead_port_is_a_retryable_http_connection(
+        "python-guest-test-cache",
+        bosun_testenv::python_guests::http_probe_reaching,
+    );
+}
