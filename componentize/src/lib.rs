@@ -25,6 +25,12 @@ use wit_parser::Resolve;
 /// The world a reconciler component targets.
 pub const WORLD: &str = "reconciler";
 
+/// `reconciler` with `wasi:http/outgoing-handler`, the world of the
+/// published `wit/http` package (the Go SDK's WIT), chosen when the
+/// package has it. wit-component imports only what the module calls, so a
+/// module that never sends imports no wasi:http even so.
+pub const HTTP_WORLD: &str = "reconciler-http";
+
 /// Why a Go module could not be made a component.
 #[derive(Debug, thiserror::Error)]
 #[error("making a component of a Go module: {what}: {cause}")]
@@ -36,14 +42,20 @@ pub struct ComponentizeError {
 }
 
 /// The component made from `core` (a Go c-shared module) against the world
-/// [`WORLD`] of the WIT package in `wit_dir`.
+/// [`HTTP_WORLD`] of the WIT package in `wit_dir`, or [`WORLD`] when it has
+/// none.
 pub fn componentize(core: &[u8], wit_dir: &Path) -> Result<Vec<u8>, ComponentizeError> {
     let mut resolve = Resolve::default();
     let (package, _) = resolve
         .push_dir(wit_dir)
         .map_err(|e| failed(&format!("reading {}", wit_dir.display()), e))?;
+    let name = if resolve.packages[package].worlds.contains_key(HTTP_WORLD) {
+        HTTP_WORLD
+    } else {
+        WORLD
+    };
     let world = resolve
-        .select_world(&[package], Some(WORLD))
+        .select_world(&[package], Some(name))
         .map_err(|e| failed("selecting the world", e))?;
     let mut module = core.to_vec();
     embed_component_metadata(&mut module, &resolve, world, StringEncoding::UTF8)

@@ -3,119 +3,16 @@
 //! `wasi:http/outgoing-handler` to a loopback server, and `bosun reconcile`
 //! shows what came back, or the error the SDK classified.
 
-use std::io::{Read, Write};
-use std::path::Path;
-use std::process::{Command, Output};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod http_probe;
 
+use std::process::Output;
+use std::sync::atomic::Ordering;
+
+use http_probe::{echo_server, probe_object};
 use serde_json::{Value, json};
 
 fn bosun(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bosun"))
-        .args(args)
-        .env(
-            "BOSUN_CACHE_DIR",
-            bosun_testenv::guests::target_dir().join("python-guest-test-cache"),
-        )
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("bosun runs")
-}
-
-/// A loopback server answering `/missing` with 404 and anything else with
-/// 200 and a JSON echo of the method, path, `X-Probe` header and body it
-/// read; counts the requests. Stops with the process.
-fn echo_server() -> (String, Arc<AtomicUsize>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let origin = format!("http://{}", listener.local_addr().unwrap());
-    let served = Arc::new(AtomicUsize::new(0));
-    let count = served.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") {
-                match stream.read(&mut byte) {
-                    Ok(1) => head.push(byte[0]),
-                    _ => break,
-                }
-            }
-            let head = String::from_utf8_lossy(&head).into_owned();
-            let header = |name: &str| {
-                head.lines()
-                    .find_map(|l| {
-                        let (n, v) = l.split_once(':')?;
-                        n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
-                    })
-                    .unwrap_or_default()
-            };
-            let body = if header("transfer-encoding").eq_ignore_ascii_case("chunked") {
-                read_chunked(&mut stream)
-            } else {
-                let length: usize = header("content-length").parse().unwrap_or(0);
-                let mut body = vec![0u8; length];
-                let _ = stream.read_exact(&mut body);
-                body
-            };
-            count.fetch_add(1, Ordering::SeqCst);
-            let mut request_line = head.lines().next().unwrap_or_default().split(' ');
-            let (method, path) = (
-                request_line.next().unwrap_or_default(),
-                request_line.next().unwrap_or_default(),
-            );
-            let (status, answer) = if path == "/missing" {
-                ("404 Not Found", "no such thing".to_owned())
-            } else {
-                let echo = json!({
-                    "method": method,
-                    "path": path,
-                    "probe": header("x-probe"),
-                    "body": String::from_utf8_lossy(&body),
-                });
-                ("200 OK", echo.to_string())
-            };
-            let _ = stream.write_all(
-                format!(
-                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
-                    answer.len()
-                )
-                .as_bytes(),
-            );
-        }
-    });
-    (origin, served)
-}
-
-/// A chunked request body (a body of unknown length goes out this way),
-/// read to its last chunk.
-fn read_chunked(stream: &mut std::net::TcpStream) -> Vec<u8> {
-    let mut body = Vec::new();
-    loop {
-        let mut line = Vec::new();
-        let mut byte = [0u8; 1];
-        while !line.ends_with(b"\r\n") {
-            match stream.read(&mut byte) {
-                Ok(1) => line.push(byte[0]),
-                _ => return body,
-            }
-        }
-        let size = usize::from_str_radix(String::from_utf8_lossy(&line).trim(), 16).unwrap_or(0);
-        let mut chunk = vec![0u8; size + 2];
-        if stream.read_exact(&mut chunk).is_err() || size == 0 {
-            return body;
-        }
-        body.extend_from_slice(&chunk[..size]);
-    }
-}
-
-fn probe_object(dir: &Path, data: Value) -> String {
-    let path = dir.join("probe.yaml");
-    let object = json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "probe", "namespace": "default"}, "data": data});
-    std::fs::write(&path, serde_yaml::to_string(&object).unwrap()).unwrap();
-    path.display().to_string()
+    http_probe::bosun("python-guest-test-cache", args)
 }
 
 #[test]
@@ -203,5 +100,13 @@ fn a_404_from_a_python_guests_request_is_a_permanent_http_status() {
         err.contains("permanent error HttpStatus: GET ")
             && err.contains("/missing failed: status 404: no such thing"),
         "{err}"
+    );
+}
+
+#[test]
+fn a_python_guests_request_to_a_dead_port_is_a_retryable_http_connection() {
+    http_probe::a_dead_port_is_a_retryable_http_connection(
+        "python-guest-test-cache",
+        bosun_testenv::python_guests::http_probe_reaching,
     );
 }

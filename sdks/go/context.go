@@ -162,6 +162,10 @@ func (c *Context) List(kind Kind, labelSelector string, out any) error {
 	return decodeAll(found, out, "ReadFailed", kind.Kind)
 }
 
+// HTTP is the client for requests to the origins the module declared with
+// Metadata.HTTPOrigin and the operator granted.
+func (c *Context) HTTP() Client { return Client{host: c.host} }
+
 // Log writes a line to the host's log, tagged with the module and object.
 func (c *Context) Log(level LogLevel, message string) { c.host.Log(level, message) }
 

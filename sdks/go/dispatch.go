@@ -64,14 +64,12 @@ type module[T any] struct{ r Reconciler[T] }
 func (m module[T]) Info() ModuleInfo {
 	declared := m.r.Metadata()
 	info := ModuleInfo{
-		Name:    declared.Name,
-		Version: declared.Version,
-		Primary: m.r.Kind(),
-		Owns:    declared.Owned,
-		Reads:   declared.Read,
-		// No HTTP client in this SDK: Go on wasip1 has no net/http, and the
-		// wasi:http bindings are not written yet. None declared.
-		HTTPOrigins: nil,
+		Name:        declared.Name,
+		Version:     declared.Version,
+		Primary:     m.r.Kind(),
+		Owns:        declared.Owned,
+		Reads:       declared.Read,
+		HTTPOrigins: declared.Origins,
 	}
 	if declared.Finalizer != "" {
 		f := declared.Finalizer

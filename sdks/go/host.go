@@ -24,6 +24,9 @@ type Host interface {
 	// ListObjects returns a HostError when the host refuses the read.
 	ListObjects(apiVersion, kind string, namespace, labelSelector *string) ([]string, error)
 	Now() time.Time
+	// HTTP sends a checked request and reads the whole response; the
+	// error, when no response came, is an *HTTPError.
+	HTTP(request *HTTPRequest) (*HTTPResponse, error)
 }
 
 // HostError is a read the host refused; the message is the host's reason.

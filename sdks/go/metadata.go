@@ -11,6 +11,8 @@ type Metadata struct {
 	Owned     []Kind
 	Read      []Kind
 	Finalizer string
+	// Origins are the HTTP origins declared with HTTPOrigin.
+	Origins []string
 }
 
 // NewMetadata starts a module's metadata. name is a DNS label: the
@@ -37,5 +39,15 @@ func (m *Metadata) Reads(kind Kind) *Metadata {
 // to call Finalize while one is being deleted.
 func (m *Metadata) WithFinalizer(finalizer string) *Metadata {
 	m.Finalizer = finalizer
+	return m
+}
+
+// HTTPOrigin declares an origin the module sends HTTP requests to through
+// Context.HTTP: scheme://host[:port] (http or https; a leading `*.` covers
+// subdomains only). Call once per origin. The operator must grant each;
+// the host refuses requests anywhere else and adds the credentials the
+// grant binds to an origin itself.
+func (m *Metadata) HTTPOrigin(origin string) *Metadata {
+	m.Origins = append(m.Origins, origin)
 	return m
 }

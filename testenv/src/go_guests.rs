@@ -1,8 +1,10 @@
 //! Building the Go guest (`examples/cnat-go`, built with `sdks/go`) as a
 //! Wasm component.
 //!
-//! Also the test guest `tests/guests/reads-go`, which crosses the glue's
-//! reads, settings and children for `host/tests/go_guest.rs`.
+//! Also the test guests `tests/guests/reads-go`, which crosses the glue's
+//! reads, settings and children for `host/tests/go_guest.rs`, and
+//! `tests/guests/http-probe-go`, which sends one HTTP request through the
+//! SDK's client for `host/tests/go_http.rs` (see [`http_probe_reaching`]).
 //!
 //! The Go counterpart of [`crate::python_guests`] and
 //! [`crate::typescript_guests`]: one builder shared by `cargo xtask test`
@@ -28,8 +30,16 @@ use crate::guests::{BuildError, target_dir, workspace_root};
 use crate::staging::{self, io, lock, run};
 
 /// The Go guests, each a directory holding a main package: the example
-/// `examples/cnat-go` and the test guest `tests/guests/reads-go`.
-pub const PACKAGES: [&str; 2] = ["cnat-go", "reads-go"];
+/// `examples/cnat-go` and the test guests `tests/guests/reads-go` and
+/// `tests/guests/http-probe-go`.
+pub const PACKAGES: [&str; 3] = ["cnat-go", "reads-go", "http-probe-go"];
+
+/// http-probe-go declaring (and sending to) `origin` instead of its
+/// default: a copy of the built component with the origin patched in place
+/// (see [`crate::guests::http_probe_reaching`]).
+pub fn http_probe_reaching(origin: &str) -> Result<PathBuf, BuildError> {
+    crate::guests::http_probe_reaching("http-probe-go", origin)
+}
 
 /// Where the sources of `package` live, relative to the repository's root
 /// (and to the staging directory, so a `replace` of the SDK by relative
@@ -117,7 +127,7 @@ fn build(package: &str) -> Result<PathBuf, BuildError> {
         &format!("building {}", source_dir(package).display()),
     )?;
     eprintln!(
-        "go guests: making {} a component (the WASI preview1 reactor adapter, the SDK's WIT)",
+        "go guests: making {} a component (the WASI preview1 reactor adapter, the SDK's WIT: reconciler-http)",
         core.display()
     );
     let bytes = std::fs::read(&core).map_err(|e| io("reading", &core, e))?;
@@ -199,7 +209,7 @@ mod tests {
 
     #[test]
     fn only_go_guests_are_built_here() {
-        assert!(is_go("cnat-go") && is_go("reads-go"));
+        assert!(is_go("cnat-go") && is_go("reads-go") && is_go("http-probe-go"));
         assert!(path("cnat").is_err());
     }
 }

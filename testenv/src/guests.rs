@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use sha2::{Digest, Sha256};
+
 /// The target guests are built for.
 pub const TARGET: &str = "wasm32-wasip2";
 
@@ -231,6 +233,35 @@ pub fn dnsrecord_for_origin(origin: &str) -> Result<PathBuf, BuildError> {
     })?;
     built.push((origin.to_owned(), file.clone()));
     Ok(file)
+}
+
+/// The marker before the origin an `http-probe-<language>` guest declares.
+const PROBE_ORIGIN_MARKER: &[u8] = b"HTTP-PROBE-ORIGIN=";
+
+/// The room for the origin after the marker.
+const PROBE_ORIGIN_BYTES: usize = 64;
+
+/// The probe guest `package` (`http-probe-python`, `-typescript`, `-go`:
+/// each sends one request through its SDK's HTTP client) declaring, and
+/// sending to, `origin` instead of its default: a copy of the built
+/// component with the origin patched in place (each guest keeps it in a
+/// padded string after [`PROBE_ORIGIN_MARKER`]), so a test can point it at
+/// a server on a port chosen at run time. Written to
+/// `target/guest-variants/<package>-<hash>.wasm`.
+pub fn http_probe_reaching(package: &str, origin: &str) -> Result<PathBuf, BuildError> {
+    if origin.len() > PROBE_ORIGIN_BYTES || !origin.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(BuildError(format!(
+            "{origin:?} does not fit {package}'s origin"
+        )));
+    }
+    let tag = hex::encode(&Sha256::digest(origin.as_bytes())[..8]);
+    patched(
+        package,
+        PROBE_ORIGIN_MARKER,
+        PROBE_ORIGIN_BYTES,
+        origin,
+        &format!("{package}-{tag}.wasm"),
+    )
 }
 
 /// The marker before misbehave's declaration variant in its data.

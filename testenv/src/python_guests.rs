@@ -19,8 +19,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
-use sha2::{Digest, Sha256};
-
 use crate::guests::{BuildError, target_dir, workspace_root};
 use crate::staging::{self, io, lock, run};
 
@@ -48,31 +46,12 @@ fn source_dir(package: &str) -> PathBuf {
     }
 }
 
-/// The marker before the origin http-probe-python declares.
-const PROBE_ORIGIN_MARKER: &[u8] = b"HTTP-PROBE-ORIGIN=";
-
-/// The room for the origin after the marker.
-const PROBE_ORIGIN_BYTES: usize = 64;
-
 /// http-probe-python declaring (and sending to) `origin` instead of its
 /// default: a copy of the built component with the origin patched in place
-/// (the guest keeps it in a padded string constant), so a test can point
-/// it at a server on a port chosen at run time. Written to
-/// `target/guest-variants/http-probe-python-<hash>.wasm`.
+/// (see [`crate::guests::http_probe_reaching`]), so a test can point it at
+/// a server on a port chosen at run time.
 pub fn http_probe_reaching(origin: &str) -> Result<PathBuf, BuildError> {
-    if origin.len() > PROBE_ORIGIN_BYTES || !origin.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(BuildError::new(format!(
-            "{origin:?} does not fit http-probe-python's origin"
-        )));
-    }
-    let tag = hex::encode(&Sha256::digest(origin.as_bytes())[..8]);
-    crate::guests::patched(
-        "http-probe-python",
-        PROBE_ORIGIN_MARKER,
-        PROBE_ORIGIN_BYTES,
-        origin,
-        &format!("http-probe-python-{tag}.wasm"),
-    )
+    crate::guests::http_probe_reaching("http-probe-python", origin)
 }
 
 /// Where the venv, the staged SDK and the components live.

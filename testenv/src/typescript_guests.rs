@@ -1,5 +1,5 @@
-//! Building the TypeScript guest (`examples/cnat-typescript`) as a Wasm
-//! component.
+//! Building the TypeScript guests (`examples/cnat-typescript`, the test
+//! guest `tests/guests/http-probe-typescript`) as Wasm components.
 //!
 //! The TypeScript counterpart of [`crate::python_guests`]: one builder
 //! shared by `cargo xtask test` and every test that loads the component
@@ -25,9 +25,30 @@ use std::sync::Mutex;
 use crate::guests::{BuildError, target_dir, workspace_root};
 use crate::staging::{self, io, lock, run};
 
-/// The TypeScript guests, each a directory under `examples/` with a
-/// package.json whose `build` script takes the output path.
-pub const PACKAGES: [&str; 1] = ["cnat-typescript"];
+/// The TypeScript guests, each a directory with a package.json whose
+/// `build` script takes the output path: the example
+/// `examples/cnat-typescript`, and `tests/guests/http-probe-typescript`,
+/// which sends one HTTP request through the SDK's client (see
+/// [`http_probe_reaching`]).
+pub const PACKAGES: [&str; 2] = ["cnat-typescript", "http-probe-typescript"];
+
+/// Where the sources of `package` live, relative to the repository's root
+/// (and to the staging directory, so a `file:` dependency on the SDK by
+/// relative path holds in both).
+fn source_dir(package: &str) -> PathBuf {
+    if package.starts_with("cnat") {
+        Path::new("examples").join(package)
+    } else {
+        Path::new("tests").join("guests").join(package)
+    }
+}
+
+/// http-probe-typescript declaring (and sending to) `origin` instead of its
+/// default: a copy of the built component with the origin patched in place
+/// (see [`crate::guests::http_probe_reaching`]).
+pub fn http_probe_reaching(origin: &str) -> Result<PathBuf, BuildError> {
+    crate::guests::http_probe_reaching("http-probe-typescript", origin)
+}
 
 /// Where the staged sources and the components live.
 pub fn dir() -> PathBuf {
@@ -57,7 +78,7 @@ fn build(package: &str) -> Result<PathBuf, BuildError> {
     let _lock = lock(&dir)?;
     let root = workspace_root();
     let sdk = root.join("sdks").join("typescript");
-    let source = root.join("examples").join(package);
+    let source = root.join(source_dir(package));
     let digest = staging::inputs_digest(&[], &[&sdk, &source], skipped)?;
     let out = dir.join("guests").join(format!("{package}.wasm"));
     let stamp = dir.join("guests").join(format!("{package}.inputs"));
@@ -70,7 +91,7 @@ fn build(package: &str) -> Result<PathBuf, BuildError> {
     // rebuild after a source change skips the download.
     let staged = dir.join("src");
     let staged_sdk = staged.join("sdks").join("typescript");
-    let staged_example = staged.join("examples").join(package);
+    let staged_example = staged.join(source_dir(package));
     for (from, to) in [(&sdk, &staged_sdk), (&source, &staged_example)] {
         staging::copy_tree(from, to, skipped)?;
     }
@@ -84,7 +105,7 @@ fn build(package: &str) -> Result<PathBuf, BuildError> {
     )?;
     run(
         npm().arg("ci").current_dir(&staged_example),
-        &format!("npm ci in examples/{package}"),
+        &format!("npm ci in {}", source_dir(package).display()),
     )?;
     eprintln!(
         "typescript guests: building {} with bosun-build (QuickJS; a few seconds)",
@@ -98,7 +119,7 @@ fn build(package: &str) -> Result<PathBuf, BuildError> {
             .args(["run", "build", "--"])
             .arg(&partial)
             .current_dir(&staged_example),
-        &format!("building examples/{package}"),
+        &format!("building {}", source_dir(package).display()),
     )?;
     std::fs::rename(&partial, &out).map_err(|e| io("writing", &out, e))?;
     std::fs::write(&stamp, &digest).map_err(|e| io("writing", &stamp, e))?;
@@ -150,7 +171,7 @@ mod tests {
 
     #[test]
     fn only_typescript_guests_are_built_here() {
-        assert!(is_typescript("cnat-typescript"));
+        assert!(is_typescript("cnat-typescript") && is_typescript("http-probe-typescript"));
         assert!(path("cnat").is_err());
     }
 }

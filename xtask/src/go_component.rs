@@ -15,7 +15,9 @@ pub struct Args {
     /// Where to write the component.
     #[arg(short, long)]
     output: PathBuf,
-    /// The WIT package to embed (default: the Go SDK's, sdks/go/wit).
+    /// The WIT package to embed (default: the Go SDK's, sdks/go/wit, the
+    /// published reconciler-http world: a module imports only the wasi:http
+    /// it calls).
     #[arg(long)]
     wit: Option<PathBuf>,
 }

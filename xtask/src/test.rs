@@ -35,14 +35,14 @@ pub fn run(args: Args) -> Result<()> {
             .map_err(|e| anyhow::anyhow!("building the Python guest {package}: {e}"))?;
     }
     eprintln!(
-        "test: building the TypeScript guest: npm ci of sdks/typescript and examples/cnat-typescript under target/typescript, then bosun-build (cold: under 1 min; then instant)"
+        "test: building the TypeScript guests: npm ci of sdks/typescript, examples/cnat-typescript and the TypeScript test guest under target/typescript, then bosun-build (cold: under 1 min; then instant)"
     );
     for package in bosun_testenv::typescript_guests::PACKAGES {
         bosun_testenv::typescript_guests::path(package)
             .map_err(|e| anyhow::anyhow!("building the TypeScript guest {package}: {e}"))?;
     }
     eprintln!(
-        "test: building the Go guest: examples/cnat-go with the machine's Go (GOOS=wasip1) under target/go, made a component with the preview1 reactor adapter (cold: seconds; then instant)"
+        "test: building the Go guests: examples/cnat-go and the Go test guests with the machine's Go (GOOS=wasip1) under target/go, made a component with the preview1 reactor adapter (cold: seconds; then instant)"
     );
     for package in bosun_testenv::go_guests::PACKAGES {
         bosun_testenv::go_guests::path(package)

@@ -29,6 +29,8 @@ type Harness struct {
 	settings *string
 	trigger  bosun.Trigger
 	attempt  uint32
+	// http is the stubs and the requests sent, across calls.
+	http *stubs
 	// failure is a setup error (a child that does not encode, say),
 	// reported by the next call rather than by every builder method.
 	failure error
@@ -37,7 +39,7 @@ type Harness struct {
 // New is a harness for r, with the clock at the real time, no children,
 // no objects, no settings, and the trigger `manual`.
 func New[T any](r bosun.Reconciler[T]) *Harness {
-	return &Harness{module: bosun.New(r), clock: time.Now(), trigger: "manual", attempt: 1}
+	return &Harness{module: bosun.New(r), clock: time.Now(), trigger: "manual", attempt: 1, http: &stubs{}}
 }
 
 // Now fixes the clock the reconciler sees.
@@ -172,7 +174,8 @@ func (h *Harness) prepare(obj any) (*bosun.Request, *testHost, error) {
 	for _, k := range append(append([]bosun.Kind{info.Primary}, info.Owns...), info.Reads...) {
 		readable[k.APIVersion()+" "+k.Kind] = true
 	}
-	host := &testHost{clock: h.clock, objects: h.objects, readable: readable}
+	h.http.origins = info.HTTPOrigins
+	host := &testHost{clock: h.clock, objects: h.objects, readable: readable, http: h.http}
 	if info.Primary.Scope == bosun.Namespaced {
 		ns := head.Metadata.Namespace
 		host.namespace = &ns

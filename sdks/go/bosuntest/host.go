@@ -16,6 +16,7 @@ type testHost struct {
 	readable  map[string]bool
 	namespace *string // the primary's, when it is namespaced
 	logs      []Log
+	http      *stubs
 }
 
 func (t *testHost) Log(level bosun.LogLevel, message string) {

@@ -11,8 +11,24 @@
 //
 // QuickJS rather than SpiderMonkey (componentize-js): a 1.7 MB component
 // that compiles in about 3 s, where SpiderMonkey makes 12 MB and 9 s. It
-// has no fetch, and this SDK no HTTP client yet.
-import { readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
+// has no fetch; the SDK's HTTP client goes to wasi:http itself.
+//
+// The world is `reconciler-http` (wit/ is the repository's wit/http, the
+// published world): the host links wasi:http for every module, so every
+// component imports it, as the Python SDK's do. componentize-qjs 0.4.5
+// cannot snapshot such a component as it is: its Wizer step links the real
+// wasi:io and stubs every import it does not know (wasi:http) with a
+// resource type of its own, so wasi:http/types' `input-stream`, which is
+// wasi:io's, has "the wrong type" and the build fails. So the build sees
+// the WASI packages the world names renamed `wbsi:` (all unknown, all
+// stubbed alike; the SDK's glue imports them by those names), and the
+// component's bytes are renamed back afterwards, to `wasi:…@0.2.11`: the
+// same length, and a version distinct from the runtime's own
+// `wasi:…@0.2.12` imports, which a component may not import twice. The
+// host links any 0.2.x import with its 0.2 WASI, so both resolve to the
+// same instances.
+import { mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { basename, dirname, join, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -46,6 +62,9 @@ const sdk = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const appPath = resolve(app);
 const outPath = resolve(out);
 const wit = join(sdk, "wit");
+/** The WASI version wit/deps carries, and the one the renamed imports come back as. */
+const WASI_VERSION = "0.2.12";
+const RENAMED_VERSION = "0.2.11";
 
 // The entry sits beside the app so that the app's own imports resolve as
 // they do natively; it alone imports the component glue, whose
@@ -62,21 +81,24 @@ writeFileSync(
     `export const reconcile = world.reconcile;\n` +
     `export const finalize = world.finalize;\n`,
 );
+const shadowWit = join(tmpdir(), `bosun-wit-${process.pid}`);
 try {
+  renamedCopy(wit, shadowWit);
   const { componentize } = await import("componentize-qjs");
-  const { component } = await componentize({
-    witPath: wit,
+  const built = await componentize({
+    witPath: shadowWit,
     jsSource: readFileSync(entry, "utf8"),
     jsPath: entry,
     // The app's imports reach the SDK (through node_modules, often a
     // symlink to elsewhere): the root must hold both, or QuickJS refuses to
     // load what lies outside it.
     moduleRoot: commonAncestor([dirname(realpathSync(entry)), realpathSync(sdk)]),
-    world: "reconciler",
+    world: "reconciler-http",
     // QuickJS's synchronous runtime: without it the component needs
     // component-model async, which the host does not enable.
     sync: true,
   });
+  const component = renamedBack(built.component);
   writeFileSync(outPath, component);
   console.error(`bosun-build: wrote ${outPath} (${component.length} bytes)`);
 } catch (e) {
@@ -84,6 +106,41 @@ try {
   process.exitCode = 1;
 } finally {
   rmSync(entry, { force: true });
+  rmSync(shadowWit, { recursive: true, force: true });
+}
+
+/** A copy of the WIT directory `from` at `to`, each `wasi:` package named `wbsi:`. */
+function renamedCopy(from, to) {
+  mkdirSync(to, { recursive: true });
+  for (const name of readdirSync(from)) {
+    const path = join(from, name);
+    if (statSync(path).isDirectory()) {
+      renamedCopy(path, join(to, name));
+      continue;
+    }
+    const text = readFileSync(path, "utf8");
+    for (const [, version] of text.matchAll(/\bwasi:[a-z][a-z0-9-]*(?:\/[a-z][a-z0-9-]*)?@([0-9]+\.[0-9]+\.[0-9]+)/g)) {
+      if (version !== WASI_VERSION) {
+        throw new Error(`${path} names WASI ${version}; bosun-build renames only ${WASI_VERSION}`);
+      }
+    }
+    writeFileSync(join(to, name), text.replace(/\bwasi:/g, "wbsi:"));
+  }
+}
+
+/** The component with every `wbsi:…@WASI_VERSION` name back to `wasi:…@RENAMED_VERSION`, in place. */
+function renamedBack(component) {
+  const bytes = Buffer.from(component);
+  // latin1 maps each byte to one character and back: offsets and length hold.
+  const text = bytes.toString("latin1");
+  const renamed = text.replace(
+    new RegExp(`wbsi:([a-z][a-z0-9-]*(?:/[a-z][a-z0-9-]*)?)@${WASI_VERSION.replaceAll(".", "\\.")}`, "g"),
+    (_, name) => `wasi:${name}@${RENAMED_VERSION}`,
+  );
+  if (renamed.length !== text.length || renamed.includes("wbsi:")) {
+    throw new Error("the component still names a renamed WASI package; componentize-qjs changed what it writes");
+  }
+  return Buffer.from(renamed, "latin1");
 }
 
 function commonAncestor(paths) {

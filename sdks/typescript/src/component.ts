@@ -13,6 +13,7 @@ import { getObject, listObjects, log } from "bosun:reconciler/host@0.2.0";
 import * as dispatch from "./dispatch.js";
 import { BosunError } from "./errors.js";
 import { HostError, type Host } from "./host.js";
+import { send } from "./wasi-http.js";
 
 /** The real host, through the component's imports. */
 const wasmHost: Host = {
@@ -25,6 +26,9 @@ const wasmHost: Host = {
   },
   // The WASI wall clock, which the host controls (`bosun reconcile --now`).
   now: () => Date.now(),
+  // Straight to wasi:http: the host links it for every module and checks
+  // each request against the module's grant.
+  http: send,
 };
 
 /** The three exports of the `reconciler` world for `reconciler`. */

@@ -2,6 +2,7 @@
 
 import { permanent, retryable } from "./errors.js";
 import { HostError, type Host, type LogLevel } from "./host.js";
+import { Client } from "./http.js";
 import type { Kind } from "./kind.js";
 import { messageOf } from "./response.js";
 import type { Condition, KubeObject } from "./types.js";
@@ -132,6 +133,14 @@ export class Context {
     } catch (e) {
       throw retryable("ReadFailed", `${kind.kind}: ${messageOf(e)}`);
     }
+  }
+
+  /**
+   * The HTTP client, for requests to the origins the module declared with
+   * `Metadata.httpOrigin` and the operator granted.
+   */
+  http(): Client {
+    return new Client(this.host);
   }
 
   /** Writes a line to the host's log, tagged with the module and object. */

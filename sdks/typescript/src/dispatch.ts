@@ -111,8 +111,7 @@ export function metadata(reconciler: ReconcilerClass): WireModuleInfo {
     owns: declared.owned.map(wireKind),
     reads: declared.read.map(wireKind),
     finalizer: declared.finalizerName,
-    // No HTTP client in this SDK yet (QuickJS has no fetch): none declared.
-    httpOrigins: [],
+    httpOrigins: [...declared.httpOrigins],
   };
 }
 

@@ -3,6 +3,8 @@
  * native test harness can stand in for the real host.
  */
 
+import type { HttpRequest, HttpResponse } from "./http.js";
+
 /** The severity of a log line (the WIT enum's cases). */
 export type LogLevel = "trace" | "debug" | "info" | "warn" | "error";
 
@@ -28,4 +30,9 @@ export interface Host {
   ): string[];
   /** Milliseconds since the Unix epoch. */
   now(): number;
+  /**
+   * Sends a checked request and reads the whole response; throws
+   * `HttpError` when no response came (refused, timed out, connection failed).
+   */
+  http(request: HttpRequest): HttpResponse;
 }

@@ -22,6 +22,8 @@ export { Context, rfc3339, type Trigger } from "./context.js";
 export type { Reconciler, ReconcilerClass } from "./dispatch.js";
 export { BosunError, permanent, retryable } from "./errors.js";
 export type { LogLevel } from "./host.js";
+export * as http from "./http.js";
+export { HttpError, HttpErrorKind, type HttpRequest, type HttpResponse } from "./http.js";
 export { Kind, customKind, pluralOf, type Scope } from "./kind.js";
 export * as kinds from "./kinds.js";
 export { Metadata } from "./metadata.js";

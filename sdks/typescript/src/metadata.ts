@@ -17,6 +17,7 @@ export class Metadata {
   readonly owned: Kind[] = [];
   readonly read: Kind[] = [];
   finalizerName: string | undefined = undefined;
+  readonly httpOrigins: string[] = [];
 
   constructor(
     readonly name: string,
@@ -41,6 +42,18 @@ export class Metadata {
    */
   finalizer(finalizer: string): this {
     this.finalizerName = finalizer;
+    return this;
+  }
+
+  /**
+   * Declares an origin the module sends HTTP requests to through
+   * `Context.http()`: `scheme://host[:port]` (`http` or `https`; a leading
+   * `*.` covers subdomains only). Call once per origin. The operator must
+   * grant each; the host refuses requests anywhere else and adds the
+   * credentials the grant binds to an origin itself.
+   */
+  httpOrigin(origin: string): this {
+    this.httpOrigins.push(origin);
     return this;
   }
 }

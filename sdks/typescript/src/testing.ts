@@ -19,9 +19,13 @@
 import type { Trigger } from "./context.js";
 import * as dispatch from "./dispatch.js";
 import { HostError, type Host, type LogLevel } from "./host.js";
+import type { HttpRequest, HttpResponse } from "./http.js";
 import type { Kind } from "./kind.js";
 import { parse, SelectorError } from "./selector.js";
+import { answer, HttpStub } from "./stubs.js";
 import type { KubeObject } from "./types.js";
+
+export { HttpStub } from "./stubs.js";
 
 /** A stand-in for the bosun host that runs a reconciler natively. Builder methods return the harness. */
 export class Harness {
@@ -31,6 +35,9 @@ export class Harness {
   private rawSettings: string | undefined = undefined;
   private why: Trigger = "manual";
   private attempt = 1;
+  private readonly stubs: HttpStub[] = [];
+  private readonly stubUses: number[] = [];
+  private readonly sent: HttpRequest[] = [];
 
   constructor(private readonly reconciler: dispatch.ReconcilerClass) {}
 
@@ -74,6 +81,24 @@ export class Harness {
     this.why = trigger;
     this.attempt = attempt;
     return this;
+  }
+
+  /**
+   * Answers matching HTTP requests with `stub`. When several match, the
+   * most specific wins (method and path over path over origin), then the
+   * one added first that has answers left, so a sequence reads in order. A
+   * request to an origin the module did not declare is refused as the host
+   * refuses it; one no stub matches fails the test.
+   */
+  http(stub: HttpStub): this {
+    this.stubs.push(stub);
+    this.stubUses.push(0);
+    return this;
+  }
+
+  /** Every HTTP request the reconciler sent through this harness, in order (refused ones included). */
+  get requests(): HttpRequest[] {
+    return [...this.sent];
   }
 
   /**
@@ -128,7 +153,11 @@ export class Harness {
     );
     const namespace =
       info.primary.scope === "namespaced" ? ((obj as KubeObject).metadata?.namespace ?? "") : undefined;
-    return new TestHost(this.clock, this.objects, readable, namespace);
+    const http = (request: HttpRequest): HttpResponse => {
+      this.sent.push(request);
+      return answer(this.stubs, this.stubUses, info.httpOrigins, request);
+    };
+    return new TestHost(this.clock, this.objects, readable, namespace, http);
   }
 }
 
@@ -188,6 +217,7 @@ class TestHost implements Host {
     private readonly objects: KubeObject[],
     private readonly readable: Set<string>,
     private readonly namespace: string | undefined,
+    readonly http: (request: HttpRequest) => HttpResponse,
   ) {}
 
   log(level: LogLevel, message: string): void {
