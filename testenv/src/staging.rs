@@ -56,9 +56,26 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, skipped: Skipped) -> Result<(), Bu
     Ok(())
 }
 
-/// Copies the tree `from` to `to`, leaving out what is `skipped`.
+/// Copies the tree `from` to `to`, leaving out what is `skipped`, and
+/// removes what `to` holds that `from` no longer does (a file the source
+/// dropped or moved would otherwise stay in the staged copy and be built
+/// with it). What is skipped stays as the build left it: `node_modules`,
+/// a venv, the built outputs.
 pub(crate) fn copy_tree(from: &Path, to: &Path, skipped: Skipped) -> Result<(), BuildError> {
     std::fs::create_dir_all(to).map_err(|e| io("creating", to, e))?;
+    for entry in std::fs::read_dir(to).map_err(|e| io("reading", to, e))? {
+        let staged = entry.map_err(|e| io("reading", to, e))?.path();
+        let source = from.join(staged.file_name().unwrap_or_default());
+        if source.exists() || skipped(&source) {
+            continue;
+        }
+        let removed = if staged.is_dir() {
+            std::fs::remove_dir_all(&staged)
+        } else {
+            std::fs::remove_file(&staged)
+        };
+        removed.map_err(|e| io("removing the stale", &staged, e))?;
+    }
     for entry in std::fs::read_dir(from).map_err(|e| io("reading", from, e))? {
         let path = entry.map_err(|e| io("reading", from, e))?.path();
         if skipped(&path) {
