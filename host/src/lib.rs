@@ -38,5 +38,6 @@ pub mod quarantine;
 pub mod queue;
 pub mod rbac;
 pub mod reads;
+pub mod recorder;
 pub mod telemetry;
 pub mod validate;

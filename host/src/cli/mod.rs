@@ -10,6 +10,7 @@ mod output;
 mod push;
 mod rbac;
 mod reconcile;
+mod replay;
 mod run;
 
 use std::path::PathBuf;
@@ -95,7 +96,8 @@ pub enum Command {
     ///
     /// Exit status: 0 on success, 1 when the reconciler returned an error,
     /// 2 for bad input files, 3 when the module does not load, 4 when the
-    /// call trapped or returned output that failed validation.
+    /// call trapped or returned output that failed validation, 6 when a
+    /// replayed call asked for something the recording does not hold.
     Reconcile(ReconcileArgs),
     /// Print a module's metadata (name, version, kinds, finalizer) and the
     /// permissions it needs granted.
