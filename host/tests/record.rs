@@ -402,3 +402,55 @@ fn the_rust_harness_loads_a_recording_as_a_fixture_and_agrees_with_it() {
         "{err}"
     );
 }
+
+/// The lines of README's shell block marked `marker`, comments dropped.
+fn readme_block(marker: &str) -> Vec<String> {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let start = readme.find(marker).expect("the README has the block") + marker.len();
+    let block = readme[start..]
+        .trim_start()
+        .strip_prefix("```sh\n")
+        .expect("a ```sh block right after the marker");
+    let block = &block[..block.find("```").expect("the block ends")];
+    block
+        .lines()
+        .map(|line| line.split(" # ").next().unwrap_or(line).trim())
+        .filter(|line| !line.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_readme_record_and_replay_block_runs_as_written() {
+    let lines = readme_block("<!-- tested: record-replay -->");
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(guest("cnat"), dir.path().join("cnat.wasm")).unwrap();
+    std::fs::copy(
+        root().join("examples/cnat/samples/at.yaml"),
+        dir.path().join("at.yaml"),
+    )
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let bin = Path::new(env!("CARGO_BIN_EXE_bosun")).parent().unwrap();
+    let run = |line: &str| {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(line)
+            .current_dir(dir.path())
+            .env(
+                "PATH",
+                format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+            )
+            .env("BOSUN_CACHE_DIR", cache.path())
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{line}: {}", stderr(&out));
+        out.stdout
+    };
+    let recorded = run(&lines[0]);
+    let replayed = run(&lines[1]);
+    assert!(String::from_utf8_lossy(&recorded).contains("example-at"));
+    assert_eq!(replayed, recorded);
+}

@@ -10,6 +10,7 @@ mod output;
 mod push;
 mod rbac;
 mod reconcile;
+mod record;
 mod replay;
 mod run;
 
@@ -27,6 +28,7 @@ pub use new::NewArgs;
 pub use push::{EXIT_NOT_LOADED, PushArgs};
 pub use rbac::RbacArgs;
 pub use reconcile::ReconcileArgs;
+pub use record::RecordArgs;
 pub use run::RunArgs;
 
 /// Exit status when a module could not be loaded.
@@ -99,6 +101,10 @@ pub enum Command {
     /// call trapped or returned output that failed validation, 6 when a
     /// replayed call asked for something the recording does not hold.
     Reconcile(ReconcileArgs),
+    /// Fetch what the host's flight recorder kept of a module's calls
+    /// (through the API server, with this kubeconfig), for
+    /// `bosun reconcile --replay`.
+    Record(RecordArgs),
     /// Print a module's metadata (name, version, kinds, finalizer) and the
     /// permissions it needs granted.
     Inspect(InspectArgs),
@@ -169,6 +175,7 @@ impl Cli {
         match &self.command {
             Command::Reconcile(args) => reconcile::run(args, &engine()?),
             Command::Inspect(args) => inspect::run(args, &engine()?),
+            Command::Record(args) => record::run(args),
             Command::Run(args) => run::run(
                 args,
                 engine_unloading(Some(args.unload_idle_after).filter(|idle| !idle.is_zero()))?,

@@ -15,6 +15,7 @@ use crate::engine::{Engine, Limits};
 use crate::leader::LeaderConfig;
 use crate::operator::{OperatorConfig, OperatorError};
 use crate::queue::QueueConfig;
+use crate::recorder::store::StoreSettings;
 
 /// Arguments of `bosun run`.
 #[derive(Debug, clap::Args)]
@@ -97,6 +98,18 @@ pub struct RunArgs {
     /// milliseconds, once); `0s` keeps every module's code in memory.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10m")]
     pub unload_idle_after: Duration,
+    /// Recordings of failed and sampled calls kept per module, as
+    /// ConfigMaps in the host's namespace (`bosun record get`); 0 turns the
+    /// flight recorder off.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub recordings_per_module: usize,
+    /// Record one in this many successful calls too; 0: failures only.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub record_sample_every: u64,
+    /// The namespace recordings are kept in (default: the pod's namespace,
+    /// else `default`).
+    #[arg(long, value_name = "NAMESPACE")]
+    pub recordings_namespace: Option<String>,
 }
 
 /// Durations as Go and kubectl write them (`15s`, `1m30s`, `2h`) or ISO 8601.
@@ -186,6 +199,15 @@ async fn operate(args: &RunArgs, engine: Engine) -> anyhow::Result<ExitCode> {
         api_server,
         leader,
         shutdown_grace: args.shutdown_grace,
+        recordings: (args.recordings_per_module > 0).then(|| StoreSettings {
+            per_module: args.recordings_per_module,
+            sample_every: args.record_sample_every,
+            ..StoreSettings::new(
+                args.recordings_namespace
+                    .clone()
+                    .unwrap_or_else(pod_namespace),
+            )
+        }),
     };
     match crate::operator::run(client, Arc::new(engine), config, shutdown_signal()).await {
         Ok(()) => {

@@ -1,13 +1,19 @@
 //! The engine's side of the flight recorder: its requests and outcomes in
-//! the recording's terms, and back.
+//! the recording's terms, and back; and the recorded calls a controller
+//! makes, offered to the cluster's store.
 
+use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::bindings::{
     Event, EventType, FinalizeResponse, ReconcileError, Request, Response, Trigger,
 };
-use super::{CallError, Module, Outcome};
-use crate::recorder::format::{ModuleId, RecordedOutcome, RecordedRequest};
+use super::{CallContext, CallError, Module, Outcome};
+use crate::recorder::format::{
+    CallKind, ModuleId, RecordedLimits, RecordedOutcome, RecordedRequest,
+};
+use crate::recorder::store::RecordStore;
+use crate::recorder::{Finish, Recorder, Tap};
 
 /// `module`'s identity in a recording.
 pub fn module_id(module: &Module) -> ModuleId {
@@ -134,4 +140,102 @@ fn events(events: &[Event]) -> Value {
             })
         })
         .collect()
+}
+
+/// [`Module::reconcile`], recorded and offered to `store` (which keeps
+/// failures and a sample of successes) when there is one.
+pub fn reconcile_kept(
+    module: &Module,
+    request: &Request,
+    ctx: &CallContext,
+    store: Option<&RecordStore>,
+) -> Result<Outcome<Response>, CallError> {
+    let Some(store) = store else {
+        return module.reconcile(request, ctx);
+    };
+    let now = ctx.clock.unwrap_or_else(Timestamp::now);
+    let recorder = Recorder::new(store.recording_bytes(), ctx.clock);
+    let result = module.reconcile_tapped(request, ctx, Tap::Record(recorder.clone()));
+    let outcome = reconcile_outcome(&result);
+    keep(
+        store,
+        &recorder,
+        module,
+        request,
+        ctx,
+        now,
+        CallKind::Reconcile,
+        outcome,
+    );
+    result
+}
+
+/// [`Module::finalize`], recorded as [`reconcile_kept`].
+pub fn finalize_kept(
+    module: &Module,
+    request: &Request,
+    ctx: &CallContext,
+    store: Option<&RecordStore>,
+) -> Result<Outcome<FinalizeResponse>, CallError> {
+    let Some(store) = store else {
+        return module.finalize(request, ctx);
+    };
+    let now = ctx.clock.unwrap_or_else(Timestamp::now);
+    let recorder = Recorder::new(store.recording_bytes(), ctx.clock);
+    let result = module.finalize_tapped(request, ctx, Tap::Record(recorder.clone()));
+    let outcome = finalize_outcome(&result);
+    keep(
+        store,
+        &recorder,
+        module,
+        request,
+        ctx,
+        now,
+        CallKind::Finalize,
+        outcome,
+    );
+    result
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call's parts, passed through once"
+)]
+fn keep(
+    store: &RecordStore,
+    recorder: &Recorder,
+    module: &Module,
+    request: &Request,
+    ctx: &CallContext,
+    now: Timestamp,
+    call: CallKind,
+    outcome: RecordedOutcome,
+) {
+    let recording = recorder.finish(Finish {
+        module: module_id(module),
+        call,
+        request: recorded_request(request),
+        limits: RecordedLimits {
+            timeout_ms: u64::try_from(ctx.limits.timeout.as_millis()).unwrap_or(u64::MAX),
+            memory_bytes: ctx.limits.memory_bytes as u64,
+        },
+        now,
+        outcome,
+    });
+    store.keep(&object_name(&request.object), recording);
+}
+
+/// `namespace/name` (or `name`) of an object's JSON text.
+fn object_name(object: &str) -> String {
+    let value: Value = serde_json::from_str(object).unwrap_or_default();
+    let at = |pointer: &str| {
+        value
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    match at("/metadata/namespace") {
+        "" => at("/metadata/name").to_owned(),
+        namespace => format!("{namespace}/{}", at("/metadata/name")),
+    }
 }

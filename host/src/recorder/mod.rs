@@ -12,12 +12,13 @@
 //! [`Recorder`], or replaying from a [`Replayer`]. The recorder is bounded
 //! (its cap, in bytes, whatever the guest does) and never holds a
 //! credential value past the call (see [`capture`]). The format is
-//! [`format`].
+//! [`format`]; the cluster's store of recordings is [`store`].
 
 pub mod capture;
 pub mod format;
 pub mod http;
 pub mod replay;
+pub mod store;
 
 use std::sync::Arc;
 
