@@ -275,6 +275,10 @@ impl Runner {
     /// a pending future, dropped when the deadline passes. Either way the
     /// call returns within the deadline (and a tick), and the instance,
     /// its pooled slot and the thread are free again.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call's parts, each from another place; a struct would be built only to be taken apart here"
+    )]
     fn call<R>(
         &self,
         ctx: &CallContext,

@@ -493,3 +493,81 @@ impl HostWallClock for RecordingClock {
         self.0.clock_reading()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finish(recorder: &Recorder) -> Recording {
+        recorder.finish(Finish {
+            module: ModuleId {
+                name: "m".into(),
+                version: "1".into(),
+                sha256: "00".into(),
+            },
+            call: CallKind::Reconcile,
+            request: RecordedRequest {
+                object: "{}".into(),
+                children: Vec::new(),
+                settings: None,
+                trigger: "manual".into(),
+                attempt: 1,
+            },
+            limits: RecordedLimits {
+                timeout_ms: 1,
+                memory_bytes: 1,
+            },
+            now: Timestamp::UNIX_EPOCH,
+            outcome: RecordedOutcome::Response(serde_json::json!({"status": "token=hunter22"})),
+        })
+    }
+
+    #[test]
+    fn what_would_pass_the_cap_is_dropped_and_the_recording_marked() {
+        let recorder = Recorder::new(1000, None);
+        let ask = || ReadAsk::Get {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            namespace: None,
+            name: "a".into(),
+        };
+        recorder.read(ask(), ReadAnswer::Found(Some("x".repeat(100))));
+        for _ in 0..100 {
+            recorder.read(ask(), ReadAnswer::Found(Some("x".repeat(500))));
+            let mut buf = [0u8; 64];
+            recorder.random(Source::Secure, &mut buf);
+        }
+        let recording = finish(&recorder);
+        assert!(recording.truncated);
+        assert_eq!(recording.reads.len(), 1 + 1, "{:?}", recording.reads.len());
+        assert!(recording.to_json().len() < 10_000);
+    }
+
+    #[test]
+    fn injected_secrets_and_credential_headers_never_reach_the_recording() {
+        let recorder = Recorder::new(1 << 20, None);
+        let mut headers = http::HeaderMap::new();
+        headers.insert("authorization", "Basic abc".parse().unwrap());
+        headers.insert("x-echo", "hunter22".parse().unwrap());
+        let index = recorder
+            .http_request("GET", "http://a.example/", &headers)
+            .unwrap();
+        recorder.secret(b"hunter22");
+        recorder.with_exchange(index, 20, |draft| {
+            draft.response_body = b"key is hunter22!".to_vec();
+            draft.status = Some(200);
+        });
+        let text = finish(&recorder).to_json();
+        assert!(!text.contains("hunter22"), "{text}");
+        assert!(!text.contains("Basic abc"), "{text}");
+        assert!(text.contains(REDACTED), "{text}");
+    }
+
+    #[test]
+    fn replace_all_replaces_every_occurrence() {
+        assert_eq!(
+            replace_all(b"aXbXX".to_vec(), &[b"X".to_vec()]),
+            format!("a{REDACTED}b{REDACTED}{REDACTED}").into_bytes()
+        );
+    }
+}

@@ -387,3 +387,29 @@ impl Recording {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_is_checked_for_size_and_version_before_its_shape() {
+        let too_large = vec![b' '; MAX_RECORDING_FILE_BYTES + 1];
+        assert!(matches!(
+            Recording::parse(&too_large),
+            Err(FormatError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            Recording::parse(br#"{"format": "bosun.dev/recording/v2", "anything": 1}"#),
+            Err(FormatError::Version { .. })
+        ));
+        assert!(matches!(
+            Recording::parse(br#"{"format": 1}"#),
+            Err(FormatError::Malformed(_))
+        ));
+        assert!(matches!(
+            Recording::parse(br#"{"format": "bosun.dev/recording/v1"}"#),
+            Err(FormatError::Malformed(_))
+        ));
+    }
+}

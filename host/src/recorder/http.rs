@@ -142,17 +142,17 @@ impl http_body::Body for Tapped {
     }
 }
 
-type SendFuture = Box<
-    dyn Future<
-            Output = Result<
-                (
-                    http::Response<WasiBody>,
-                    Box<dyn Future<Output = Result<(), Error>> + Send>,
-                ),
-                Error,
-            >,
-        > + Send,
+/// What a send hook's future ends with: the response and its connection's
+/// driver, or the error.
+type Sent = Result<
+    (
+        http::Response<WasiBody>,
+        Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ),
+    Error,
 >;
+
+type SendFuture = Box<dyn Future<Output = Sent> + Send>;
 
 /// The `wasi:http` hooks of a replayed call: every request answered from
 /// the recording, in order; nothing leaves the host.
@@ -181,15 +181,7 @@ impl WasiHttpHooks for ReplayHttp {
     }
 }
 
-fn respond(
-    exchange: Exchange,
-) -> Result<
-    (
-        http::Response<WasiBody>,
-        Box<dyn Future<Output = Result<(), Error>> + Send>,
-    ),
-    Error,
-> {
+fn respond(exchange: Exchange) -> Sent {
     let Some(recorded) = exchange.response else {
         return Err(error_named(exchange.error.as_deref().unwrap_or("")));
     };

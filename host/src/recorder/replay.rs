@@ -264,3 +264,59 @@ impl HostWallClock for ReplayClock {
         self.0.clock_reading()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recorder::format::{Read, Recording};
+
+    fn recording() -> Recording {
+        let text = serde_json::json!({
+            "format": "bosun.dev/recording/v1",
+            "module": {"name": "m", "version": "1", "sha256": "00"},
+            "call": "reconcile",
+            "request": {"object": "{}", "trigger": "manual", "attempt": 1},
+            "limits": {"timeoutMs": 1, "memoryBytes": 1},
+            "now": "2026-01-01T00:00:00Z",
+            "clock": {"readings": [5, 7]},
+            "random": {"secure": "AQID", "insecureSeed": "9"},
+            "outcome": {"failed": "trap"}
+        })
+        .to_string();
+        let mut recording = Recording::parse(text.as_bytes()).unwrap();
+        recording.reads.push(Read {
+            ask: ReadAsk::Get {
+                api_version: "v1".into(),
+                kind: "ConfigMap".into(),
+                namespace: Some("a".into()),
+                name: "x".into(),
+            },
+            answer: ReadAnswer::Found(None),
+        });
+        recording
+    }
+
+    #[test]
+    fn answers_in_order_and_names_what_diverges() {
+        let replayer = Replayer::new(&recording());
+        let clock = ReplayClock(replayer.clone());
+        assert_eq!(clock.now(), Duration::from_nanos(5));
+        assert_eq!(clock.now(), Duration::from_nanos(7));
+        assert_eq!(clock.now(), Duration::from_nanos(7), "the last repeats");
+        let mut buf = [0u8; 4];
+        replayer.random(Source::Secure, &mut buf);
+        assert_eq!(buf, [1, 2, 3, 0]);
+        let other = ReadAsk::Get {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            namespace: Some("a".into()),
+            name: "y".into(),
+        };
+        let refused = replayer.read(&other).unwrap_err();
+        assert!(refused.contains("is not in the recording"), "{refused}");
+        assert!(replayer.http("GET", "http://a/").is_err());
+        let divergences = replayer.divergences();
+        assert_eq!(divergences.len(), 4, "{divergences:?}");
+        assert!(divergences[0].contains("more secure random bytes"));
+    }
+}

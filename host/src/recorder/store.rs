@@ -106,7 +106,8 @@ impl RecordStore {
             RecordedOutcome::Error { .. } => "error",
             RecordedOutcome::Response(_) => {
                 let n = self.successes.fetch_add(1, Ordering::Relaxed);
-                if self.settings.sample_every == 0 || n % self.settings.sample_every != 0 {
+                if self.settings.sample_every == 0 || !n.is_multiple_of(self.settings.sample_every)
+                {
                     return;
                 }
                 "sampled"
