@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{Cluster, Host, eventually, guest, misbehave};
-use kube::api::{ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 
 const LONG: Duration = Duration::from_secs(90);
 
@@ -29,13 +29,13 @@ async fn a_trap_in_the_cluster_is_recorded_fetched_and_replayed_offline() {
         ],
     )
     .await;
-    for name in ["boom-1", "boom-2", "boom-3"] {
-        cluster
-            .misbehaves()
-            .create(&PostParams::default(), &misbehave(name, "panic"))
-            .await
-            .unwrap();
-    }
+    // One object first: with a cap of two, a third object's recordings
+    // could push all of its own out before the fetch below.
+    cluster
+        .misbehaves()
+        .create(&PostParams::default(), &misbehave("boom-3", "panic"))
+        .await
+        .unwrap();
 
     let binary = bosun_testenv::guests::host_binary().expect("bosun builds");
     let dir = tempfile::tempdir().unwrap();
@@ -73,8 +73,21 @@ async fn a_trap_in_the_cluster_is_recorded_fetched_and_replayed_offline() {
     assert_eq!(replayed.status.code(), Some(4), "{err}");
     assert!(err.contains("deliberate panic for boom-3"), "{err}");
 
-    // Three objects' panics, each retried and recorded again: the store
-    // keeps the newest two.
+    // Two more objects' panics, each retried and recorded again: the store
+    // keeps the newest two recordings, so boom-3's (no longer retried once
+    // it is gone) are pruned.
+    cluster
+        .misbehaves()
+        .delete("boom-3", &DeleteParams::default())
+        .await
+        .unwrap();
+    for name in ["boom-1", "boom-2"] {
+        cluster
+            .misbehaves()
+            .create(&PostParams::default(), &misbehave(name, "panic"))
+            .await
+            .unwrap();
+    }
     let maps: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
         kube::Api::namespaced(cluster.client.clone(), &namespace);
     eventually("the store pruned to its cap of two", LONG, || async {
@@ -82,7 +95,18 @@ async fn a_trap_in_the_cluster_is_recorded_fetched_and_replayed_offline() {
             .list(&ListParams::default().labels("bosun.dev/recording-of=misbehave"))
             .await
             .unwrap();
-        (listed.items.len() == 2).then_some(())
+        let objects: Vec<String> = listed
+            .items
+            .iter()
+            .filter_map(|map| {
+                map.metadata
+                    .annotations
+                    .as_ref()?
+                    .get("bosun.dev/recorded-object")
+                    .cloned()
+            })
+            .collect();
+        (objects.len() == 2 && !objects.contains(&object)).then_some(())
     })
     .await;
 }
