@@ -265,7 +265,7 @@ fn a_broken_recording_is_refused_with_a_clear_error() {
 }
 
 /// The one Secret key the test grants.
-struct Key(&'static str);
+struct Key(String);
 
 impl KeySource for Key {
     fn read(
@@ -308,7 +308,7 @@ fn a_granted_secret_the_host_injects_never_reaches_the_recording() {
         &[grant],
         HttpLimits::default(),
         Environment {
-            keys: Some(Arc::new(Key(SECRET))),
+            keys: Some(Arc::new(Key(SECRET.to_owned()))),
             ..Environment::default()
         },
     );
@@ -453,4 +453,119 @@ fn the_readme_record_and_replay_block_runs_as_written() {
     let replayed = run(&lines[1]);
     assert!(String::from_utf8_lossy(&recorded).contains("example-at"));
     assert_eq!(replayed, recorded);
+}
+
+#[test]
+fn a_dnsrecord_call_against_real_powerdns_replays_offline_without_its_api_key() {
+    if !bosun_testenv::PowerDns::installed() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "PowerDNS is missing: {}",
+            bosun_testenv::powerdns::INSTALL
+        );
+        eprintln!("skipped: {}", bosun_testenv::powerdns::INSTALL);
+        return;
+    }
+    let pdns = bosun_testenv::PowerDns::start().expect("PowerDNS starts");
+    pdns.create_zone("example.org.").unwrap();
+    let api = pdns.api_url();
+    let path = bosun_testenv::guests::dnsrecord_for_origin(&api).unwrap();
+    let module = ENGINE.load_file(&path).unwrap();
+    let grant = HttpGrant {
+        origin: Origin::parse(&api).unwrap(),
+        credentials: Some(HttpCredentials {
+            header: "X-API-Key".into(),
+            prefix: None,
+            secret_ref: KeyRef {
+                namespace: "bosun-system".into(),
+                name: "pdns-api".into(),
+                key: "api-key".into(),
+            },
+        }),
+        ca_bundle: None,
+        methods: Vec::new(),
+    };
+    let outbound = Outbound::new(
+        module.meta(),
+        &[grant],
+        HttpLimits::default(),
+        Environment {
+            keys: Some(Arc::new(Key(pdns.api_key().to_owned()))),
+            ..Environment::default()
+        },
+    );
+    let ctx = CallContext {
+        http: Some(outbound),
+        limits: Limits {
+            timeout: Duration::from_secs(10),
+            ..Limits::default()
+        },
+        ..CallContext::default()
+    };
+    let mut object: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(root().join("examples/dnsrecord/samples/dnsrecord.yaml")).unwrap(),
+    )
+    .unwrap();
+    object["metadata"]["uid"] = json!("4d1c2f0e-0000-4000-8000-000000000001");
+    object["metadata"]["generation"] = json!(1);
+    let request = Request {
+        object: object.to_string(),
+        children: vec![],
+        settings: Some(json!({"apiUrl": api, "serverId": "localhost"}).to_string()),
+        trigger: Trigger::Manual,
+        attempt: 1,
+    };
+    let recorder = Recorder::new(1 << 20, None);
+    let result = module.reconcile_tapped(&request, &ctx, Tap::Record(recorder.clone()));
+    let response = result.as_ref().unwrap().as_ref().unwrap();
+    assert!(response.status.is_some(), "{response:?}");
+    let recorded = recorder.finish(Finish {
+        module: recording::module_id(&module),
+        call: CallKind::Reconcile,
+        request: recording::recorded_request(&request),
+        limits: RecordedLimits {
+            timeout_ms: 10_000,
+            memory_bytes: 64 << 20,
+        },
+        now: jiff::Timestamp::now(),
+        outcome: recording::reconcile_outcome(&result),
+    });
+    assert!(!recorded.http.is_empty(), "dnsrecord called PowerDNS");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dnsrecord.json");
+    std::fs::write(&file, recorded.to_json()).unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        !text.contains(pdns.api_key()),
+        "the API key is in the recording"
+    );
+    // The zone now holds the record: the call really wrote through the API.
+    assert!(
+        pdns.zone("example.org.")
+            .unwrap()
+            .to_string()
+            .contains("192.0.2.10")
+    );
+    drop(pdns);
+
+    // No PowerDNS, no network: the same outcome from the recording alone.
+    let replayed = bosun(&[
+        "reconcile",
+        &path.display().to_string(),
+        "--replay",
+        &file.display().to_string(),
+    ]);
+    let err = stderr(&replayed);
+    assert!(replayed.status.success(), "{err}");
+    assert!(
+        !err.contains("differs") && !err.contains("diverged"),
+        "{err}"
+    );
+    let printed: Value = serde_yaml::from_slice(&replayed.stdout).unwrap();
+    let status: Value = serde_json::from_str(response.status.as_deref().unwrap()).unwrap();
+    for (field, value) in status.as_object().unwrap() {
+        if field != "conditions" {
+            assert_eq!(&printed["status"][field], value, "{field}: {printed}");
+        }
+    }
 }
