@@ -51,6 +51,9 @@ use crate::host::Host;
 use crate::http::{self, HttpError, HttpErrorKind, Method};
 use crate::{Error, Event, LogLevel, Reconciler, Trigger};
 
+mod recording;
+pub use recording::RecordingError;
+
 /// A stand-in for the bosun host that runs a [`Reconciler`] natively.
 pub struct Harness<R> {
     now: Timestamp,

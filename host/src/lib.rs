@@ -38,6 +38,7 @@ pub mod quarantine;
 pub mod queue;
 pub mod rbac;
 pub mod reads;
+pub mod recorder;
 pub mod rollout;
 pub mod telemetry;
 pub mod validate;

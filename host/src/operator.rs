@@ -49,6 +49,9 @@ pub struct OperatorConfig {
     /// The API server's addresses: guest HTTP requests never reach them
     /// unless a grant names them literally.
     pub api_server: Vec<std::net::IpAddr>,
+    /// Where the flight recorder keeps recordings of failed and sampled
+    /// calls; None: it is off.
+    pub recordings: Option<crate::recorder::store::StoreSettings>,
 }
 
 /// How a host runs the cluster's ReconcilerModules.
@@ -180,6 +183,10 @@ pub async fn run(
             leading: election.is_some().then(|| leading.clone()),
         },
         leading: writable,
+        recordings: config
+            .recordings
+            .clone()
+            .map(|settings| crate::recorder::store::RecordStore::new(client.clone(), settings)),
     };
     let registry = Arc::new(Registry::new(engine.clone(), ctx));
     let local = LocalGrants {

@@ -11,6 +11,8 @@ mod output;
 mod push;
 mod rbac;
 mod reconcile;
+mod record;
+mod replay;
 mod rollout;
 mod run;
 
@@ -29,6 +31,7 @@ pub use new::NewArgs;
 pub use push::{EXIT_NOT_LOADED, PushArgs};
 pub use rbac::RbacArgs;
 pub use reconcile::ReconcileArgs;
+pub use record::RecordArgs;
 pub use rollout::{RolloutAction, RolloutArgs};
 pub use run::RunArgs;
 
@@ -99,7 +102,8 @@ pub enum Command {
     ///
     /// Exit status: 0 on success, 1 when the reconciler returned an error,
     /// 2 for bad input files, 3 when the module does not load, 4 when the
-    /// call trapped or returned output that failed validation.
+    /// call trapped or returned output that failed validation, 6 when a
+    /// replayed call asked for something the recording does not hold.
     Reconcile(ReconcileArgs),
     /// Compare what two versions of a module would write, object by
     /// object, without writing anything: against the cluster's objects of
@@ -109,6 +113,10 @@ pub enum Command {
     /// or fails only with the new version, 2 when they could not be
     /// compared.
     Diff(DiffArgs),
+    /// Fetch what the host's flight recorder kept of a module's calls
+    /// (through the API server, with this kubeconfig), for
+    /// `bosun reconcile --replay`.
+    Record(RecordArgs),
     /// Print a module's metadata (name, version, kinds, finalizer) and the
     /// permissions it needs granted.
     Inspect(InspectArgs),
@@ -197,6 +205,7 @@ impl Cli {
             Command::Reconcile(args) => reconcile::run(args, &engine()?),
             Command::Inspect(args) => inspect::run(args, &engine()?),
             Command::Diff(args) => diff::run(args, &engine()?),
+            Command::Record(args) => record::run(args),
             Command::Run(args) => run::run(
                 args,
                 engine_unloading(Some(args.unload_idle_after).filter(|idle| !idle.is_zero()))?,

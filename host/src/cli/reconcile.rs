@@ -21,11 +21,14 @@ use super::{
     EXIT_BAD_INPUT, EXIT_CALL_FAILED, EXIT_LOAD_FAILED, EXIT_RECONCILE_ERROR, OutputFormat,
 };
 use crate::engine::bindings::{self as wit, EventType, ReconcileError};
-use crate::engine::{CallContext, Engine, Limits, Module};
+use crate::engine::{CallContext, CallError, Engine, Limits, Module, Outcome, recording};
 use crate::manifest::read_objects;
 use crate::meta::{ModuleMeta, Scope};
 use crate::objects::StaticObjects;
 use crate::plan::{PlanContext, plan_response};
+use crate::recorder::capture::DEFAULT_CAP_BYTES;
+use crate::recorder::format::{CallKind, RecordedLimits};
+use crate::recorder::{Finish, Recorder, Tap};
 use crate::validate::validate_events;
 
 /// Arguments of `bosun reconcile`.
@@ -35,8 +38,8 @@ pub struct ReconcileArgs {
     pub module: PathBuf,
     /// A YAML or JSON file holding the object to reconcile (one object of the
     /// module's primary kind).
-    #[arg(long, value_name = "FILE")]
-    pub object: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "replay")]
+    pub object: Option<PathBuf>,
     /// Files with the observed children: objects of the module's owned kinds,
     /// as the host would have seen them owned by the object.
     #[arg(long = "children", value_name = "FILE", num_args = 1..)]
@@ -65,17 +68,30 @@ pub struct ReconcileArgs {
     /// Without it every request is refused. No credentials are added.
     #[arg(long = "allow-http", value_name = "ORIGIN")]
     pub allow_http: Vec<crate::http::Origin>,
+    /// Write a recording of the call (its request, clock, random bytes,
+    /// reads, HTTP exchanges and outcome; credentials redacted) to FILE.
+    #[arg(long, value_name = "FILE", conflicts_with = "replay")]
+    pub record: Option<PathBuf>,
+    /// Repeat a recorded call exactly, answered from RECORDING instead of
+    /// files and the network; with another version of the module, also
+    /// print how its outcome differs from the recorded one.
+    #[arg(
+        long,
+        value_name = "RECORDING",
+        conflicts_with_all = ["object", "children", "objects", "settings", "now", "finalize", "allow_http"]
+    )]
+    pub replay: Option<PathBuf>,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Yaml)]
     pub output: OutputFormat,
 }
 
 /// The files, read and checked against the module's declaration.
-struct Inputs {
-    object: Value,
-    children: Vec<Value>,
-    objects: Vec<Value>,
-    settings: Option<String>,
+pub(super) struct Inputs {
+    pub(super) object: Value,
+    pub(super) children: Vec<Value>,
+    pub(super) objects: Vec<Value>,
+    pub(super) settings: Option<String>,
 }
 
 pub(super) fn run(args: &ReconcileArgs, engine: &Engine) -> anyhow::Result<ExitCode> {
@@ -83,6 +99,9 @@ pub(super) fn run(args: &ReconcileArgs, engine: &Engine) -> anyhow::Result<ExitC
         Ok(module) => module,
         Err(error) => return Ok(fail(EXIT_LOAD_FAILED, &error)),
     };
+    if let Some(recording) = &args.replay {
+        return super::replay::run(&module, recording, args.output);
+    }
     let meta = module.meta();
     let inputs = match read_inputs(args, meta) {
         Ok(inputs) => inputs,
@@ -138,27 +157,73 @@ pub(super) fn run(args: &ReconcileArgs, engine: &Engine) -> anyhow::Result<ExitC
         }),
         read_log: None,
     };
-    let header = json!({
-        "module": format!("{} {}", meta.name, meta.version),
-        "object": format!("{} {label}", meta.primary.kind),
-    });
-    if args.finalize {
-        finalize(&module, &request, &ctx, header, args.output)
-    } else {
-        reconcile(&module, &request, &ctx, &inputs, header, now, args.output)
+    if args.finalize && meta.finalizer.is_none() {
+        let message = format!(
+            "module {} declares no finalizer, so the host never calls its finalize",
+            meta.name
+        );
+        return Ok(fail(EXIT_BAD_INPUT, &message));
     }
+    let header = header(meta, &label);
+    let recorder = args
+        .record
+        .as_ref()
+        .map(|_| Recorder::new(DEFAULT_CAP_BYTES, Some(now)));
+    let tap = recorder.clone().map_or(Tap::Off, Tap::Record);
+    let (call, outcome, code) = if args.finalize {
+        let result = module.finalize_tapped(&request, &ctx, tap);
+        let outcome = recording::finalize_outcome(&result);
+        let code = finalize(&module, result, header, args.output)?;
+        (CallKind::Finalize, outcome, code)
+    } else {
+        let result = module.reconcile_tapped(&request, &ctx, tap);
+        let outcome = recording::reconcile_outcome(&result);
+        let code = reconcile(&module, result, &inputs, header, now, args.output)?;
+        (CallKind::Reconcile, outcome, code)
+    };
+    if let (Some(path), Some(recorder)) = (&args.record, recorder) {
+        let recorded = recorder.finish(Finish {
+            module: recording::module_id(&module),
+            call,
+            request: recording::recorded_request(&request),
+            limits: RecordedLimits {
+                timeout_ms: args.timeout_ms,
+                memory_bytes: (args.memory_limit_mib as u64) << 20,
+            },
+            now,
+            outcome,
+        });
+        if let Err(error) = std::fs::write(path, recorded.to_json()) {
+            let message = format!("cannot write the recording {}: {error}", path.display());
+            return Ok(fail(EXIT_BAD_INPUT, &message));
+        }
+        if recorded.truncated {
+            eprintln!(
+                "warning: the recording passed its cap of {DEFAULT_CAP_BYTES} bytes and was truncated; a replay may diverge where it ends"
+            );
+        }
+    }
+    Ok(code)
 }
 
-fn reconcile(
+/// The head of the printed report.
+pub(super) fn header(meta: &ModuleMeta, label: &str) -> Value {
+    json!({
+        "module": format!("{} {}", meta.name, meta.version),
+        "object": format!("{} {label}", meta.primary.kind),
+    })
+}
+
+/// Prints what the host would do with a reconcile's `result`.
+pub(super) fn reconcile(
     module: &Module,
-    request: &wit::Request,
-    ctx: &CallContext,
+    result: Result<Outcome<wit::Response>, CallError>,
     inputs: &Inputs,
     mut report: Value,
     now: Timestamp,
     format: OutputFormat,
 ) -> anyhow::Result<ExitCode> {
-    let response = match module.reconcile(request, ctx) {
+    let response = match result {
         Err(error) => return Ok(fail(EXIT_CALL_FAILED, &error)),
         Ok(Err(error)) => return Ok(guest_error(&module.meta().name, error)),
         Ok(Ok(response)) => response,
@@ -193,21 +258,14 @@ fn reconcile(
     Ok(ExitCode::SUCCESS)
 }
 
-fn finalize(
+/// Prints what the host would do with a finalize's `result`.
+pub(super) fn finalize(
     module: &Module,
-    request: &wit::Request,
-    ctx: &CallContext,
+    result: Result<Outcome<wit::FinalizeResponse>, CallError>,
     mut report: Value,
     format: OutputFormat,
 ) -> anyhow::Result<ExitCode> {
-    if module.meta().finalizer.is_none() {
-        let message = format!(
-            "module {} declares no finalizer, so the host never calls its finalize",
-            module.meta().name
-        );
-        return Ok(fail(EXIT_BAD_INPUT, &message));
-    }
-    let response = match module.finalize(request, ctx) {
+    let response = match result {
         Err(error) => return Ok(fail(EXIT_CALL_FAILED, &error)),
         Ok(Err(error)) => return Ok(guest_error(&module.meta().name, error)),
         Ok(Ok(response)) => response,
@@ -275,7 +333,10 @@ fn events(events: &[wit::Event]) -> Value {
 }
 
 fn read_inputs(args: &ReconcileArgs, meta: &ModuleMeta) -> anyhow::Result<Inputs> {
-    let mut found: Vec<Value> = read_objects(&args.object)?;
+    let Some(path) = &args.object else {
+        anyhow::bail!("give the object to reconcile with --object FILE");
+    };
+    let mut found: Vec<Value> = read_objects(path)?;
     let primary_api_version = meta.primary.api_version();
     found.retain(|o| {
         meta.primary
@@ -285,7 +346,7 @@ fn read_inputs(args: &ReconcileArgs, meta: &ModuleMeta) -> anyhow::Result<Inputs
         1 => found.remove(0),
         n => anyhow::bail!(
             "{} holds {n} objects of kind {} ({primary_api_version}); give exactly one",
-            args.object.display(),
+            path.display(),
             meta.primary.kind
         ),
     };

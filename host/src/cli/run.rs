@@ -16,6 +16,7 @@ use crate::leader::LeaderConfig;
 use crate::modules::class::HostClass;
 use crate::operator::{ClusterModules, OperatorConfig, OperatorError};
 use crate::queue::QueueConfig;
+use crate::recorder::store::StoreSettings;
 
 /// Arguments of `bosun run`.
 #[derive(Debug, clap::Args)]
@@ -114,6 +115,18 @@ pub struct RunArgs {
     /// milliseconds, once); `0s` keeps every module's code in memory.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10m")]
     pub unload_idle_after: Duration,
+    /// Recordings of failed and sampled calls kept per module, as
+    /// ConfigMaps in the host's namespace (`bosun record get`); 0 turns the
+    /// flight recorder off.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub recordings_per_module: usize,
+    /// Record one in this many successful calls too; 0: failures only.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub record_sample_every: u64,
+    /// The namespace recordings are kept in (default: the pod's namespace;
+    /// a host outside a pod keeps none unless given one).
+    #[arg(long, value_name = "NAMESPACE")]
+    pub recordings_namespace: Option<String>,
 }
 
 /// Durations as Go and kubectl write them (`15s`, `1m30s`, `2h`) or ISO 8601.
@@ -212,6 +225,18 @@ async fn operate(args: &RunArgs, engine: Engine) -> anyhow::Result<ExitCode> {
         api_server,
         leader,
         shutdown_grace: args.shutdown_grace,
+        // A host outside a pod has no namespace of its own to keep
+        // recordings in: it keeps none unless given one.
+        recordings: args
+            .recordings_namespace
+            .clone()
+            .or_else(in_pod_namespace)
+            .filter(|_| args.recordings_per_module > 0)
+            .map(|namespace| StoreSettings {
+                per_module: args.recordings_per_module,
+                sample_every: args.record_sample_every,
+                ..StoreSettings::new(namespace)
+            }),
     };
     match crate::operator::run(client, Arc::new(engine), config, shutdown_signal()).await {
         Ok(()) => {
@@ -245,11 +270,15 @@ fn duplicate_module(grants: &[crate::grants::GrantFile]) -> Option<String> {
 
 /// The namespace of the pod this runs in, from its service account; else `default`.
 fn pod_namespace() -> String {
+    in_pod_namespace().unwrap_or_else(|| "default".to_owned())
+}
+
+/// The namespace of the pod this runs in, when it runs in one.
+fn in_pod_namespace() -> Option<String> {
     std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
         .map(|ns| ns.trim().to_owned())
         .ok()
         .filter(|ns| !ns.is_empty())
-        .unwrap_or_else(|| "default".to_owned())
 }
 
 /// Resolves on SIGTERM (what Kubernetes sends) or Ctrl-C.

@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use super::Controller;
 use crate::apply::EventSource;
-use crate::engine::Fault;
 use crate::engine::bindings::{Request, Trigger};
+use crate::engine::{Fault, recording};
 use crate::informers::{ObjectKey, guest_json, to_json};
 use crate::telemetry::{GuestCall, ReconcileResult};
 
@@ -37,13 +37,16 @@ impl Controller {
             trigger,
             attempt: self.queue.retries(key) + 1,
         };
+        let recordings = self.ctx.recordings.clone();
         let outcome = self
             .call(
                 GuestCall::Finalize,
                 key,
                 host_view,
                 request,
-                |module, request, ctx| module.finalize(request, ctx),
+                move |module, request, ctx| {
+                    recording::finalize_kept(module, request, ctx, recordings.as_deref())
+                },
             )
             .await;
         let response = match outcome {

@@ -68,6 +68,9 @@ pub struct ControllerContext {
     /// nothing out (a warm standby); without leader election it is true
     /// from the start.
     pub leading: watch::Receiver<bool>,
+    /// Where recordings of failed (and sampled) calls are kept; None: the
+    /// flight recorder is off.
+    pub recordings: Option<Arc<crate::recorder::store::RecordStore>>,
 }
 
 /// How often a controller whose primary's status schema was not published

@@ -14,7 +14,7 @@ use tracing::Instrument;
 
 use super::Controller;
 use crate::engine::bindings::{Request, Trigger};
-use crate::engine::{CallContext, CallError, Fault, Module};
+use crate::engine::{CallContext, CallError, Fault, Module, recording};
 use crate::hotloop;
 use crate::informers::{ObjectKey, guest_json, to_json};
 use crate::meta::Scope;
@@ -123,13 +123,16 @@ impl Controller {
             attempt: self.queue.retries(key) + 1,
         };
         let started = Instant::now();
+        let recordings = self.ctx.recordings.clone();
         let outcome = self
             .call(
                 GuestCall::Reconcile,
                 key,
                 &host_view,
                 request,
-                |module, request, ctx| module.reconcile(request, ctx),
+                move |module, request, ctx| {
+                    recording::reconcile_kept(module, request, ctx, recordings.as_deref())
+                },
             )
             .await;
         let response = match outcome {

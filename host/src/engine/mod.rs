@@ -17,6 +17,7 @@ mod contract;
 mod cpu;
 mod error;
 mod module;
+pub mod recording;
 mod refusals;
 mod resident;
 mod sandbox;

@@ -16,6 +16,7 @@ use super::{CallError, CompileSource, EPOCH_TICK, LoadError, budget};
 use crate::limits::Limits;
 use crate::meta::{Declared, Kind, ModuleMeta, Scope};
 use crate::objects::{GuestReads, ObjectSource, ReadBounds, StaticObjects};
+use crate::recorder::Tap;
 
 /// What a guest answered: its response, or the error it chose to return.
 /// (A guest that fails to answer at all is a [`CallError`].)
@@ -91,6 +92,7 @@ impl Module {
         let info = runner
             .call(
                 &CallContext::default(),
+                Tap::Off,
                 None,
                 String::new(),
                 0,
@@ -170,9 +172,21 @@ impl Module {
         request: &Request,
         ctx: &CallContext,
     ) -> Result<Outcome<Response>, CallError> {
+        self.reconcile_tapped(request, ctx, Tap::Off)
+    }
+
+    /// [`Module::reconcile`], with what the guest is handed recorded or
+    /// replayed under `tap` (see [`crate::recorder`]).
+    pub fn reconcile_tapped(
+        &self,
+        request: &Request,
+        ctx: &CallContext,
+        tap: Tap,
+    ) -> Result<Outcome<Response>, CallError> {
         let (reads, object) = self.reads(ctx, &request.object);
         let mut outcome = self.runner.call(
             ctx,
+            tap,
             Some(reads),
             object,
             request_size(request),
@@ -193,9 +207,20 @@ impl Module {
         request: &Request,
         ctx: &CallContext,
     ) -> Result<Outcome<FinalizeResponse>, CallError> {
+        self.finalize_tapped(request, ctx, Tap::Off)
+    }
+
+    /// [`Module::finalize`] under `tap`, as [`Module::reconcile_tapped`].
+    pub fn finalize_tapped(
+        &self,
+        request: &Request,
+        ctx: &CallContext,
+        tap: Tap,
+    ) -> Result<Outcome<FinalizeResponse>, CallError> {
         let (reads, object) = self.reads(ctx, &request.object);
         let mut outcome = self.runner.call(
             ctx,
+            tap,
             Some(reads),
             object,
             request_size(request),
@@ -250,9 +275,14 @@ impl Runner {
     /// a pending future, dropped when the deadline passes. Either way the
     /// call returns within the deadline (and a tick), and the instance,
     /// its pooled slot and the thread are free again.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call's parts, each from another place; a struct would be built only to be taken apart here"
+    )]
     fn call<R>(
         &self,
         ctx: &CallContext,
+        tap: Tap,
         reads: Option<GuestReads>,
         object: String,
         request_bytes: usize,
@@ -283,6 +313,7 @@ impl Runner {
             ctx.clock,
             reads,
             ctx.http.clone(),
+            tap,
         );
         let mut store = Store::new(pre.engine(), sandbox);
         store.limiter(|sandbox| &mut sandbox.limiter);

@@ -16,6 +16,11 @@ use super::compat;
 use super::error::HostCallOverran;
 use crate::http::{GuestHttp, Outbound};
 use crate::objects::{GuestReads, ReadError};
+use crate::recorder::Tap;
+use crate::recorder::capture::{RecordingClock, RecordingRng, Source};
+use crate::recorder::format::{ReadAnswer, ReadAsk};
+use crate::recorder::http::ReplayHttp;
+use crate::recorder::replay::{ReplayClock, ReplayRng};
 
 /// How much of the guest's stdout and stderr is kept (panic messages, prints).
 pub(crate) const CAPTURED_OUTPUT_BYTES: usize = 1 << 20;
@@ -41,12 +46,45 @@ pub(crate) struct Sandbox {
     log_lines: u32,
     max_log_lines: u32,
     http_ctx: wasmtime_wasi_http::WasiHttpCtx,
-    http: GuestHttp,
+    http: Hooks,
+    tap: Tap,
+}
+
+/// The call's `wasi:http` hooks: the real send, or a replay's answers.
+enum Hooks {
+    Live(GuestHttp),
+    Replay(ReplayHttp),
+}
+
+impl wasmtime_wasi_http::WasiHttpHooks for Hooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<wasmtime_wasi_http::WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        match self {
+            Hooks::Live(live) => live.send_request(request, options, fut),
+            Hooks::Replay(replay) => replay.send_request(request, options, fut),
+        }
+    }
 }
 
 impl Sandbox {
     /// A sandbox with no filesystem, no network, no environment; the wall
-    /// clock fixed at `clock` when given.
+    /// clock fixed at `clock` when given. Under `tap`, what the guest is
+    /// handed (clock, random, reads, HTTP) is recorded, or taken from a
+    /// recording instead.
     pub(crate) fn new(
         module: Arc<str>,
         object: Arc<str>,
@@ -54,6 +92,7 @@ impl Sandbox {
         clock: Option<Timestamp>,
         reads: Option<GuestReads>,
         http: Option<Arc<Outbound>>,
+        tap: Tap,
     ) -> Self {
         let output = MemoryOutputPipe::new(CAPTURED_OUTPUT_BYTES);
         let mut wasi = WasiCtxBuilder::new();
@@ -63,9 +102,32 @@ impl Sandbox {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .max_random_size(MAX_RANDOM_BYTES.min(limits.memory_bytes as u64));
-        if let Some(now) = clock {
-            wasi.wall_clock(FixedClock(now));
+        match &tap {
+            Tap::Off => {
+                if let Some(now) = clock {
+                    wasi.wall_clock(FixedClock(now));
+                }
+            }
+            Tap::Record(recorder) => {
+                wasi.wall_clock(RecordingClock(recorder.clone()))
+                    .secure_random(RecordingRng::new(recorder.clone(), Source::Secure))
+                    .insecure_random(RecordingRng::new(recorder.clone(), Source::Insecure))
+                    .insecure_random_seed(recorder.insecure_seed());
+            }
+            Tap::Replay(replayer) => {
+                wasi.wall_clock(ReplayClock(replayer.clone()))
+                    .secure_random(ReplayRng::new(replayer.clone(), Source::Secure))
+                    .insecure_random(ReplayRng::new(replayer.clone(), Source::Insecure))
+                    .insecure_random_seed(replayer.insecure_seed());
+            }
         }
+        let hooks = match &tap {
+            Tap::Replay(replayer) => Hooks::Replay(ReplayHttp(replayer.clone())),
+            Tap::Off => Hooks::Live(GuestHttp::new(http, object.clone(), limits.timeout)),
+            Tap::Record(recorder) => Hooks::Live(
+                GuestHttp::new(http, object.clone(), limits.timeout).recording(recorder.clone()),
+            ),
+        };
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
         Sandbox {
@@ -77,7 +139,8 @@ impl Sandbox {
             },
             output,
             reads,
-            http: GuestHttp::new(http, object.clone(), limits.timeout),
+            http: hooks,
+            tap,
             http_ctx: wasmtime_wasi_http::WasiHttpCtx::new(),
             module,
             object,
@@ -194,10 +257,36 @@ impl bindings::bosun::reconciler::host::Host for Sandbox {
         name: String,
     ) -> wasmtime::Result<Result<Option<String>, String>> {
         let _span = tracing::debug_span!("read", verb = "get", %kind, namespace = namespace.as_deref().unwrap_or(""), %name).entered();
-        answer(
-            self.reads()
-                .and_then(|reads| reads.get(&api_version, &kind, namespace.as_deref(), &name)),
-        )
+        let ask = |namespace: Option<String>| ReadAsk::Get {
+            api_version: api_version.clone(),
+            kind: kind.clone(),
+            namespace,
+            name: name.clone(),
+        };
+        match &self.tap {
+            Tap::Replay(replayer) => Ok(match replayer.read(&ask(namespace)) {
+                Ok(ReadAnswer::Found(found)) => Ok(found),
+                Ok(ReadAnswer::Refused(message)) | Err(message) => Err(message),
+                Ok(ReadAnswer::Items(_)) => Err(mismatched()),
+            }),
+            Tap::Off => answer(
+                self.reads()
+                    .and_then(|reads| reads.get(&api_version, &kind, namespace.as_deref(), &name)),
+            ),
+            Tap::Record(recorder) => {
+                let answered = answer(self.reads().and_then(|reads| {
+                    reads.get(&api_version, &kind, namespace.as_deref(), &name)
+                }))?;
+                recorder.read(
+                    ask(namespace),
+                    match &answered {
+                        Ok(found) => ReadAnswer::Found(found.clone()),
+                        Err(message) => ReadAnswer::Refused(message.clone()),
+                    },
+                );
+                Ok(answered)
+            }
+        }
     }
 
     fn list_objects(
@@ -208,15 +297,48 @@ impl bindings::bosun::reconciler::host::Host for Sandbox {
         label_selector: Option<String>,
     ) -> wasmtime::Result<Result<Vec<String>, String>> {
         let _span = tracing::debug_span!("read", verb = "list", %kind, namespace = namespace.as_deref().unwrap_or(""), selector = label_selector.as_deref().unwrap_or("")).entered();
-        answer(self.reads().and_then(|reads| {
-            reads.list(
-                &api_version,
-                &kind,
-                namespace.as_deref(),
-                label_selector.as_deref(),
-            )
-        }))
+        let list = |this: &Self| {
+            answer(this.reads().and_then(|reads| {
+                reads.list(
+                    &api_version,
+                    &kind,
+                    namespace.as_deref(),
+                    label_selector.as_deref(),
+                )
+            }))
+        };
+        let ask = || ReadAsk::List {
+            api_version: api_version.clone(),
+            kind: kind.clone(),
+            namespace: namespace.clone(),
+            label_selector: label_selector.clone(),
+        };
+        match &self.tap {
+            Tap::Replay(replayer) => Ok(match replayer.read(&ask()) {
+                Ok(ReadAnswer::Items(items)) => Ok(items),
+                Ok(ReadAnswer::Refused(message)) | Err(message) => Err(message),
+                Ok(ReadAnswer::Found(_)) => Err(mismatched()),
+            }),
+            Tap::Off => list(self),
+            Tap::Record(recorder) => {
+                let answered = list(self)?;
+                recorder.read(
+                    ask(),
+                    match &answered {
+                        Ok(items) => ReadAnswer::Items(items.clone()),
+                        Err(message) => ReadAnswer::Refused(message.clone()),
+                    },
+                );
+                Ok(answered)
+            }
+        }
     }
+}
+
+/// A recording whose answer is of the other read's shape was not written
+/// by a host.
+fn mismatched() -> String {
+    "the recording's answer to this read is of the wrong shape".to_owned()
 }
 
 /// A read's answer for the guest: a refusal is the guest's to handle; a

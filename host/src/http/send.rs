@@ -27,6 +27,8 @@ use super::policy::{Refusal, check_address};
 use super::pool::{Connection, Key, Returning};
 use crate::grants::{CaBundle, HttpGrant};
 use crate::origin::Scheme;
+use crate::recorder::Recorder;
+use crate::recorder::http::ExchangeTap;
 
 type SendFuture = Box<
     dyn Future<
@@ -46,6 +48,7 @@ pub struct GuestHttp {
     outbound: Option<Arc<Outbound>>,
     budget: Arc<CallBudget>,
     object: Arc<str>,
+    recorder: Option<Arc<Recorder>>,
 }
 
 impl GuestHttp {
@@ -57,7 +60,15 @@ impl GuestHttp {
             outbound,
             budget: CallBudget::new(limits, timeout),
             object,
+            recorder: None,
         }
+    }
+
+    /// The same hooks, keeping every exchange in `recorder` (the request as
+    /// the guest made it, before credentials are added).
+    pub fn recording(mut self, recorder: Arc<Recorder>) -> Self {
+        self.recorder = Some(recorder);
+        self
     }
 }
 
@@ -71,11 +82,17 @@ impl WasiHttpHooks for GuestHttp {
         // The request runs on a task of its own: the span, made here below
         // the guest call's, carries the trace there, and to the server.
         let span = tracing::debug_span!("http_request", method = %request.method(), uri = %request.uri(), status = tracing::field::Empty);
+        // Recorded as the guest sent it: the host's traceparent is not the
+        // guest's doing, and differs on every run.
+        let tap = self
+            .recorder
+            .as_ref()
+            .and_then(|recorder| ExchangeTap::start(recorder, &mut request));
         span.in_scope(|| crate::telemetry::trace::inject_trace_context(request.headers_mut()));
         let object = self.object.clone();
         let Some(outbound) = self.outbound.clone() else {
             tracing::warn!(object = %object, uri = %request.uri(), "guest HTTP request refused: this module may reach no origin here{}", "");
-            return refused();
+            return refused(tap);
         };
         match admit(&outbound, &self.budget, &request) {
             Ok(admitted) => Box::new(
@@ -86,18 +103,22 @@ impl WasiHttpHooks for GuestHttp {
                     object,
                     request,
                     options,
+                    tap,
                 )
                 .instrument(span),
             ),
             Err(refusal) => {
                 outbound.refused(&object, &request, refusal);
-                refused()
+                refused(tap)
             }
         }
     }
 }
 
-fn refused() -> SendFuture {
+fn refused(tap: Option<ExchangeTap>) -> SendFuture {
+    if let Some(tap) = tap {
+        tap.error(&Error::HttpRequestDenied);
+    }
     Box::new(async { Err(Error::HttpRequestDenied) })
 }
 
@@ -151,6 +172,7 @@ async fn send(
     object: Arc<str>,
     mut request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
+    tap: Option<ExchangeTap>,
 ) -> Result<
     (
         http::Response<WasiBody>,
@@ -168,13 +190,16 @@ async fn send(
     // Leadership lost while the request is under way cuts it: the
     // connection is dropped, the guest told it was denied.
     let result = tokio::select! {
-        result = exchange(&outbound, &admitted, &budget, &mut request, options) => result,
+        result = exchange(&outbound, &admitted, &budget, &mut request, options, tap.as_ref()) => result,
         () = outbound.lost_leadership() => Err(Failure::Refused(Refusal::NotLeader)),
     };
     let code = match &result {
         Ok((response, _)) => response.status().as_u16().to_string(),
         Err(Failure::Refused(refusal)) => {
             outbound.refused(&object, &head, *refusal);
+            if let Some(tap) = &tap {
+                tap.error(&Error::HttpRequestDenied);
+            }
             return Err(Error::HttpRequestDenied);
         }
         Err(Failure::Error(error)) => error_name(error).to_owned(),
@@ -184,10 +209,18 @@ async fn send(
     if let Some(metrics) = &outbound.env.metrics {
         metrics.guest_http_request(&outbound.module, &origin, &code, started.elapsed());
     }
-    result.map_err(|failure| match failure {
+    let result = result.map_err(|failure| match failure {
         Failure::Error(error) => error,
         Failure::Refused(_) => Error::HttpRequestDenied,
-    })
+    });
+    match (tap, result) {
+        (Some(tap), Ok((response, io))) => Ok((tap.response(response), io)),
+        (Some(tap), Err(error)) => {
+            tap.error(&error);
+            Err(error)
+        }
+        (None, result) => result,
+    }
 }
 
 enum Failure {
@@ -207,6 +240,7 @@ async fn exchange(
     budget: &Arc<CallBudget>,
     request: &mut http::Request<WasiBody>,
     options: Option<RequestOptions>,
+    tap: Option<&ExchangeTap>,
 ) -> Result<
     (
         http::Response<WasiBody>,
@@ -235,6 +269,10 @@ async fn exchange(
             })?;
         let name = HeaderName::try_from(credentials.header.as_str())
             .map_err(|_| Failure::Refused(Refusal::Credentials))?;
+        // The recorder scrubs the value from whatever it keeps.
+        if let Some(tap) = tap {
+            tap.secret(trim_newline(&secret));
+        }
         let mut value = credentials.prefix.clone().unwrap_or_default().into_bytes();
         value.extend_from_slice(trim_newline(&secret));
         let mut value =

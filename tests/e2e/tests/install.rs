@@ -318,10 +318,19 @@ async fn the_kustomize_base_installs_the_host_hot_loading_modules_from_the_clust
             "Namespace bosun-system",
             "PodDisruptionBudget bosun",
             "Role bosun-leader-election",
+            "Role bosun-recordings",
             "RoleBinding bosun-leader-election",
+            "RoleBinding bosun-recordings",
             "Service bosun-metrics",
             "ServiceAccount bosun",
         ]
+    );
+    // The flight recorder writes ConfigMaps in the host's namespace only.
+    let recordings = find(&objects, "Role", "bosun-recordings");
+    assert_eq!(recordings["metadata"]["namespace"], "bosun-system");
+    assert_eq!(
+        rules_for(recordings, "configmaps"),
+        ["list", "create", "delete"]
     );
     let deployment = find(&objects, "Deployment", "bosun");
     assert_deployment_is_hardened(deployment);

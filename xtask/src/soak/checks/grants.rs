@@ -15,7 +15,8 @@
 //!   (`bosun/<module>`) or, where a request names none (deletes, the
 //!   host's condition patches under `bosun`), any module of the lane; or
 //!   the host's own: its Lease, ReconcilerModule status, Events in a
-//!   granted namespace, access reviews.
+//!   granted namespace, access reviews, its recordings (ConfigMaps in its
+//!   own namespace).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -339,6 +340,8 @@ pub fn audit(path: &Path, grants: &[Granted]) -> Result<Audit> {
             ("coordination.k8s.io", "leases") if namespace == SYSTEM_NAMESPACE => {
                 Some("its Lease".into())
             }
+            // The flight recorder's ConfigMaps, in the host's own namespace.
+            ("", "configmaps") if namespace == SYSTEM_NAMESPACE => Some("its recordings".into()),
             ("bosun.dev", "reconcilermodules") if subresource == "status" => {
                 Some("ReconcilerModule status".into())
             }
