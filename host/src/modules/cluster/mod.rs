@@ -25,19 +25,23 @@
 //! such object, stalling every other module. Such a spec gets
 //! `Loaded=False`, reason `InvalidSpec`, like any other refused spec.
 
+mod status;
+mod unserved;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
-use serde_json::json;
 use tokio::sync::watch;
 
-use super::class::{self, Announcer, HostClass};
+use self::status::{bounded, refresh_stats, set_condition, write_status};
+use self::unserved::serve_class;
+use super::class::{self, Announcer};
 use super::registry::{Change, Registry, RegistryError};
 use super::resource::{
     CONDITION_LOADED, CONDITION_READY, ReconcilerModule, ReconcilerModuleSpec,
@@ -183,74 +187,6 @@ async fn stop_worker(
             worker.send_replace(None);
         }
         None => registry.remove(&key(name)).await,
-    }
-}
-
-/// Renews this host's class announcement and, when this host's class is
-/// the one that reports them, says in their status which modules no host
-/// serves.
-async fn serve_class(
-    client: &Client,
-    api: &Api<DynamicObject>,
-    announcer: &Announcer,
-    others: &HashMap<String, Seen>,
-    failing: &mut bool,
-) {
-    match announcer.renew().await {
-        Ok(()) => *failing = false,
-        // Said once per run of failures, not every period.
-        Err(error) if !*failing => {
-            *failing = true;
-            tracing::warn!(%error, class = %announcer.class(), "could not announce the host class (the host needs get, create and update on Leases in its namespace); another class's host may report this class's modules as unserved");
-        }
-        Err(error) => tracing::debug!(%error, "announcing the host class still fails"),
-    }
-    if others.is_empty() {
-        return;
-    }
-    let live = match class::live_classes(client.clone()).await {
-        Ok(live) => live,
-        Err(error) => {
-            tracing::debug!(%error, "could not list the host-class Leases; not reporting unserved modules");
-            return;
-        }
-    };
-    if !class::reports_unserved(&live, announcer.class()) {
-        return;
-    }
-    let now = Time(jiff::Timestamp::now());
-    for seen in others.values() {
-        if HostClass::new(&seen.class).is_ok_and(|c| live.contains(&c)) {
-            continue;
-        }
-        let message = class::unserved_message(&seen.class, &live);
-        let says_so = |type_| {
-            seen.status.condition(type_).is_some_and(|c| {
-                c.status == "False"
-                    && c.reason == class::NO_HOST_REASON
-                    && c.message == bounded(&message)
-                    && c.observed_generation == seen.generation
-            })
-        };
-        if says_so(CONDITION_LOADED) && says_so(CONDITION_READY) {
-            continue;
-        }
-        let mut status = seen.status.clone();
-        status.observed_generation = seen.generation;
-        for type_ in [CONDITION_LOADED, CONDITION_READY] {
-            set_condition(
-                &mut status.conditions,
-                type_,
-                false,
-                class::NO_HOST_REASON,
-                &message,
-                seen.generation,
-                &now,
-            );
-        }
-        status.message = Some(bounded(&message).to_owned());
-        tracing::info!(module = %seen.name, class = %seen.class, "no host serves the module's class");
-        write_status(api, &seen.name, &status).await;
     }
 }
 
@@ -517,82 +453,6 @@ async fn load(
         }
     };
     (result, status)
-}
-
-/// Refreshes the counts and quarantine state of every loaded module.
-async fn refresh_stats(
-    api: &Api<DynamicObject>,
-    registry: &Registry,
-    handled: &HashMap<String, Option<i64>>,
-) {
-    for (registry_key, controller) in registry.controllers().await {
-        let Some(name) = registry_key.strip_prefix("reconcilermodule/") else {
-            continue;
-        };
-        if !handled.contains_key(name) {
-            continue;
-        }
-        let (reconciles, errors, traps) = controller.stats();
-        let quarantined = controller.is_quarantined();
-        let mut patch = json!({"status": {"reconciles": reconciles, "errors": errors, "traps": traps, "quarantined": quarantined}});
-        // A shadow's findings ride on the same periodic write: never one
-        // write per call.
-        if let Some(rollout) = controller.shadow_report().map(super::staging::status_of) {
-            patch["status"]["rollout"] = json!(rollout);
-        }
-        if let Err(error) = api
-            .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            tracing::debug!(%error, module = name, "could not refresh the counts");
-        }
-    }
-}
-
-async fn write_status(api: &Api<DynamicObject>, name: &str, status: &ReconcilerModuleStatus) {
-    let patch = json!({"status": status});
-    if let Err(error) = api
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        tracing::warn!(%error, "could not write the ReconcilerModule's status");
-    }
-}
-
-/// The longest message written into a ReconcilerModule's status. Messages
-/// quote what modules and sources said (bounded at their origin too); a
-/// status the API server refuses as too large would freeze it for good.
-const MAX_STATUS_MESSAGE_BYTES: usize = 8 << 10;
-
-fn bounded(message: &str) -> &str {
-    crate::meta::truncate_at_char_boundary(message, MAX_STATUS_MESSAGE_BYTES)
-}
-
-/// Sets a condition like `meta.SetStatusCondition`: the transition time
-/// moves only when the status does.
-fn set_condition(
-    conditions: &mut Vec<Condition>,
-    type_: &str,
-    status: bool,
-    reason: &str,
-    message: &str,
-    generation: Option<i64>,
-    now: &Time,
-) {
-    let status = if status { "True" } else { "False" }.to_owned();
-    let transition = conditions
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == status)
-        .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
-    conditions.retain(|c| c.type_ != type_);
-    conditions.push(Condition {
-        type_: type_.to_owned(),
-        status,
-        reason: reason.to_owned(),
-        message: bounded(message).to_owned(),
-        last_transition_time: transition,
-        observed_generation: generation,
-    });
 }
 
 #[cfg(test)]
