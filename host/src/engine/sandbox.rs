@@ -17,10 +17,10 @@ use super::error::HostCallOverran;
 use crate::http::{GuestHttp, Outbound};
 use crate::objects::{GuestReads, ReadError};
 use crate::recorder::Tap;
-use crate::recorder::capture::{RecordingClock, RecordingRng, Source};
+use crate::recorder::capture::Source;
 use crate::recorder::format::{ReadAnswer, ReadAsk};
 use crate::recorder::http::ReplayHttp;
-use crate::recorder::replay::{ReplayClock, ReplayRng};
+use crate::recorder::tape::{TapedClock, TapedRng};
 
 /// How much of the guest's stdout and stderr is kept (panic messages, prints).
 pub(crate) const CAPTURED_OUTPUT_BYTES: usize = 1 << 20;
@@ -109,15 +109,15 @@ impl Sandbox {
                 }
             }
             Tap::Record(recorder) => {
-                wasi.wall_clock(RecordingClock(recorder.clone()))
-                    .secure_random(RecordingRng::new(recorder.clone(), Source::Secure))
-                    .insecure_random(RecordingRng::new(recorder.clone(), Source::Insecure))
+                wasi.wall_clock(TapedClock(recorder.clone()))
+                    .secure_random(TapedRng::new(recorder.clone(), Source::Secure))
+                    .insecure_random(TapedRng::new(recorder.clone(), Source::Insecure))
                     .insecure_random_seed(recorder.insecure_seed());
             }
             Tap::Replay(replayer) => {
-                wasi.wall_clock(ReplayClock(replayer.clone()))
-                    .secure_random(ReplayRng::new(replayer.clone(), Source::Secure))
-                    .insecure_random(ReplayRng::new(replayer.clone(), Source::Insecure))
+                wasi.wall_clock(TapedClock(replayer.clone()))
+                    .secure_random(TapedRng::new(replayer.clone(), Source::Secure))
+                    .insecure_random(TapedRng::new(replayer.clone(), Source::Insecure))
                     .insecure_random_seed(replayer.insecure_seed());
             }
         }

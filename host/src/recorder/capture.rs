@@ -15,12 +15,10 @@
 //! the call runs, to be scrubbed, and never written.
 
 use std::collections::BTreeSet;
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use jiff::Timestamp;
-use wasmtime_wasi::HostWallClock;
 
 use super::format::{
     Body, Bytes, CallKind, Clock, Exchange, FORMAT_V1, HttpRequest, HttpResponse, ModuleId,
@@ -142,7 +140,7 @@ impl Recorder {
     }
 
     /// Fills `buf` from the system's source and keeps the bytes.
-    pub fn random(&self, source: Source, buf: &mut [u8]) {
+    pub(super) fn random(&self, source: Source, buf: &mut [u8]) {
         os_random(buf);
         let mut state = self.state();
         if state.charge(buf.len(), self.cap) {
@@ -226,7 +224,7 @@ impl Recorder {
     }
 
     /// A wall-clock reading handed to the guest.
-    fn clock_reading(&self) -> Duration {
+    pub(super) fn clock_reading(&self) -> Duration {
         let mut state = self.state();
         if let Some(fixed) = state.fixed_clock {
             return Duration::from_nanos(fixed);
@@ -448,50 +446,6 @@ fn os_random(buf: &mut [u8]) {
         reason = "the OS random source does not fail on Linux"
     )]
     getrandom::fill(buf).expect("the operating system's random source");
-}
-
-/// The guest's random source while recording.
-pub struct RecordingRng {
-    recorder: Arc<Recorder>,
-    source: Source,
-}
-
-impl RecordingRng {
-    /// Bytes from the system, kept by `recorder` as `source`.
-    pub fn new(recorder: Arc<Recorder>, source: Source) -> Self {
-        RecordingRng { recorder, source }
-    }
-}
-
-impl rand_core::TryRng for RecordingRng {
-    type Error = Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
-        let mut buf = [0u8; 4];
-        self.recorder.random(self.source, &mut buf);
-        Ok(u32::from_le_bytes(buf))
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
-        let mut buf = [0u8; 8];
-        self.recorder.random(self.source, &mut buf);
-        Ok(u64::from_le_bytes(buf))
-    }
-    fn try_fill_bytes(&mut self, buf: &mut [u8]) -> Result<(), Infallible> {
-        self.recorder.random(self.source, buf);
-        Ok(())
-    }
-}
-
-/// The guest's wall clock while recording.
-pub struct RecordingClock(pub Arc<Recorder>);
-
-impl HostWallClock for RecordingClock {
-    fn resolution(&self) -> Duration {
-        Duration::from_nanos(1)
-    }
-
-    fn now(&self) -> Duration {
-        self.0.clock_reading()
-    }
 }
 
 #[cfg(test)]

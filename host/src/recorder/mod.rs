@@ -19,6 +19,7 @@ pub mod format;
 pub mod http;
 pub mod replay;
 pub mod store;
+pub mod tape;
 
 use std::sync::Arc;
 

@@ -7,11 +7,8 @@
 //! has diverged from the recorded call: it is told so as it would be told
 //! of a refusal, and the divergence is kept for the caller to report.
 
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
-
-use wasmtime_wasi::HostWallClock;
 
 use super::capture::Source;
 use super::format::{Clock, Exchange, ReadAnswer, ReadAsk, Recording};
@@ -146,7 +143,7 @@ impl Replayer {
         }
     }
 
-    fn random(&self, source: Source, buf: &mut [u8]) {
+    pub(super) fn random(&self, source: Source, buf: &mut [u8]) {
         let mut state = self.state();
         let (bytes, at) = match source {
             Source::Secure => (&self.secure, state.secure_at),
@@ -177,7 +174,7 @@ impl Replayer {
         }
     }
 
-    fn clock_reading(&self) -> Duration {
+    pub(super) fn clock_reading(&self) -> Duration {
         match &self.clock {
             Clock::Fixed(nanos) => Duration::from_nanos(*nanos),
             Clock::Readings(readings) => {
@@ -221,54 +218,12 @@ fn describe(ask: &ReadAsk) -> String {
     }
 }
 
-/// The guest's random source while replaying.
-pub struct ReplayRng {
-    replayer: Arc<Replayer>,
-    source: Source,
-}
-
-impl ReplayRng {
-    /// The bytes `replayer` holds for `source`, in order.
-    pub fn new(replayer: Arc<Replayer>, source: Source) -> Self {
-        ReplayRng { replayer, source }
-    }
-}
-
-impl rand_core::TryRng for ReplayRng {
-    type Error = Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
-        let mut buf = [0u8; 4];
-        self.replayer.random(self.source, &mut buf);
-        Ok(u32::from_le_bytes(buf))
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
-        let mut buf = [0u8; 8];
-        self.replayer.random(self.source, &mut buf);
-        Ok(u64::from_le_bytes(buf))
-    }
-    fn try_fill_bytes(&mut self, buf: &mut [u8]) -> Result<(), Infallible> {
-        self.replayer.random(self.source, buf);
-        Ok(())
-    }
-}
-
-/// The guest's wall clock while replaying.
-pub struct ReplayClock(pub Arc<Replayer>);
-
-impl HostWallClock for ReplayClock {
-    fn resolution(&self) -> Duration {
-        Duration::from_nanos(1)
-    }
-
-    fn now(&self) -> Duration {
-        self.0.clock_reading()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::recorder::format::{Read, Recording};
+    use crate::recorder::tape::TapedClock;
+    use wasmtime_wasi::HostWallClock;
 
     fn recording() -> Recording {
         let text = serde_json::json!({
@@ -299,7 +254,7 @@ mod tests {
     #[test]
     fn answers_in_order_and_names_what_diverges() {
         let replayer = Replayer::new(&recording());
-        let clock = ReplayClock(replayer.clone());
+        let clock = TapedClock(replayer.clone());
         assert_eq!(clock.now(), Duration::from_nanos(5));
         assert_eq!(clock.now(), Duration::from_nanos(7));
         assert_eq!(clock.now(), Duration::from_nanos(7), "the last repeats");
