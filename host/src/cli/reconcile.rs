@@ -20,7 +20,7 @@ use super::output::{fail, go_duration, print};
 use super::{
     EXIT_BAD_INPUT, EXIT_CALL_FAILED, EXIT_LOAD_FAILED, EXIT_RECONCILE_ERROR, OutputFormat,
 };
-use crate::engine::bindings::{self as wit, EventType, ReconcileError};
+use crate::engine::bindings::{self as wit, ReconcileError};
 use crate::engine::{CallContext, CallError, Engine, Limits, Module, Outcome, recording};
 use crate::manifest::read_objects;
 use crate::meta::{ModuleMeta, Scope};
@@ -186,10 +186,7 @@ pub(super) fn run(args: &ReconcileArgs, engine: &Engine) -> anyhow::Result<ExitC
             module: recording::module_id(&module),
             call,
             request: recording::recorded_request(&request),
-            limits: RecordedLimits {
-                timeout_ms: args.timeout_ms,
-                memory_bytes: (args.memory_limit_mib as u64) << 20,
-            },
+            limits: RecordedLimits::of(&ctx.limits),
             now,
             outcome,
         });
@@ -253,7 +250,7 @@ pub(super) fn reconcile(
         fields.insert("status".into(), status);
     }
     insert_requeue(fields, plan.requeue_after);
-    fields.insert("events".into(), events(&plan.events));
+    fields.insert("events".into(), recording::events_json(&plan.events));
     print(format, &report)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -286,7 +283,7 @@ pub(super) fn finalize(
         json!(if response.done { "Done" } else { "Pending" }),
     );
     insert_requeue(fields, response.requeue_after_ms.map(Duration::from_millis));
-    fields.insert("events".into(), events(&events_checked));
+    fields.insert("events".into(), recording::events_json(&events_checked));
     print(format, &report)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -313,23 +310,6 @@ fn insert_requeue(fields: &mut Map<String, Value>, requeue_after: Option<Duratio
         fields.insert("requeueAfter".into(), json!(go_duration(after)));
         fields.insert("requeueAfterMs".into(), json!(after.as_millis() as u64));
     }
-}
-
-fn events(events: &[wit::Event]) -> Value {
-    events
-        .iter()
-        .map(|event| {
-            json!({
-                "type": match event.event_type {
-                    EventType::Normal => "Normal",
-                    EventType::Warning => "Warning",
-                },
-                "reason": event.reason,
-                "note": event.note,
-                "action": event.action,
-            })
-        })
-        .collect()
 }
 
 fn read_inputs(args: &ReconcileArgs, meta: &ModuleMeta) -> anyhow::Result<Inputs> {

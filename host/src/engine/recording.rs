@@ -82,7 +82,7 @@ pub fn reconcile_outcome(result: &Result<Outcome<Response>, CallError>) -> Recor
             "children": response.children.iter().map(|c| parsed(c)).collect::<Vec<_>>(),
             "status": response.status.as_deref().map(parsed),
             "requeueAfterMs": response.requeue_after_ms,
-            "events": events(&response.events),
+            "events": events_json(&response.events),
         })
     })
 }
@@ -93,7 +93,7 @@ pub fn finalize_outcome(result: &Result<Outcome<FinalizeResponse>, CallError>) -
         json!({
             "done": response.done,
             "requeueAfterMs": response.requeue_after_ms,
-            "events": events(&response.events),
+            "events": events_json(&response.events),
         })
     })
 }
@@ -125,7 +125,8 @@ fn parsed(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
 }
 
-fn events(events: &[Event]) -> Value {
+/// Events as `bosun reconcile` prints them and a recording keeps them.
+pub fn events_json(events: &[Event]) -> Value {
     events
         .iter()
         .map(|event| {
@@ -150,24 +151,15 @@ pub fn reconcile_kept(
     ctx: &CallContext,
     store: Option<&RecordStore>,
 ) -> Result<Outcome<Response>, CallError> {
-    let Some(store) = store else {
-        return module.reconcile(request, ctx);
-    };
-    let now = ctx.clock.unwrap_or_else(Timestamp::now);
-    let recorder = Recorder::new(store.recording_bytes(), ctx.clock);
-    let result = module.reconcile_tapped(request, ctx, Tap::Record(recorder.clone()));
-    let outcome = reconcile_outcome(&result);
-    keep(
-        store,
-        &recorder,
+    kept(
         module,
         request,
         ctx,
-        now,
+        store,
         CallKind::Reconcile,
-        outcome,
-    );
-    result
+        reconcile_outcome,
+        |tap| module.reconcile_tapped(request, ctx, tap),
+    )
 }
 
 /// [`Module::finalize`], recorded as [`reconcile_kept`].
@@ -177,52 +169,44 @@ pub fn finalize_kept(
     ctx: &CallContext,
     store: Option<&RecordStore>,
 ) -> Result<Outcome<FinalizeResponse>, CallError> {
-    let Some(store) = store else {
-        return module.finalize(request, ctx);
-    };
-    let now = ctx.clock.unwrap_or_else(Timestamp::now);
-    let recorder = Recorder::new(store.recording_bytes(), ctx.clock);
-    let result = module.finalize_tapped(request, ctx, Tap::Record(recorder.clone()));
-    let outcome = finalize_outcome(&result);
-    keep(
-        store,
-        &recorder,
+    kept(
         module,
         request,
         ctx,
-        now,
+        store,
         CallKind::Finalize,
-        outcome,
-    );
-    result
+        finalize_outcome,
+        |tap| module.finalize_tapped(request, ctx, tap),
+    )
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one call's parts, passed through once"
-)]
-fn keep(
-    store: &RecordStore,
-    recorder: &Recorder,
+/// Runs `call` untapped without a store; with one, recorded, and the
+/// recording (its outcome by `outcome`) offered to the store.
+fn kept<T>(
     module: &Module,
     request: &Request,
     ctx: &CallContext,
-    now: Timestamp,
-    call: CallKind,
-    outcome: RecordedOutcome,
-) {
+    store: Option<&RecordStore>,
+    kind: CallKind,
+    outcome: fn(&Result<Outcome<T>, CallError>) -> RecordedOutcome,
+    call: impl FnOnce(Tap) -> Result<Outcome<T>, CallError>,
+) -> Result<Outcome<T>, CallError> {
+    let Some(store) = store else {
+        return call(Tap::Off);
+    };
+    let now = ctx.clock.unwrap_or_else(Timestamp::now);
+    let recorder = Recorder::new(store.recording_bytes(), ctx.clock);
+    let result = call(Tap::Record(recorder.clone()));
     let recording = recorder.finish(Finish {
         module: module_id(module),
-        call,
+        call: kind,
         request: recorded_request(request),
-        limits: RecordedLimits {
-            timeout_ms: u64::try_from(ctx.limits.timeout.as_millis()).unwrap_or(u64::MAX),
-            memory_bytes: ctx.limits.memory_bytes as u64,
-        },
+        limits: RecordedLimits::of(&ctx.limits),
         now,
-        outcome,
+        outcome: outcome(&result),
     });
     store.keep(&object_name(&request.object), recording);
+    result
 }
 
 /// `namespace/name` (or `name`) of an object's JSON text.

@@ -128,6 +128,16 @@ pub struct RecordedLimits {
     pub memory_bytes: u64,
 }
 
+impl RecordedLimits {
+    /// The bounds of a call run under `limits`.
+    pub fn of(limits: &crate::limits::Limits) -> Self {
+        RecordedLimits {
+            timeout_ms: u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX),
+            memory_bytes: limits.memory_bytes as u64,
+        }
+    }
+}
+
 /// The guest's wall clock: fixed for the call, or each reading in order
 /// (nanoseconds since the Unix epoch).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
