@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use common::*;
@@ -14,7 +14,6 @@ use serde_json::json;
 
 /// `bosun push` against the cluster.
 fn push(cluster: &Cluster, module: &str, name: &str, class: Option<&str>) -> Output {
-    let binary = bosun_testenv::guests::host_binary().expect("bosun builds");
     let component = guest(module);
     let mut args = vec![
         "push",
@@ -27,19 +26,7 @@ fn push(cluster: &Cluster, module: &str, name: &str, class: Option<&str>) -> Out
     if let Some(class) = class {
         args.extend(["--host-class", class]);
     }
-    let out = Command::new(binary)
-        .args(&args)
-        .env("KUBECONFIG", cluster.kubeconfig())
-        .env("BOSUN_CACHE_DIR", root().join("target/e2e-module-cache"))
-        .output()
-        .expect("bosun runs");
-    eprintln!(
-        "$ bosun {}\n{}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    cluster.bosun(&args)
 }
 
 /// Whether `host` has the module named `module` (the name it declares)

@@ -10,59 +10,22 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use bosun_testenv::Registry;
-use common::{Cluster, Host, condition, eventually, get, label, root, sha256, wait_loaded};
+use common::{
+    Cluster, Host, condition, eventually, get, label, root, sha256, stderr, stdout, wait_loaded,
+    webapp_next,
+};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DynamicObject, PostParams};
 use serde_json::json;
 
 const LONG: Duration = Duration::from_secs(60);
 
-/// Runs `bosun push` (or any bosun command) against the cluster.
-fn bosun(cluster: &Cluster, args: &[&str]) -> Output {
-    bosun_with(cluster, args, &[])
-}
-
-fn bosun_with(cluster: &Cluster, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let binary = bosun_testenv::guests::host_binary().expect("bosun builds");
-    let out = Command::new(binary)
-        .args(args)
-        .env("KUBECONFIG", cluster.kubeconfig())
-        .env("BOSUN_CACHE_DIR", root().join("target/e2e-module-cache"))
-        .envs(env.iter().copied())
-        .output()
-        .expect("bosun runs");
-    eprintln!(
-        "$ bosun {}\n{}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 /// A built guest's path.
 fn guest(package: &str) -> String {
     common::guest(package)
-}
-
-/// The second webapp version (its Deployments labelled revision 2).
-fn webapp_next() -> String {
-    bosun_testenv::guests::webapp_next()
-        .expect("the second webapp builds")
-        .display()
-        .to_string()
 }
 
 /// `component` with a custom section of `size` random bytes appended: still
@@ -121,10 +84,7 @@ async fn push_to_a_config_map_loads_a_re_push_writes_nothing_new_bytes_swap() {
     // written, pointing to a registry.
     let dir = tempfile::tempdir().unwrap();
     let huge = padded(&webapp, 1100 * 1024, dir.path());
-    let out = bosun(
-        &cluster,
-        &["push", huge.to_str().unwrap(), "--name", "huge", "-n", &ns],
-    );
+    let out = cluster.bosun(&["push", huge.to_str().unwrap(), "--name", "huge", "-n", &ns]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--to oci://"), "{}", stderr(&out));
     assert!(config_maps.get_opt("huge-module").await.unwrap().is_none());
@@ -133,17 +93,14 @@ async fn push_to_a_config_map_loads_a_re_push_writes_nothing_new_bytes_swap() {
     // A broken component: refused by the local check, nothing written.
     let broken = dir.path().join("broken.wasm");
     std::fs::write(&broken, b"\0asm\x0d\0\x01\0 not a component").unwrap();
-    let out = bosun(
-        &cluster,
-        &[
-            "push",
-            broken.to_str().unwrap(),
-            "--name",
-            "broken",
-            "-n",
-            &ns,
-        ],
-    );
+    let out = cluster.bosun(&[
+        "push",
+        broken.to_str().unwrap(),
+        "--name",
+        "broken",
+        "-n",
+        &ns,
+    ]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(
         config_maps
@@ -155,7 +112,7 @@ async fn push_to_a_config_map_loads_a_re_push_writes_nothing_new_bytes_swap() {
 
     // The first push: the ConfigMap, the ReconcilerModule pinned to it, and
     // the host's verdict.
-    let out = bosun(&cluster, &["push", &webapp, "--name", "webapp", "-n", &ns]);
+    let out = cluster.bosun(&["push", &webapp, "--name", "webapp", "-n", &ns]);
     assert!(out.status.success(), "{}", stderr(&out));
     let printed = stdout(&out);
     assert!(
@@ -196,7 +153,7 @@ async fn push_to_a_config_map_loads_a_re_push_writes_nothing_new_bytes_swap() {
         module.metadata.resource_version.clone(),
         module.metadata.generation,
     );
-    let out = bosun(&cluster, &["push", &webapp, "--name", "webapp", "-n", &ns]);
+    let out = cluster.bosun(&["push", &webapp, "--name", "webapp", "-n", &ns]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("unchanged"), "{}", stdout(&out));
     assert!(stdout(&out).contains("nothing written"), "{}", stdout(&out));
@@ -209,10 +166,7 @@ async fn push_to_a_config_map_loads_a_re_push_writes_nothing_new_bytes_swap() {
     // once; the host then loads it and reconciles with it.
     let next = webapp_next();
     let next_sha = sha256(&std::fs::read(&next).unwrap());
-    let out = bosun(
-        &cluster,
-        &["push", &next, "--name", "webapp", "-n", &ns, "--no-wait"],
-    );
+    let out = cluster.bosun(&["push", &next, "--name", "webapp", "-n", &ns, "--no-wait"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let printed = stdout(&out);
     assert!(
@@ -240,19 +194,16 @@ async fn push_to_a_config_map_loads_a_re_push_writes_nothing_new_bytes_swap() {
     // new component; a later push without --settings keeps them.
     let settings = dir.path().join("settings.yaml");
     std::fs::write(&settings, "commonLabels:\n  team: shop\n").unwrap();
-    let out = bosun(
-        &cluster,
-        &[
-            "push",
-            &next,
-            "--name",
-            "webapp",
-            "-n",
-            &ns,
-            "--settings",
-            settings.to_str().unwrap(),
-        ],
-    );
+    let out = cluster.bosun(&[
+        "push",
+        &next,
+        "--name",
+        "webapp",
+        "-n",
+        &ns,
+        "--settings",
+        settings.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("ReconcilerModule webapp updated"),
@@ -274,7 +225,7 @@ async fn push_to_a_config_map_loads_a_re_push_writes_nothing_new_bytes_swap() {
             .filter(|d| label(d, "team").as_deref() == Some("shop"))
     })
     .await;
-    let out = bosun(&cluster, &["push", &next, "--name", "webapp", "-n", &ns]);
+    let out = cluster.bosun(&["push", &next, "--name", "webapp", "-n", &ns]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("nothing written"), "{}", stdout(&out));
     let module = get(&modules, "webapp").await.unwrap();
@@ -301,19 +252,16 @@ async fn push_to_a_config_map_loads_a_re_push_writes_nothing_new_bytes_swap() {
         }
     })
     .await;
-    let out = bosun(
-        &cluster,
-        &[
-            "push",
-            &guest("documents"),
-            "--name",
-            "documents",
-            "-n",
-            &ns,
-            "--timeout",
-            "8s",
-        ],
-    );
+    let out = cluster.bosun(&[
+        "push",
+        &guest("documents"),
+        "--name",
+        "documents",
+        "-n",
+        &ns,
+        "--timeout",
+        "8s",
+    ]);
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("not ready within 8s"),
@@ -350,17 +298,14 @@ async fn every_example_loads_from_a_config_map() {
         let component = built["component"].as_str().unwrap().to_owned();
         let name = built["module"]["name"].as_str().unwrap().to_owned();
         let size = std::fs::metadata(&component).unwrap().len();
-        let out = bosun(
-            &cluster,
-            &[
-                "push",
-                &component,
-                "--name",
-                &name,
-                "-n",
-                &cluster.namespace,
-            ],
-        );
+        let out = cluster.bosun(&[
+            "push",
+            &component,
+            "--name",
+            &name,
+            "-n",
+            &cluster.namespace,
+        ]);
         assert!(
             out.status.success(),
             "{} does not load from a ConfigMap: {}{}",
@@ -446,8 +391,7 @@ async fn push_to_a_registry_loads_swaps_on_a_new_version_and_survives_the_regist
         let to = to.clone();
         let ns = ns.clone();
         move || {
-            bosun_with(
-                cluster,
+            cluster.bosun_with(
                 &[
                     "push",
                     &component,
@@ -466,18 +410,15 @@ async fn push_to_a_registry_loads_swaps_on_a_new_version_and_survives_the_regist
     };
 
     // Without credentials the registry refuses the push.
-    let out = bosun(
-        &cluster,
-        &[
-            "push",
-            &guest("webapp"),
-            "--name",
-            "webapp",
-            "--to",
-            &to,
-            "--no-wait",
-        ],
-    );
+    let out = cluster.bosun(&[
+        "push",
+        &guest("webapp"),
+        "--name",
+        "webapp",
+        "--to",
+        &to,
+        "--no-wait",
+    ]);
     assert!(!out.status.success(), "an anonymous push");
     assert!(get(&modules, "webapp").await.is_none());
 

@@ -8,10 +8,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{Cluster, Host, condition, eventually, get, label, root};
+use common::{Cluster, Host, condition, eventually, get, label, stderr, stdout, webapp_next};
 use futures::StreamExt;
 use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use serde_json::{Value, json};
@@ -20,38 +19,6 @@ const LONG: Duration = Duration::from_secs(90);
 
 /// How many WebApps the shadow covers.
 const WEBAPPS: usize = 24;
-
-fn bosun(cluster: &Cluster, args: &[&str]) -> Output {
-    let binary = bosun_testenv::guests::host_binary().expect("bosun builds");
-    let out = Command::new(binary)
-        .args(args)
-        .env("KUBECONFIG", cluster.kubeconfig())
-        .env("BOSUN_CACHE_DIR", root().join("target/e2e-module-cache"))
-        .output()
-        .expect("bosun runs");
-    eprintln!(
-        "$ bosun {}\n{}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn webapp_next() -> String {
-    bosun_testenv::guests::webapp_next()
-        .expect("the second webapp builds")
-        .display()
-        .to_string()
-}
 
 /// Every object of the WebApps, Deployments and Services in the test's
 /// namespace, by kind and name, with its resourceVersion as the API server
@@ -106,7 +73,7 @@ async fn a_shadow_run_reports_each_difference_writes_nothing_and_promote_lands_i
     let webapp = common::guest("webapp");
     let next = webapp_next();
 
-    let out = bosun(&cluster, &["push", &webapp, "--name", "webapp", "-n", &ns]);
+    let out = cluster.bosun(&["push", &webapp, "--name", "webapp", "-n", &ns]);
     assert!(out.status.success(), "{}", stderr(&out));
     for i in 0..WEBAPPS {
         let object: DynamicObject = serde_json::from_value(json!({
@@ -144,10 +111,7 @@ async fn a_shadow_run_reports_each_difference_writes_nothing_and_promote_lands_i
     assert_eq!(before.len(), 3 * WEBAPPS);
 
     // Staged, not swapped.
-    let out = bosun(
-        &cluster,
-        &["push", &next, "--name", "webapp", "-n", &ns, "--shadow"],
-    );
+    let out = cluster.bosun(&["push", &next, "--name", "webapp", "-n", &ns, "--shadow"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("runs in shadow"), "{}", stdout(&out));
     let found = rollout_status(&modules, "webapp", "every WebApp compared", |r| {
@@ -182,7 +146,7 @@ async fn a_shadow_run_reports_each_difference_writes_nothing_and_promote_lands_i
         assert_eq!(change["candidate"], "\"2\"");
         assert!(change.get("live").is_none(), "{change:#}");
     }
-    let out = bosun(&cluster, &["rollout", "status", "webapp"]);
+    let out = cluster.bosun(&["rollout", "status", "webapp"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let printed = stdout(&out);
     assert!(
@@ -211,7 +175,7 @@ async fn a_shadow_run_reports_each_difference_writes_nothing_and_promote_lands_i
     );
 
     // bosun diff, from outside, with read access: the same differences.
-    let out = bosun(&cluster, &["diff", &webapp, &next, "-n", &ns]);
+    let out = cluster.bosun(&["diff", &webapp, &next, "-n", &ns]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let printed = stdout(&out);
     assert!(
@@ -238,7 +202,7 @@ async fn a_shadow_run_reports_each_difference_writes_nothing_and_promote_lands_i
     assert_eq!(versions(&cluster).await, before, "bosun diff wrote nothing");
 
     // Promote: the normal swap, and the label lands on every child.
-    let out = bosun(&cluster, &["rollout", "promote", "webapp"]);
+    let out = cluster.bosun(&["rollout", "promote", "webapp"]);
     assert!(out.status.success(), "{}", stderr(&out));
     eventually("the candidate runs", LONG, || async {
         get(&modules, "webapp")
@@ -257,7 +221,7 @@ async fn a_shadow_run_reports_each_difference_writes_nothing_and_promote_lands_i
             .then_some(())
     })
     .await;
-    let out = bosun(&cluster, &["rollout", "status", "webapp"]);
+    let out = cluster.bosun(&["rollout", "status", "webapp"]);
     assert_eq!(out.status.code(), Some(1), "nothing staged any more");
 }
 
@@ -277,19 +241,16 @@ async fn a_candidate_that_traps_is_reported_failing_and_the_live_module_stays_re
     };
 
     let ok = settings("ok");
-    let out = bosun(
-        &cluster,
-        &[
-            "push",
-            &misbehave,
-            "--name",
-            "misbehave",
-            "-n",
-            &ns,
-            "--settings",
-            &ok,
-        ],
-    );
+    let out = cluster.bosun(&[
+        "push",
+        &misbehave,
+        "--name",
+        "misbehave",
+        "-n",
+        &ns,
+        "--settings",
+        &ok,
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     for name in ["a", "b", "c"] {
         let object: DynamicObject = serde_json::from_value(json!({
@@ -310,20 +271,17 @@ async fn a_candidate_that_traps_is_reported_failing_and_the_live_module_stays_re
 
     // The same component, staged with settings that make it panic.
     let panic = settings("panic");
-    let out = bosun(
-        &cluster,
-        &[
-            "push",
-            &misbehave,
-            "--name",
-            "misbehave",
-            "-n",
-            &ns,
-            "--shadow",
-            "--settings",
-            &panic,
-        ],
-    );
+    let out = cluster.bosun(&[
+        "push",
+        &misbehave,
+        "--name",
+        "misbehave",
+        "-n",
+        &ns,
+        "--shadow",
+        "--settings",
+        &panic,
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let found = rollout_status(
         &modules,
@@ -346,7 +304,7 @@ async fn a_candidate_that_traps_is_reported_failing_and_the_live_module_stays_re
             .is_some_and(|f| f.starts_with("Panic: ") && f.contains("deliberate panic")),
         "{example:#}"
     );
-    let out = bosun(&cluster, &["rollout", "status", "misbehave"]);
+    let out = cluster.bosun(&["rollout", "status", "misbehave"]);
     assert!(
         stdout(&out).contains("failing with Panic: 3"),
         "{}",
@@ -366,10 +324,7 @@ async fn a_candidate_that_traps_is_reported_failing_and_the_live_module_stays_re
 
     // A candidate asking for more than the module's grant does not run.
     let cnat = common::guest("cnat");
-    let out = bosun(
-        &cluster,
-        &["push", &cnat, "--name", "misbehave", "-n", &ns, "--shadow"],
-    );
+    let out = cluster.bosun(&["push", &cnat, "--name", "misbehave", "-n", &ns, "--shadow"]);
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("more than the module's grant"),
@@ -381,7 +336,7 @@ async fn a_candidate_that_traps_is_reported_failing_and_the_live_module_stays_re
     assert_eq!(condition(&module, "Ready").unwrap()["status"], "True");
 
     // Abort: the candidate goes, the live version stays.
-    let out = bosun(&cluster, &["rollout", "abort", "misbehave"]);
+    let out = cluster.bosun(&["rollout", "abort", "misbehave"]);
     assert!(out.status.success(), "{}", stderr(&out));
     eventually("the rollout status is cleared", LONG, || async {
         get(&modules, "misbehave")
@@ -411,7 +366,7 @@ async fn converge_rate_with_a_shadow_run_against_none() {
     let ns = cluster.namespace.clone();
     let webapp = common::guest("webapp");
     let next = webapp_next();
-    let out = bosun(&cluster, &["push", &webapp, "--name", "webapp", "-n", &ns]);
+    let out = cluster.bosun(&["push", &webapp, "--name", "webapp", "-n", &ns]);
     assert!(out.status.success(), "{}", stderr(&out));
     let resource = kube::api::ApiResource {
         group: "examples.bosun.dev".into(),
@@ -433,14 +388,11 @@ async fn converge_rate_with_a_shadow_run_against_none() {
             .await
             .is_some_and(|m| m.data.pointer("/spec/rollout").is_some());
         if shadowed && !staged {
-            let out = bosun(
-                &cluster,
-                &["push", &next, "--name", "webapp", "-n", &ns, "--shadow"],
-            );
+            let out = cluster.bosun(&["push", &next, "--name", "webapp", "-n", &ns, "--shadow"]);
             assert!(out.status.success(), "{}", stderr(&out));
         }
         if !shadowed && staged {
-            let out = bosun(&cluster, &["rollout", "abort", "webapp"]);
+            let out = cluster.bosun(&["rollout", "abort", "webapp"]);
             assert!(out.status.success(), "{}", stderr(&out));
         }
         let round_ns = format!("round-{round}");
@@ -507,10 +459,7 @@ async fn converge_rate_with_a_shadow_run_against_none() {
     // Live work done: how long the shadow takes to cover every WebApp.
     let total = (order.len() * per_round) as u64;
     let started = std::time::Instant::now();
-    let out = bosun(
-        &cluster,
-        &["push", &next, "--name", "webapp", "-n", &ns, "--shadow"],
-    );
+    let out = cluster.bosun(&["push", &next, "--name", "webapp", "-n", &ns, "--shadow"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let modules = cluster.reconciler_modules();
     loop {

@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use bosun_testenv::TestEnv;
@@ -238,6 +238,32 @@ impl Cluster {
             .expect("a local control plane writes a kubeconfig")
     }
 
+    /// Runs a `bosun` command (`push`, `rollout`, `diff`, …) against this
+    /// cluster, as a user with its kubeconfig would, and echoes it with
+    /// its output.
+    pub fn bosun(&self, args: &[&str]) -> Output {
+        self.bosun_with(args, &[])
+    }
+
+    /// [`Cluster::bosun`] with these variables set besides.
+    pub fn bosun_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let binary = bosun_testenv::guests::host_binary().expect("bosun builds");
+        let out = Command::new(binary)
+            .args(args)
+            .env("KUBECONFIG", self.kubeconfig())
+            .env("BOSUN_CACHE_DIR", root().join("target/e2e-module-cache"))
+            .envs(env.iter().copied())
+            .output()
+            .expect("bosun runs");
+        eprintln!(
+            "$ bosun {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
     /// A kubeconfig at `file` for a new ServiceAccount `name` in this
     /// cluster's namespace, holding nothing but what `roles` grant (Role
     /// objects, each bound to it in its own namespace) — with a token from
@@ -306,6 +332,24 @@ impl Cluster {
 }
 
 /// The path of a built guest component.
+/// A command's standard output, as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A command's standard error, as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The second webapp version (its children labelled revision 2).
+pub fn webapp_next() -> String {
+    bosun_testenv::guests::webapp_next()
+        .expect("the second webapp builds")
+        .display()
+        .to_string()
+}
+
 pub fn guest(package: &str) -> String {
     bosun_testenv::guests::path(package)
         .expect("the guests build")
