@@ -35,12 +35,7 @@ impl Controller {
             .map_or(Trigger::ObjectChanged, |(trigger, _)| trigger);
         let span =
             tracing::info_span!("reconcile", module = %self.meta().name, object = %key, ?trigger);
-        span.in_scope(|| {
-            let queued_at = std::time::SystemTime::now()
-                .checked_sub(claim.waited())
-                .unwrap_or(std::time::UNIX_EPOCH);
-            crate::telemetry::trace::queue_wait(queued_at, &trigger);
-        });
+        span.in_scope(|| crate::telemetry::trace::queue_wait(claim.waited(), &trigger));
         let started = Instant::now();
         let in_flight = InFlight::count(&self.live_in_flight);
         let result = self.reconcile_key(&key, trigger).instrument(span).await;

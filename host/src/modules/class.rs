@@ -142,7 +142,7 @@ impl Announcer {
     /// the class renewed it first) is as good as a renewal.
     pub async fn renew(&self) -> Result<(), kube::Error> {
         let name = self.class.lease_name();
-        let now = MicroTime(now());
+        let now = MicroTime(Timestamp::now());
         let spec = LeaseSpec {
             holder_identity: Some(self.identity.clone()),
             lease_duration_seconds: Some(ANNOUNCEMENT_DURATION.as_secs() as i32),
@@ -191,7 +191,7 @@ pub async fn live_classes(client: Client) -> Result<BTreeSet<HostClass>, kube::E
     let leases = Api::<Lease>::all(client)
         .list(&ListParams::default().labels(LABEL))
         .await?;
-    let now = now();
+    let now = Timestamp::now();
     Ok(leases
         .items
         .iter()
@@ -234,10 +234,6 @@ pub fn unserved_message(class: &str, live: &BTreeSet<HostClass>) -> String {
     format!(
         "no bosun host serves host class {class:?} (the hosts running serve: {served}); run one with `bosun run --modules-from-cluster --host-class {class}`, or set spec.hostClass to a class that is served"
     )
-}
-
-fn now() -> Timestamp {
-    Timestamp::now()
 }
 
 #[cfg(test)]

@@ -161,20 +161,22 @@ fn traces_url(endpoint: &str) -> String {
 }
 
 /// Records, below the current span, the time a key waited in the queue:
-/// from when it was queued to now. Nothing when traces are off or the
-/// current reconcile is not sampled.
-pub fn queue_wait(queued_at: SystemTime, trigger: &dyn std::fmt::Debug) {
+/// the `waited` up to now. Nothing when traces are off or the current
+/// reconcile is not sampled.
+pub fn queue_wait(waited: Duration, trigger: &dyn std::fmt::Debug) {
     let parent = tracing::Span::current().context();
     if !parent.span().span_context().is_sampled() {
         return;
     }
+    let now = SystemTime::now();
+    let queued_at = now.checked_sub(waited).unwrap_or(now);
     let tracer = global::tracer(SERVICE_NAME);
     let mut span = tracer
         .span_builder("queue_wait")
         .with_start_time(queued_at)
         .with_attributes([KeyValue::new("trigger", format!("{trigger:?}"))])
         .start_with_context(&tracer, &parent);
-    span.end_with_timestamp(SystemTime::now());
+    span.end_with_timestamp(now);
 }
 
 /// Adds the current span's W3C trace context (`traceparent`, and
