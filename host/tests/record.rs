@@ -18,8 +18,6 @@ use bosun::engine::{CallContext, Engine, EngineConfig, Limits, recording};
 use bosun::grants::{HttpCredentials, HttpGrant, KeyRef};
 use bosun::http::credentials::{Holder, KeySource};
 use bosun::http::{Environment, HttpLimits, Origin, Outbound};
-use bosun::recorder::format::{CallKind, RecordedLimits};
-use bosun::recorder::{Finish, Recorder, Tap};
 use serde_json::{Value, json};
 
 fn root() -> PathBuf {
@@ -332,23 +330,11 @@ fn a_granted_secret_the_host_injects_never_reaches_the_recording() {
         trigger: Trigger::Manual,
         attempt: 1,
     };
-    let recorder = Recorder::new(1 << 20, None);
-    let result = module.reconcile_tapped(&request, &ctx, Tap::Record(recorder.clone()));
+    let (result, recorded) = recording::reconcile_recorded(&module, &request, &ctx, 1 << 20);
     stop();
     // The secret reached the server (and came back in the body)...
     let status = result.as_ref().unwrap().as_ref().unwrap().status.clone();
     assert!(status.as_deref().unwrap().contains(SECRET), "{status:?}");
-    let recorded = recorder.finish(Finish {
-        module: recording::module_id(&module),
-        call: CallKind::Reconcile,
-        request: recording::recorded_request(&request),
-        limits: RecordedLimits {
-            timeout_ms: 5000,
-            memory_bytes: 64 << 20,
-        },
-        now: jiff::Timestamp::now(),
-        outcome: recording::reconcile_outcome(&result),
-    });
     // ...and is nowhere in the file a user would fetch.
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), recorded.to_json()).unwrap();
@@ -515,21 +501,9 @@ fn a_dnsrecord_call_against_real_powerdns_replays_offline_without_its_api_key() 
         trigger: Trigger::Manual,
         attempt: 1,
     };
-    let recorder = Recorder::new(1 << 20, None);
-    let result = module.reconcile_tapped(&request, &ctx, Tap::Record(recorder.clone()));
+    let (result, recorded) = recording::reconcile_recorded(&module, &request, &ctx, 1 << 20);
     let response = result.as_ref().unwrap().as_ref().unwrap();
     assert!(response.status.is_some(), "{response:?}");
-    let recorded = recorder.finish(Finish {
-        module: recording::module_id(&module),
-        call: CallKind::Reconcile,
-        request: recording::recorded_request(&request),
-        limits: RecordedLimits {
-            timeout_ms: 10_000,
-            memory_bytes: 64 << 20,
-        },
-        now: jiff::Timestamp::now(),
-        outcome: recording::reconcile_outcome(&result),
-    });
     assert!(!recorded.http.is_empty(), "dnsrecord called PowerDNS");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("dnsrecord.json");

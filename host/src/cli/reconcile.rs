@@ -27,8 +27,6 @@ use crate::meta::{ModuleMeta, Scope};
 use crate::objects::StaticObjects;
 use crate::plan::{PlanContext, plan_response};
 use crate::recorder::capture::DEFAULT_CAP_BYTES;
-use crate::recorder::format::{CallKind, RecordedLimits};
-use crate::recorder::{Finish, Recorder, Tap};
 use crate::validate::validate_events;
 
 /// Arguments of `bosun reconcile`.
@@ -165,31 +163,30 @@ pub(super) fn run(args: &ReconcileArgs, engine: &Engine) -> anyhow::Result<ExitC
         return Ok(fail(EXIT_BAD_INPUT, &message));
     }
     let header = header(meta, &label);
-    let recorder = args
-        .record
-        .as_ref()
-        .map(|_| Recorder::new(DEFAULT_CAP_BYTES, Some(now)));
-    let tap = recorder.clone().map_or(Tap::Off, Tap::Record);
-    let (call, outcome, code) = if args.finalize {
-        let result = module.finalize_tapped(&request, &ctx, tap);
-        let outcome = recording::finalize_outcome(&result);
-        let code = finalize(&module, result, header, args.output)?;
-        (CallKind::Finalize, outcome, code)
+    let record = args.record.is_some();
+    let (code, recorded) = if args.finalize {
+        let (result, recorded) = if record {
+            let (result, recorded) =
+                recording::finalize_recorded(&module, &request, &ctx, DEFAULT_CAP_BYTES);
+            (result, Some(recorded))
+        } else {
+            (module.finalize(&request, &ctx), None)
+        };
+        (finalize(&module, result, header, args.output)?, recorded)
     } else {
-        let result = module.reconcile_tapped(&request, &ctx, tap);
-        let outcome = recording::reconcile_outcome(&result);
-        let code = reconcile(&module, result, &inputs, header, now, args.output)?;
-        (CallKind::Reconcile, outcome, code)
+        let (result, recorded) = if record {
+            let (result, recorded) =
+                recording::reconcile_recorded(&module, &request, &ctx, DEFAULT_CAP_BYTES);
+            (result, Some(recorded))
+        } else {
+            (module.reconcile(&request, &ctx), None)
+        };
+        (
+            reconcile(&module, result, &inputs, header, now, args.output)?,
+            recorded,
+        )
     };
-    if let (Some(path), Some(recorder)) = (&args.record, recorder) {
-        let recorded = recorder.finish(Finish {
-            module: recording::module_id(&module),
-            call,
-            request: recording::recorded_request(&request),
-            limits: RecordedLimits::of(&ctx.limits),
-            now,
-            outcome,
-        });
+    if let (Some(path), Some(recorded)) = (&args.record, recorded) {
         if let Err(error) = std::fs::write(path, recorded.to_json()) {
             let message = format!("cannot write the recording {}: {error}", path.display());
             return Ok(fail(EXIT_BAD_INPUT, &message));

@@ -13,7 +13,7 @@ use crate::recorder::format::{
     CallKind, ModuleId, RecordedLimits, RecordedOutcome, RecordedRequest,
 };
 use crate::recorder::store::RecordStore;
-use crate::recorder::{Finish, Recorder, Tap};
+use crate::recorder::{Finish, Recorder, Recording, Tap};
 
 /// `module`'s identity in a recording.
 pub fn module_id(module: &Module) -> ModuleId {
@@ -143,59 +143,57 @@ pub fn events_json(events: &[Event]) -> Value {
         .collect()
 }
 
-/// [`Module::reconcile`], recorded and offered to `store` (which keeps
-/// failures and a sample of successes) when there is one.
-pub fn reconcile_kept(
+/// [`Module::reconcile`] recorded, at most `cap_bytes` of it: its result
+/// and the recording (what `bosun reconcile --record` writes and the
+/// cluster's store keeps).
+pub fn reconcile_recorded(
     module: &Module,
     request: &Request,
     ctx: &CallContext,
-    store: Option<&RecordStore>,
-) -> Result<Outcome<Response>, CallError> {
-    kept(
+    cap_bytes: usize,
+) -> (Result<Outcome<Response>, CallError>, Recording) {
+    recorded(
         module,
         request,
         ctx,
-        store,
+        cap_bytes,
         CallKind::Reconcile,
         reconcile_outcome,
         |tap| module.reconcile_tapped(request, ctx, tap),
     )
 }
 
-/// [`Module::finalize`], recorded as [`reconcile_kept`].
-pub fn finalize_kept(
+/// [`Module::finalize`] recorded, as [`reconcile_recorded`].
+pub fn finalize_recorded(
     module: &Module,
     request: &Request,
     ctx: &CallContext,
-    store: Option<&RecordStore>,
-) -> Result<Outcome<FinalizeResponse>, CallError> {
-    kept(
+    cap_bytes: usize,
+) -> (Result<Outcome<FinalizeResponse>, CallError>, Recording) {
+    recorded(
         module,
         request,
         ctx,
-        store,
+        cap_bytes,
         CallKind::Finalize,
         finalize_outcome,
         |tap| module.finalize_tapped(request, ctx, tap),
     )
 }
 
-/// Runs `call` untapped without a store; with one, recorded, and the
-/// recording (its outcome by `outcome`) offered to the store.
-fn kept<T>(
+/// Runs `call` under a recorder of `cap_bytes`, and finishes the
+/// recording with `outcome` of its result.
+fn recorded<T>(
     module: &Module,
     request: &Request,
     ctx: &CallContext,
-    store: Option<&RecordStore>,
+    cap_bytes: usize,
     kind: CallKind,
     outcome: fn(&Result<Outcome<T>, CallError>) -> RecordedOutcome,
     call: impl FnOnce(Tap) -> Result<Outcome<T>, CallError>,
-) -> Result<Outcome<T>, CallError> {
-    let Some(store) = store else {
-        return call(Tap::Off);
-    };
+) -> (Result<Outcome<T>, CallError>, Recording) {
     let now = ctx.clock.unwrap_or_else(Timestamp::now);
-    let recorder = Recorder::new(store.recording_bytes(), ctx.clock);
+    let recorder = Recorder::new(cap_bytes, ctx.clock);
     let result = call(Tap::Record(recorder.clone()));
     let recording = recorder.finish(Finish {
         module: module_id(module),
@@ -205,6 +203,36 @@ fn kept<T>(
         now,
         outcome: outcome(&result),
     });
+    (result, recording)
+}
+
+/// [`Module::reconcile`], recorded and offered to `store` (which keeps
+/// failures and a sample of successes) when there is one.
+pub fn reconcile_kept(
+    module: &Module,
+    request: &Request,
+    ctx: &CallContext,
+    store: Option<&RecordStore>,
+) -> Result<Outcome<Response>, CallError> {
+    let Some(store) = store else {
+        return module.reconcile(request, ctx);
+    };
+    let (result, recording) = reconcile_recorded(module, request, ctx, store.recording_bytes());
+    store.keep(&object_name(&request.object), recording);
+    result
+}
+
+/// [`Module::finalize`], recorded as [`reconcile_kept`].
+pub fn finalize_kept(
+    module: &Module,
+    request: &Request,
+    ctx: &CallContext,
+    store: Option<&RecordStore>,
+) -> Result<Outcome<FinalizeResponse>, CallError> {
+    let Some(store) = store else {
+        return module.finalize(request, ctx);
+    };
+    let (result, recording) = finalize_recorded(module, request, ctx, store.recording_bytes());
     store.keep(&object_name(&request.object), recording);
     result
 }
