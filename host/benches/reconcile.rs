@@ -14,39 +14,11 @@ mod common;
 use bosun::engine::bindings::{Request, Trigger};
 use bosun::engine::{CallContext, Engine, EngineConfig, Module};
 use bosun_sdk::testing::Harness;
-use cnat::{At, AtSpec, Cnat};
+use cnat::{At, Cnat};
 use criterion::{BenchmarkId, Criterion, Throughput};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 const SIZES_KB: [usize; 3] = [1, 10, 100];
 const NOW: &str = "2026-12-01T10:00:01Z";
-
-/// A due `At` whose JSON is about `kb` KiB, padded with annotations as real
-/// objects are (last-applied-configuration, tooling notes).
-fn at_of_size(kb: usize) -> At {
-    let mut at = At {
-        metadata: ObjectMeta {
-            name: Some("bench".into()),
-            namespace: Some("default".into()),
-            uid: Some("0b7e4c1a-1111-4222-8333-444455556666".into()),
-            generation: Some(1),
-            ..ObjectMeta::default()
-        },
-        spec: AtSpec {
-            schedule: "2026-12-01T10:00:00Z".into(),
-            command: "echo YAY".into(),
-        },
-        status: None,
-    };
-    let mut annotations = std::collections::BTreeMap::new();
-    let mut i = 0;
-    while serde_json::to_vec(&at).unwrap().len() < kb * 1024 {
-        annotations.insert(format!("bench.bosun.dev/note-{i}"), "x".repeat(100));
-        at.metadata.annotations = Some(annotations.clone());
-        i += 1;
-    }
-    at
-}
 
 fn engine_call(module: &Module, ctx: &CallContext, at: &At) {
     let request = Request {
@@ -83,7 +55,7 @@ fn bench(c: &mut Criterion, module: &Module, ctx: &CallContext) {
     let harness = Harness::<Cnat>::new().now(NOW);
     let mut group = c.benchmark_group("reconcile");
     for kb in SIZES_KB {
-        let at = at_of_size(kb);
+        let at = common::at_of_size(kb);
         group.throughput(Throughput::Bytes(
             serde_json::to_vec(&at).unwrap().len() as u64
         ));
@@ -112,7 +84,7 @@ fn print_ratios(module: &Module, ctx: &CallContext) {
         "object", "native", "engine", "ratio", "ratio p25-p75"
     );
     for kb in SIZES_KB {
-        let at = at_of_size(kb);
+        let at = common::at_of_size(kb);
         let batch = if kb >= 100 { 10 } else { 50 };
         let paired = common::paired(
             41,

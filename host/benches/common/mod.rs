@@ -58,3 +58,30 @@ pub fn paired(rounds: usize, batch: u32, mut a: impl FnMut(), mut b: impl FnMut(
         ratio: [quantile(1), quantile(2), quantile(3)],
     }
 }
+
+/// A due `At` whose JSON is about `kb` KiB, padded with annotations as real
+/// objects are (last-applied-configuration, tooling notes).
+pub fn at_of_size(kb: usize) -> cnat::At {
+    let mut at = cnat::At {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some("bench".into()),
+            namespace: Some("default".into()),
+            uid: Some("0b7e4c1a-1111-4222-8333-444455556666".into()),
+            generation: Some(1),
+            ..Default::default()
+        },
+        spec: cnat::AtSpec {
+            schedule: "2026-12-01T10:00:00Z".into(),
+            command: "echo YAY".into(),
+        },
+        status: None,
+    };
+    let mut annotations = std::collections::BTreeMap::new();
+    let mut i = 0;
+    while serde_json::to_vec(&at).unwrap().len() < kb * 1024 {
+        annotations.insert(format!("bench.bosun.dev/note-{i}"), "x".repeat(100));
+        at.metadata.annotations = Some(annotations.clone());
+        i += 1;
+    }
+    at
+}

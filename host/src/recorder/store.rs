@@ -40,6 +40,10 @@ pub const OBJECT_ANNOTATION: &str = "bosun.dev/recorded-object";
 pub const RECORDED_AT_ANNOTATION: &str = "bosun.dev/recorded-at";
 /// Annotation with how the call ended: `failed`, `error` or `sampled`.
 pub const OUTCOME_ANNOTATION: &str = "bosun.dev/recorded-outcome";
+/// Annotation with the recording's size in bytes, so that pruning lists
+/// metadata only: listing the recordings themselves would hold up to the
+/// per-module byte cap in memory for every write in flight.
+pub const BYTES_ANNOTATION: &str = "bosun.dev/recording-bytes";
 /// The ConfigMap key holding the recording.
 pub const DATA_KEY: &str = "recording.json";
 
@@ -127,7 +131,11 @@ impl RecordStore {
         let writing = self.writing.clone();
         runtime.spawn(async move {
             let module = recording.module.name.clone();
-            if let Err(error) = write(&api, &settings, &object, outcome, &recording).await {
+            // The recording goes as soon as it is text: a write in flight
+            // holds one copy of it less.
+            let json = recording.to_json();
+            drop(recording);
+            if let Err(error) = write(&api, &settings, &object, outcome, &module, json).await {
                 tracing::warn!(%module, %object, %error, "cannot keep a recording");
             }
             writing.fetch_sub(1, Ordering::AcqRel);
@@ -150,9 +158,10 @@ async fn write(
     settings: &StoreSettings,
     object: &str,
     outcome: &str,
-    recording: &Recording,
+    module: &str,
+    json: String,
 ) -> Result<(), kube::Error> {
-    let module = module_label(&recording.module.name);
+    let module = module_label(module);
     let at = jiff::Timestamp::now();
     let mut suffix = [0u8; 3];
     let _ = getrandom::fill(&mut suffix);
@@ -177,10 +186,11 @@ async fn write(
                 (OBJECT_ANNOTATION.to_owned(), object.to_owned()),
                 (RECORDED_AT_ANNOTATION.to_owned(), at.to_string()),
                 (OUTCOME_ANNOTATION.to_owned(), outcome.to_owned()),
+                (BYTES_ANNOTATION.to_owned(), json.len().to_string()),
             ])),
             ..ObjectMeta::default()
         },
-        data: Some(BTreeMap::from([(DATA_KEY.to_owned(), recording.to_json())])),
+        data: Some(BTreeMap::from([(DATA_KEY.to_owned(), json)])),
         ..ConfigMap::default()
     };
     api.create(&PostParams::default(), &map).await?;
@@ -194,18 +204,22 @@ async fn prune(
     module: &str,
 ) -> Result<(), kube::Error> {
     let listed = api
-        .list(&ListParams::default().labels(&format!("{MODULE_LABEL}={module}")))
+        .list_metadata(&ListParams::default().labels(&format!("{MODULE_LABEL}={module}")))
         .await?;
     let mut kept: Vec<(jiff::Timestamp, String, usize)> = listed
         .items
         .into_iter()
         .map(|map| {
             let at = recorded_at(&map.metadata);
+            // One without its size (made by hand) counts as the largest a
+            // recording may be: the caps hold whatever it holds.
             let size = map
-                .data
+                .metadata
+                .annotations
                 .as_ref()
-                .and_then(|d| d.get(DATA_KEY))
-                .map_or(0, String::len);
+                .and_then(|a| a.get(BYTES_ANNOTATION))
+                .and_then(|bytes| bytes.parse().ok())
+                .unwrap_or(settings.recording_bytes);
             (at, map.metadata.name.unwrap_or_default(), size)
         })
         .collect();
