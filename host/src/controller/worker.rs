@@ -38,7 +38,10 @@ impl Controller {
         span.in_scope(|| crate::telemetry::trace::queue_wait(claim.waited(), &trigger));
         let started = Instant::now();
         let in_flight = InFlight::count(&self.live_in_flight);
-        let result = self.reconcile_key(&key, trigger).instrument(span).await;
+        let result = self
+            .reconcile_key(&key, trigger)
+            .instrument(span.clone())
+            .await;
         drop(in_flight);
         // After the live call, so a staged candidate is compared on what
         // the live version just saw (and wrote).
@@ -47,9 +50,12 @@ impl Controller {
         if result == ReconcileResult::Error {
             self.stats.errors.fetch_add(1, Ordering::Relaxed);
         }
-        self.ctx
-            .metrics
-            .reconciled(&self.meta().name, result, started.elapsed());
+        // In the span: the time's exemplar is its trace.
+        span.in_scope(|| {
+            self.ctx
+                .metrics
+                .reconciled(&self.meta().name, result, started.elapsed())
+        });
         drop(claim);
     }
 

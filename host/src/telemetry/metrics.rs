@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
@@ -33,8 +34,8 @@ fn workqueue_buckets() -> Histogram {
 /// Guest calls: 100 µs to about 13 s, doubling. A Wasm reconcile usually
 /// takes well under the 5 ms where controller-runtime's buckets start, and
 /// at most the module's deadline (seconds).
-fn guest_call_buckets() -> Histogram {
-    Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+fn guest_call_buckets() -> HistogramWithExemplars<TraceExemplar> {
+    HistogramWithExemplars::new(exponential_buckets(0.0001, 2.0, 18))
 }
 
 /// Module loads: 1 ms (a cache hit) to about 33 s (Cranelift compiling a large
@@ -180,12 +181,27 @@ struct InfoLabels {
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
+/// An exemplar's labels: the sampled trace the observation belongs to.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TraceExemplar {
+    trace_id: String,
+}
+
+type Exemplified = HistogramWithExemplars<TraceExemplar>;
+type ExemplifiedFamily<L> = Family<L, Exemplified, fn() -> Exemplified>;
+
+/// The exemplar for an observation made now: the current span's sampled
+/// trace, if any.
+fn exemplar() -> Option<TraceExemplar> {
+    super::trace::sampled_trace_id().map(|trace_id| TraceExemplar { trace_id })
+}
+
 /// The families, each a cheap handle onto shared atomics: the registry holds
 /// clones of the same handles for encoding.
 struct Families {
     reconcile_total: Family<ResultLabels, Counter>,
     reconcile_errors: Family<ControllerLabels, Counter>,
-    reconcile_time: HistogramFamily<ControllerLabels>,
+    reconcile_time: ExemplifiedFamily<ControllerLabels>,
     max_concurrent: Family<ControllerLabels, Gauge>,
     active_workers: Family<ControllerLabels, Gauge>,
     queue_depth: Family<QueueLabels, Gauge>,
@@ -193,7 +209,7 @@ struct Families {
     queue_retries: Family<QueueLabels, Counter>,
     queue_duration: HistogramFamily<QueueLabels>,
     work_duration: HistogramFamily<QueueLabels>,
-    guest_call_duration: HistogramFamily<CallLabels>,
+    guest_call_duration: ExemplifiedFamily<CallLabels>,
     guest_traps: Family<TrapLabels, Counter>,
     module_load_duration: HistogramFamily<LoadLabels>,
     module_info: Family<InfoLabels, Gauge>,
@@ -202,7 +218,7 @@ struct Families {
     events_dropped: Family<ModuleLabels, Counter>,
     write_failures: Family<WriteFailureLabels, Counter>,
     http_requests: Family<HttpLabels, Counter>,
-    http_duration: HistogramFamily<HttpOriginLabels>,
+    http_duration: ExemplifiedFamily<HttpOriginLabels>,
     http_refused: Family<RefusedLabels, Counter>,
 }
 
@@ -243,7 +259,9 @@ impl Metrics {
         let families = Families {
             reconcile_total: Family::default(),
             reconcile_errors: Family::default(),
-            reconcile_time: Family::new_with_constructor(|| Histogram::new(RECONCILE_TIME_BUCKETS)),
+            reconcile_time: Family::new_with_constructor(|| {
+                HistogramWithExemplars::new(RECONCILE_TIME_BUCKETS.into_iter())
+            }),
             max_concurrent: Family::default(),
             active_workers: Family::default(),
             queue_depth: Family::default(),
@@ -465,7 +483,9 @@ impl Metrics {
 
     /// Records one reconcile of `controller`: its result and how long it took.
     /// An [`ReconcileResult::Error`] also counts in
-    /// `controller_runtime_reconcile_errors_total`.
+    /// `controller_runtime_reconcile_errors_total`. Called in the
+    /// reconcile's span, the time carries its sampled trace as exemplar (so
+    /// do [`Metrics::guest_call`] and [`Metrics::guest_http_request`]).
     pub fn reconciled(&self, controller: &str, result: ReconcileResult, elapsed: Duration) {
         let f = self.families();
         f.reconcile_total
@@ -477,7 +497,7 @@ impl Metrics {
         }
         f.reconcile_time
             .get_or_create(&labels)
-            .observe(elapsed.as_secs_f64());
+            .observe(elapsed.as_secs_f64(), exemplar(), None);
     }
 
     /// Records one call into `module`'s guest code and how long it took,
@@ -489,7 +509,7 @@ impl Metrics {
                 module: module.to_owned(),
                 call: call.as_str(),
             })
-            .observe(elapsed.as_secs_f64());
+            .observe(elapsed.as_secs_f64(), exemplar(), None);
     }
 
     /// Records one HTTP request `module` sent to `origin` (the granted
@@ -515,7 +535,7 @@ impl Metrics {
                 module: module.to_owned(),
                 origin: origin.to_owned(),
             })
-            .observe(took.as_secs_f64());
+            .observe(took.as_secs_f64(), exemplar(), None);
     }
 
     /// Records that the host refused one of `module`'s HTTP requests, for

@@ -10,14 +10,21 @@
 //! and each write to the API server with its result. Log lines are not
 //! exported; warnings and errors become events of the span they happen in.
 //!
+//! The metrics' latency histograms (reconcile time, guest calls, guest HTTP
+//! requests) carry the sampled trace's ID as an OpenMetrics exemplar
+//! (`# {trace_id="…"}` on the bucket the observation fell in), so a
+//! dashboard links a slow bucket to a trace of it ([`sampled_trace_id`]).
+//!
 //! When off, no layer is installed: the spans below the log level are
 //! disabled at their call sites as before, the propagator is the no-op
-//! global one (no header is added), and [`queue_wait`] returns at once.
+//! global one (no header is added), [`queue_wait`] returns at once and no
+//! exemplar is taken.
 //!
 //! Sampling: `--trace-sample-ratio` (a share of reconciles, each whole),
 //! else `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` as the SDK
 //! reads them (by default every trace).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use opentelemetry::trace::{Span as _, TraceContextExt as _, Tracer as _, TracerProvider as _};
@@ -32,6 +39,10 @@ use tracing_subscriber::registry::LookupSpan;
 /// The name traces carry as `service.name` unless `OTEL_SERVICE_NAME` says
 /// otherwise.
 pub const SERVICE_NAME: &str = "bosun";
+
+/// Whether a trace layer is installed: until it is, nothing asks a span
+/// for its trace (the metrics' exemplars cost one load of this).
+static INSTALLED: AtomicBool = AtomicBool::new(false);
 
 /// How the host exports traces.
 #[derive(Debug, Clone, Default)]
@@ -136,6 +147,7 @@ where
     global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
     global::set_tracer_provider(provider.clone());
     let tracer = provider.tracer(SERVICE_NAME);
+    INSTALLED.store(true, Ordering::Relaxed);
     let layer = tracing_opentelemetry::layer()
         .with_tracer(tracer)
         .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
@@ -177,6 +189,21 @@ pub fn queue_wait(waited: Duration, trigger: &dyn std::fmt::Debug) {
         .with_attributes([KeyValue::new("trigger", format!("{trigger:?}"))])
         .start_with_context(&tracer, &parent);
     span.end_with_timestamp(now);
+}
+
+/// The trace ID of the current span when traces are on and its trace is
+/// sampled: what a metric's exemplar links to. None otherwise, at the cost
+/// of one atomic load when traces are off.
+pub fn sampled_trace_id() -> Option<String> {
+    if !INSTALLED.load(Ordering::Relaxed) {
+        return None;
+    }
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let span_context = span.span_context();
+    span_context
+        .is_sampled()
+        .then(|| span_context.trace_id().to_string())
 }
 
 /// Adds the current span's W3C trace context (`traceparent`, and

@@ -1,7 +1,8 @@
 //! OpenTelemetry traces (`bosun run --otlp-endpoint`), received by a real
 //! Jaeger: a reconcile is one trace — its wait in the queue, the guest
-//! call, the guest's reads and HTTP request, the writes — and the server
-//! the guest calls joins that trace through `traceparent`.
+//! call, the guest's reads and HTTP request, the writes — the server the
+//! guest calls joins that trace through `traceparent`, and the metrics'
+//! latency buckets carry exemplars naming such traces.
 
 mod common;
 
@@ -109,7 +110,7 @@ async fn a_reconcile_is_one_trace_from_the_queue_to_the_writes_and_its_http_serv
     let module = bosun_testenv::guests::misbehave_reaching(&[&origin]).expect("the variant");
     let module = module.display().to_string();
     let endpoint = jaeger.otlp_endpoint();
-    let _host = Host::start(&cluster, &[&module], &["--otlp-endpoint", &endpoint]).await;
+    let host = Host::start(&cluster, &[&module], &["--otlp-endpoint", &endpoint]).await;
 
     // A reconcile that calls out, and one that reads.
     let mut caller = misbehave("caller", "http");
@@ -209,6 +210,56 @@ async fn a_reconcile_is_one_trace_from_the_queue_to_the_writes_and_its_http_serv
             (reader && reads.contains(&"list") && reads.contains(&"get")).then_some(())
         })
     })
+    .await;
+
+    // The latency histograms link their buckets to traces: OpenMetrics
+    // exemplars naming a trace Jaeger holds.
+    let (_, metrics) = host.get("/metrics").await.unwrap();
+    let mut linked = Vec::new();
+    for (histogram, series) in [
+        (
+            "controller_runtime_reconcile_time_seconds_bucket{",
+            "controller=\"misbehave\"",
+        ),
+        (
+            "bosun_guest_call_duration_seconds_bucket{",
+            "module=\"misbehave\"",
+        ),
+        (
+            "bosun_guest_http_request_duration_seconds_bucket{",
+            "module=\"misbehave\"",
+        ),
+    ] {
+        let exemplars: Vec<String> = metrics
+            .lines()
+            .filter(|line| line.starts_with(histogram) && line.contains(series))
+            .filter_map(|line| {
+                let (_, exemplar) = line.split_once(" # {trace_id=\"")?;
+                Some(exemplar.split('"').next()?.to_owned())
+            })
+            .collect();
+        assert!(
+            !exemplars.is_empty(),
+            "no exemplar on {histogram}{series}:\n{metrics}"
+        );
+        linked.extend(exemplars);
+    }
+    eventually(
+        "Jaeger holds every trace an exemplar names",
+        LONG,
+        || async {
+            let traces = jaeger.traces("bosun").ok()?;
+            let held: Vec<&str> = traces["data"]
+                .as_array()?
+                .iter()
+                .filter_map(|t| t["traceID"].as_str())
+                .collect();
+            linked
+                .iter()
+                .all(|id| held.contains(&id.as_str()))
+                .then_some(())
+        },
+    )
     .await;
 }
 

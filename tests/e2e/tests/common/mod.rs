@@ -578,6 +578,8 @@ impl Host {
         body.lines()
             .filter(|line| !line.starts_with('#'))
             .find_map(|line| {
+                // A bucket's exemplar (` # {trace_id="…"} value`) follows.
+                let line = line.split(" # ").next().unwrap_or(line);
                 let (name, value) = line.rsplit_once(' ')?;
                 (name == sample).then(|| value.parse().ok()).flatten()
             })
