@@ -351,7 +351,10 @@ async fn a_candidate_that_traps_is_reported_failing_and_the_live_module_stays_re
 /// and without a candidate staged, in ABBA order (staging one makes the shadow compare
 /// every WebApp already there, so it is busy through the round), timed
 /// from the first create until every Deployment exists. Prints the rates
-/// and their ratio. A measurement, not a check:
+/// and their ratio; then, with live work done, the host's resident memory
+/// before a candidate is staged and once its shadow has compared every
+/// WebApp (the extra memory of one shadowed module). A measurement, not a
+/// check:
 /// `cargo test -p bosun-e2e --test rollout -- --ignored converge --nocapture`
 /// (`SHADOW_BENCH_OBJECTS`, default 1000 a round).
 #[tokio::test]
@@ -362,7 +365,7 @@ async fn converge_rate_with_a_shadow_run_against_none() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(1000);
     let cluster = Cluster::start().await;
-    let _host = Host::start(&cluster, &[], &["--modules-from-cluster"]).await;
+    let host = Host::start(&cluster, &[], &["--modules-from-cluster"]).await;
     let ns = cluster.namespace.clone();
     let webapp = common::guest("webapp");
     let next = webapp_next();
@@ -456,8 +459,11 @@ async fn converge_rate_with_a_shadow_run_against_none() {
             rates.entry(shadowed).or_default().push(rate);
         }
     }
-    // Live work done: how long the shadow takes to cover every WebApp.
+    // Live work done: how long the shadow takes to cover every WebApp,
+    // and what it holds once it has.
     let total = (order.len() * per_round) as u64;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let resident_before = host.resident_bytes().unwrap_or(0);
     let started = std::time::Instant::now();
     let out = cluster.bosun(&["push", &next, "--name", "webapp", "-n", &ns, "--shadow"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -472,6 +478,13 @@ async fn converge_rate_with_a_shadow_run_against_none() {
             eprintln!(
                 "idle: the shadow compared {compared} of {total} WebApps in {:.0}s (status written every 10 s)",
                 started.elapsed().as_secs_f64()
+            );
+            let resident_after = host.resident_bytes().unwrap_or(0);
+            eprintln!(
+                "the host's resident memory: {:.1} MiB before the candidate was staged, {:.1} MiB once its shadow compared {compared} WebApps: {:.1} MiB for the shadowed module",
+                resident_before as f64 / 1048576.0,
+                resident_after as f64 / 1048576.0,
+                (resident_after as f64 - resident_before as f64) / 1048576.0,
             );
             break;
         }
