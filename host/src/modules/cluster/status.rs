@@ -7,10 +7,10 @@ use std::collections::HashMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::modules::registry::Registry;
-use crate::modules::resource::ReconcilerModuleStatus;
+use crate::modules::resource::{ReconcilerModuleStatus, RolloutStatus};
 
 /// Refreshes the counts and quarantine state of every loaded module.
 pub(super) async fn refresh_stats(
@@ -34,7 +34,7 @@ pub(super) async fn refresh_stats(
             .shadow_report()
             .map(crate::modules::staging::status_of)
         {
-            patch["status"]["rollout"] = json!(rollout);
+            patch["status"]["rollout"] = rollout_patch(&rollout);
         }
         if let Err(error) = api
             .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -50,13 +50,34 @@ pub(super) async fn write_status(
     name: &str,
     status: &ReconcilerModuleStatus,
 ) {
-    let patch = json!({"status": status});
+    let mut patch = json!({"status": status});
+    if let Some(rollout) = &status.rollout {
+        patch["status"]["rollout"] = rollout_patch(rollout);
+    }
     if let Err(error) = api
         .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
     {
         tracing::warn!(%error, "could not write the ReconcilerModule's status");
     }
+}
+
+/// `rollout` as a merge patch that replaces the whole `status.rollout`:
+/// an explicit null for each field it leaves out, so that nothing of an
+/// earlier candidate's findings (a refusal's message, its failures and
+/// examples) outlives it under the merge.
+fn rollout_patch(rollout: &RolloutStatus) -> Value {
+    let mut patch = json!(rollout);
+    let schema = schemars::schema_for!(RolloutStatus);
+    if let (Some(fields), Some(properties)) = (
+        patch.as_object_mut(),
+        schema.get("properties").and_then(Value::as_object),
+    ) {
+        for name in properties.keys() {
+            fields.entry(name.clone()).or_insert(Value::Null);
+        }
+    }
+    patch
 }
 
 /// The longest message written into a ReconcilerModule's status. Messages
@@ -93,4 +114,41 @@ pub(super) fn set_condition(
         last_transition_time: transition,
         observed_generation: generation,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rollout_patch_clears_what_an_earlier_rollout_said() {
+        let refused = RolloutStatus {
+            phase: "Refused".into(),
+            message: Some("the candidate could not be fetched".into()),
+            ..RolloutStatus::default()
+        };
+        let shadowing = RolloutStatus {
+            phase: "Shadowing".into(),
+            compared: 3,
+            ..RolloutStatus::default()
+        };
+        // RFC 7386, as the API server applies it to status.rollout.
+        fn merge(target: &mut Value, patch: &Value) {
+            let (Some(target), Some(patch)) = (target.as_object_mut(), patch.as_object()) else {
+                *target = patch.clone();
+                return;
+            };
+            for (name, value) in patch {
+                if value.is_null() {
+                    target.remove(name);
+                } else {
+                    merge(target.entry(name.clone()).or_insert(Value::Null), value);
+                }
+            }
+        }
+        let mut stored = json!({});
+        merge(&mut stored, &rollout_patch(&refused));
+        merge(&mut stored, &rollout_patch(&shadowing));
+        assert_eq!(stored, json!(shadowing), "nothing of the refusal stays");
+    }
 }
