@@ -1,6 +1,8 @@
 //! Rolling out a new version of a module safely: what a candidate would do
 //! beside what the running version does, before it writes anything.
 //!
+//! - [`canary`]: which objects a canary takes and when it steps up or is
+//!   rolled back (pure decisions; the routing is `controller/canary.rs`).
 //! - [`compare`]: two outcomes for one object into a bounded diff (a leaf).
 //! - [`side`]: one version's call and plan, never a write; shared by the
 //!   shadow and `bosun diff`.
@@ -13,6 +15,7 @@
 //! tracker or a quarantine; a candidate's HTTP is refused (any request may
 //! be a write somewhere else).
 
+pub mod canary;
 pub mod compare;
 pub mod report;
 pub mod shadow;
