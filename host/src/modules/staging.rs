@@ -1,16 +1,25 @@
 //! A ReconcilerModule's `spec.rollout`: fetching its candidate, loading it
 //! under the module's grant and handing it to the running controller as a
-//! shadow ([`crate::rollout::shadow`]); and `status.rollout`, what the
-//! shadow found, as the resource reports it.
+//! shadow ([`crate::rollout::shadow`]) or a canary
+//! ([`crate::rollout::canary`]); and `status.rollout`, what the shadow
+//! found or where the canary stands, as the resource reports it.
+//!
+//! A canary the host rolled back stays rolled back for its digest: the
+//! next load of the same spec (a resync, a host restart reading the
+//! status) does not stage it again. A new digest, `bosun rollout abort`
+//! or removing `spec.rollout` resets it.
 //!
 //! The candidate runs under the live module's grant, never its own: a
 //! candidate declaring more than the grant gives is refused here, with the
 //! grant's words, and the running version goes on untouched.
 
 use super::registry::Registry;
-use super::resource::{FailureCount, ReconcilerModuleSpec, RolloutExample, RolloutStatus};
+use super::resource::{
+    CanaryStatus, FailureCount, ReconcilerModuleSpec, RolloutExample, RolloutStatus, VersionCounts,
+};
 use super::source;
 use crate::grants::Grant;
+use crate::rollout::canary::{Counts, Phase};
 use crate::rollout::compare::Verdict;
 use crate::rollout::shadow::Report;
 
@@ -18,23 +27,31 @@ use crate::rollout::shadow::Report;
 pub const PHASE_SHADOWING: &str = "Shadowing";
 /// The phase of a candidate that does not run.
 pub const PHASE_REFUSED: &str = "Refused";
+/// The phase of a canary taking its share of the objects.
+pub const PHASE_CANARY: &str = "Canary";
+/// The phase of a canary the host rolled back.
+pub const PHASE_ROLLED_BACK: &str = "RolledBack";
 
 /// The most changes of one example object written into the status.
 const EXAMPLE_CHANGES: usize = 4;
 
 /// Brings the shadow of the module under `key` in line with `spec.rollout`
 /// (staging, replacing or dropping the candidate); returns the rollout
-/// status to write, None when nothing is staged.
+/// status to write, None when nothing is staged. `previous` is the
+/// status the resource carries: a canary it says was rolled back is not
+/// staged again.
 pub async fn reconcile(
     client: &kube::Client,
     registry: &Registry,
     key: &str,
     spec: Option<&ReconcilerModuleSpec>,
+    previous: Option<&RolloutStatus>,
 ) -> Option<RolloutStatus> {
     let controller = registry.controller(key).await;
     let Some(rollout) = spec.and_then(|spec| spec.rollout.as_ref()) else {
         if let Some(controller) = controller {
             controller.unstage();
+            controller.stop_canary();
         }
         return None;
     };
@@ -60,6 +77,7 @@ pub async fn reconcile(
         Ok(fetched) => fetched,
         Err(error) => {
             controller.unstage();
+            controller.stop_canary();
             return refused(
                 format!("the candidate could not be fetched: {error}"),
                 None,
@@ -68,6 +86,14 @@ pub async fn reconcile(
         }
     };
     let digest = fetched.sha256.clone();
+    if let Some(previous) = previous.filter(|p| {
+        p.phase == PHASE_ROLLED_BACK && p.candidate_digest.as_deref() == Some(digest.as_str())
+    }) && controller.canary_report().is_none()
+    {
+        // Rolled back before this host (or this controller) started: it
+        // stays so until a new digest, an abort or no rollout.
+        return Some(previous.clone());
+    }
     let engine = registry.engine().clone();
     let description = format!("{} (candidate)", fetched.description);
     let loaded = tokio::task::spawn_blocking(move || engine.load(&description, &fetched.bytes))
@@ -78,6 +104,7 @@ pub async fn reconcile(
         Ok(candidate) => candidate,
         Err(error) => {
             controller.unstage();
+            controller.stop_canary();
             return refused(
                 format!("the candidate did not load: {error}"),
                 Some(digest),
@@ -92,6 +119,7 @@ pub async fn reconcile(
     };
     if let Err(denied) = grant.check(candidate.meta()) {
         controller.unstage();
+        controller.stop_canary();
         return refused(
             format!("the candidate asks for more than the module's grant: {denied}"),
             Some(digest),
@@ -106,8 +134,35 @@ pub async fn reconcile(
         "the module makes HTTP requests: shadow calls get none (any request may be a write), so calls that need one fail on both sides and compare as identical".to_owned()
     });
     let settings = rollout.settings.as_ref().map(ToString::to_string);
+    match rollout.canary_policy() {
+        Err(error) => {
+            // validate() refused it before; kept for a spec that skipped it.
+            controller.unstage();
+            controller.stop_canary();
+            return refused(error.to_string(), Some(digest), version);
+        }
+        Ok(Some(policy)) => {
+            controller.unstage();
+            let canary = rollout.canary.clone().unwrap_or_default();
+            let step = usize::try_from(canary.step).unwrap_or(usize::MAX);
+            if let Err(error) = controller.stage_canary(
+                candidate,
+                digest.clone(),
+                settings,
+                policy,
+                canary.selector,
+                step,
+            ) {
+                controller.stop_canary();
+                return refused(error.to_string(), Some(digest), version);
+            }
+            return controller.canary_report().map(canary_status_of);
+        }
+        Ok(None) => controller.stop_canary(),
+    }
     if let Err(error) = controller.stage(candidate, digest.clone(), settings) {
         controller.unstage();
+        controller.stop_canary();
         return refused(error.to_string(), Some(digest), version);
     }
     Some(RolloutStatus {
@@ -160,5 +215,48 @@ pub fn status_of(report: Report) -> RolloutStatus {
                 }
             })
             .collect(),
+        canary: None,
+    }
+}
+
+/// A canary's standing as `status.rollout`.
+pub fn canary_status_of(report: crate::rollout::canary::Report) -> RolloutStatus {
+    let judge = &report.judge;
+    let (live, candidate) = judge.counts();
+    let (phase, message) = match judge.phase() {
+        Phase::Running => (PHASE_CANARY, None),
+        Phase::RolledBack { reason } => (
+            PHASE_ROLLED_BACK,
+            Some(format!(
+                "rolled back by the host: {reason}; the canary's objects are reconciled by the live version again"
+            )),
+        ),
+    };
+    let policy = judge.policy();
+    RolloutStatus {
+        phase: phase.to_owned(),
+        candidate_digest: Some(report.digest),
+        candidate_version: Some(report.version),
+        message,
+        canary: Some(CanaryStatus {
+            percent: u32::from(judge.percent()),
+            step: u32::try_from(judge.step()).unwrap_or(u32::MAX),
+            steps: policy.steps.iter().copied().map(u32::from).collect(),
+            automatic: policy.automatic,
+            window_seconds: u32::try_from(policy.window.as_secs()).unwrap_or(u32::MAX),
+            live: counts_of(live),
+            candidate: counts_of(candidate),
+        }),
+        ..RolloutStatus::default()
+    }
+}
+
+fn counts_of(counts: Counts) -> VersionCounts {
+    VersionCounts {
+        calls: counts.calls,
+        errors: counts.errors,
+        traps: counts.traps,
+        hot_loops: counts.hot_loops,
+        failure_ratio: (counts.failure_ratio() * 1000.0).round() / 1000.0,
     }
 }

@@ -160,6 +160,17 @@ pub enum Decision {
     },
 }
 
+/// A canary as the host reports it.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The candidate's sha256.
+    pub digest: String,
+    /// The version it declares.
+    pub version: String,
+    /// Its step, counts and verdict.
+    pub judge: Judge,
+}
+
 /// One canary's judge: the current step, the window's counts of both
 /// versions, and the verdict.
 #[derive(Debug, Clone)]

@@ -1,5 +1,5 @@
-//! `bosun push --shadow`: the published component staged as the
-//! ReconcilerModule's candidate.
+//! `bosun push --shadow` and `bosun push --canary`: the published
+//! component staged as the ReconcilerModule's candidate.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -8,8 +8,28 @@ use anyhow::{Context as _, bail};
 use kube::api::{Api, PostParams};
 
 use super::{EXIT_NOT_LOADED, PushArgs};
-use crate::modules::resource::{ModuleSource, ReconcilerModule, RolloutMode, RolloutSpec};
-use crate::modules::staging::PHASE_REFUSED;
+use crate::modules::resource::{
+    CanarySpec, ModuleSource, ReconcilerModule, RolloutMode, RolloutSpec,
+};
+use crate::modules::staging::{PHASE_REFUSED, PHASE_ROLLED_BACK};
+
+/// The canary `args` ask for, checked here so that a mistake is the
+/// user's error and not a spec the host refuses.
+fn canary(args: &PushArgs) -> anyhow::Result<Option<CanarySpec>> {
+    let Some(steps) = &args.canary else {
+        return Ok(None);
+    };
+    let defaults = CanarySpec::default();
+    let canary = CanarySpec {
+        steps: steps.clone(),
+        window_seconds: args.canary_window.unwrap_or(defaults.window_seconds),
+        min_calls: args.canary_min_calls.unwrap_or(defaults.min_calls),
+        automatic: args.canary_automatic,
+        ..defaults
+    };
+    canary.policy().context("--canary")?;
+    Ok(Some(canary))
+}
 
 /// Sets `spec.rollout` of the ReconcilerModule read as `current` (its
 /// resourceVersion a precondition) and waits for the host's word on it.
@@ -20,16 +40,22 @@ pub(super) async fn stage(
     candidate: ModuleSource,
     settings: Option<serde_json::Value>,
 ) -> anyhow::Result<ExitCode> {
+    let canary = canary(args)?;
     let Some(mut module) = current else {
         bail!(
-            "ReconcilerModule {} does not exist: a candidate is staged beside a running version; push without --shadow first",
+            "ReconcilerModule {} does not exist: a candidate is staged beside a running version; push without --shadow or --canary first",
             args.name
         );
     };
     module.spec.rollout = Some(RolloutSpec {
         candidate: candidate.clone(),
-        mode: RolloutMode::Shadow,
+        mode: if canary.is_some() {
+            RolloutMode::Canary
+        } else {
+            RolloutMode::Shadow
+        },
         settings,
+        canary: canary.clone(),
     });
     let api = Api::<ReconcilerModule>::all(client.clone());
     let written = api
@@ -57,12 +83,24 @@ pub(super) async fn stage(
                 );
                 return Ok(ExitCode::from(EXIT_NOT_LOADED));
             }
-            println!(
-                "{} {} runs in shadow beside the running version; bosun rollout status {} shows what it would do",
-                args.name,
-                rollout.candidate_version.unwrap_or_default(),
-                args.name
-            );
+            let version = rollout.candidate_version.unwrap_or_default();
+            match (&canary, rollout.canary) {
+                (Some(_), Some(found)) if rollout.phase != PHASE_ROLLED_BACK => println!(
+                    "{} {version} runs as a canary on {}% of the objects; bosun rollout status {} shows how it compares",
+                    args.name, found.percent, args.name
+                ),
+                (Some(_), _) => println!(
+                    "{} {version} staged as a canary: {} ({}); bosun rollout status {} shows more",
+                    args.name,
+                    rollout.phase,
+                    rollout.message.unwrap_or_default(),
+                    args.name
+                ),
+                (None, _) => println!(
+                    "{} {version} runs in shadow beside the running version; bosun rollout status {} shows what it would do",
+                    args.name, args.name
+                ),
+            }
             return Ok(ExitCode::SUCCESS);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
