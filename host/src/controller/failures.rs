@@ -28,9 +28,7 @@ impl Controller {
         candidate: bool,
     ) -> ReconcileResult {
         self.ctx.metrics.guest_trap(&self.meta().name, error.kind());
-        if !candidate {
-            self.stats.traps.fetch_add(1, Ordering::Relaxed);
-        }
+        self.stats.traps.fetch_add(1, Ordering::Relaxed);
         self.guest_fault(
             key,
             object,
