@@ -21,7 +21,9 @@ use crate::engine::Module;
 use crate::engine::bindings::Trigger;
 use crate::informers::ObjectKey;
 use crate::queue::Priority;
-use crate::rollout::canary::{Decision, Judge, Outcome, Policy, Report, Side, bucket};
+use crate::rollout::canary::{
+    Decision, Judge, Outcome, Policy, Report, Side, bucket, in_canary, selected,
+};
 use crate::rollout::{StageError, same_kinds};
 
 /// A candidate taking a share of the objects.
@@ -43,13 +45,8 @@ impl CanaryRun {
 
     /// Whether `object` is the candidate's at `percent`.
     fn takes(&self, object: &DynamicObject, percent: u8) -> bool {
-        let labels = object.metadata.labels.as_ref();
-        let selected = self
-            .selector
-            .iter()
-            .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v));
-        selected
-            && crate::rollout::canary::in_canary(
+        selected(&self.selector, object.metadata.labels.as_ref())
+            && in_canary(
                 bucket(
                     object.metadata.namespace.as_deref(),
                     object.metadata.name.as_deref().unwrap_or_default(),

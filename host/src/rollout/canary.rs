@@ -39,6 +39,17 @@ pub fn in_canary(bucket: u8, percent: u8) -> bool {
     bucket < percent
 }
 
+/// Whether an object with `labels` carries every label of `selector`
+/// (an empty selector selects everything).
+pub fn selected(
+    selector: &std::collections::BTreeMap<String, String>,
+    labels: Option<&std::collections::BTreeMap<String, String>>,
+) -> bool {
+    selector
+        .iter()
+        .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+}
+
 /// Which version a call ran on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -369,6 +380,25 @@ mod tests {
             .filter(|i| in_canary(bucket(Some("ns"), &format!("o-{i}")), 20))
             .count();
         assert!((150..=250).contains(&share), "{share}");
+    }
+
+    #[test]
+    fn a_selector_needs_every_label() {
+        let map = |pairs: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let labels = map(&[("tier", "web"), ("team", "a")]);
+        assert!(selected(&map(&[]), None));
+        assert!(selected(&map(&[("tier", "web")]), Some(&labels)));
+        assert!(!selected(&map(&[("tier", "db")]), Some(&labels)));
+        assert!(!selected(
+            &map(&[("tier", "web"), ("x", "y")]),
+            Some(&labels)
+        ));
+        assert!(!selected(&map(&[("tier", "web")]), None));
     }
 
     #[test]

@@ -10,6 +10,10 @@
 //! - [`shadow`]: a candidate run beside the live version, below live
 //!   work, on every object the module reconciles.
 //!
+//! A canary's calls do write — they are real reconciles — but not from
+//! here: [`canary`] only decides which version takes an object and when
+//! the candidate steps up or goes; the controller makes the calls.
+//!
 //! The invariant every piece here keeps: **a shadow call never writes**.
 //! Nothing in this module holds an [`crate::apply::Applier`], a read
 //! tracker or a quarantine; a candidate's HTTP is refused (any request may

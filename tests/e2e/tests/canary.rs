@@ -315,3 +315,116 @@ async fn a_clean_canary_steps_up_after_a_clean_window() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_trapping_canary_never_quarantines_the_live_version() {
+    let cluster = Cluster::start().await;
+    let _host = Host::start(&cluster, &[], &["--modules-from-cluster"]).await;
+    let modules = cluster.reconciler_modules();
+    let ns = cluster.namespace.clone();
+    let misbehave = common::guest("misbehave");
+    let dir = tempfile::tempdir().unwrap();
+    let settings = |mode: &str| {
+        let path = dir.path().join(format!("{mode}.yaml"));
+        std::fs::write(&path, format!("mode: {mode}\n")).unwrap();
+        path.display().to_string()
+    };
+    let ok = settings("ok");
+    let out = cluster.bosun(&[
+        "push",
+        &misbehave,
+        "--name",
+        "misbehave",
+        "-n",
+        &ns,
+        "--settings",
+        &ok,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for name in ["a", "b", "c"] {
+        let object: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "tests.bosun.dev/v1", "kind": "Misbehave",
+            "metadata": {"name": name}, "spec": {},
+        }))
+        .unwrap();
+        cluster
+            .misbehaves()
+            .create(&PostParams::default(), &object)
+            .await
+            .unwrap();
+    }
+    eventually("the live version reconciles", LONG, || async {
+        get(&cluster.config_maps(), "c-child").await
+    })
+    .await;
+
+    // Every object to a candidate that panics, judged only after more
+    // traps than the live version's quarantine takes (10 in a row).
+    let panic = settings("panic");
+    let out = cluster.bosun(&[
+        "push",
+        &misbehave,
+        "--name",
+        "misbehave",
+        "-n",
+        &ns,
+        "--settings",
+        &panic,
+        "--canary",
+        "100",
+        "--canary-min-calls",
+        "15",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let found = eventually("the host rolls the canary back", LONG, || async {
+        get(&modules, "misbehave")
+            .await
+            .and_then(|m| m.data.pointer("/status/rollout").cloned())
+            .filter(|r| r["phase"] == "RolledBack")
+    })
+    .await;
+    assert!(
+        found["canary"]["candidate"]["traps"].as_u64().unwrap() >= 15,
+        "{found:#}"
+    );
+    assert!(
+        found["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("traps: 100%")),
+        "{found:#}"
+    );
+    let module = eventually("the counts refreshed after the rollback", LONG, || async {
+        get(&modules, "misbehave")
+            .await
+            .filter(|m| m.data["status"]["traps"].as_u64().is_some_and(|t| t >= 15))
+    })
+    .await;
+    assert_eq!(
+        module.data["status"]["quarantined"], false,
+        "{:#}",
+        module.data["status"]
+    );
+    assert_eq!(
+        common::condition(&module, "Ready").unwrap()["status"],
+        "True"
+    );
+    // The live version reconciles every object again, a new one too.
+    let object: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "tests.bosun.dev/v1", "kind": "Misbehave",
+        "metadata": {"name": "d"}, "spec": {},
+    }))
+    .unwrap();
+    cluster
+        .misbehaves()
+        .create(&PostParams::default(), &object)
+        .await
+        .unwrap();
+    eventually(
+        "the live version reconciles after the rollback",
+        LONG,
+        || async { get(&cluster.config_maps(), "d-child").await },
+    )
+    .await;
+    let module = get(&modules, "misbehave").await.unwrap();
+    assert_eq!(module.data["status"]["quarantined"], false);
+}
