@@ -428,3 +428,88 @@ async fn a_trapping_canary_never_quarantines_the_live_version() {
     let module = get(&modules, "misbehave").await.unwrap();
     assert_eq!(module.data["status"]["quarantined"], false);
 }
+
+#[tokio::test]
+async fn a_manual_canary_steps_up_with_bosun_rollout_step_and_a_bad_one_is_refused() {
+    let cluster = Cluster::start().await;
+    let _host = Host::start(&cluster, &[], &["--modules-from-cluster"]).await;
+    let modules = cluster.reconciler_modules();
+    let ns = cluster.namespace.clone();
+    let webapp = common::guest("webapp");
+    let next = webapp_next();
+    let (all, _) = names(&ns, 10, 10, 1);
+    let out = cluster.bosun(&["push", &webapp, "--name", "webapp", "-n", &ns]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    create_webapps(&cluster, &all, &BTreeSet::new()).await;
+    every_deployment(&cluster, all.len()).await;
+
+    // Steps that do not ascend are the user's mistake, caught before
+    // anything is written.
+    let out = cluster.bosun(&[
+        "push", &next, "--name", "webapp", "-n", &ns, "--canary", "50,10",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("spec.rollout.canary.steps: [50, 10] must be strictly ascending"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = cluster.bosun(&[
+        "push",
+        &next,
+        "--name",
+        "webapp",
+        "-n",
+        &ns,
+        "--canary",
+        "10,50,100",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    rollout_status(&modules, "the canary takes 10%", |r| {
+        r["phase"] == "Canary" && r["canary"]["percent"] == 10
+    })
+    .await;
+    let out = cluster.bosun(&["rollout", "step", "webapp"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("canary stepped up to 50% of the objects"),
+        "{}",
+        stdout(&out)
+    );
+    let found = rollout_status(&modules, "the canary takes 50%", |r| {
+        r["canary"]["percent"] == 50
+    })
+    .await;
+    assert_eq!(found["canary"]["step"], 1, "{found:#}");
+    assert_eq!(found["canary"]["automatic"], false, "{found:#}");
+
+    // A spec written by hand past the bounds: refused, naming the field;
+    // the running version goes on.
+    modules
+        .patch(
+            "webapp",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"rollout": {"canary": {"steps": [0, 200]}}}})),
+        )
+        .await
+        .unwrap();
+    let module = eventually("the spec is refused", LONG, || async {
+        get(&modules, "webapp").await.filter(|m| {
+            common::condition(m, "Loaded").is_some_and(|c| c["reason"] == "InvalidSpec")
+        })
+    })
+    .await;
+    let loaded = common::condition(&module, "Loaded").unwrap();
+    assert!(
+        loaded["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("spec.rollout.canary.steps: 0 is not a percent in 1-100")),
+        "{loaded:#}"
+    );
+    assert_eq!(module.data["status"]["rollout"]["phase"], "Refused");
+    assert_eq!(
+        common::condition(&module, "Ready").unwrap()["status"],
+        "True"
+    );
+}
