@@ -80,8 +80,9 @@ impl Controller {
     /// Stages `candidate` as a canary judged by `policy`, on the objects
     /// `selector` picks (all when empty), at least at step `step`. The same
     /// candidate (digest, settings, selector) staged again keeps its counts
-    /// and verdict — a rolled-back one stays rolled back — and takes the
-    /// new policy and a manual step up.
+    /// and verdict, and takes the new policy and a manual step up; a
+    /// rolled-back digest stays rolled back whatever else changed (only a
+    /// new digest, or no rollout, starts over).
     ///
     /// # Errors
     ///
@@ -98,8 +99,8 @@ impl Controller {
     ) -> Result<(), StageError> {
         if let Some(run) = self.canary_run()
             && run.digest == digest
-            && run.settings == settings
-            && run.selector == selector
+            && (run.judge().is_rolled_back()
+                || (run.settings == settings && run.selector == selector))
         {
             let decision = run.judge().update(policy, step);
             self.decided(&run, decision);

@@ -15,7 +15,8 @@
 
 use super::registry::Registry;
 use super::resource::{
-    CanaryStatus, FailureCount, ReconcilerModuleSpec, RolloutExample, RolloutStatus, VersionCounts,
+    CanaryStatus, FailureCount, ReconcilerModuleSpec, RolloutExample, RolloutMode, RolloutStatus,
+    VersionCounts,
 };
 use super::source;
 use crate::grants::Grant;
@@ -87,7 +88,9 @@ pub async fn reconcile(
     };
     let digest = fetched.sha256.clone();
     if let Some(previous) = previous.filter(|p| {
-        p.phase == PHASE_ROLLED_BACK && p.candidate_digest.as_deref() == Some(digest.as_str())
+        rollout.mode == RolloutMode::Canary
+            && p.phase == PHASE_ROLLED_BACK
+            && p.candidate_digest.as_deref() == Some(digest.as_str())
     }) && controller.canary_report().is_none()
     {
         // Rolled back before this host (or this controller) started: it

@@ -217,6 +217,11 @@ impl Judge {
         }
     }
 
+    /// True once the candidate was rolled back.
+    pub fn is_rolled_back(&self) -> bool {
+        matches!(self.phase, Phase::RolledBack { .. })
+    }
+
     /// The index of the current step.
     pub fn step(&self) -> usize {
         self.step

@@ -230,6 +230,26 @@ async fn a_canary_that_fails_on_some_objects_is_rolled_back_by_the_host() {
         "nothing went back to the candidate"
     );
 
+    // Pushing the same candidate again is refused with the reason.
+    let out = cluster.bosun(&[
+        "push",
+        &next,
+        "--name",
+        "webapp",
+        "-n",
+        &ns,
+        "--canary",
+        "20",
+        "--canary-min-calls",
+        "3",
+    ]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("rolled this candidate back before"),
+        "{}",
+        stderr(&out)
+    );
+
     // Abort resets it.
     let out = cluster.bosun(&["rollout", "abort", "webapp"]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -76,6 +76,14 @@ pub(super) async fn stage(
         if status.observed_generation.unwrap_or(0) >= generation
             && let Some(rollout) = status.rollout
         {
+            if canary.is_some() && rollout.phase == PHASE_ROLLED_BACK {
+                eprintln!(
+                    "error: the host rolled this candidate back before and does not stage it again: {}; bosun rollout abort {} resets it",
+                    rollout.message.unwrap_or_default(),
+                    args.name
+                );
+                return Ok(ExitCode::from(EXIT_NOT_LOADED));
+            }
             if rollout.phase == PHASE_REFUSED {
                 eprintln!(
                     "error: the host did not stage the candidate: {}",
@@ -85,15 +93,10 @@ pub(super) async fn stage(
             }
             let version = rollout.candidate_version.unwrap_or_default();
             match (&canary, rollout.canary) {
-                (Some(_), Some(found)) if rollout.phase != PHASE_ROLLED_BACK => println!(
+                (Some(_), found) => println!(
                     "{} {version} runs as a canary on {}% of the objects; bosun rollout status {} shows how it compares",
-                    args.name, found.percent, args.name
-                ),
-                (Some(_), _) => println!(
-                    "{} {version} staged as a canary: {} ({}); bosun rollout status {} shows more",
                     args.name,
-                    rollout.phase,
-                    rollout.message.unwrap_or_default(),
+                    found.map_or(0, |f| f.percent),
                     args.name
                 ),
                 (None, _) => println!(
