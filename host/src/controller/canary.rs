@@ -120,6 +120,7 @@ impl Controller {
         *self.canary.write().unwrap_or_else(PoisonError::into_inner) = Some(run.clone());
         tracing::info!(module = %self.meta.name, percent, "canary started");
         self.requeue_share(&run, 0, percent);
+        self.baseline();
         Ok(())
     }
 
@@ -220,6 +221,7 @@ impl Controller {
             Decision::Advanced { from, to } => {
                 tracing::info!(module = %self.meta.name, from, to, "canary stepped up");
                 self.requeue_share(run, from, to);
+                self.baseline();
             }
             Decision::RolledBack { percent, reason } => {
                 tracing::warn!(module = %self.meta.name, percent, %reason, "canary rolled back");
@@ -229,6 +231,15 @@ impl Controller {
                 self.requeue_share(run, 0, percent);
             }
         }
+    }
+
+    /// Queues every object behind real work, so that the live version
+    /// too reconciles its share in the window that just started: without
+    /// it a settled live version makes no calls, and a candidate failing
+    /// exactly where the live version fails (a spec neither can serve)
+    /// would be judged against a rate of nothing.
+    fn baseline(&self) {
+        self.enqueue_all(Trigger::ModuleChanged);
     }
 
     /// Queues the objects in `run`'s share between `from` and `to`
