@@ -263,3 +263,71 @@ fn counts_of(counts: Counts) -> VersionCounts {
         failure_ratio: (counts.failure_ratio() * 1000.0).round() / 1000.0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::rollout::canary::{Judge, Outcome, Policy, Report, Side};
+
+    fn report(judge: Judge) -> Report {
+        Report {
+            digest: "abc".into(),
+            version: "0.2.0".into(),
+            judge,
+        }
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            steps: vec![20, 100],
+            window: Duration::from_secs(60),
+            max_failure_ratio: 0.1,
+            max_hot_loops: 0,
+            min_calls: 3,
+            automatic: false,
+        }
+    }
+
+    #[test]
+    fn a_running_canary_reports_its_share_and_both_counts() {
+        let now = Instant::now();
+        let mut judge = Judge::new(policy(), 0, now);
+        judge.record(Side::Live, Outcome::Success, now);
+        judge.record(Side::Live, Outcome::Error, now);
+        judge.record(Side::Live, Outcome::Success, now);
+        judge.record(Side::Candidate, Outcome::Success, now);
+        let status = canary_status_of(report(judge));
+        assert_eq!(status.phase, PHASE_CANARY);
+        assert_eq!(status.message, None);
+        let canary = status.canary.unwrap();
+        assert_eq!((canary.percent, canary.step), (20, 0));
+        assert_eq!(canary.steps, vec![20, 100]);
+        assert_eq!(canary.window_seconds, 60);
+        assert_eq!(canary.live.calls, 3);
+        assert_eq!(canary.live.errors, 1);
+        assert_eq!(canary.live.failure_ratio, 0.333);
+        assert_eq!(canary.candidate.calls, 1);
+    }
+
+    #[test]
+    fn a_rolled_back_canary_says_why() {
+        let now = Instant::now();
+        let mut judge = Judge::new(policy(), 0, now);
+        for _ in 0..3 {
+            judge.record(Side::Candidate, Outcome::Trap, now);
+        }
+        let status = canary_status_of(report(judge));
+        assert_eq!(status.phase, PHASE_ROLLED_BACK);
+        let message = status.message.unwrap();
+        assert!(
+            message.starts_with("rolled back by the host: the candidate failed 3 of 3 calls (0 errors, 3 traps: 100%)"),
+            "{message}"
+        );
+        let canary = status.canary.unwrap();
+        assert_eq!(canary.percent, 0);
+        assert_eq!(canary.candidate.traps, 3);
+        assert_eq!(canary.candidate.failure_ratio, 1.0);
+    }
+}
