@@ -17,6 +17,7 @@ use std::time::Instant;
 use kube::api::DynamicObject;
 
 use super::Controller;
+use super::outbound::ModuleOutbound;
 use crate::engine::Module;
 use crate::engine::bindings::Trigger;
 use crate::informers::ObjectKey;
@@ -32,6 +33,9 @@ pub(super) struct CanaryRun {
     digest: String,
     settings: Option<String>,
     selector: BTreeMap<String, String>,
+    /// The candidate's outbound HTTP (and connection pool) under the live
+    /// module's grant, kept across its calls as the live version's is.
+    outbound: ModuleOutbound,
     judge: Mutex<Judge>,
     /// A rollback's reason until it is announced (an Event on the
     /// ReconcilerModule): once.
@@ -74,6 +78,15 @@ impl Version {
     pub fn is_candidate(&self) -> bool {
         self.side == Side::Candidate
     }
+
+    /// The candidate's outbound HTTP, when the candidate makes the call;
+    /// None: the live version's.
+    pub fn outbound(&self) -> Option<&ModuleOutbound> {
+        self.canary
+            .as_ref()
+            .filter(|_| self.is_candidate())
+            .map(|run| &run.outbound)
+    }
 }
 
 impl Controller {
@@ -108,7 +121,9 @@ impl Controller {
         }
         same_kinds(&self.meta, candidate.meta())?;
         self.stop_canary();
+        let outbound = ModuleOutbound::new(&candidate, &self.settings(), self.ctx.http.clone());
         let run = Arc::new(CanaryRun {
+            outbound,
             module: candidate,
             digest,
             settings,

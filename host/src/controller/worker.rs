@@ -312,7 +312,10 @@ impl Controller {
             .reads
             .begin(key, settings.limits.tracked_reads as usize);
         let ctx = CallContext {
-            http: self.outbound.for_call(&module, &settings),
+            http: version
+                .outbound()
+                .unwrap_or(&self.outbound)
+                .for_call(&module, &settings),
             // Reads only where the grant lets the module reconcile: a
             // cluster-scoped primary has no namespace to confine them to.
             objects: ConfinedObjects::over(self.objects.clone(), settings.namespaces),
