@@ -33,7 +33,7 @@ pub enum StageError {
     /// The candidate declares other kinds or another finalizer: the live
     /// version's requests would not be its requests.
     #[error(
-        "the candidate {name} {version} cannot shadow the running version: {what} differ; a change of kinds is a new module, not a new version"
+        "the candidate {name} {version} cannot be staged beside the running version: {what} differ; a change of kinds is a new module, not a new version"
     )]
     KindsDiffer {
         /// The candidate's name.
