@@ -98,6 +98,12 @@ pub const REVISION: Option<&str> = option_env!("WEBAPP_REVISION");
 /// The label that carries [`REVISION`].
 pub const REVISION_LABEL: &str = "examples.bosun.dev/revision";
 
+/// A WebApp labelled with this and a build's [`REVISION`] fails to
+/// reconcile in that revision (a retryable `BrokenRevision` error), and in
+/// no other: a version that fails on some objects, for the canary tests.
+/// A build without a revision never reads it.
+pub const BREAKS_REVISION_LABEL: &str = "examples.bosun.dev/breaks-revision";
+
 /// The webapp reconciler.
 pub struct WebApps;
 
@@ -115,6 +121,16 @@ impl Reconciler for WebApps {
     }
 
     fn reconcile(app: &WebApp, ctx: &Context) -> Result<Response, Error> {
+        if let Some(revision) = REVISION
+            && app.labels().get(BREAKS_REVISION_LABEL).map(String::as_str) == Some(revision)
+        {
+            return Err(Error::retryable(
+                "BrokenRevision",
+                format!(
+                    "revision {revision} fails on WebApps labelled {BREAKS_REVISION_LABEL}={revision}"
+                ),
+            ));
+        }
         validate(&app.spec)?;
         let settings: Settings = ctx.settings()?.unwrap_or_default();
         let labels = labels(app, &settings);

@@ -138,8 +138,9 @@ pub enum Command {
     /// for bad input (a component too large for a ConfigMap), 3 when the
     /// module does not load here, 5 when the host did not load it.
     Push(PushArgs),
-    /// A ReconcilerModule's staged candidate (`bosun push --shadow`): how
-    /// its shadow run compares with the running version, and promoting or
+    /// A ReconcilerModule's staged candidate (`bosun push --shadow` or
+    /// `--canary`): how its shadow run compares with the running version
+    /// or where its canary stands, stepping a canary up, and promoting or
     /// dropping it.
     ///
     /// Exit status: 0 on success, 1 when no candidate is staged.

@@ -86,6 +86,29 @@ pub struct PushArgs {
     /// NAME-candidate, so the running version's stays as it is.
     #[arg(long)]
     pub shadow: bool,
+    /// Stage the component as a canary (`spec.rollout`, mode Canary): it
+    /// reconciles this share of the objects for real, in percent — one
+    /// step (`20`) or several (`10,50,100`) — and the host rolls it back
+    /// when it fails more than the running version. `bosun rollout step
+    /// NAME` takes the next step; `bosun rollout promote NAME` swaps it in.
+    #[arg(
+        long,
+        value_name = "PERCENT[,PERCENT…]",
+        value_delimiter = ',',
+        conflicts_with = "shadow"
+    )]
+    pub canary: Option<Vec<u32>>,
+    /// A canary's window in seconds (`spec.rollout.canary.windowSeconds`).
+    #[arg(long, value_name = "SECONDS", requires = "canary")]
+    pub canary_window: Option<u32>,
+    /// The canary's calls in a window before it is judged
+    /// (`spec.rollout.canary.minCalls`).
+    #[arg(long, value_name = "N", requires = "canary")]
+    pub canary_min_calls: Option<u32>,
+    /// Take the canary's next step after each clean window without being
+    /// asked (`spec.rollout.canary.automatic`).
+    #[arg(long, requires = "canary")]
+    pub canary_automatic: bool,
     /// Do not wait for the host to load the module.
     #[arg(long)]
     pub no_wait: bool,
@@ -147,7 +170,7 @@ pub(super) fn run(args: &PushArgs, engine: &Engine) -> anyhow::Result<ExitCode> 
 
         let source = match (&destination, stored) {
             (Destination::ConfigMap, Some(stored)) => {
-                let name = if args.shadow {
+                let name = if args.shadow || args.canary.is_some() {
                     format!("{}-candidate", args.name)
                 } else {
                     format!("{}-module", args.name)
@@ -198,7 +221,7 @@ pub(super) fn run(args: &PushArgs, engine: &Engine) -> anyhow::Result<ExitCode> 
             }
             (Destination::ConfigMap, None) => unreachable!("a ConfigMap destination is prepared"),
         };
-        if args.shadow {
+        if args.shadow || args.canary.is_some() {
             return shadow::stage(&client, args, current, source, settings).await;
         }
         let spec = ModuleSpec {

@@ -1,5 +1,6 @@
-//! `bosun rollout status|promote|abort NAME`: a ReconcilerModule's staged
-//! candidate, what its shadow run found, and what to do with it.
+//! `bosun rollout status|promote|abort|step NAME`: a ReconcilerModule's
+//! staged candidate, what its shadow run found or where its canary stands,
+//! and what to do with it.
 //!
 //! Promote and abort replace the resource as it was read (its
 //! resourceVersion a precondition), so a candidate restaged meanwhile is
@@ -11,7 +12,10 @@ use anyhow::{Context as _, bail};
 use kube::api::{Api, PostParams};
 
 use super::output::fail;
-use crate::modules::resource::{ReconcilerModule, RolloutStatus};
+use crate::modules::resource::{
+    CanaryStatus, ReconcilerModule, RolloutMode, RolloutStatus, VersionCounts,
+};
+use crate::modules::staging::PHASE_ROLLED_BACK;
 use crate::rollout::report::change_line;
 
 /// Exit status when the ReconcilerModule has no candidate staged.
@@ -41,8 +45,15 @@ pub enum RolloutAction {
         /// The ReconcilerModule.
         name: String,
     },
-    /// Drop the candidate; the running version goes on.
+    /// Drop the candidate; the running version goes on (a canary's
+    /// objects return to it).
     Abort {
+        /// The ReconcilerModule.
+        name: String,
+    },
+    /// Take a canary's next step (`spec.rollout.canary.step`): the
+    /// candidate reconciles the next share of the objects.
+    Step {
         /// The ReconcilerModule.
         name: String,
     },
@@ -63,6 +74,7 @@ pub(super) fn run(args: &RolloutArgs) -> anyhow::Result<ExitCode> {
             RolloutAction::Status { name } => status(&api, name).await,
             RolloutAction::Promote { name } => promote(&api, name).await,
             RolloutAction::Abort { name } => abort(&api, name).await,
+            RolloutAction::Step { name } => step(&api, name).await,
         }
     })
 }
@@ -79,7 +91,7 @@ async fn status(api: &Api<ReconcilerModule>, name: &str) -> anyhow::Result<ExitC
         return Ok(fail(
             EXIT_NO_CANDIDATE,
             &format!(
-                "ReconcilerModule {name} has no candidate staged (bosun push --shadow stages one)"
+                "ReconcilerModule {name} has no candidate staged (bosun push --shadow or --canary stages one)"
             ),
         ));
     };
@@ -107,6 +119,10 @@ fn print_status(found: &RolloutStatus) {
     if let Some(message) = &found.message {
         println!("  {message}");
     }
+    if let Some(canary) = &found.canary {
+        print_canary(canary);
+        return;
+    }
     println!(
         "  objects compared: {}, identical: {}, differing: {}, failing: {}",
         found.compared, found.identical, found.differing, found.failing
@@ -132,6 +148,76 @@ fn print_status(found: &RolloutStatus) {
             println!("    … and {} more", example.omitted);
         }
     }
+}
+
+fn print_canary(canary: &CanaryStatus) {
+    let steps: Vec<String> = canary.steps.iter().map(|p| format!("{p}%")).collect();
+    println!(
+        "  canary share: {}% of the objects (step {} of {}: {}; {} steps), window {}s",
+        canary.percent,
+        canary.step + 1,
+        canary.steps.len(),
+        steps.join(" → "),
+        if canary.automatic {
+            "automatic"
+        } else {
+            "manual"
+        },
+        canary.window_seconds
+    );
+    let line = |who: &str, c: &VersionCounts| {
+        println!(
+            "  {who:<10} calls: {}, errors: {}, traps: {}, hot loops: {}, failure ratio: {:.3}",
+            c.calls, c.errors, c.traps, c.hot_loops, c.failure_ratio
+        );
+    };
+    line("live", &canary.live);
+    line("candidate", &canary.candidate);
+}
+
+async fn step(api: &Api<ReconcilerModule>, name: &str) -> anyhow::Result<ExitCode> {
+    let mut module = get(api, name).await?;
+    let status = module.status.clone().unwrap_or_default().rollout;
+    let Some(rollout) = module
+        .spec
+        .rollout
+        .as_mut()
+        .filter(|r| r.mode == RolloutMode::Canary)
+    else {
+        return Ok(fail(
+            EXIT_NO_CANDIDATE,
+            &format!(
+                "ReconcilerModule {name} has no canary staged (bosun push --canary PERCENT stages one)"
+            ),
+        ));
+    };
+    if status
+        .as_ref()
+        .is_some_and(|s| s.phase == PHASE_ROLLED_BACK)
+    {
+        bail!(
+            "the host rolled ReconcilerModule {name}'s canary back; push a new version with --canary, or bosun rollout abort {name}"
+        );
+    }
+    let canary = rollout.canary.get_or_insert_with(Default::default);
+    let current = status
+        .and_then(|s| s.canary)
+        .map_or(canary.step, |c| c.step.max(canary.step));
+    let last = u32::try_from(canary.steps.len().saturating_sub(1)).unwrap_or(u32::MAX);
+    if current >= last {
+        bail!(
+            "ReconcilerModule {name}'s canary is at its last step already; bosun rollout promote {name} makes it the source"
+        );
+    }
+    canary.step = current + 1;
+    let percent = canary
+        .steps
+        .get(canary.step as usize)
+        .copied()
+        .unwrap_or_default();
+    replace(api, name, &module).await?;
+    println!("ReconcilerModule {name}: canary stepped up to {percent}% of the objects");
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn promote(api: &Api<ReconcilerModule>, name: &str) -> anyhow::Result<ExitCode> {

@@ -25,16 +25,25 @@ impl Controller {
         key: &ObjectKey,
         object: &Value,
         error: &CallError,
+        candidate: bool,
     ) -> ReconcileResult {
         self.ctx.metrics.guest_trap(&self.meta().name, error.kind());
         self.stats.traps.fetch_add(1, Ordering::Relaxed);
-        self.guest_fault(key, object, error.kind(), error.fault(), &error.to_string())
-            .await
+        self.guest_fault(
+            key,
+            object,
+            error.kind(),
+            error.fault(),
+            &error.to_string(),
+            candidate,
+        )
+        .await
     }
 
     /// A call that failed, or returned what the host refuses: counts it
-    /// toward quarantine if it was the guest's fault, reports it on the
-    /// object, and retries with backoff.
+    /// toward quarantine if it was the guest's fault — and the live
+    /// version's: a canary's `candidate` faults are the canary judge's to
+    /// weigh — reports it on the object, and retries with backoff.
     pub(super) async fn guest_fault(
         &self,
         key: &ObjectKey,
@@ -42,6 +51,7 @@ impl Controller {
         reason: &str,
         fault: Fault,
         message: &str,
+        candidate: bool,
     ) -> ReconcileResult {
         if self.writer().is_none() {
             // Whatever failed, the grant it ran under is gone: nothing to
@@ -53,9 +63,12 @@ impl Controller {
             self.ctx.metrics.guest_trap(&self.meta().name, reason);
         }
         let limit = self.settings().quarantine_after;
-        let verdict = self
-            .quarantine
-            .failed(fault, key.namespace.as_deref(), limit, || self.tenants());
+        let verdict = if candidate {
+            quarantine::Verdict::NotCounted
+        } else {
+            self.quarantine
+                .failed(fault, key.namespace.as_deref(), limit, || self.tenants())
+        };
         if let quarantine::Verdict::Quarantined { in_a_row } = verdict {
             self.queue.set_concurrency(0);
             self.ctx.metrics.set_quarantined(&self.meta().name, true);

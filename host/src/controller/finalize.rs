@@ -43,6 +43,7 @@ impl Controller {
                 GuestCall::Finalize,
                 key,
                 host_view,
+                &self.live_version(),
                 request,
                 move |module, request, ctx| {
                     recording::finalize_kept(module, request, ctx, recordings.as_deref())
@@ -50,7 +51,7 @@ impl Controller {
             )
             .await;
         let response = match outcome {
-            Err(error) => return self.call_failed(key, host_view, &error).await,
+            Err(error) => return self.call_failed(key, host_view, &error, false).await,
             Ok(Err(error)) => return self.guest_error(key, host_view, None, error).await,
             Ok(Ok(response)) => response,
         };
@@ -62,7 +63,7 @@ impl Controller {
                     self.meta().name
                 );
                 return self
-                    .guest_fault(key, host_view, "InvalidOutput", Fault::Guest, &error)
+                    .guest_fault(key, host_view, "InvalidOutput", Fault::Guest, &error, false)
                     .await;
             }
         };

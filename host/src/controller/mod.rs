@@ -19,6 +19,7 @@
 //! quarantine the module ([`crate::quarantine`]) and when a key's own
 //! writes hold it back ([`crate::hotloop`]).
 
+mod canary;
 mod failures;
 mod finalize;
 mod outbound;
@@ -76,6 +77,9 @@ pub struct ControllerContext {
 /// How often a controller whose primary's status schema was not published
 /// when it loaded looks for it again.
 const SCHEMA_RETRY: Duration = Duration::from_secs(5);
+
+/// How often a canary's window is looked at when no call ends it.
+const CANARY_TICK: Duration = Duration::from_secs(1);
 
 /// Per-module settings an operator chooses.
 #[derive(Debug, Clone, PartialEq)]
@@ -171,6 +175,9 @@ pub struct Controller {
     /// A candidate version staged beside this one, compared and never
     /// written ([`crate::rollout::shadow`]).
     shadow: RwLock<Option<Arc<crate::rollout::shadow::Shadow>>>,
+    /// A candidate reconciling a share of the objects for real
+    /// ([`crate::rollout::canary`]).
+    canary: RwLock<Option<Arc<canary::CanaryRun>>>,
     /// Live reconciles in flight: a shadow call waits for none.
     live_in_flight: std::sync::atomic::AtomicUsize,
 }
@@ -227,6 +234,7 @@ impl Controller {
             revoked: std::sync::atomic::AtomicBool::new(false),
             outbound,
             shadow: RwLock::default(),
+            canary: RwLock::default(),
             live_in_flight: std::sync::atomic::AtomicUsize::new(0),
         })
     }
@@ -453,6 +461,7 @@ impl Controller {
             .settings()
             .resync
             .map(|period| tokio::time::interval_at(tokio::time::Instant::now() + period, period));
+        let mut canary_tick = tokio::time::interval(CANARY_TICK);
         let mut schema_retry =
             tokio::time::interval_at(tokio::time::Instant::now() + SCHEMA_RETRY, SCHEMA_RETRY);
         loop {
@@ -460,6 +469,7 @@ impl Controller {
                 () = &mut stop => break,
                 _ = schema_retry.tick(), if self.resolved().provisional => self.look_for_status_schema().await,
                 Some((kind, change)) = changes.recv() => self.changed(kind, &change),
+                _ = canary_tick.tick() => self.canary_tick(),
                 _ = async { resync.as_mut().expect("guarded by the condition").tick().await }, if resync.is_some() => {
                     self.enqueue_all(Trigger::Resync);
                 }

@@ -13,6 +13,7 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use super::Controller;
+use super::canary::Version;
 use crate::engine::bindings::{Request, Trigger};
 use crate::engine::{CallContext, CallError, Fault, Module, recording};
 use crate::hotloop;
@@ -22,6 +23,7 @@ use crate::objects::ConfinedObjects;
 use crate::plan::{PlanContext, plan_response};
 use crate::queue::Claim;
 use crate::reads::ReadLog;
+use crate::rollout::canary::Outcome;
 use crate::telemetry::{GuestCall, ReconcileResult};
 
 impl Controller {
@@ -116,10 +118,13 @@ impl Controller {
             .children_of(&object)
             .map(|child| to_json(&child, false))
             .collect();
+        // The canary's objects go to the candidate; all else to the live
+        // version.
+        let version = self.version_for(&object);
         let request = Request {
             object: guest_json(&host_view),
             children: observed.iter().map(guest_json).collect(),
-            settings: self.settings().settings,
+            settings: version.settings.clone(),
             trigger,
             attempt: self.queue.retries(key) + 1,
         };
@@ -130,15 +135,23 @@ impl Controller {
                 GuestCall::Reconcile,
                 key,
                 &host_view,
+                &version,
                 request,
                 move |module, request, ctx| {
                     recording::reconcile_kept(module, request, ctx, recordings.as_deref())
                 },
             )
             .await;
+        let candidate = version.is_candidate();
         let response = match outcome {
-            Err(error) => return self.call_failed(key, &host_view, &error).await,
-            Ok(Err(error)) => return self.guest_error(key, &host_view, generation, error).await,
+            Err(error) => {
+                self.note_canary(&version, Outcome::Trap);
+                return self.call_failed(key, &host_view, &error, candidate).await;
+            }
+            Ok(Err(error)) => {
+                self.note_canary(&version, Outcome::Error);
+                return self.guest_error(key, &host_view, generation, error).await;
+            }
             Ok(Ok(response)) => response,
         };
         let room = self.resolved().status;
@@ -158,11 +171,20 @@ impl Controller {
             Ok(plan) => plan,
             Err(error) => {
                 let error = format!(
-                    "module {} returned invalid output, nothing was written: {error}",
-                    self.meta().name
+                    "module {} {} returned invalid output, nothing was written: {error}",
+                    self.meta().name,
+                    version.module.meta().version
                 );
+                self.note_canary(&version, Outcome::Error);
                 return self
-                    .guest_fault(key, &host_view, "InvalidOutput", Fault::Guest, &error)
+                    .guest_fault(
+                        key,
+                        &host_view,
+                        "InvalidOutput",
+                        Fault::Guest,
+                        &error,
+                        candidate,
+                    )
                     .await;
             }
         };
@@ -189,8 +211,13 @@ impl Controller {
                 self.ctx
                     .metrics
                     .events_dropped(&self.meta.name, report.events_dropped);
-                self.note_writes(key, &host_view, started, report.wrote())
-                    .await;
+                self.note_canary(&version, Outcome::Success);
+                if self
+                    .note_writes(key, &host_view, started, report.wrote())
+                    .await
+                {
+                    self.note_canary(&version, Outcome::HotLoop);
+                }
                 match plan.requeue_after {
                     Some(after) => {
                         self.enqueue_after(key.clone(), Trigger::Requeue, after);
@@ -199,7 +226,14 @@ impl Controller {
                     None => ReconcileResult::Success,
                 }
             }
-            Err(error) => self.write_failed(key, &host_view, generation, error).await,
+            Err(error) => {
+                // A write refused as invalid is the version's doing; a
+                // race or an unreachable API server is not.
+                if error.retry() == crate::apply::Retry::WhenChanged {
+                    self.note_canary(&version, Outcome::Error);
+                }
+                self.write_failed(key, &host_view, generation, error).await
+            }
         }
     }
 
@@ -236,14 +270,15 @@ impl Controller {
     }
 
     /// Tells the hot-loop tracker how a reconcile ended, and the user when
-    /// the key's own writes keep bringing it back.
+    /// the key's own writes keep bringing it back; true when the key just
+    /// entered a hot loop.
     pub(super) async fn note_writes(
         &self,
         key: &ObjectKey,
         object: &Value,
         started: Instant,
         wrote: bool,
-    ) {
+    ) -> bool {
         if let hotloop::Verdict::Looping {
             writes,
             hold,
@@ -256,29 +291,37 @@ impl Controller {
             );
             tracing::warn!(writes, hold = ?hold, "hot loop: the object's own writes keep reconciling it");
             self.report(object, "HotLoop", &message).await;
+            return true;
         }
+        false
     }
 
     /// Runs a guest call about `key` (whose object is `object`) on the
     /// blocking pool, once an instance of the engine's pool is free:
     /// compiling and running Wasm must never stall the async runtime, and
     /// no call may fail for want of an instance. What the call reads
-    /// becomes what `key`'s primary is reconciled again for.
+    /// becomes what `key`'s primary is reconciled again for. `version`
+    /// says which module makes the call (a canary's candidate or the live
+    /// one); grant, limits and outbound HTTP are the live module's.
     pub(super) async fn call<T: Send + 'static>(
         &self,
         call: GuestCall,
         key: &ObjectKey,
         object: &Value,
+        version: &Version,
         request: Request,
         f: impl FnOnce(&Module, &Request, &CallContext) -> Result<T, CallError> + Send + 'static,
     ) -> Result<T, CallError> {
-        let module = self.module();
+        let module = version.module.clone();
         let settings = self.settings();
         let read_log = self
             .reads
             .begin(key, settings.limits.tracked_reads as usize);
         let ctx = CallContext {
-            http: self.outbound.for_call(&module, &settings),
+            http: version
+                .outbound()
+                .unwrap_or(&self.outbound)
+                .for_call(&module, &settings),
             // Reads only where the grant lets the module reconcile: a
             // cluster-scoped primary has no namespace to confine them to.
             objects: ConfinedObjects::over(self.objects.clone(), settings.namespaces),
@@ -303,7 +346,8 @@ impl Controller {
         self.ctx
             .metrics
             .guest_call(&self.meta().name, call, started.elapsed());
-        if result.is_ok() {
+        // A candidate's calls say nothing of the live version's health.
+        if result.is_ok() && !version.is_candidate() {
             self.quarantine.succeeded();
         }
         self.take_reads(key, object, &read_log, &result).await;

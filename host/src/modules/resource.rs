@@ -20,7 +20,10 @@ use crate::grants::Permissions;
 
 mod rollout;
 
-pub use rollout::{FailureCount, RolloutExample, RolloutMode, RolloutSpec, RolloutStatus};
+pub use rollout::{
+    CanaryError, CanarySpec, CanaryStatus, FailureCount, RolloutExample, RolloutMode, RolloutSpec,
+    RolloutStatus, VersionCounts,
+};
 
 /// Condition type: the component was fetched, compiled and checked against the
 /// WIT world.
@@ -392,6 +395,9 @@ pub enum SpecError {
         /// The field's path below `spec`.
         field: &'static str,
     },
+    /// `spec.rollout.canary` does not hold.
+    #[error(transparent)]
+    Canary(#[from] CanaryError),
     /// The permissions contradict themselves (see
     /// [`crate::grants::Permissions::validate`]).
     #[error("spec.{reason}")]
@@ -410,6 +416,7 @@ impl ReconcilerModuleSpec {
         if let Some(rollout) = &self.rollout {
             // Its fields' names say `source.`: the candidate is a source.
             rollout.candidate.validate()?;
+            rollout.canary_policy()?;
         }
         if self.permissions.namespaces.iter().any(String::is_empty) {
             return Err(SpecError::Empty {

@@ -1,6 +1,8 @@
 //! Rolling out a new version of a module safely: what a candidate would do
 //! beside what the running version does, before it writes anything.
 //!
+//! - [`canary`]: which objects a canary takes and when it steps up or is
+//!   rolled back (pure decisions; the routing is `controller/canary.rs`).
 //! - [`compare`]: two outcomes for one object into a bounded diff (a leaf).
 //! - [`side`]: one version's call and plan, never a write; shared by the
 //!   shadow and `bosun diff`.
@@ -8,11 +10,16 @@
 //! - [`shadow`]: a candidate run beside the live version, below live
 //!   work, on every object the module reconciles.
 //!
+//! A canary's calls do write — they are real reconciles — but not from
+//! here: [`canary`] only decides which version takes an object and when
+//! the candidate steps up or goes; the controller makes the calls.
+//!
 //! The invariant every piece here keeps: **a shadow call never writes**.
 //! Nothing in this module holds an [`crate::apply::Applier`], a read
 //! tracker or a quarantine; a candidate's HTTP is refused (any request may
 //! be a write somewhere else).
 
+pub mod canary;
 pub mod compare;
 pub mod report;
 pub mod shadow;
@@ -26,7 +33,7 @@ pub enum StageError {
     /// The candidate declares other kinds or another finalizer: the live
     /// version's requests would not be its requests.
     #[error(
-        "the candidate {name} {version} cannot shadow the running version: {what} differ; a change of kinds is a new module, not a new version"
+        "the candidate {name} {version} cannot be staged beside the running version: {what} differ; a change of kinds is a new module, not a new version"
     )]
     KindsDiffer {
         /// The candidate's name.

@@ -363,7 +363,14 @@ async fn load(
     .await;
 
     let spec = module.spec.as_ref().ok();
-    status.rollout = super::staging::reconcile(client, registry, &key(&name), spec).await;
+    status.rollout = super::staging::reconcile(
+        client,
+        registry,
+        &key(&name),
+        spec,
+        module.status.rollout.as_ref(),
+    )
+    .await;
 
     let now = Time(jiff::Timestamp::now());
     let result = match outcome {

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use crate::modules::registry::Registry;
@@ -33,8 +33,16 @@ pub(super) async fn refresh_stats(
         if let Some(rollout) = controller
             .shadow_report()
             .map(crate::modules::staging::status_of)
+            .or_else(|| {
+                controller
+                    .canary_report()
+                    .map(crate::modules::staging::canary_status_of)
+            })
         {
             patch["status"]["rollout"] = rollout_patch(&rollout);
+        }
+        if let Some(reason) = controller.take_rollback_notice() {
+            announce_rollback(api, name, &reason).await;
         }
         if let Err(error) = api
             .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -42,6 +50,55 @@ pub(super) async fn refresh_stats(
         {
             tracing::debug!(%error, module = name, "could not refresh the counts");
         }
+    }
+}
+
+/// The Event reason of a canary the host rolled back.
+pub const CANARY_ROLLED_BACK: &str = "CanaryRolledBack";
+
+/// Says on the ReconcilerModule `name` (a Warning Event, in `default`, as
+/// for any cluster-scoped object) that the host rolled its canary back.
+async fn announce_rollback(api: &Api<DynamicObject>, name: &str, reason: &str) {
+    use k8s_openapi::api::core::v1::ObjectReference;
+    use k8s_openapi::api::events::v1::Event;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+    let uid = match api.get(name).await {
+        Ok(module) => module.metadata.uid,
+        Err(error) => {
+            tracing::warn!(%error, module = name, "could not read the ReconcilerModule to announce its canary's rollback");
+            None
+        }
+    };
+    let now = jiff::Timestamp::now();
+    let event = Event {
+        metadata: ObjectMeta {
+            name: Some(format!(
+                "{}.{:x}",
+                crate::meta::truncate_at_char_boundary(name, 200),
+                now.as_nanosecond()
+            )),
+            namespace: Some("default".to_owned()),
+            ..ObjectMeta::default()
+        },
+        action: Some("Rollout".to_owned()),
+        reason: Some(CANARY_ROLLED_BACK.to_owned()),
+        note: Some(crate::meta::truncate_at_char_boundary(reason, 1024).to_owned()),
+        type_: Some("Warning".to_owned()),
+        event_time: Some(MicroTime(now)),
+        reporting_controller: Some("bosun.dev/host".to_owned()),
+        reporting_instance: Some("bosun".to_owned()),
+        regarding: Some(ObjectReference {
+            api_version: Some("bosun.dev/v1alpha1".to_owned()),
+            kind: Some("ReconcilerModule".to_owned()),
+            name: Some(name.to_owned()),
+            uid,
+            ..ObjectReference::default()
+        }),
+        ..Event::default()
+    };
+    let events = Api::<Event>::namespaced(api.clone().into_client(), "default");
+    if let Err(error) = events.create(&PostParams::default(), &event).await {
+        tracing::warn!(%error, module = name, "could not record the canary's rollback as an Event");
     }
 }
 
