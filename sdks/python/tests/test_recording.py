@@ -48,7 +48,7 @@ class Zone(bosun.Reconciler):
                 "children": len(ctx.children(kinds.ConfigMap)),
                 "trigger": ctx.trigger.value,
                 "attempt": ctx.attempt,
-                "now": ctx.now().isoformat(),
+                "now": int(ctx.now().timestamp()),
             }
         )
 
@@ -100,6 +100,7 @@ def test_a_recorded_http_failure_replays_as_the_same_kind_of_error():
         (lambda r: r["request"].update(object="{not json"), "the recorded object is not JSON"),
         (lambda r: r["request"].update(trigger="someday"), "trigger 'someday' is unknown"),
         (lambda r: r.update(now="yesterday"), "the recording's now"),
+        (lambda r: r.update(now=12), "the recording's now 12 is not a time"),
         (lambda r: r["reads"][0]["answer"].update(found="[1"), "read answer is not JSON"),
         (lambda r: r["http"][0]["request"].update(method="BREW"), "method 'BREW' is unknown"),
         (lambda r: r["http"][0]["response"].pop("status"), "has no status"),
