@@ -198,7 +198,6 @@ pub fn run_cnat_block(lines: &[String], cache: &str) -> String {
 /// `dir/at-altered.json`, the same recording with another recorded status:
 /// a harness test that agrees with the first must fail on the second.
 /// Returns both paths.
-#[allow(dead_code)] // used by the languages whose harness loads recordings
 pub fn record_cnat(cache: &str, package: &str, dir: &Path) -> (PathBuf, PathBuf) {
     let recording = dir.join("at.json");
     let out = bosun(
