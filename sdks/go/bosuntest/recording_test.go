@@ -14,6 +14,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	bosun "github.com/bosun-dev/bosun/sdks/go"
 	"github.com/bosun-dev/bosun/sdks/go/bosuntest"
@@ -37,7 +38,28 @@ type recordedZoner struct{}
 func (recordedZoner) Kind() bosun.Kind { return kinds.ConfigMap }
 
 func (recordedZoner) Metadata() *bosun.Metadata {
-	return bosun.NewMetadata("zone", "0.1.0").Owns(kinds.Secret).Reads(kinds.Secret).HTTPOrigin("https://dns.example:8081")
+	return bosun.NewMetadata("zone", "0.1.0").Owns(kinds.Secret).Reads(kinds.Secret).HTTPOrigin("https://dns.example:8081").WithFinalizer("zone.example.com/records")
+}
+
+// Finalize is done once the zone has no records left.
+func (recordedZoner) Finalize(_ *configMap, ctx *bosun.Context) (*bosun.Finalized, error) {
+	answer, err := ctx.HTTP().Get(recordedZone).Send()
+	if err == nil {
+		answer, err = answer.ErrorForStatus()
+	}
+	var zone struct {
+		RRSets []any `json:"rrsets"`
+	}
+	if err == nil {
+		err = answer.JSON(&zone)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(zone.RRSets) == 0 {
+		return bosun.Done(), nil
+	}
+	return bosun.Pending(5 * time.Second), nil
 }
 
 func (recordedZoner) Reconcile(_ *configMap, ctx *bosun.Context) (*bosun.Response, error) {
@@ -156,6 +178,23 @@ func TestARecordingLoadsAsAFixtureAndTheHarnessReachesItsOutcome(t *testing.T) {
 	want := []string{"GET " + recordedZone, "PATCH " + recordedZone, "GET " + recordedZone}
 	if !reflect.DeepEqual(sent, want) {
 		t.Fatalf("sent %v", sent)
+	}
+}
+
+func TestARecordedFinalizeLoadsAndFinalizeReplaysIt(t *testing.T) {
+	recording := zoneRecording(t)
+	recording["call"] = "finalize"
+	recording["http"] = recording["http"].([]any)[2:] // the zone, with one record
+	h, cm, err := bosuntest.FromRecording[configMap](recordedZoner{}, encode(t, recording))
+	if err != nil {
+		t.Fatal(err)
+	}
+	outcome, err := h.Finalize(cm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if outcome.IsDone || outcome.RequeueAfterMs == nil || *outcome.RequeueAfterMs != 5000 {
+		t.Fatalf("finalize: %+v", outcome.Finalized)
 	}
 }
 

@@ -30,6 +30,7 @@ class Zone(bosun.Reconciler):
             .owns(kinds.Secret)
             .reads(kinds.Secret)
             .http_origin("https://dns.example:8081")
+            .finalizer("zone.example.com/records")
         )
 
     def reconcile(self, cm, ctx):
@@ -52,6 +53,11 @@ class Zone(bosun.Reconciler):
             }
         )
 
+    def finalize(self, cm, ctx):
+        # Done once the zone has no records left.
+        zone = ctx.http().get(ZONE).send().error_for_status().json()
+        return bosun.Finalized.done() if not zone["rrsets"] else bosun.Finalized.pending(5)
+
 
 def test_a_recording_loads_as_a_fixture_and_the_harness_reaches_its_outcome():
     harness, cm = Harness.from_recording(FIXTURE, Zone)
@@ -64,6 +70,16 @@ def test_a_recording_loads_as_a_fixture_and_the_harness_reaches_its_outcome():
     assert [(r.method.value, r.url) for r in outcome.http_requests] == [
         (e["request"]["method"], e["request"]["url"]) for e in json.loads(FIXTURE.read_text())["http"]
     ]
+
+
+def test_a_recorded_finalize_loads_and_finalize_replays_it():
+    recording = json.loads(FIXTURE.read_text())
+    recording["call"] = "finalize"
+    recording["http"] = recording["http"][2:]  # the zone, with one record
+    harness, cm = Harness.from_recording(recording, Zone)
+    outcome = harness.finalize(cm)
+    assert not outcome.done
+    assert outcome.requeue_after is not None and outcome.requeue_after.total_seconds() == 5
 
 
 def test_a_recording_loads_from_text_bytes_a_path_string_or_a_dict():

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 
-import { BosunError, Metadata, Response, kinds, type Context } from "../src/index.js";
+import { BosunError, Finalized, Metadata, Response, kinds, type Context } from "../src/index.js";
 import { HarnessFailure } from "../src/dispatch.js";
 import { Harness, RecordingError } from "../src/testing.js";
 
@@ -23,7 +23,13 @@ const ZONE = "https://dns.example:8081/api/v1/servers/localhost/zones/example.or
 class Zone {
   readonly kind = kinds.ConfigMap;
   metadata() {
-    return new Metadata("zone", "0.1.0").owns(kinds.Secret).reads(kinds.Secret).httpOrigin("https://dns.example:8081");
+    return new Metadata("zone", "0.1.0").owns(kinds.Secret).reads(kinds.Secret).httpOrigin("https://dns.example:8081")
+      .finalizer("zone.example.com/records");
+  }
+  finalize(_cm: unknown, ctx: Context) {
+    // Done once the zone has no records left.
+    const zone = ctx.http().get(ZONE).send().errorForStatus().json() as { rrsets: unknown[] };
+    return zone.rrsets.length === 0 ? Finalized.done() : Finalized.pending(5000);
   }
   reconcile(_cm: unknown, ctx: Context) {
     const target = ctx.get(kinds.Secret, "www-target");
@@ -64,6 +70,16 @@ test("a recording loads as a fixture and the harness reaches its outcome", () =>
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
     fixture().http.map((e: any) => [e.request.method, e.request.url]),
   );
+});
+
+test("a recorded finalize loads and finalize replays it", () => {
+  const recording = fixture();
+  recording.call = "finalize";
+  recording.http = recording.http.slice(2); // the zone, with one record
+  const [harness, cm] = Harness.fromRecording(recording, Zone);
+  const outcome = harness.finalize(cm);
+  assert.equal(outcome.done, false);
+  assert.equal(outcome.requeueAfterMs, 5000);
 });
 
 test("a recording loads from text, bytes, a path or a parsed object", () => {
