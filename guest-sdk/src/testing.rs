@@ -52,7 +52,7 @@ use crate::http::{self, HttpError, HttpErrorKind, Method};
 use crate::{Error, Event, LogLevel, Reconciler, Trigger};
 
 mod recording;
-pub use recording::RecordingError;
+pub use recording::{MAX_RECORDING_BYTES, RecordingError};
 
 /// A stand-in for the bosun host that runs a [`Reconciler`] natively.
 pub struct Harness<R> {

@@ -271,3 +271,48 @@ fn a_go_guests_finalize_crosses_the_glue() {
     assert_eq!(done["result"], "Done", "{done:#}");
     assert_eq!(done["events"], json!([]));
 }
+
+/// Issue 22's "each SDK's harness can load a recording as a test fixture",
+/// through the path a user takes: `bosun reconcile --record` on the Go
+/// cnat's component, then `go test` in its staged copy, whose
+/// recording_test.go loads the recording with `bosuntest.FromRecordingFile`
+/// and compares the harness's outcome with the recorded one (and fails
+/// when they differ).
+#[test]
+fn go_cnat_recorded_by_bosun_is_a_go_test_fixture_that_agrees() {
+    let dir = tempfile::tempdir().unwrap();
+    let (recording, altered) = cnat_beside_rust::record_cnat(CACHE, "cnat-go", dir.path());
+    let staged = bosun_testenv::go_guests::staged("cnat-go", "examples/cnat-go")
+        .unwrap_or_else(|e| panic!("building cnat-go: {e}"));
+    let go_test = |recording: &std::path::Path| {
+        let out = bosun_testenv::go_guests::go()
+            .current_dir(&staged)
+            .args([
+                "test",
+                "-count=1",
+                "-v",
+                "-run",
+                "TestTheHarnessLoadedFromARecordingReachesTheRecordedOutcome",
+                ".",
+            ])
+            .env("BOSUN_RECORDING", recording)
+            .output()
+            .expect("go test runs");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let report = go_test(&recording);
+    assert!(
+        report.contains("--- PASS: TestTheHarnessLoadedFromARecordingReachesTheRecordedOutcome"),
+        "{report}"
+    );
+    let report = go_test(&altered);
+    assert!(
+        report.contains("--- FAIL: TestTheHarnessLoadedFromARecordingReachesTheRecordedOutcome"),
+        "{report}"
+    );
+    assert!(report.contains("recorded map[phase:DONE]"), "{report}");
+}

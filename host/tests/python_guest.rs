@@ -130,3 +130,41 @@ fn the_readme_python_block_runs_as_written() {
     let stdout = run_cnat_block(&lines, CACHE);
     assert!(stdout.contains(" passed"), "pytest ran: {stdout}");
 }
+
+/// Issue 22's "each SDK's harness can load a recording as a test fixture",
+/// through the path a user takes: `bosun reconcile --record` on the Python
+/// cnat's component, then pytest on cnat-python's test that loads the
+/// recording into `bosun.testing.Harness` and compares the harness's
+/// outcome with the recorded one (and fails when they differ).
+#[test]
+fn python_cnat_recorded_by_bosun_is_a_pytest_fixture_that_agrees() {
+    let dir = tempfile::tempdir().unwrap();
+    let (recording, altered) = cnat_beside_rust::record_cnat(CACHE, "cnat-python", dir.path());
+    let python =
+        bosun_testenv::python_guests::venv_python().unwrap_or_else(|e| panic!("the venv: {e}"));
+    let pytest = |recording: &std::path::Path| {
+        let out = std::process::Command::new(&python)
+            .current_dir(cnat_beside_rust::root().join("examples/cnat-python"))
+            .env(
+                "PYTHONPATH",
+                cnat_beside_rust::root().join("sdks/python/src"),
+            )
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env("BOSUN_RECORDING", recording)
+            .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+            .arg("tests/test_recording.py")
+            .output()
+            .expect("pytest runs");
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), report)
+    };
+    let (passed, report) = pytest(&recording);
+    assert!(passed && report.contains("1 passed"), "{report}");
+    let (passed, report) = pytest(&altered);
+    assert!(!passed && report.contains("1 failed"), "{report}");
+    assert!(report.contains("'DONE'"), "{report}");
+}

@@ -387,6 +387,20 @@ fn the_rust_harness_loads_a_recording_as_a_fixture_and_agrees_with_it() {
         err.to_string().contains("is not one this SDK reads"),
         "{err}"
     );
+
+    // An untrusted file is read no further than the cap.
+    let big = dir.path().join("big.json");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(bosun_sdk::testing::MAX_RECORDING_BYTES as u64 + 1)
+        .unwrap();
+    let err = bosun_sdk::testing::Harness::<cnat::Cnat>::from_recording_file(&big)
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("larger than 67108864 bytes"),
+        "{err}"
+    );
 }
 
 /// The lines of README's shell block marked `marker`, comments dropped.

@@ -130,3 +130,47 @@ fn the_readme_typescript_block_runs_as_written() {
         "node --test ran: {stdout}"
     );
 }
+
+/// Issue 22's "each SDK's harness can load a recording as a test fixture",
+/// through the path a user takes: `bosun reconcile --record` on the
+/// TypeScript cnat's component, then `npm test` (tsc and `node --test`) in
+/// its staged copy, whose test/recording.test.ts loads the recording into
+/// `Harness.fromRecording` and compares the harness's outcome with the
+/// recorded one (and fails when they differ).
+#[test]
+fn typescript_cnat_recorded_by_bosun_is_a_node_test_fixture_that_agrees() {
+    let dir = tempfile::tempdir().unwrap();
+    let (recording, altered) = cnat_beside_rust::record_cnat(CACHE, "cnat-typescript", dir.path());
+    // Recording built the component, which staged the example (and its
+    // packages) here.
+    let staged = bosun_testenv::typescript_guests::dir().join("src/examples/cnat-typescript");
+    let npm_test = |recording: &std::path::Path| {
+        let out = std::process::Command::new("npm")
+            .current_dir(&staged)
+            .args(["--no-audit", "--no-fund", "--loglevel=warn", "test"])
+            .env("BOSUN_RECORDING", recording)
+            .output()
+            .expect("npm test runs");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let report = npm_test(&recording);
+    assert!(
+        report
+            .lines()
+            .any(|l| l.starts_with("ok ") && l.contains("reaches the recorded outcome"))
+            && report.contains("# fail 0"),
+        "{report}"
+    );
+    let report = npm_test(&altered);
+    assert!(
+        report
+            .lines()
+            .any(|l| l.starts_with("not ok") && l.contains("reaches the recorded outcome")),
+        "{report}"
+    );
+    assert!(report.contains("'DONE'"), "{report}");
+}

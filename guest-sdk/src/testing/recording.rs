@@ -19,6 +19,9 @@ use crate::{Reconciler, Trigger};
 /// The format this SDK reads.
 const FORMAT_V1: &str = "bosun.dev/recording/v1";
 
+/// The largest recording read, as `bosun reconcile --replay`'s cap.
+pub const MAX_RECORDING_BYTES: usize = 64 << 20;
+
 /// Why a recording cannot be loaded.
 #[derive(Debug)]
 pub struct RecordingError(String);
@@ -41,6 +44,12 @@ impl<R: Reconciler> Harness<R> {
     /// HTTP answers, in order — and the recorded object, to pass to
     /// [`Harness::reconcile`] or [`Harness::finalize`].
     pub fn from_recording(json: &str) -> Result<(Self, R::Object), RecordingError> {
+        if json.len() > MAX_RECORDING_BYTES {
+            return Err(bad(format!(
+                "the recording is {} bytes; a recording is at most {MAX_RECORDING_BYTES} bytes",
+                json.len()
+            )));
+        }
         let recording: Value =
             serde_json::from_str(json).map_err(|e| bad(format!("not a bosun recording: {e}")))?;
         match recording.get("format").and_then(Value::as_str) {
@@ -121,13 +130,26 @@ impl<R: Reconciler> Harness<R> {
         Ok((harness, object))
     }
 
-    /// [`Harness::from_recording`] of the file at `path`.
+    /// [`Harness::from_recording`] of the file at `path`, read no further
+    /// than [`MAX_RECORDING_BYTES`].
     pub fn from_recording_file(
         path: impl AsRef<std::path::Path>,
     ) -> Result<(Self, R::Object), RecordingError> {
+        use std::io::Read as _;
         let path = path.as_ref();
-        let json = std::fs::read_to_string(path)
-            .map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
+        let cannot = |e: std::io::Error| bad(format!("cannot read {}: {e}", path.display()));
+        let mut json = String::new();
+        std::fs::File::open(path)
+            .map_err(cannot)?
+            .take(MAX_RECORDING_BYTES as u64 + 1)
+            .read_to_string(&mut json)
+            .map_err(cannot)?;
+        if json.len() > MAX_RECORDING_BYTES {
+            return Err(bad(format!(
+                "the recording {} is larger than {MAX_RECORDING_BYTES} bytes, a recording's cap",
+                path.display()
+            )));
+        }
         Self::from_recording(&json)
     }
 }

@@ -192,3 +192,36 @@ pub fn run_cnat_block(lines: &[String], cache: &str) -> String {
     assert_eq!(report["apply"][0]["metadata"]["name"], "example-at-pod");
     stdout
 }
+
+/// Records `package`'s reconcile of the sample At when it is due
+/// (`bosun reconcile --record`) into `dir/at.json`, and writes beside it
+/// `dir/at-altered.json`, the same recording with another recorded status:
+/// a harness test that agrees with the first must fail on the second.
+/// Returns both paths.
+pub fn record_cnat(cache: &str, package: &str, dir: &Path) -> (PathBuf, PathBuf) {
+    let recording = dir.join("at.json");
+    let out = bosun(
+        cache,
+        &[
+            "reconcile",
+            &guest(package),
+            "--object",
+            &sample("examples/cnat/samples/at.yaml"),
+            "--now",
+            "2026-12-01T10:00:00Z",
+            "--record",
+            recording.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(yaml(&out)["status"]["phase"], "RUNNING");
+    let mut recorded: Value = serde_json::from_slice(&std::fs::read(&recording).unwrap()).unwrap();
+    assert_eq!(recorded["call"], "reconcile");
+    assert_eq!(
+        recorded["outcome"]["response"]["children"][0]["kind"], "Pod",
+        "{recorded:#}"
+    );
+    recorded["outcome"]["response"]["status"]["phase"] = json!("DONE");
+    let altered = dir.join("at-altered.json");
+    std::fs::write(&altered, serde_json::to_vec(&recorded).unwrap()).unwrap();
+    (recording, altered)
+}

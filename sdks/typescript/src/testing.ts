@@ -21,11 +21,13 @@ import * as dispatch from "./dispatch.js";
 import { HostError, type Host, type LogLevel } from "./host.js";
 import type { HttpRequest, HttpResponse } from "./http.js";
 import type { Kind } from "./kind.js";
+import { load } from "./recording.js";
 import { parse, SelectorError } from "./selector.js";
 import { answer, HttpStub } from "./stubs.js";
 import type { KubeObject } from "./types.js";
 
 export { HttpStub } from "./stubs.js";
+export { RecordingError } from "./recording.js";
 
 /** A stand-in for the bosun host that runs a reconciler natively. Builder methods return the harness. */
 export class Harness {
@@ -40,6 +42,35 @@ export class Harness {
   private readonly sent: HttpRequest[] = [];
 
   constructor(private readonly reconciler: dispatch.ReconcilerClass) {}
+
+  /**
+   * A harness holding what a bosun recording (`bosun reconcile --record`,
+   * `bosun record get`) holds — its clock, settings, children, trigger,
+   * the objects its reads returned and its HTTP answers as stubs answering
+   * once, in order — and the recorded object, to pass to `reconcile` or
+   * `finalize`:
+   *
+   *     const [harness, at] = Harness.fromRecording<At>("test/at.recording.json", Cnat);
+   *     const outcome = harness.reconcile(at);
+   *
+   * `recording` is a path, the JSON text or bytes, or the parsed object.
+   * Throws `RecordingError` for one that is not a `bosun.dev/recording/v1`
+   * recording of a reconcile or finalize, is malformed, or is over 64 MiB.
+   */
+  static fromRecording<T extends KubeObject = KubeObject>(
+    recording: string | Uint8Array | object,
+    reconciler: dispatch.ReconcilerClass,
+  ): [Harness, T] {
+    const loaded = load(recording);
+    const harness = new Harness(reconciler);
+    if (loaded.now !== undefined) harness.now(loaded.now);
+    harness.observed.push(...loaded.children);
+    harness.rawSettings = loaded.settings;
+    harness.trigger(loaded.trigger, loaded.attempt);
+    harness.objects.push(...loaded.objects);
+    for (const stub of loaded.stubs) harness.http(stub);
+    return [harness, loaded.object as T];
+  }
 
   /** Fixes the clock the reconciler sees: a Date or an RFC 3339 text with a zone. */
   now(now: string | Date): this {

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from . import _dispatch, _selector, _stubs
+from . import _dispatch, _recording, _selector, _stubs
+from ._recording import RecordingError
 from ._stubs import HttpStub
 from ._host import HostError, LogLevel
 from ._kinds import Kind, Scope
@@ -37,7 +38,7 @@ from .context import Trigger
 from .http import Request
 from .response import Event
 
-__all__ = ["Harness", "Outcome", "FinalizeOutcome", "HttpStub"]
+__all__ = ["Harness", "Outcome", "FinalizeOutcome", "HttpStub", "RecordingError"]
 
 
 class Harness:
@@ -55,6 +56,29 @@ class Harness:
         self._trigger = Trigger.MANUAL
         self._attempt = 1
         self._stubs: list[HttpStub] = []
+
+    @classmethod
+    def from_recording(
+        cls, recording: Any, reconciler: type[_dispatch.Reconciler]
+    ) -> tuple["Harness", dict[str, Any]]:
+        """A harness holding what a bosun recording (``bosun reconcile --record``,
+        ``bosun record get``) holds — its clock, settings, children, trigger,
+        the objects its reads returned and its HTTP answers as stubs answering
+        once, in order — and the recorded object, to pass to :meth:`reconcile`
+        or :meth:`finalize`::
+
+            harness, at = Harness.from_recording("at.json", Cnat)
+            outcome = harness.reconcile(at)
+
+        ``recording`` is a path, the JSON text (or bytes) or the parsed dict.
+        Raises :class:`RecordingError` for a file that is not a
+        ``bosun.dev/recording/v1`` recording of a reconcile or finalize, is
+        malformed, or is larger than 64 MiB.
+        """
+        parsed = _recording.load(recording)
+        harness = cls(reconciler)
+        obj = _recording.fill(harness, parsed)
+        return harness, obj
 
     def now(self, now: str | datetime) -> "Harness":
         """Fixes the clock the reconciler sees: a ``datetime`` or an RFC 3339 text."""
