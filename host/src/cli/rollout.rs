@@ -114,7 +114,14 @@ fn print_status(found: &RolloutStatus) {
         "  {} {} ({})",
         found.phase,
         found.candidate_version.as_deref().unwrap_or("?"),
-        found.candidate_digest.as_deref().unwrap_or("not fetched")
+        found
+            .candidate_digest
+            .as_deref()
+            // Abbreviated as git abbreviates: the status has it whole.
+            .map_or_else(
+                || "not fetched".to_owned(),
+                |digest| format!("{}…", digest.get(..8).unwrap_or(digest))
+            )
     );
     if let Some(message) = &found.message {
         println!("  {message}");

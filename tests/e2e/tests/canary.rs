@@ -11,7 +11,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::{
-    Cluster, Host, eventually, get, label, reconciled_condition, stderr, stdout, webapp_next,
+    Cluster, Host, assert_prints_as_readme, eventually, get, label, reconciled_condition, stderr,
+    stdout, webapp_next,
 };
 use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use serde_json::{Value, json};
@@ -131,7 +132,10 @@ async fn a_canary_that_fails_on_some_objects_is_rolled_back_by_the_host() {
         "3",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("as a canary"), "{}", stdout(&out));
+    // README's "Canaries" transcript, as written (its push has no
+    // --canary-min-calls: the defaults would take longer to judge here).
+    let readme = "bosun push webapp-next.wasm --name webapp -n shop --canary 20";
+    assert_prints_as_readme(readme, readme, &stdout(&out), &ns);
 
     // The host sees the candidate fail where the live version does not,
     // and rolls it back by itself.
@@ -214,6 +218,7 @@ async fn a_canary_that_fails_on_some_objects_is_rolled_back_by_the_host() {
     let printed = stdout(&out);
     assert!(printed.contains("RolledBack 0.1.0+rev2"), "{printed}");
     assert!(printed.contains("candidate  calls: "), "{printed}");
+    assert_prints_as_readme(readme, "bosun rollout status webapp", &printed, &ns);
     let out = cluster.bosun(&["rollout", "step", "webapp"]);
     assert!(!out.status.success(), "no step after a rollback");
     assert!(stderr(&out).contains("rolled"), "{}", stderr(&out));

@@ -10,7 +10,10 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{Cluster, Host, condition, eventually, get, label, stderr, stdout, webapp_next};
+use common::{
+    Cluster, Host, assert_prints_as_readme, condition, eventually, get, label, stderr, stdout,
+    webapp_next,
+};
 use futures::StreamExt;
 use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use serde_json::{Value, json};
@@ -114,6 +117,10 @@ async fn a_shadow_run_reports_each_difference_writes_nothing_and_promote_lands_i
     let out = cluster.bosun(&["push", &next, "--name", "webapp", "-n", &ns, "--shadow"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("runs in shadow"), "{}", stdout(&out));
+    // README's "Rolling out a new version" transcript, as written.
+    let readme = "bosun push webapp.wasm --name webapp -n shop";
+    let readme_shadow = "bosun push webapp-next.wasm --name webapp -n shop --shadow";
+    assert_prints_as_readme(readme, readme_shadow, &stdout(&out), &ns);
     let found = rollout_status(&modules, "webapp", "every WebApp compared", |r| {
         r["compared"] == WEBAPPS && r["examples"].as_array().is_some_and(|e| e.len() == WEBAPPS)
     })
@@ -149,6 +156,7 @@ async fn a_shadow_run_reports_each_difference_writes_nothing_and_promote_lands_i
     let out = cluster.bosun(&["rollout", "status", "webapp"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let printed = stdout(&out);
+    assert_prints_as_readme(readme, "bosun rollout status webapp", &printed, &ns);
     assert!(
         printed.contains(&format!(
             "objects compared: {WEBAPPS}, identical: 0, differing: {WEBAPPS}, failing: 0"

@@ -934,3 +934,98 @@ pub fn base64(text: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(text)
 }
+
+/// README.md's console transcript whose first command is `$ first`: each
+/// command (a trailing `# comment` dropped) with the lines README shows it
+/// printing. Panics when README has no such transcript: the test and the
+/// README have drifted apart.
+pub fn readme_transcript(first: &str) -> Vec<(String, Vec<String>)> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+        .expect("README.md reads");
+    let mut lines = readme.lines();
+    while let Some(line) = lines.next() {
+        if line != "```console" {
+            continue;
+        }
+        let block: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
+        let command = |line: &str| {
+            line.strip_prefix("$ ")
+                .map(|c| c.split("  #").next().unwrap_or(c).trim().to_owned())
+        };
+        if block.first().and_then(|l| command(l)).as_deref() != Some(first) {
+            continue;
+        }
+        let mut transcript: Vec<(String, Vec<String>)> = Vec::new();
+        for line in block {
+            match (command(line), transcript.last_mut()) {
+                (Some(command), _) => transcript.push((command, Vec::new())),
+                (None, Some((_, printed))) => printed.push(line.to_owned()),
+                (None, None) => {}
+            }
+        }
+        return transcript;
+    }
+    panic!("README.md has no console transcript starting with `$ {first}`");
+}
+
+/// `line` with what differs between runs made alike: README's namespace
+/// (`shop`) is `namespace`, an abbreviated digest (hex, then `…`) is
+/// `<digest>…`, and every run of digits is `#`.
+pub fn shape(line: &str, namespace: &str) -> String {
+    let line = line.replace("shop", namespace);
+    let mut out = String::new();
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        let mut digits = false;
+        for c in word.chars() {
+            if c.is_ascii_digit() {
+                if !digits {
+                    out.push('#');
+                }
+                digits = true;
+            } else {
+                out.push(c);
+                digits = false;
+            }
+        }
+        word.clear();
+    };
+    for c in line.chars() {
+        if c == '…' && word.len() >= 6 && word.chars().all(|c| c.is_ascii_hexdigit()) {
+            word.clear();
+            out.push_str("<digest>");
+        }
+        if c.is_ascii_alphanumeric() {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
+/// Asserts that `printed`, what `command` of README's transcript starting
+/// with `first` printed here, has every line README shows for it, in
+/// order and alike up to [`shape`] (README's `…` lines stand for lines
+/// left out): README's transcripts are tested as written.
+pub fn assert_prints_as_readme(first: &str, command: &str, printed: &str, namespace: &str) {
+    let transcript = readme_transcript(first);
+    let (_, shown) = transcript
+        .iter()
+        .find(|(c, _)| c == command)
+        .unwrap_or_else(|| panic!("README's transcript from `$ {first}` has no `$ {command}`"));
+    let actual: Vec<String> = printed.lines().map(|l| shape(l, namespace)).collect();
+    let mut from = 0;
+    for line in shown.iter().filter(|l| l.trim() != "…") {
+        // README writes `shop`; what was printed names `namespace`.
+        let expected = shape(line, namespace);
+        match actual[from..].iter().position(|a| *a == expected) {
+            Some(at) => from += at + 1,
+            None => panic!(
+                "README shows `$ {command}` printing\n  {line}\nwhich this run did not print (as `{expected}`) after line {from}:\n{printed}"
+            ),
+        }
+    }
+}
