@@ -1,0 +1,186 @@
+//! The bucket label on primaries: set by a bucket's owner, removed by an
+//! unsharded host.
+//!
+//! Both are server-side applies under [`FIELD_MANAGER`], a manager that
+//! owns the label and nothing else: setting it leaves every other label
+//! (a user's) alone, and applying an empty body under the same manager
+//! removes exactly what it set. A label someone else set on purpose is
+//! never overwritten (only unlabelled objects are labelled), so there is
+//! nothing to fight over.
+//!
+//! Unlabelled primaries are found by listing with `!bosun.dev/shard-bucket`
+//! every retry period — an empty answer once everything is labelled, so
+//! cheap — by every replica, each labelling those in the buckets it
+//! holds. The label is then what brings the object into its owner's
+//! filtered watch.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use serde_json::json;
+
+use super::{FIELD_MANAGER, LABEL, Sharding, bucket_of};
+use crate::meta::{Kind, Scope};
+
+/// The APIs of `kind` in `namespaces` (empty: cluster-wide).
+fn apis(client: &kube::Client, kind: &Kind, namespaces: &[String]) -> Vec<Api<DynamicObject>> {
+    let resource = kind.api_resource();
+    match kind.scope {
+        Scope::Namespaced if !namespaces.is_empty() => namespaces
+            .iter()
+            .map(|ns| Api::namespaced_with(client.clone(), ns, &resource))
+            .collect(),
+        _ => vec![Api::all_with(client.clone(), &resource)],
+    }
+}
+
+/// The apply body that sets (or, with None, drops) the label of `object`.
+fn label_body(kind: &Kind, object: &DynamicObject, bucket: Option<u16>) -> serde_json::Value {
+    let mut metadata = json!({"name": object.metadata.name});
+    if let Some(namespace) = &object.metadata.namespace {
+        metadata["namespace"] = json!(namespace);
+    }
+    if let Some(bucket) = bucket {
+        metadata["labels"] = json!({LABEL: bucket.to_string()});
+    }
+    json!({"apiVersion": kind.api_version(), "kind": kind.kind, "metadata": metadata})
+}
+
+/// Labels, every `period`, the unlabelled primaries of the buckets this
+/// replica holds. Runs until aborted.
+pub async fn label_unlabelled(client: kube::Client, sharding: Arc<Sharding>, period: Duration) {
+    let params = PatchParams::apply(FIELD_MANAGER);
+    loop {
+        let held = sharding.gate.held();
+        if !held.is_empty() {
+            for (kind, namespaces) in sharding.primaries() {
+                for api in apis(&client, &kind, &namespaces) {
+                    let unlabelled = match api
+                        .list_metadata(&ListParams::default().labels(&format!("!{LABEL}")))
+                        .await
+                    {
+                        Ok(list) => list.items,
+                        Err(error) => {
+                            tracing::warn!(kind = %kind, %error, "could not list unlabelled primaries");
+                            continue;
+                        }
+                    };
+                    let mut labelled = 0usize;
+                    for object in unlabelled {
+                        let Some(name) = object.metadata.name.clone() else {
+                            continue;
+                        };
+                        let namespace = match kind.scope {
+                            Scope::Namespaced => object.metadata.namespace.clone(),
+                            Scope::Cluster => None,
+                        };
+                        let bucket = bucket_of(namespace.as_deref(), &name);
+                        if !held.contains(bucket) {
+                            continue;
+                        }
+                        let object = DynamicObject {
+                            types: None,
+                            metadata: object.metadata,
+                            data: serde_json::Value::Null,
+                        };
+                        let body = label_body(&kind, &object, Some(bucket));
+                        let api = match namespace.as_deref() {
+                            Some(ns) => {
+                                Api::namespaced_with(client.clone(), ns, &kind.api_resource())
+                            }
+                            None => api.clone(),
+                        };
+                        match api.patch(&name, &params, &Patch::Apply(&body)).await {
+                            Ok(_) => labelled += 1,
+                            // Deleted meanwhile, or not ours to patch:
+                            // the next round looks again.
+                            Err(error) => {
+                                tracing::debug!(kind = %kind, object = %name, shard = bucket, %error, "could not label a primary")
+                            }
+                        }
+                    }
+                    if labelled > 0 {
+                        tracing::info!(kind = %kind, labelled, "labelled primaries with their bucket");
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(period).await;
+    }
+}
+
+/// Removes the bucket label from every primary of `kind` in `namespaces`
+/// that carries it: what an unsharded host does once, so that turning
+/// sharding off leaves no label of the host's behind. Children lose it on
+/// their next apply, which no longer sets it. Returns how many it removed.
+pub async fn unlabel(
+    client: &kube::Client,
+    kind: &Kind,
+    namespaces: &[String],
+) -> Result<usize, kube::Error> {
+    let params = PatchParams::apply(FIELD_MANAGER);
+    let mut removed = 0;
+    for api in apis(client, kind, namespaces) {
+        let labelled = api
+            .list_metadata(&ListParams::default().labels(LABEL))
+            .await?;
+        for object in labelled.items {
+            let Some(name) = object.metadata.name.clone() else {
+                continue;
+            };
+            let api = match object.metadata.namespace.as_deref() {
+                Some(ns) if kind.scope == Scope::Namespaced => {
+                    Api::namespaced_with(client.clone(), ns, &kind.api_resource())
+                }
+                _ => api.clone(),
+            };
+            let object = DynamicObject {
+                types: None,
+                metadata: object.metadata,
+                data: serde_json::Value::Null,
+            };
+            match api
+                .patch(
+                    &name,
+                    &params,
+                    &Patch::Apply(label_body(kind, &object, None)),
+                )
+                .await
+            {
+                Ok(_) => removed += 1,
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(error) => return Err(error),
+            }
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_body_names_only_the_label() {
+        let kind = Kind {
+            group: "tests.bosun.dev".into(),
+            version: "v1".into(),
+            kind: "Misbehave".into(),
+            plural: "misbehaves".into(),
+            scope: Scope::Namespaced,
+        };
+        let mut object = DynamicObject::new("a", &kind.api_resource()).within("ns");
+        object.metadata.labels = Some([("team".to_owned(), "x".to_owned())].into());
+        assert_eq!(
+            label_body(&kind, &object, Some(7)),
+            json!({"apiVersion": "tests.bosun.dev/v1", "kind": "Misbehave",
+                   "metadata": {"name": "a", "namespace": "ns", "labels": {"bosun.dev/shard-bucket": "7"}}})
+        );
+        assert_eq!(
+            label_body(&kind, &object, None),
+            json!({"apiVersion": "tests.bosun.dev/v1", "kind": "Misbehave",
+                   "metadata": {"name": "a", "namespace": "ns"}})
+        );
+    }
+}
