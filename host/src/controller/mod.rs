@@ -192,13 +192,16 @@ impl Controller {
     ) -> Arc<Self> {
         let meta = module.meta();
         // The primary and owned kinds carry the bucket label and are
-        // watched filtered on a sharded host; read kinds are watched whole.
+        // watched filtered on a sharded host; read kinds are watched whole
+        // — an owned kind the module also reads too, since what it reads
+        // (another primary's child, an object of no primary) need not be
+        // in its buckets.
         let views: Vec<KindView> = meta
             .readable_kinds()
             .into_iter()
             .enumerate()
             .map(|(at, kind)| {
-                let sharded = at == 0 || meta.owns.contains(kind);
+                let sharded = at == 0 || (meta.owns.contains(kind) && !meta.reads.contains(kind));
                 ctx.informers.view(kind, &settings.namespaces, sharded)
             })
             .collect();

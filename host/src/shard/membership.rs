@@ -172,9 +172,9 @@ impl Membership {
                     ..spec
                 });
                 lease.metadata.annotations = Some(annotations);
-                // Carrying the resourceVersion read: only this replica
-                // writes its Lease, so a conflict means a second process
-                // with the same identity, which must not go unnoticed.
+                // Carrying the resourceVersion read: a conflict (someone
+                // edited the Lease meanwhile) fails this round, and the
+                // next one reads it again.
                 self.leases.replace(&name, &params, &lease).await.map(drop)
             }
         }

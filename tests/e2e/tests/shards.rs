@@ -39,20 +39,10 @@ struct Replica {
 
 impl Replica {
     fn spawn(cluster: &Cluster, id: &'static str) -> Replica {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::copy(guest("misbehave"), dir.path().join("misbehave.wasm")).unwrap();
-        std::fs::write(
-            dir.path().join("misbehave.settings.json"),
-            json!({"mode": "writer", "replica": id}).to_string(),
-        )
-        .unwrap();
-        let modules = dir.path().display().to_string();
-        let host = Host::spawn(
+        Replica::spawn_with(
             cluster,
-            &[],
+            id,
             &[
-                "--modules-dir",
-                &modules,
                 "--sharded",
                 "--replica-id",
                 id,
@@ -65,7 +55,22 @@ impl Replica {
                 "--retry-period",
                 "500ms",
             ],
-        );
+        )
+    }
+
+    /// A replica run with `flags` (none: an unsharded host).
+    fn spawn_with(cluster: &Cluster, id: &'static str, flags: &[&str]) -> Replica {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(guest("misbehave"), dir.path().join("misbehave.wasm")).unwrap();
+        std::fs::write(
+            dir.path().join("misbehave.settings.json"),
+            json!({"mode": "writer", "replica": id}).to_string(),
+        )
+        .unwrap();
+        let modules = dir.path().display().to_string();
+        let mut args = vec!["--modules-dir", modules.as_str()];
+        args.extend(flags);
+        let host = Host::spawn(cluster, &[], &args);
         Replica {
             id,
             host,
@@ -300,4 +305,60 @@ async fn three_sharded_replicas_share_the_objects_and_hand_buckets_over() {
         .await;
     }
     recorder.abort();
+
+    // Sharding off: the replicas stop (and leave the ring), one unsharded
+    // host runs; it removes the bucket label from every primary (what
+    // bosun-sharder set, nothing else) and its children lose it on their
+    // next apply.
+    for replica in &mut replicas {
+        assert_eq!(
+            replica.host.terminate(),
+            Some(0),
+            "{} stops cleanly",
+            replica.id
+        );
+    }
+    let leases: Api<Lease> = Api::namespaced(cluster.client.clone(), "e2e");
+    let left = leases
+        .list(&ListParams::default().labels("bosun.dev/shard-class=default"))
+        .await
+        .unwrap();
+    assert!(left.items.is_empty(), "a stopped replica deletes its Lease");
+    let unsharded = Replica::spawn_with(&cluster, "unsharded", &[]);
+    unsharded.host.wait_until("/readyz", LONG).await;
+    eventually("the bucket labels are gone", LONG, || async {
+        let primaries = cluster
+            .misbehaves()
+            .list(&ListParams::default())
+            .await
+            .ok()?;
+        let children = cluster
+            .config_maps()
+            .list(&ListParams::default())
+            .await
+            .ok()?;
+        let labelled = primaries
+            .items
+            .iter()
+            .chain(&children.items)
+            .filter(|o| common::label(o, LABEL).is_some())
+            .count();
+        let written = primaries
+            .items
+            .iter()
+            .filter(|o| o.data["status"]["writer"] == "unsharded")
+            .count();
+        let kept = children
+            .items
+            .iter()
+            .filter(|c| {
+                c.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.ends_with("-child"))
+            })
+            .count();
+        (labelled == 0 && written == OBJECTS && kept == OBJECTS).then_some(())
+    })
+    .await;
 }
