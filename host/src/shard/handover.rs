@@ -86,7 +86,13 @@ pub async fn run(
     let mut renewed = Instant::now();
     let mut last_error = String::from("none yet");
     let outcome = loop {
-        let deadline = renewed + timing.renew_deadline;
+        // A round is cut off at the renew deadline while this replica
+        // holds buckets; holding none, it gets as long from its start.
+        let deadline = if sharding.gate.held().is_empty() {
+            Instant::now() + timing.renew_deadline
+        } else {
+            renewed + timing.renew_deadline
+        };
         let mut round = Round {
             membership: &mut membership,
             sharding: &sharding,
@@ -104,7 +110,9 @@ pub async fn run(
                 Err(_) => last_error = "the round did not finish within the renew deadline".to_owned(),
             },
         }
-        if Instant::now() >= renewed + timing.renew_deadline {
+        // A replica holding nothing has nothing to stop: it keeps trying
+        // (its Lease, if it lapses, claims nothing anyway).
+        if Instant::now() >= renewed + timing.renew_deadline && !sharding.gate.held().is_empty() {
             // Not one more write: another replica may take these buckets
             // a lease duration after it last saw our Lease change.
             applier.close();

@@ -135,9 +135,14 @@ impl Membership {
 
     /// Creates or renews this replica's Lease, claiming `claims`.
     pub async fn renew(&self, claims: Buckets) -> Result<(), kube::Error> {
+        let seconds = i32::try_from(self.duration.as_secs().max(1)).unwrap_or(i32::MAX);
+        self.write(claims, seconds).await
+    }
+
+    /// Writes this replica's Lease: `claims`, valid `seconds`.
+    async fn write(&self, claims: Buckets, seconds: i32) -> Result<(), kube::Error> {
         let name = self.lease_name();
         let now = MicroTime(Timestamp::now());
-        let seconds = i32::try_from(self.duration.as_secs().max(1)).unwrap_or(i32::MAX);
         let spec = LeaseSpec {
             holder_identity: Some(self.replica.0.clone()),
             lease_duration_seconds: Some(seconds),
@@ -180,9 +185,13 @@ impl Membership {
         }
     }
 
-    /// Deletes this replica's Lease on a graceful stop, once it holds
-    /// nothing: the others need not wait for it to expire.
+    /// Leaves the ring on a graceful stop, once this replica holds
+    /// nothing: the others need not wait for its Lease to expire. First a
+    /// release record (no claims, valid one second, as client-go releases
+    /// a leader Lease), so that a host whose RBAC may not delete Leases
+    /// still leaves at once; then the Lease is deleted.
     pub async fn leave(&self) -> Result<(), kube::Error> {
+        self.write(Buckets::NONE, 1).await?;
         match self
             .leases
             .delete(&self.lease_name(), &Default::default())
