@@ -84,6 +84,12 @@ pub async fn run(
     ));
     let mut stop = std::pin::pin!(stop);
     let mut renewed = Instant::now();
+    // Replicas started together would otherwise each claim every bucket
+    // their first look finds unclaimed, list all of it and hand most of
+    // it back a round later: a memory high-water mark the allocator
+    // keeps. A new replica announces itself and claims from its third
+    // round on, when its peers' Leases are there to be seen.
+    let claims_from = Instant::now() + timing.retry_period * 2;
     let mut last_error = String::from("none yet");
     let outcome = loop {
         // A round is cut off at the renew deadline while this replica
@@ -98,6 +104,7 @@ pub async fn run(
             sharding: &sharding,
             metrics: &metrics,
             renewed: &mut renewed,
+            may_claim: Instant::now() >= claims_from,
         };
         tokio::select! {
             () = &mut stop => break Ok(()),
@@ -152,6 +159,8 @@ struct Round<'a> {
     metrics: &'a Metrics,
     /// When the last successful renewal started.
     renewed: &'a mut Instant,
+    /// Whether this round may claim buckets (not in a replica's first).
+    may_claim: bool,
 }
 
 impl Round<'_> {
@@ -180,7 +189,7 @@ impl Round<'_> {
             self.sharding.watch(held);
             tracing::info!(buckets = %plan.release.to_list(), held = held.len(), "released buckets");
         }
-        if !plan.claim.is_empty() {
+        if self.may_claim && !plan.claim.is_empty() {
             let held = gate.held();
             self.publish(held.or(plan.claim)).await?;
             // Read again after writing: a claim raced by another replica's

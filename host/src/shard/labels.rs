@@ -17,6 +17,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::json;
 
@@ -47,10 +48,13 @@ fn label_body(kind: &Kind, object: &DynamicObject, bucket: Option<u16>) -> serde
     json!({"apiVersion": kind.api_version(), "kind": kind.kind, "metadata": metadata})
 }
 
+/// Label patches in flight at once: a first start over thousands of
+/// unlabelled objects is bounded by round trips, not by the API server.
+const LABELLING_CONCURRENCY: usize = 16;
+
 /// Labels, every `period`, the unlabelled primaries of the buckets this
 /// replica holds. Runs until aborted.
 pub async fn label_unlabelled(client: kube::Client, sharding: Arc<Sharding>, period: Duration) {
-    let params = PatchParams::apply(FIELD_MANAGER);
     loop {
         let held = sharding.gate.held();
         if !held.is_empty() {
@@ -66,40 +70,23 @@ pub async fn label_unlabelled(client: kube::Client, sharding: Arc<Sharding>, per
                             continue;
                         }
                     };
-                    let mut labelled = 0usize;
-                    for object in unlabelled {
-                        let Some(name) = object.metadata.name.clone() else {
-                            continue;
-                        };
+                    let ours = unlabelled.into_iter().filter_map(|object| {
+                        let name = object.metadata.name.clone()?;
                         let namespace = match kind.scope {
                             Scope::Namespaced => object.metadata.namespace.clone(),
                             Scope::Cluster => None,
                         };
                         let bucket = bucket_of(namespace.as_deref(), &name);
-                        if !held.contains(bucket) {
-                            continue;
-                        }
-                        let object = DynamicObject {
-                            types: None,
-                            metadata: object.metadata,
-                            data: serde_json::Value::Null,
-                        };
-                        let body = label_body(&kind, &object, Some(bucket));
-                        let api = match namespace.as_deref() {
-                            Some(ns) => {
-                                Api::namespaced_with(client.clone(), ns, &kind.api_resource())
-                            }
-                            None => api.clone(),
-                        };
-                        match api.patch(&name, &params, &Patch::Apply(&body)).await {
-                            Ok(_) => labelled += 1,
-                            // Deleted meanwhile, or not ours to patch:
-                            // the next round looks again.
-                            Err(error) => {
-                                tracing::debug!(kind = %kind, object = %name, shard = bucket, %error, "could not label a primary")
-                            }
-                        }
-                    }
+                        held.contains(bucket).then_some((name, namespace, bucket))
+                    });
+                    let labelled: usize = futures::stream::iter(ours)
+                        .map(|(name, namespace, bucket)| {
+                            label_one(&client, &kind, name, namespace, bucket)
+                        })
+                        .buffer_unordered(LABELLING_CONCURRENCY)
+                        .map(usize::from)
+                        .fold(0, |sum, one| async move { sum + one })
+                        .await;
                     if labelled > 0 {
                         tracing::info!(kind = %kind, labelled, "labelled primaries with their bucket");
                     }
@@ -107,6 +94,39 @@ pub async fn label_unlabelled(client: kube::Client, sharding: Arc<Sharding>, per
             }
         }
         tokio::time::sleep(period).await;
+    }
+}
+
+/// Sets the label of one primary; whether it did.
+async fn label_one(
+    client: &kube::Client,
+    kind: &Kind,
+    name: String,
+    namespace: Option<String>,
+    bucket: u16,
+) -> bool {
+    let api: Api<DynamicObject> = match namespace.as_deref() {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &kind.api_resource()),
+        None => Api::all_with(client.clone(), &kind.api_resource()),
+    };
+    let mut object = DynamicObject::new(&name, &kind.api_resource());
+    object.metadata.namespace = namespace;
+    let body = label_body(kind, &object, Some(bucket));
+    match api
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER),
+            &Patch::Apply(&body),
+        )
+        .await
+    {
+        Ok(_) => true,
+        // Deleted meanwhile, or not ours to patch: the next round looks
+        // again.
+        Err(error) => {
+            tracing::debug!(kind = %kind, object = %name, shard = bucket, %error, "could not label a primary");
+            false
+        }
     }
 }
 
