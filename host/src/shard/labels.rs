@@ -121,10 +121,13 @@ async fn label_one(
         .await
     {
         Ok(_) => true,
-        // Deleted meanwhile, or not ours to patch: the next round looks
-        // again.
+        // Deleted meanwhile: nothing to label.
+        Err(kube::Error::Api(status)) if status.code == 404 => false,
+        // Refused (RBAC without `patch` on the kind, say): the object is
+        // in no replica's watch until labelled, so say so; the next round
+        // tries again.
         Err(error) => {
-            tracing::debug!(kind = %kind, object = %name, shard = bucket, %error, "could not label a primary");
+            tracing::warn!(kind = %kind, object = %name, shard = bucket, %error, "could not label a primary with its bucket; it is not reconciled until labelled");
             false
         }
     }
