@@ -225,13 +225,7 @@ impl Membership {
                 continue;
             }
             let version = lease.metadata.resource_version.clone().unwrap_or_default();
-            let first_seen = match self.seen.get(&name) {
-                Some((seen, at)) if *seen == version => *at,
-                _ => {
-                    self.seen.insert(name.clone(), (version, now));
-                    now
-                }
-            };
+            let first_seen = first_seen(&mut self.seen, &name, version, now);
             let duration = lease
                 .spec
                 .as_ref()
@@ -256,9 +250,40 @@ impl Membership {
     }
 }
 
+/// When the record `version` of Lease `name` was first seen: `now` if
+/// it is new (or changed), which restarts its liveness clock.
+fn first_seen(
+    seen: &mut HashMap<String, (String, Instant)>,
+    name: &str,
+    version: String,
+    now: Instant,
+) -> Instant {
+    match seen.get(name) {
+        Some((last, at)) if *last == version => *at,
+        _ => {
+            seen.insert(name.to_owned(), (version, now));
+            now
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lease_lives_while_its_record_changes_by_the_readers_clock() {
+        let mut seen = HashMap::new();
+        let start = Instant::now();
+        let later = start + Duration::from_secs(10);
+        // First seen now, whatever its renewTime says.
+        assert_eq!(first_seen(&mut seen, "l", "1".into(), start), start);
+        // Unchanged: the clock runs from the first sighting.
+        assert_eq!(first_seen(&mut seen, "l", "1".into(), later), start);
+        // Renewed (a new resourceVersion): the clock restarts.
+        assert_eq!(first_seen(&mut seen, "l", "2".into(), later), later);
+        assert_eq!(first_seen(&mut seen, "other", "2".into(), later), later);
+    }
 
     #[test]
     fn a_replica_id_names_a_lease() {
