@@ -380,6 +380,9 @@ pub async fn run(
             Err(OperatorError::LostLeadership)
         }
         error = shard_lost => {
+            // The Lease is no longer renewed (the task said so, or died):
+            // not one more write, whatever the gate still says.
+            applier.close();
             writable_sender.send_replace(false);
             tracing::error!(%error, "shutting down");
             handover = None;
