@@ -494,8 +494,8 @@ impl Controller {
     /// host left on this module's primaries (see [`crate::shard::labels`]).
     async fn remove_shard_labels(self: Arc<Self>) {
         let client = self.ctx.applier.client();
-        let namespaces = self.settings().namespaces;
-        match crate::shard::labels::unlabel(&client, &self.meta.primary, &namespaces).await {
+        let primaries = self.primary().objects();
+        match crate::shard::labels::unlabel(&client, &self.meta.primary, &primaries).await {
             Ok(0) => {}
             Ok(removed) => {
                 tracing::info!(module = %self.meta.name, removed, "sharding is off: removed the bucket label from primaries")

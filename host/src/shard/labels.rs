@@ -133,48 +133,41 @@ async fn label_one(
     }
 }
 
-/// Removes the bucket label from every primary of `kind` in `namespaces`
-/// that carries it: what an unsharded host does once, so that turning
-/// sharding off leaves no label of the host's behind. Children lose it on
+/// Removes the bucket label from `objects` (primaries of `kind`, from
+/// the cache) that carry it: what an unsharded host does once, so that
+/// turning sharding off leaves no label of the host's behind. The cache,
+/// not a LIST: a standby taking over lists nothing. Children lose it on
 /// their next apply, which no longer sets it. Returns how many it removed.
 pub async fn unlabel(
     client: &kube::Client,
     kind: &Kind,
-    namespaces: &[String],
+    objects: &[Arc<DynamicObject>],
 ) -> Result<usize, kube::Error> {
     let params = PatchParams::apply(FIELD_MANAGER);
     let mut removed = 0;
-    for api in apis(client, kind, namespaces) {
-        let labelled = api
-            .list_metadata(&ListParams::default().labels(LABEL))
-            .await?;
-        for object in labelled.items {
-            let Some(name) = object.metadata.name.clone() else {
-                continue;
-            };
-            let api = match object.metadata.namespace.as_deref() {
-                Some(ns) if kind.scope == Scope::Namespaced => {
-                    Api::namespaced_with(client.clone(), ns, &kind.api_resource())
-                }
-                _ => api.clone(),
-            };
-            let object = DynamicObject {
-                types: None,
-                metadata: object.metadata,
-                data: serde_json::Value::Null,
-            };
-            match api
-                .patch(
-                    &name,
-                    &params,
-                    &Patch::Apply(label_body(kind, &object, None)),
-                )
-                .await
-            {
-                Ok(_) => removed += 1,
-                Err(kube::Error::Api(status)) if status.code == 404 => {}
-                Err(error) => return Err(error),
+    let labelled = objects.iter().filter(|o| {
+        o.metadata
+            .labels
+            .as_ref()
+            .is_some_and(|labels| labels.contains_key(LABEL))
+    });
+    for object in labelled {
+        let Some(name) = object.metadata.name.as_deref() else {
+            continue;
+        };
+        let api: Api<DynamicObject> = match object.metadata.namespace.as_deref() {
+            Some(ns) if kind.scope == Scope::Namespaced => {
+                Api::namespaced_with(client.clone(), ns, &kind.api_resource())
             }
+            _ => Api::all_with(client.clone(), &kind.api_resource()),
+        };
+        match api
+            .patch(name, &params, &Patch::Apply(label_body(kind, object, None)))
+            .await
+        {
+            Ok(_) => removed += 1,
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(error) => return Err(error),
         }
     }
     Ok(removed)
