@@ -57,6 +57,20 @@ pub use error::{ApplyError, Operation, Retry};
 pub use events::Recorded;
 pub use subset::is_semantic_subset;
 
+/// `child` with the bucket label of its primary's bucket, whatever the
+/// guest put there: the label is the host's.
+fn with_bucket_label(child: &Value, bucket: u16) -> Value {
+    let mut child = child.clone();
+    if let Some(metadata) = child.get_mut("metadata").and_then(Value::as_object_mut) {
+        let labels = metadata.entry("labels").or_insert_with(|| json!({}));
+        if !labels.is_object() {
+            *labels = json!({});
+        }
+        labels[crate::shard::LABEL] = json!(bucket.to_string());
+    }
+    child
+}
+
 /// What [`Applier::apply`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ApplyReport {
@@ -98,6 +112,9 @@ pub struct Applier {
     /// election, from taking the Lease with it (a standby writes nothing),
     /// closed for good when it loses leadership.
     open: Arc<AtomicBool>,
+    /// On a sharded host: every child carries its primary's bucket label
+    /// ([`crate::shard::LABEL`]), so the filtered watches see it.
+    shard_label: bool,
 }
 
 impl fmt::Debug for Applier {
@@ -116,7 +133,22 @@ impl Applier {
             events,
             last_applied: Arc::default(),
             open: Arc::new(AtomicBool::new(true)),
+            shard_label: false,
         }
+    }
+
+    /// This applier, labelling every child with its primary's bucket: a
+    /// sharded host's. Unsharded, the label is not applied, so a child
+    /// loses it on its next apply.
+    #[must_use]
+    pub fn sharded(mut self) -> Self {
+        self.shard_label = true;
+        self
+    }
+
+    /// The client it writes through.
+    pub fn client(&self) -> Client {
+        self.client.clone()
     }
 
     /// This applier, refusing every write until [`Applier::open`]: a
@@ -199,7 +231,18 @@ impl Applier {
         let primary = Primary::from_object(object)
             .map_err(|e| ApplyError::invalid(Operation::Apply, &describe(object), e.to_string()))?;
 
+        let bucket = self
+            .shard_label
+            .then(|| crate::shard::bucket_of(primary.namespace.as_deref(), &primary.name));
         for child in &plan.apply {
+            let labelled;
+            let child = match bucket {
+                Some(bucket) => {
+                    labelled = with_bucket_label(child, bucket);
+                    &labelled
+                }
+                None => child,
+            };
             self.apply_child(meta, &owner, &primary, child, observed, &mut report)
                 .await?;
         }

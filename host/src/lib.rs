@@ -40,5 +40,6 @@ pub mod rbac;
 pub mod reads;
 pub mod recorder;
 pub mod rollout;
+pub mod shard;
 pub mod telemetry;
 pub mod validate;

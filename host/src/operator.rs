@@ -9,6 +9,7 @@ use std::time::Duration;
 use kube::runtime::watcher;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::apply::Applier;
 use crate::controller::{ControllerContext, ControllerSettings};
@@ -44,6 +45,9 @@ pub struct OperatorConfig {
     pub telemetry: Option<tokio::net::TcpListener>,
     /// Leader election; None runs without it (local development).
     pub leader: Option<LeaderConfig>,
+    /// Sharding across the active replicas of the class (`--sharded`);
+    /// exclusive with `leader`.
+    pub shard: Option<ShardConfig>,
     /// How long in-flight reconciles may take to finish after a stop.
     pub shutdown_grace: Duration,
     /// The API server's addresses: guest HTTP requests never reach them
@@ -63,6 +67,19 @@ pub struct ClusterModules {
     pub namespace: String,
     /// Who holds the announcement.
     pub identity: String,
+}
+
+/// How a sharded replica joins its class's ring.
+#[derive(Debug, Clone)]
+pub struct ShardConfig {
+    /// The class whose replicas share the buckets.
+    pub class: HostClass,
+    /// Where the membership Leases live.
+    pub namespace: String,
+    /// This replica's identity (`--replica-id`).
+    pub replica: crate::shard::membership::ReplicaId,
+    /// Lease timings (the leader election flags').
+    pub timing: crate::shard::handover::Timing,
 }
 
 /// Why the operator stopped other than by request.
@@ -86,6 +103,9 @@ pub enum OperatorError {
     /// The leader election could not start.
     #[error("leader election: {0}")]
     Leader(String),
+    /// This sharded replica's Lease lapsed; it stopped writing.
+    #[error(transparent)]
+    Shard(#[from] crate::shard::handover::HandoverError),
 }
 
 /// Runs the operator until `shutdown` resolves (or leadership is lost).
@@ -150,12 +170,21 @@ pub async fn run(
         metrics.cache_observer(),
         Arc::new(SkipEvents::start(client.clone(), leading.clone())),
     ]);
-    let informers = Arc::new(Informers::new(
+    let sharding = config
+        .shard
+        .as_ref()
+        .map(|_| Arc::new(crate::shard::Sharding::default()));
+    let mut informers = Informers::new(
         client.clone(),
         watcher::Config::default(),
         Arc::new(cache_observer),
-    ));
+    );
     let mut applier = Applier::new(client.clone(), "bosun");
+    if let Some(sharding) = &sharding {
+        informers = informers.sharded(sharding.watched());
+        applier = applier.sharded();
+    }
+    let informers = Arc::new(informers);
     if election.is_some() {
         applier = applier.standing_by();
     }
@@ -187,6 +216,7 @@ pub async fn run(
             .recordings
             .clone()
             .map(|settings| crate::recorder::store::RecordStore::new(client.clone(), settings)),
+        shard: sharding.clone(),
     };
     let registry = Arc::new(Registry::new(engine.clone(), ctx));
     let local = LocalGrants {
@@ -286,6 +316,51 @@ pub async fn run(
         }
     });
 
+    // A sharded replica joins its class's ring: it reconciles the buckets
+    // it comes to hold, and leaves the ring when stopped.
+    let (stop_shard, shard_stopped) = watch::channel(false);
+    let mut handover = match (config.shard, &sharding) {
+        (Some(shard), Some(sharding)) => {
+            let membership = crate::shard::membership::Membership::new(
+                client.clone(),
+                &shard.namespace,
+                shard.class,
+                shard.replica,
+                shard.timing.lease_duration,
+            );
+            let mut stopped = shard_stopped.clone();
+            let span = tracing::info_span!("shard", lease = %membership.lease_name());
+            Some(tokio::spawn(
+                crate::shard::handover::run(
+                    client.clone(),
+                    membership,
+                    shard.timing,
+                    sharding.clone(),
+                    applier.clone(),
+                    metrics.clone(),
+                    async move {
+                        let _ = stopped.wait_for(|stop| *stop).await;
+                    },
+                )
+                .instrument(span),
+            ))
+        }
+        _ => None,
+    };
+    let shard_lost = async {
+        match handover.as_mut() {
+            Some(task) => match task.await {
+                Ok(Err(error)) => error,
+                Ok(Ok(())) => std::future::pending().await,
+                Err(error) => crate::shard::handover::HandoverError::LostLease {
+                    lease: String::new(),
+                    deadline: Duration::ZERO,
+                    last_error: format!("the shard task failed: {error}"),
+                },
+            },
+            None => std::future::pending().await,
+        }
+    };
     let lost = async {
         match election.as_mut() {
             Some((_, leading)) => {
@@ -304,6 +379,15 @@ pub async fn run(
             tracing::error!("lost the leader lease; writes stopped, shutting down");
             Err(OperatorError::LostLeadership)
         }
+        error = shard_lost => {
+            // The Lease is no longer renewed (the task said so, or died):
+            // not one more write, whatever the gate still says.
+            applier.close();
+            writable_sender.send_replace(false);
+            tracing::error!(%error, "shutting down");
+            handover = None;
+            Err(OperatorError::Shard(error))
+        }
     };
     tracing::info!("shutting down");
     readiness.abort();
@@ -311,6 +395,14 @@ pub async fn run(
     registry.stop_all(config.shutdown_grace).await;
     if let Some((elector, _)) = election {
         elector.step_down().await;
+    }
+    // After the controllers stopped: nothing of a bucket runs any more
+    // when the ring hears this replica leave.
+    let _ = stop_shard.send(true);
+    if let Some(task) = handover
+        && let Ok(Err(error)) = task.await
+    {
+        tracing::warn!(%error, "leaving the shard ring");
     }
     let _ = stop_telemetry.send(true);
     if let Some(server) = telemetry {

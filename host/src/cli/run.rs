@@ -14,7 +14,7 @@ use crate::controller::ControllerSettings;
 use crate::engine::{Engine, Limits};
 use crate::leader::LeaderConfig;
 use crate::modules::class::HostClass;
-use crate::operator::{ClusterModules, OperatorConfig, OperatorError};
+use crate::operator::{ClusterModules, OperatorConfig, OperatorError, ShardConfig};
 use crate::queue::QueueConfig;
 use crate::recorder::store::StoreSettings;
 
@@ -80,8 +80,19 @@ pub struct RunArgs {
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
     pub telemetry_addr: SocketAddr,
     /// Campaign for a Lease and reconcile only while leading (for more than one replica).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "sharded")]
     pub leader_elect: bool,
+    /// Shard objects across every replica of the host class, all active at
+    /// once: each replica announces itself with a Lease
+    /// `bosun-shard-<class>-<replica>` in the Lease namespace, holds a share
+    /// of 64 buckets, labels primaries and children `bosun.dev/shard-bucket`,
+    /// and watches only its buckets. Uses the lease timing flags below.
+    #[arg(long)]
+    pub sharded: bool,
+    /// This replica's identity among the sharded replicas (default: the
+    /// Pod's name, from HOSTNAME). Must be unique within the class.
+    #[arg(long, value_name = "ID", requires = "sharded")]
+    pub replica_id: Option<crate::shard::membership::ReplicaId>,
     /// The Lease's namespace (default: the pod's namespace, else `default`).
     #[arg(long, value_name = "NAMESPACE")]
     pub leader_election_namespace: Option<String>,
@@ -180,6 +191,32 @@ async fn operate(args: &RunArgs, engine: Engine) -> anyhow::Result<ExitCode> {
         renew_deadline: args.renew_deadline,
         retry_period: args.retry_period,
     });
+    let shard = match args.sharded {
+        false => None,
+        true => {
+            let replica = match &args.replica_id {
+                Some(replica) => replica.clone(),
+                None => crate::shard::membership::ReplicaId::from_host()
+                    .context("--sharded needs a replica id: pass --replica-id")?,
+            };
+            anyhow::ensure!(
+                args.renew_deadline < args.lease_duration
+                    && !args.retry_period.is_zero()
+                    && args.retry_period < args.renew_deadline,
+                "--sharded needs 0 < --retry-period < --renew-deadline < --lease-duration"
+            );
+            Some(ShardConfig {
+                class: args.host_class.clone(),
+                namespace: namespace.clone(),
+                replica,
+                timing: crate::shard::handover::Timing {
+                    lease_duration: args.lease_duration,
+                    renew_deadline: args.renew_deadline,
+                    retry_period: args.retry_period,
+                },
+            })
+        }
+    };
     let mut grants = Vec::new();
     for path in &args.grants {
         grants.extend(crate::grants::read_grant_file(path)?);
@@ -224,6 +261,7 @@ async fn operate(args: &RunArgs, engine: Engine) -> anyhow::Result<ExitCode> {
         telemetry: Some(listener),
         api_server,
         leader,
+        shard,
         shutdown_grace: args.shutdown_grace,
         // A host outside a pod has no namespace of its own to keep
         // recordings in: it keeps none unless given one.

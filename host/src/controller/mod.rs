@@ -72,6 +72,10 @@ pub struct ControllerContext {
     /// Where recordings of failed (and sampled) calls are kept; None: the
     /// flight recorder is off.
     pub recordings: Option<Arc<crate::recorder::store::RecordStore>>,
+    /// On a sharded host (`--sharded`): which buckets it reconciles. Its
+    /// primary and child watches hold only those, and a worker reconciles
+    /// a key only while its bucket is held. None: every object.
+    pub shard: Option<Arc<crate::shard::Sharding>>,
 }
 
 /// How often a controller whose primary's status schema was not published
@@ -194,11 +198,23 @@ impl Controller {
         ctx: ControllerContext,
     ) -> Arc<Self> {
         let meta = module.meta();
+        // The primary and owned kinds carry the bucket label and are
+        // watched filtered on a sharded host; read kinds are watched whole
+        // — an owned kind the module also reads too, since what it reads
+        // (another primary's child, an object of no primary) need not be
+        // in its buckets.
         let views: Vec<KindView> = meta
             .readable_kinds()
             .into_iter()
-            .map(|kind| ctx.informers.view(kind, &settings.namespaces))
+            .enumerate()
+            .map(|(at, kind)| {
+                let sharded = at == 0 || (meta.owns.contains(kind) && !meta.reads.contains(kind));
+                ctx.informers.view(kind, &settings.namespaces, sharded)
+            })
             .collect();
+        if let Some(shard) = &ctx.shard {
+            shard.register_primary(&meta.primary, &settings.namespaces);
+        }
         let owned = views
             .iter()
             .enumerate()
@@ -443,6 +459,9 @@ impl Controller {
                     _ = stopped.wait_for(|stop| *stop) => return,
                 }
                 tracing::info!(module = %this.meta().name, queued = this.queue.len(), "leading; reconciling");
+                if this.ctx.shard.is_none() {
+                    tokio::spawn(this.clone().remove_shard_labels());
+                }
                 let mut workers = JoinSet::new();
                 while let Some(claim) = this.queue.next().await {
                     let worker = this.clone();
@@ -479,6 +498,22 @@ impl Controller {
         let _ = stopping.send(true);
         self.queue.shutdown();
         let _ = dispatcher.await;
+    }
+
+    /// Sharding is off here: removes the bucket label an earlier sharded
+    /// host left on this module's primaries (see [`crate::shard::labels`]).
+    async fn remove_shard_labels(self: Arc<Self>) {
+        let client = self.ctx.applier.client();
+        let primaries = self.primary().objects();
+        match crate::shard::labels::unlabel(&client, &self.meta.primary, &primaries).await {
+            Ok(0) => {}
+            Ok(removed) => {
+                tracing::info!(module = %self.meta.name, removed, "sharding is off: removed the bucket label from primaries")
+            }
+            Err(error) => {
+                tracing::warn!(module = %self.meta.name, %error, "sharding is off, but the bucket label could not be removed from primaries")
+            }
+        }
     }
 
     /// A status schema not published at load may be by now: once found, the

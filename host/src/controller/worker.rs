@@ -35,8 +35,31 @@ impl Controller {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&key)
             .map_or(Trigger::ObjectChanged, |(trigger, _)| trigger);
-        let span =
-            tracing::info_span!("reconcile", module = %self.meta().name, object = %key, ?trigger);
+        // On a sharded host, only while this replica holds the key's
+        // bucket: a bucket let go of is reconciled by its next owner, and
+        // its release waits for this guard to drop.
+        let entered = match &self.ctx.shard {
+            Some(shard) => {
+                let bucket = crate::shard::bucket_of(key.namespace.as_deref(), &key.name);
+                match shard.gate.enter(bucket) {
+                    Some(entered) => Some(entered),
+                    None => {
+                        tracing::debug!(module = %self.meta().name, object = %key, shard = bucket, "not reconciled: another replica holds its bucket");
+                        self.forget_key(&key);
+                        drop(claim);
+                        return;
+                    }
+                }
+            }
+            None => None,
+        };
+        let span = tracing::info_span!(
+            "reconcile",
+            module = %self.meta().name,
+            object = %key,
+            ?trigger,
+            shard = entered.as_ref().map(crate::shard::Entered::bucket),
+        );
         span.in_scope(|| crate::telemetry::trace::queue_wait(claim.waited(), &trigger));
         let started = Instant::now();
         let in_flight = InFlight::count(&self.live_in_flight);
@@ -45,6 +68,7 @@ impl Controller {
             .instrument(span.clone())
             .await;
         drop(in_flight);
+        drop(entered);
         // After the live call, so a staged candidate is compared on what
         // the live version just saw (and wrote).
         self.offer_shadow(&key);
@@ -61,22 +85,28 @@ impl Controller {
         drop(claim);
     }
 
+    /// Forgets all that is remembered of `key`: it was deleted, or it is
+    /// another replica's now.
+    fn forget_key(&self, key: &ObjectKey) {
+        self.queue.forget(key);
+        self.hot_loops.forget(key);
+        self.reads.forget(key);
+        self.ctx
+            .metrics
+            .set_tracked_reads(&self.meta.name, self.reads.tracked());
+        self.ctx
+            .applier
+            .forget(self.meta(), key.namespace.as_deref(), &key.name);
+        self.failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
+    }
+
     pub(super) async fn reconcile_key(&self, key: &ObjectKey, trigger: Trigger) -> ReconcileResult {
         let Some(object) = self.primary().get(key) else {
             // Deleted: nothing to do, and nothing to remember.
-            self.queue.forget(key);
-            self.hot_loops.forget(key);
-            self.reads.forget(key);
-            self.ctx
-                .metrics
-                .set_tracked_reads(&self.meta.name, self.reads.tracked());
-            self.ctx
-                .applier
-                .forget(self.meta(), key.namespace.as_deref(), &key.name);
-            self.failed
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(key);
+            self.forget_key(key);
             return ReconcileResult::Success;
         };
         let host_view = to_json(&object, false);

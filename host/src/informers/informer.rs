@@ -81,6 +81,7 @@ impl Informer {
         namespace: Option<String>,
         config: watcher::Config,
         observer: Arc<dyn CacheObserver>,
+        selector: Option<watch::Receiver<crate::shard::Buckets>>,
     ) -> Self {
         let resource = kind.api_resource();
         // Each object of a page or event is decoded on its own, within
@@ -96,45 +97,79 @@ impl Informer {
         let store = cache.store();
         let subscribers: Arc<Mutex<Vec<Subscriber>>> = Arc::default();
         let (synced_tx, synced) = watch::channel(false);
-        let stream = watcher(api, config).default_backoff();
         let fan_out = subscribers.clone();
         let (label, watched_in) = (kind.clone(), namespace.clone());
+        let mut selector = selector;
         let task = tokio::spawn(async move {
-            let mut stream = std::pin::pin!(stream);
             let scope = watched_in.as_deref();
-            while let Some(event) = stream.next().await {
-                let event = match event {
-                    Ok(event) => event,
-                    // The backoff retries; the watcher re-lists after a 410
-                    // Gone or a lost connection.
-                    Err(error) => {
-                        tracing::warn!(kind = %label, namespace = scope.unwrap_or("(all)"), %error, "watch failed; retrying");
-                        continue;
+            // A sharded watch follows the buckets held: each change of
+            // the set restarts it with the new selector, and the re-list
+            // delivers the objects of buckets let go of as gone.
+            'restart: loop {
+                let config = match &mut selector {
+                    Some(buckets) => {
+                        let held = *buckets.borrow_and_update();
+                        config.clone().labels(&crate::shard::selector(held))
                     }
+                    None => config.clone(),
                 };
-                let done = matches!(event, watcher::Event::InitDone);
-                let applied = cache.apply(event);
-                observer.cached(&label, scope, cache.len());
-                observer.skipped(&label, scope, cache.skipped());
-                for skipped in &applied.skipped {
-                    tracing::warn!(
-                        kind = %label,
-                        object = %skipped.describe(),
-                        uid = skipped.metadata.uid.as_deref().unwrap_or(""),
-                        resource_version = skipped.metadata.resource_version.as_deref().unwrap_or(""),
-                        reason = %skipped.reason,
-                        "skipping an object the host cannot decode: it is not cached, read or reconciled until a version within bounds replaces it"
-                    );
-                    observer.undecodable(&label, scope, skipped);
-                }
-                if done {
-                    let _ = synced_tx.send(true);
-                    tracing::debug!(kind = %label, "cache synced");
-                }
-                if !applied.changes.is_empty() {
-                    let mut subscribers = fan_out.lock().unwrap_or_else(PoisonError::into_inner);
-                    for change in &applied.changes {
-                        subscribers.retain(|deliver| deliver(change));
+                let stream = watcher(api.clone(), config).default_backoff();
+                let mut stream = std::pin::pin!(stream);
+                loop {
+                    let next = async {
+                        match &mut selector {
+                            Some(buckets) => tokio::select! {
+                                event = stream.next() => Some(event),
+                                changed = buckets.changed() => {
+                                    // A dropped sender: keep the last set.
+                                    if changed.is_ok() { None } else { Some(stream.next().await) }
+                                }
+                            },
+                            None => Some(stream.next().await),
+                        }
+                    };
+                    let event = match next.await {
+                        None => {
+                            tracing::info!(kind = %label, namespace = scope.unwrap_or("(all)"), "held buckets changed; restarting the watch");
+                            continue 'restart;
+                        }
+                        Some(None) => break 'restart,
+                        Some(Some(event)) => event,
+                    };
+                    let event = match event {
+                        Ok(event) => event,
+                        // The backoff retries; the watcher re-lists after a 410
+                        // Gone or a lost connection.
+                        Err(error) => {
+                            tracing::warn!(kind = %label, namespace = scope.unwrap_or("(all)"), %error, "watch failed; retrying");
+                            continue;
+                        }
+                    };
+                    let done = matches!(event, watcher::Event::InitDone);
+                    let applied = cache.apply(event);
+                    observer.cached(&label, scope, cache.len());
+                    observer.skipped(&label, scope, cache.skipped());
+                    for skipped in &applied.skipped {
+                        tracing::warn!(
+                            kind = %label,
+                            object = %skipped.describe(),
+                            uid = skipped.metadata.uid.as_deref().unwrap_or(""),
+                            resource_version = skipped.metadata.resource_version.as_deref().unwrap_or(""),
+                            reason = %skipped.reason,
+                            "skipping an object the host cannot decode: it is not cached, read or reconciled until a version within bounds replaces it"
+                        );
+                        observer.undecodable(&label, scope, skipped);
+                    }
+                    if done {
+                        let _ = synced_tx.send(true);
+                        tracing::debug!(kind = %label, "cache synced");
+                    }
+                    if !applied.changes.is_empty() {
+                        let mut subscribers =
+                            fan_out.lock().unwrap_or_else(PoisonError::into_inner);
+                        for change in &applied.changes {
+                            subscribers.retain(|deliver| deliver(change));
+                        }
                     }
                 }
             }

@@ -140,6 +140,8 @@ struct WatchKey {
     version: String,
     kind: String,
     namespace: Option<String>,
+    /// Filtered to the buckets this replica holds ([`crate::shard`]).
+    sharded: bool,
 }
 
 /// The informers of one host, started on first use.
@@ -148,6 +150,9 @@ pub struct Informers {
     config: watcher::Config,
     observer: Arc<dyn CacheObserver>,
     started: Mutex<HashMap<WatchKey, Arc<Informer>>>,
+    /// The buckets held, on a sharded host: its primary and child watches
+    /// select only their objects.
+    shard: Option<tokio::sync::watch::Receiver<crate::shard::Buckets>>,
 }
 
 impl Informers {
@@ -163,13 +168,25 @@ impl Informers {
             config,
             observer,
             started: Mutex::default(),
+            shard: None,
         }
+    }
+
+    /// These informers, on a sharded host: a watch asked for as sharded
+    /// selects the objects of the buckets in `held`, and restarts when it
+    /// changes.
+    #[must_use]
+    pub fn sharded(mut self, held: tokio::sync::watch::Receiver<crate::shard::Buckets>) -> Self {
+        self.shard = Some(held);
+        self
     }
 
     /// The informer of `kind` in `namespace` (None, and always for a
     /// cluster-scoped kind: cluster-wide), started now if no one watches
-    /// it yet.
-    pub fn informer(&self, kind: &Kind, namespace: Option<&str>) -> Arc<Informer> {
+    /// it yet. A `sharded` one, on a sharded host, holds only the objects
+    /// of the buckets this replica holds; elsewhere `sharded` is ignored.
+    pub fn informer(&self, kind: &Kind, namespace: Option<&str>, sharded: bool) -> Arc<Informer> {
+        let selector = self.shard.clone().filter(|_| sharded);
         let namespace = match kind.scope {
             Scope::Namespaced => namespace.map(str::to_owned),
             Scope::Cluster => None,
@@ -179,6 +196,7 @@ impl Informers {
             version: kind.version.clone(),
             kind: kind.kind.clone(),
             namespace: namespace.clone(),
+            sharded: selector.is_some(),
         };
         let mut started = self.started.lock().unwrap_or_else(PoisonError::into_inner);
         started
@@ -191,6 +209,7 @@ impl Informers {
                     namespace,
                     self.config.clone(),
                     self.observer.clone(),
+                    selector,
                 ))
             })
             .clone()
@@ -198,8 +217,9 @@ impl Informers {
 
     /// A module's view of `kind`: the watch of each of `namespaces` for a
     /// namespaced kind, or the cluster-wide watch when `namespaces` is
-    /// empty or the kind is cluster-scoped.
-    pub fn view(&self, kind: &Kind, namespaces: &[String]) -> KindView {
+    /// empty or the kind is cluster-scoped; `sharded` as for
+    /// [`Informers::informer`].
+    pub fn view(&self, kind: &Kind, namespaces: &[String], sharded: bool) -> KindView {
         let informers = match kind.scope {
             Scope::Namespaced if !namespaces.is_empty() => {
                 let mut namespaces: Vec<&str> = namespaces.iter().map(String::as_str).collect();
@@ -207,10 +227,10 @@ impl Informers {
                 namespaces.dedup();
                 namespaces
                     .into_iter()
-                    .map(|namespace| self.informer(kind, Some(namespace)))
+                    .map(|namespace| self.informer(kind, Some(namespace), sharded))
                     .collect()
             }
-            _ => vec![self.informer(kind, None)],
+            _ => vec![self.informer(kind, None, sharded)],
         };
         KindView::new(kind.clone(), informers)
     }

@@ -220,6 +220,9 @@ struct Families {
     http_requests: Family<HttpLabels, Counter>,
     http_duration: ExemplifiedFamily<HttpOriginLabels>,
     http_refused: Family<RefusedLabels, Counter>,
+    /// Label-less, in families so that an unsharded host renders neither.
+    shard_buckets: Family<Vec<(String, String)>, Gauge>,
+    shard_replicas: Family<Vec<(String, String)>, Gauge>,
 }
 
 struct Inner {
@@ -280,6 +283,8 @@ impl Metrics {
             http_requests: Family::default(),
             http_duration: Family::new_with_constructor(guest_call_buckets),
             http_refused: Family::default(),
+            shard_buckets: Family::default(),
+            shard_replicas: Family::default(),
         };
         let mut registry = Registry::default();
         let f = &families;
@@ -390,6 +395,16 @@ impl Metrics {
             "Total number of guest HTTP requests the host refused, by reason",
             f.http_refused.clone(),
         );
+        registry.register(
+            "bosun_shard_buckets_held",
+            "Buckets this sharded replica holds (of 64); 0 when not sharded",
+            f.shard_buckets.clone(),
+        );
+        registry.register(
+            "bosun_shard_replicas",
+            "Live replicas of this host's class as this sharded replica sees them",
+            f.shard_replicas.clone(),
+        );
         let reads = ReadFamilies::register(&mut registry);
         Metrics {
             inner: Arc::new(Inner {
@@ -428,6 +443,22 @@ impl Metrics {
     /// (`bosun_cached_objects`).
     pub fn cache_observer(&self) -> Arc<dyn CacheObserver> {
         Arc::new(self.inner.reads.clone())
+    }
+
+    /// Sets how many buckets this sharded replica holds.
+    pub fn set_shard_buckets(&self, buckets: usize) {
+        self.families()
+            .shard_buckets
+            .get_or_create(&Vec::new())
+            .set(i64::try_from(buckets).unwrap_or(i64::MAX));
+    }
+
+    /// Sets how many live replicas this sharded replica sees.
+    pub fn set_shard_replicas(&self, replicas: usize) {
+        self.families()
+            .shard_replicas
+            .get_or_create(&Vec::new())
+            .set(i64::try_from(replicas).unwrap_or(i64::MAX));
     }
 
     /// Sets how many reads `module`'s primaries are tracked by.

@@ -36,6 +36,7 @@ pub mod mirrors;
 pub mod reads;
 pub mod report;
 pub mod scenario;
+pub mod shards;
 pub mod storm;
 pub mod traces;
 
@@ -70,14 +71,16 @@ pub enum Scenario {
     Concurrency,
     /// The host with traces exported (100% and 1%) beside traces off.
     Traces,
+    /// 1, 2 and 3 sharded replicas: converge rate, memory, CPU, rebalance.
+    Shards,
 }
 
 /// What `cargo xtask bench` measures, and how often.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct Args {
     /// Run only these scenarios (comma-separated): burst, fleet, resync,
-    /// reads, storm, failover, confined, concurrency, traces; every one by
-    /// default (traces needs `jaeger` on PATH; see testenv/jaeger).
+    /// reads, storm, failover, confined, concurrency, traces, shards; every
+    /// one by default (traces needs `jaeger` on PATH; see testenv/jaeger).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub only: Vec<Scenario>,
     /// Run the host side with this `bosun` binary instead of building one
@@ -105,6 +108,9 @@ pub struct Args {
     /// Objects converged before the failover; default 5000 (500 with --quick).
     #[arg(long)]
     pub failover_objects: Option<usize>,
+    /// Mirrors the sharded replicas share; default 10000 (1000 with --quick).
+    #[arg(long)]
+    pub shard_objects: Option<usize>,
     /// ConfigMaps outside the confined module's namespace; default 10000
     /// (1000 with --quick).
     #[arg(long)]
@@ -270,6 +276,7 @@ async fn run_async(args: Args) -> Result<Outcome> {
         Scenario::Storm,
         Scenario::Failover,
         Scenario::Confined,
+        Scenario::Shards,
     ]
     .into_iter()
     .any(|s| args.runs(s));
@@ -312,6 +319,12 @@ async fn run_async(args: Args) -> Result<Outcome> {
         let objects = args.size(args.confined_objects, 1000, 10_000);
         let (new_rows, note) =
             confined::rows(&binaries, mirror, objects, new_repeats, &out).await?;
+        rows.extend(new_rows);
+        notes.push(note);
+    }
+    if let (true, Some(mirror)) = (args.runs(Scenario::Shards), &mirror) {
+        let objects = args.size(args.shard_objects, 1000, 10_000);
+        let (new_rows, note) = shards::rows(&binaries, mirror, objects, 1, &out).await?;
         rows.extend(new_rows);
         notes.push(note);
     }

@@ -237,7 +237,11 @@ fn every_family_is_rendered_under_its_exposed_name() {
     metrics
         .cache_observer()
         .undecodable(&config_maps, Some("shop"), &too_deep("deep"));
+    metrics.set_shard_buckets(21);
+    metrics.set_shard_replicas(3);
     let out = metrics.render();
+    assert_line(&out, "bosun_shard_buckets_held 21");
+    assert_line(&out, "bosun_shard_replicas 3");
     let types: Vec<&str> = out
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
@@ -261,6 +265,8 @@ fn every_family_is_rendered_under_its_exposed_name() {
             "bosun_guest_traps counter",
             "bosun_module_load_duration_seconds histogram",
             "bosun_module_info gauge",
+            "bosun_shard_buckets_held gauge",
+            "bosun_shard_replicas gauge",
             "bosun_cached_objects gauge",
             "bosun_skipped_objects gauge",
             "bosun_undecodable_objects counter",

@@ -32,6 +32,7 @@
 //! | `tick` | writes the current time to its status, so every write triggers the next reconcile |
 //! | `tick-flood` | as `tick`, and returns 32 events with reasons never used before and asks to be requeued after 250 ms |
 //! | `status` | writes `{"phase": "ok"}` to its status |
+//! | `writer` | desires `<name>-child` and writes `{"writer": <settings' replica>}` to its status: which sharded replica wrote it |
 //! | `read-secret` | reads a Secret, which it never declared, and reports the answer |
 //! | `read-around` | lists ConfigMaps labelled `team=a`, and reads one in `kube-system`; reports both in its status |
 //! | `select-flood` | lists ConfigMaps with a 60 MB label selector (`!x,` twenty million times); reports the error it got, cut to 256 bytes |
@@ -386,6 +387,10 @@ impl Guest for Misbehave {
                 })
             }
             "status" => respond(vec![], Some(json!({"phase": "ok"}))),
+            "writer" => respond(
+                vec![own_child],
+                Some(json!({"writer": settings.get("replica").cloned().unwrap_or(Value::Null)})),
+            ),
             "http" => {
                 let url = object
                     .pointer("/spec/url")
