@@ -257,11 +257,17 @@ pub async fn run(
             cluster.class,
             cluster.identity,
         );
+        // Sharded, every replica is active: the status of the cluster's
+        // modules has one writer all the same, or replicas would write
+        // their own counts over each other's.
+        let writes_status = sharding
+            .as_ref()
+            .map_or_else(|| leading.clone(), |sharding| sharding.writes_shared());
         sources.spawn(crate::modules::cluster::run(
             client.clone(),
             registry.clone(),
             config.controller.clone(),
-            leading.clone(),
+            writes_status,
             announcer,
             std::future::pending(),
         ));

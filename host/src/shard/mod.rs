@@ -151,6 +151,10 @@ impl Drop for Entered {
     }
 }
 
+/// The bucket whose holder writes what the replicas of a class share
+/// ([`Sharding::writes_shared`]).
+pub const SHARED_BUCKET: u16 = 0;
+
 /// What a sharded host's parts share: the gate, the held set the filtered
 /// watches follow, and the primary kinds to label.
 pub struct Sharding {
@@ -176,6 +180,27 @@ impl Sharding {
     /// the other buckets from its cache).
     pub fn watched(&self) -> watch::Receiver<Buckets> {
         self.watched.subscribe()
+    }
+
+    /// Whether this replica writes what every replica of the class would
+    /// otherwise write alike — each ReconcilerModule's status (its counts
+    /// are the writer's own) and the class's announcement — as it changes:
+    /// the holder of [`SHARED_BUCKET`] does, so one replica at a time, moved
+    /// by the same handover as the objects.
+    pub fn writes_shared(&self) -> watch::Receiver<bool> {
+        let mut watched = self.watched.subscribe();
+        let (writes, receiver) =
+            watch::channel(watched.borrow_and_update().contains(SHARED_BUCKET));
+        tokio::spawn(async move {
+            while watched.changed().await.is_ok() {
+                let holds = watched.borrow_and_update().contains(SHARED_BUCKET);
+                writes.send_if_modified(|current| std::mem::replace(current, holds) != holds);
+                if writes.is_closed() {
+                    return;
+                }
+            }
+        });
+        receiver
     }
 
     /// Points the filtered watches at `buckets`.

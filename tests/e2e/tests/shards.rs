@@ -362,3 +362,119 @@ async fn three_sharded_replicas_share_the_objects_and_hand_buckets_over() {
     })
     .await;
 }
+
+/// The sum of a replica's `controller_runtime_reconcile_total` for
+/// `controller`, over every result.
+async fn reconciles(host: &Host, controller: &str) -> f64 {
+    let mut total = 0.0;
+    for result in ["success", "error", "requeue", "requeue_after"] {
+        total += host
+            .metric(&format!(
+                "controller_runtime_reconcile_total{{controller=\"{controller}\",result=\"{result}\"}}"
+            ))
+            .await;
+    }
+    total
+}
+
+/// With modules from the cluster every sharded replica loads each
+/// ReconcilerModule, but its status has one writer — the holder of bucket
+/// 0 — whose counts it shows, steadily, instead of each replica writing
+/// its own over the others' every refresh.
+#[tokio::test]
+async fn sharded_replicas_leave_a_cluster_module_one_status_writer() {
+    let cluster = Cluster::start().await;
+    let ids = ["s1", "s2"];
+    let hosts: Vec<Host> = ids
+        .iter()
+        .map(|id| {
+            Host::spawn(
+                &cluster,
+                &[],
+                &[
+                    "--modules-from-cluster",
+                    "--sharded",
+                    "--replica-id",
+                    id,
+                    "--leader-election-namespace",
+                    "e2e",
+                    "--lease-duration",
+                    "4s",
+                    "--renew-deadline",
+                    "3s",
+                    "--retry-period",
+                    "500ms",
+                ],
+            )
+        })
+        .collect();
+    for host in &hosts {
+        host.wait_until("/readyz", LONG).await;
+    }
+    let ns = cluster.namespace.clone();
+    let out = cluster.bosun(&["push", &guest("webapp"), "--name", "webapp", "-n", &ns]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    for i in 0..60 {
+        let object: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "examples.bosun.dev/v1alpha1", "kind": "WebApp",
+            "metadata": {"name": format!("web-{i}")},
+            "spec": {"image": "nginx", "replicas": 1, "port": 8080},
+        }))
+        .unwrap();
+        cluster
+            .webapps()
+            .create(&PostParams::default(), &object)
+            .await
+            .unwrap();
+    }
+    let deployments = cluster.api("apps", "v1", "Deployment", "deployments");
+    eventually("every WebApp has its Deployment", LONG, || async {
+        let d = deployments.list(&ListParams::default()).await.ok()?;
+        (d.items.len() == 60).then_some(())
+    })
+    .await;
+    // Settled: neither replica reconciles any more.
+    let started = std::time::Instant::now();
+    let mut counts = Vec::new();
+    loop {
+        let now = futures::future::join_all(hosts.iter().map(|h| reconciles(h, "webapp"))).await;
+        if now == counts {
+            break;
+        }
+        assert!(
+            started.elapsed() < LONG,
+            "the replicas never went idle: {now:?}"
+        );
+        counts = now;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    assert!(
+        counts.iter().all(|c| *c > 0.0),
+        "both replicas reconcile a share: {counts:?}"
+    );
+    let holder = claims(&cluster, &ids)
+        .await
+        .get(&0)
+        .cloned()
+        .expect("bucket 0 is held");
+    let writer = ids.iter().position(|id| **id == holder).unwrap();
+
+    // Over four of the status's 10-second refreshes, status.reconciles is
+    // the holder's count, every time (each replica writing its own, it
+    // flipped to the other's within this window).
+    let modules = cluster.reconciler_modules();
+    eventually("the status shows the holder's count", LONG, || async {
+        let module = common::get(&modules, "webapp").await?;
+        (module.data["status"]["reconciles"].as_f64() == Some(counts[writer])).then_some(())
+    })
+    .await;
+    for _ in 0..22 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let module = common::get(&modules, "webapp").await.unwrap();
+        assert_eq!(
+            module.data["status"]["reconciles"].as_f64(),
+            Some(counts[writer]),
+            "only {holder}, which holds bucket 0, writes the status (the replicas counted {counts:?})"
+        );
+    }
+}
