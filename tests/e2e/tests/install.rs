@@ -569,6 +569,28 @@ async fn the_helm_chart_renders_the_objects_of_the_kustomize_base() {
 }
 
 #[tokio::test]
+async fn the_helm_chart_runs_sharded_replicas_when_asked() {
+    let (Some(kubectl), Some(helm)) = (kubectl(), helm()) else {
+        return;
+    };
+    let env = cluster(&kubectl).await;
+    let (text, rendered) = helm_template(
+        &helm,
+        env,
+        Some("replicaCount: 3\nsharding: {enabled: true}\n"),
+    );
+    let deployment = find(&rendered, "Deployment", "bosun");
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    let args = args(deployment);
+    assert!(args.contains(&"--sharded".to_owned()), "{args:?}");
+    assert!(
+        !args.contains(&"--leader-elect".to_owned()),
+        "sharding takes leader election's place: {args:?}"
+    );
+    dry_run(&kubectl, env, Source::Stream(&text));
+}
+
+#[tokio::test]
 async fn the_helm_values_shape_what_is_rendered() {
     let (Some(kubectl), Some(helm)) = (kubectl(), helm()) else {
         return;
