@@ -11,50 +11,13 @@
 //!
 //! `cargo bench -p bosun --bench reads` prints one line per shape and size.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
+mod common;
 
 use bosun::limits::DEFAULT_MAX_TRACKED_READS;
 use bosun::reads::{KindId, Tracker};
 
-/// The system allocator, counting the bytes currently allocated.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every call is forwarded to the system allocator unchanged; only
-// the live byte count is kept beside it.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller's contract is System's.
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
-            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        }
-        ptr
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller's contract is System's.
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: the caller's contract is System's.
-        let new = unsafe { System.realloc(ptr, layout, new_size) };
-        if !new.is_null() {
-            LIVE.fetch_add(
-                new_size as isize - layout.size() as isize,
-                Ordering::Relaxed,
-            );
-        }
-        new
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: common::counting::Counting = common::counting::Counting;
 
 /// How each primary reads.
 #[derive(Clone, Copy, Debug)]
@@ -71,7 +34,7 @@ const CONFIG_MAP: KindId = KindId(1);
 
 /// Heap bytes held by a tracker of `primaries` × `reads` reads of `shape`.
 fn held(shape: Shape, primaries: usize, reads: usize) -> isize {
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = common::counting::live();
     let tracker: Tracker<String> = Tracker::default();
     for p in 0..primaries {
         // The host's keys are namespace/name of the primary.
@@ -103,7 +66,7 @@ fn held(shape: Shape, primaries: usize, reads: usize) -> isize {
             _ => primaries * reads,
         }
     );
-    let held = LIVE.load(Ordering::Relaxed) - before;
+    let held = common::counting::live() - before;
     drop(tracker);
     held
 }

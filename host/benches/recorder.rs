@@ -20,8 +20,6 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bosun::engine::bindings::{Request, Trigger};
@@ -34,47 +32,8 @@ use bosun::recorder::store::{
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams};
 
-/// The system allocator, counting the bytes allocated now and at the peak.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-static PEAK: AtomicIsize = AtomicIsize::new(0);
-
-fn grew(by: isize) {
-    let now = LIVE.fetch_add(by, Ordering::Relaxed) + by;
-    PEAK.fetch_max(now, Ordering::Relaxed);
-}
-
-// SAFETY: every call is forwarded to the system allocator unchanged; only
-// the byte counts are kept beside it.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller's contract is System's.
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
-            grew(layout.size() as isize);
-        }
-        ptr
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller's contract is System's.
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: the caller's contract is System's.
-        let new = unsafe { System.realloc(ptr, layout, new_size) };
-        if !new.is_null() {
-            grew(new_size as isize - layout.size() as isize);
-        }
-        new
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: common::counting::Counting = common::counting::Counting;
 
 const NOW: &str = "2026-12-01T10:00:01Z";
 const SIZES_KB: [usize; 3] = [1, 10, 100];
@@ -160,8 +119,8 @@ fn at_the_cap(module: &Module, ctx: &CallContext) {
 
         // 500 failing calls a second: a module failing on every object.
         let offered = 1_000;
-        let baseline = LIVE.load(Ordering::Relaxed);
-        PEAK.store(baseline, Ordering::Relaxed);
+        let baseline = common::counting::live();
+        common::counting::reset_peak();
         let started = Instant::now();
         let mut pace = tokio::time::interval(Duration::from_millis(2));
         for i in 0..offered {
@@ -173,7 +132,7 @@ fn at_the_cap(module: &Module, ctx: &CallContext) {
         let burst = started.elapsed();
         // The writes in flight finish (and prune) within a few seconds.
         tokio::time::sleep(Duration::from_secs(5)).await;
-        let peak = PEAK.load(Ordering::Relaxed) - baseline;
+        let peak = common::counting::peak() - baseline;
 
         let api: Api<ConfigMap> = Api::namespaced(env.client(), "default");
         let kept = api

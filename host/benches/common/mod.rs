@@ -5,6 +5,8 @@
 
 use std::time::{Duration, Instant};
 
+pub mod counting;
+
 /// Median of `rounds` timings of `f`, each over `batch` calls.
 pub fn median_per_call(rounds: usize, batch: u32, mut f: impl FnMut()) -> Duration {
     let mut samples: Vec<Duration> = (0..rounds)
