@@ -346,61 +346,12 @@ async fn a_trapping_canary_never_quarantines_the_live_version() {
     let cluster = Cluster::start().await;
     let _host = Host::start(&cluster, &[], &["--modules-from-cluster"]).await;
     let modules = cluster.reconciler_modules();
-    let ns = cluster.namespace.clone();
-    let misbehave = common::guest("misbehave");
-    let dir = tempfile::tempdir().unwrap();
-    let settings = |mode: &str| {
-        let path = dir.path().join(format!("{mode}.yaml"));
-        std::fs::write(&path, format!("mode: {mode}\n")).unwrap();
-        path.display().to_string()
-    };
-    let ok = settings("ok");
-    let out = cluster.bosun(&[
-        "push",
-        &misbehave,
-        "--name",
-        "misbehave",
-        "-n",
-        &ns,
-        "--settings",
-        &ok,
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    for name in ["a", "b", "c"] {
-        let object: DynamicObject = serde_json::from_value(json!({
-            "apiVersion": "tests.bosun.dev/v1", "kind": "Misbehave",
-            "metadata": {"name": name}, "spec": {},
-        }))
-        .unwrap();
-        cluster
-            .misbehaves()
-            .create(&PostParams::default(), &object)
-            .await
-            .unwrap();
-    }
-    eventually("the live version reconciles", LONG, || async {
-        get(&cluster.config_maps(), "c-child").await
-    })
-    .await;
+    cluster.push_misbehave("ok", &[]);
+    cluster.misbehaves_reconciled(&["a", "b", "c"]).await;
 
     // Every object to a candidate that panics, judged only after more
     // traps than the live version's quarantine takes (10 in a row).
-    let panic = settings("panic");
-    let out = cluster.bosun(&[
-        "push",
-        &misbehave,
-        "--name",
-        "misbehave",
-        "-n",
-        &ns,
-        "--settings",
-        &panic,
-        "--canary",
-        "100",
-        "--canary-min-calls",
-        "15",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    cluster.push_misbehave("panic", &["--canary", "100", "--canary-min-calls", "15"]);
     let found = eventually("the host rolls the canary back", LONG, || async {
         get(&modules, "misbehave")
             .await

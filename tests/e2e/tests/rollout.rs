@@ -238,59 +238,12 @@ async fn a_candidate_that_traps_is_reported_failing_and_the_live_module_stays_re
     let cluster = Cluster::start().await;
     let _host = Host::start(&cluster, &[], &["--modules-from-cluster"]).await;
     let modules = cluster.reconciler_modules();
-    let config_maps = cluster.config_maps();
     let ns = cluster.namespace.clone();
-    let misbehave = common::guest("misbehave");
-    let dir = tempfile::tempdir().unwrap();
-    let settings = |mode: &str| {
-        let path = dir.path().join(format!("{mode}.yaml"));
-        std::fs::write(&path, format!("mode: {mode}\n")).unwrap();
-        path.display().to_string()
-    };
-
-    let ok = settings("ok");
-    let out = cluster.bosun(&[
-        "push",
-        &misbehave,
-        "--name",
-        "misbehave",
-        "-n",
-        &ns,
-        "--settings",
-        &ok,
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    for name in ["a", "b", "c"] {
-        let object: DynamicObject = serde_json::from_value(json!({
-            "apiVersion": "tests.bosun.dev/v1", "kind": "Misbehave",
-            "metadata": {"name": name}, "spec": {},
-        }))
-        .unwrap();
-        cluster
-            .misbehaves()
-            .create(&PostParams::default(), &object)
-            .await
-            .unwrap();
-    }
-    eventually("the live version reconciles", LONG, || async {
-        get(&config_maps, "c-child").await
-    })
-    .await;
+    cluster.push_misbehave("ok", &[]);
+    cluster.misbehaves_reconciled(&["a", "b", "c"]).await;
 
     // The same component, staged with settings that make it panic.
-    let panic = settings("panic");
-    let out = cluster.bosun(&[
-        "push",
-        &misbehave,
-        "--name",
-        "misbehave",
-        "-n",
-        &ns,
-        "--shadow",
-        "--settings",
-        &panic,
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    cluster.push_misbehave("panic", &["--shadow"]);
     let found = rollout_status(
         &modules,
         "misbehave",

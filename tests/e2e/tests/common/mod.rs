@@ -211,6 +211,52 @@ impl Cluster {
     }
 
     /// The misbehave test guest's primary objects.
+    /// `bosun push` of the misbehave guest as the ReconcilerModule
+    /// `misbehave` in this namespace, in `mode` (its settings), with
+    /// `extra` flags (`--shadow`, `--canary …`); panics unless it succeeds.
+    pub fn push_misbehave(&self, mode: &str, extra: &[&str]) {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = dir.path().join(format!("{mode}.yaml"));
+        std::fs::write(&settings, format!("mode: {mode}\n")).unwrap();
+        let (misbehave, settings) = (guest("misbehave"), settings.display().to_string());
+        let mut args = vec![
+            "push",
+            &misbehave,
+            "--name",
+            "misbehave",
+            "-n",
+            &self.namespace,
+            "--settings",
+            &settings,
+        ];
+        args.extend(extra);
+        let out = self.bosun(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+
+    /// Creates empty Misbehaves `names` and waits until the last one's
+    /// child exists: the live version reconciles them.
+    pub async fn misbehaves_reconciled(&self, names: &[&str]) {
+        for name in names {
+            let object: DynamicObject = serde_json::from_value(json!({
+                "apiVersion": "tests.bosun.dev/v1", "kind": "Misbehave",
+                "metadata": {"name": name}, "spec": {},
+            }))
+            .unwrap();
+            self.misbehaves()
+                .create(&PostParams::default(), &object)
+                .await
+                .unwrap();
+        }
+        let last = format!("{}-child", names.last().expect("a name"));
+        eventually(
+            "the live version reconciles",
+            Duration::from_secs(120),
+            || async { get(&self.config_maps(), &last).await },
+        )
+        .await;
+    }
+
     pub fn misbehaves(&self) -> Api<DynamicObject> {
         self.api("tests.bosun.dev", "v1", "Misbehave", "misbehaves")
     }
