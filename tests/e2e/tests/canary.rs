@@ -11,8 +11,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::{
-    Cluster, Host, assert_prints_as_readme, eventually, get, label, reconciled_condition, stderr,
-    stdout, webapp_next,
+    Cluster, Host, assert_prints_as_readme, eventually, get, label, reconciled_condition,
+    rollout_status, stderr, stdout, webapp_next,
 };
 use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use serde_json::{Value, json};
@@ -83,21 +83,6 @@ async fn every_deployment(cluster: &Cluster, count: usize) {
     .await;
 }
 
-/// The ReconcilerModule's `status.rollout`, once it satisfies `done`.
-async fn rollout_status(
-    modules: &Api<DynamicObject>,
-    what: &str,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
-    eventually(what, LONG, || async {
-        get(modules, "webapp")
-            .await
-            .and_then(|m| m.data.pointer("/status/rollout").cloned())
-            .filter(|r| done(r))
-    })
-    .await
-}
-
 #[tokio::test]
 async fn a_canary_that_fails_on_some_objects_is_rolled_back_by_the_host() {
     let cluster = Cluster::start().await;
@@ -139,9 +124,13 @@ async fn a_canary_that_fails_on_some_objects_is_rolled_back_by_the_host() {
 
     // The host sees the candidate fail where the live version does not,
     // and rolls it back by itself.
-    let found = rollout_status(&modules, "the host rolls the canary back", |r| {
-        r["phase"] == "RolledBack"
-    })
+    let found = rollout_status(
+        &modules,
+        "webapp",
+        "the host rolls the canary back",
+        LONG,
+        |r| r["phase"] == "RolledBack",
+    )
     .await;
     assert_eq!(found["candidateVersion"], "0.1.0+rev2", "{found:#}");
     let message = found["message"].as_str().unwrap_or_default();
@@ -298,9 +287,13 @@ async fn a_clean_canary_steps_up_after_a_clean_window() {
         "1",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let found = rollout_status(&modules, "the canary steps up to 50%", |r| {
-        r["canary"]["percent"] == 50
-    })
+    let found = rollout_status(
+        &modules,
+        "webapp",
+        "the canary steps up to 50%",
+        LONG,
+        |r| r["canary"]["percent"] == 50,
+    )
     .await;
     assert_eq!(found["phase"], "Canary", "{found:#}");
     assert_eq!(found["canary"]["step"], 1, "{found:#}");
@@ -442,7 +435,7 @@ async fn a_manual_canary_steps_up_with_bosun_rollout_step_and_a_bad_one_is_refus
         "10,50,100",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    rollout_status(&modules, "the canary takes 10%", |r| {
+    rollout_status(&modules, "webapp", "the canary takes 10%", LONG, |r| {
         r["phase"] == "Canary" && r["canary"]["percent"] == 10
     })
     .await;
@@ -453,7 +446,7 @@ async fn a_manual_canary_steps_up_with_bosun_rollout_step_and_a_bad_one_is_refus
         "{}",
         stdout(&out)
     );
-    let found = rollout_status(&modules, "the canary takes 50%", |r| {
+    let found = rollout_status(&modules, "webapp", "the canary takes 50%", LONG, |r| {
         r["canary"]["percent"] == 50
     })
     .await;

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::{
-    Cluster, Host, assert_prints_as_readme, condition, eventually, get, label, stderr, stdout,
-    webapp_next,
+    Cluster, Host, assert_prints_as_readme, condition, eventually, get, label, rollout_status,
+    stderr, stdout, webapp_next,
 };
 use futures::StreamExt;
 use kube::api::{Api, DynamicObject, ListParams, PostParams};
@@ -47,22 +47,6 @@ async fn versions(cluster: &Cluster) -> BTreeMap<String, String> {
         }
     }
     seen
-}
-
-/// The ReconcilerModule's `status.rollout`, once it satisfies `done`.
-async fn rollout_status(
-    modules: &Api<DynamicObject>,
-    name: &str,
-    what: &str,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
-    eventually(what, LONG, || async {
-        get(modules, name)
-            .await
-            .and_then(|m| m.data.pointer("/status/rollout").cloned())
-            .filter(|r| done(r))
-    })
-    .await
 }
 
 #[tokio::test]
@@ -121,7 +105,7 @@ async fn a_shadow_run_reports_each_difference_writes_nothing_and_promote_lands_i
     let readme = "bosun push webapp.wasm --name webapp -n shop";
     let readme_shadow = "bosun push webapp-next.wasm --name webapp -n shop --shadow";
     assert_prints_as_readme(readme, readme_shadow, &stdout(&out), &ns);
-    let found = rollout_status(&modules, "webapp", "every WebApp compared", |r| {
+    let found = rollout_status(&modules, "webapp", "every WebApp compared", LONG, |r| {
         r["compared"] == WEBAPPS && r["examples"].as_array().is_some_and(|e| e.len() == WEBAPPS)
     })
     .await;
@@ -248,6 +232,7 @@ async fn a_candidate_that_traps_is_reported_failing_and_the_live_module_stays_re
         &modules,
         "misbehave",
         "the candidate fails on each object",
+        LONG,
         |r| r["failing"] == 3,
     )
     .await;

@@ -29,6 +29,24 @@ const LONG: Duration = Duration::from_secs(240);
 const LABEL: &str = "bosun.dev/shard-bucket";
 const CACHED: &str = "bosun_cached_objects{kind=\"Misbehave.tests.bosun.dev/v1\",namespace=\"\"}";
 
+/// The flags of sharded replica `id`: Leases in `e2e`, timed short so
+/// that a killed replica's buckets move within seconds.
+fn sharded(id: &str) -> Vec<&str> {
+    vec![
+        "--sharded",
+        "--replica-id",
+        id,
+        "--leader-election-namespace",
+        "e2e",
+        "--lease-duration",
+        "4s",
+        "--renew-deadline",
+        "3s",
+        "--retry-period",
+        "500ms",
+    ]
+}
+
 /// A sharded replica `id`, running misbehave in `writer` mode from a
 /// modules directory of its own (so its settings name it).
 struct Replica {
@@ -39,23 +57,7 @@ struct Replica {
 
 impl Replica {
     fn spawn(cluster: &Cluster, id: &'static str) -> Replica {
-        Replica::spawn_with(
-            cluster,
-            id,
-            &[
-                "--sharded",
-                "--replica-id",
-                id,
-                "--leader-election-namespace",
-                "e2e",
-                "--lease-duration",
-                "4s",
-                "--renew-deadline",
-                "3s",
-                "--retry-period",
-                "500ms",
-            ],
-        )
+        Replica::spawn_with(cluster, id, &sharded(id))
     }
 
     /// A replica run with `flags` (none: an unsharded host).
@@ -391,20 +393,7 @@ async fn sharded_replicas_leave_a_cluster_module_one_status_writer() {
             Host::spawn(
                 &cluster,
                 &[],
-                &[
-                    "--modules-from-cluster",
-                    "--sharded",
-                    "--replica-id",
-                    id,
-                    "--leader-election-namespace",
-                    "e2e",
-                    "--lease-duration",
-                    "4s",
-                    "--renew-deadline",
-                    "3s",
-                    "--retry-period",
-                    "500ms",
-                ],
+                &[&["--modules-from-cluster"][..], &sharded(id)].concat(),
             )
         })
         .collect();

@@ -1075,3 +1075,21 @@ pub fn assert_prints_as_readme(first: &str, command: &str, printed: &str, namesp
         }
     }
 }
+
+/// The ReconcilerModule `name`'s `status.rollout`, once it satisfies
+/// `done` (within `timeout`).
+pub async fn rollout_status(
+    modules: &Api<DynamicObject>,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    eventually(what, timeout, || async {
+        get(modules, name)
+            .await
+            .and_then(|m| m.data.pointer("/status/rollout").cloned())
+            .filter(|r| done(r))
+    })
+    .await
+}
